@@ -1,0 +1,139 @@
+// Command lvslab builds LVS-DR labs from network namespaces, runs directors
+// and MariaDB backends in them, and tears them down.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+)
+
+// command is one subcommand: its flags live in run.
+type command struct {
+	name, args, summary string
+	run                 func(args []string) error
+}
+
+// commands is filled in init: the commands refer to it for their --help.
+var commands []command
+
+func init() {
+	commands = []command{
+		{"up", "[-t topology.yaml] [--lab NAME]", "build a lab, start its MariaDB backends, leave it running", cmdUp},
+		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
+		{"exec", "[--lab NAME] NODE -- CMD [ARG...]", "run a command inside a node's namespace; exits with its code", cmdExec},
+		{"down", "[--lab NAME]", "stop a lab's processes and remove everything it created", cmdDown},
+		{"sweep", "", "remove the leftovers of every lab (after a crash)", cmdSweep},
+	}
+}
+
+// exitError carries an exit code: 2 for bad usage or input.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, a ...any) error {
+	return &exitError{2, fmt.Errorf(format, a...)}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage()
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "lvslab %s: %v\n", c.name, err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		if errors.Is(err, lab.ErrInvalid) {
+			return 2
+		}
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "lvslab: unknown command %q (see lvslab --help)\n", args[0])
+	return 2
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, "lvslab: two-box LVS-DR lab and conformance suite\n\nUsage:\n")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  lvslab %-7s %-36s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintf(os.Stderr, "\nRun `lvslab COMMAND --help` for a command's flags. Labs live in %s/<lab>/.\n", lab.DefaultRunDir)
+}
+
+// newFlags returns a FlagSet whose --help shows the command's synopsis.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	for _, c := range commands {
+		if c.name == name {
+			fs.Usage = func() {
+				fmt.Fprintf(fs.Output(), "Usage: lvslab %s %s\n\n%s.\n", c.name, c.args, strings.ToUpper(c.summary[:1])+c.summary[1:])
+				if hasFlags(fs) {
+					fmt.Fprintf(fs.Output(), "\nFlags:\n")
+					fs.PrintDefaults()
+				}
+			}
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// labFlags adds the flags every lab command shares.
+func labFlags(fs *flag.FlagSet) (name, runDir *string) {
+	def := os.Getenv("LVSLAB_LAB")
+	if def == "" {
+		def = "lab"
+	}
+	name = fs.String("lab", def, "lab name (env LVSLAB_LAB); two labs need two names")
+	runDir = fs.String("run-dir", lab.DefaultRunDir, "where labs keep their state")
+	return name, runDir
+}
+
+// parse parses flags; bad flags are usage errors (exit 2).
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{2, err}
+	}
+	return nil
+}
+
+func timeSince(t time.Time) float64 { return time.Since(t).Seconds() }

@@ -1,0 +1,454 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultRunDir holds one directory per running lab: its state file, logs,
+// pid files and MariaDB data (on a tmpfs the lab mounts).
+const DefaultRunDir = "/run/lvslab"
+
+// ErrNotRoot is returned when building or removing labs without root.
+var ErrNotRoot = errors.New("lvslab needs root (network namespaces, veth, mounts): run it with sudo")
+
+// ErrExists is returned when a lab of the same name is already up.
+var ErrExists = errors.New("already exists")
+
+var labNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,19}$`)
+
+// Options tune Build.
+type Options struct {
+	// Name of the lab; a random "t1a2b3c" when empty. Two labs need two names.
+	Name string
+	// RunDir is the parent of the lab's run directory (DefaultRunDir).
+	RunDir string
+	// Detach lets processes outlive this Go process (lvslab up). Otherwise
+	// they get SIGKILL when it dies.
+	Detach bool
+	// NoServices skips MariaDB and other services: network only.
+	NoServices bool
+	// Progress receives one line per step that may take a while.
+	Progress io.Writer
+}
+
+// Lab is a built topology: namespaces, links, addresses and processes.
+type Lab struct {
+	Name string
+	Topo *Topology
+	// Dir is the lab's run directory.
+	Dir string
+
+	opts    Options
+	boxes   map[string]*Box
+	mu      sync.Mutex
+	undo    []undoStep
+	closed  bool
+	Started time.Time
+}
+
+type undoStep struct {
+	what string
+	fn   func() error
+}
+
+// Box is a namespace of the lab: a node, or the home of a bridge.
+type Box struct {
+	Name string
+	lab  *Lab
+	ns   netns.NsHandle
+	nl   *netlink.Handle
+	// launcher sits in the namespace for the lab's lifetime; attached
+	// processes are forked from it so Pdeathsig ties them to this process.
+	launcher *nsThread
+}
+
+// State is what a lab's run directory records, so another shell can reach
+// the lab (status, exec, down).
+type State struct {
+	Name     string    `json:"name"`
+	Topology *Topology `json:"topology"`
+	PID      int       `json:"pid"`
+	Created  time.Time `json:"created"`
+}
+
+// Build creates the lab's namespaces, bridges, veths, addresses, sysctls and
+// services. On error it tears down whatever it built.
+func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error) {
+	if err := topo.Validate(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	if opts.Name == "" {
+		opts.Name = RandomName()
+	}
+	if !labNameRE.MatchString(opts.Name) {
+		return nil, fmt.Errorf("lab name %q: use at most 20 lower-case letters, digits and '-'", opts.Name)
+	}
+	if opts.RunDir == "" {
+		opts.RunDir = DefaultRunDir
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	l := &Lab{Name: opts.Name, Topo: topo, Dir: filepath.Join(opts.RunDir, opts.Name),
+		opts: opts, boxes: map[string]*Box{}, Started: time.Now()}
+	if err := l.claim(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, l.Close())
+		}
+	}()
+	for _, b := range topo.Bridges {
+		if err := l.buildBridge(b); err != nil {
+			return nil, err
+		}
+	}
+	for i := range topo.Nodes {
+		if err := l.buildNode(&topo.Nodes[i]); err != nil {
+			return nil, err
+		}
+	}
+	for i := range topo.Nodes {
+		if err := l.linkNode(&topo.Nodes[i]); err != nil {
+			return nil, err
+		}
+	}
+	if !opts.NoServices {
+		if err := l.startServices(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// RandomName returns a fresh lab name such as "t3f9a1c".
+func RandomName() string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return "t" + hex.EncodeToString(b)
+}
+
+func (l *Lab) progress(format string, a ...any) {
+	fmt.Fprintf(l.opts.Progress, "lvslab: "+format+"\n", a...)
+}
+
+func (l *Lab) push(what string, fn func() error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.undo = append(l.undo, undoStep{what, fn})
+}
+
+// claim creates the run directory, a tmpfs on it and the state file; it
+// fails if the lab already exists.
+func (l *Lab) claim() error {
+	if names, _ := listNamedNS(nsName(l.Name, "")); len(names) > 0 {
+		return fmt.Errorf("lab %q %w (namespace %s): run `lvslab down --lab %s`", l.Name, ErrExists, names[0], l.Name)
+	}
+	if err := os.MkdirAll(l.opts.RunDir, 0o755); err != nil {
+		return fmt.Errorf("create run dir: %w", err)
+	}
+	if err := os.Mkdir(l.Dir, 0o755); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("lab %q %w (%s): run `lvslab down --lab %s`", l.Name, ErrExists, l.Dir, l.Name)
+		}
+		return fmt.Errorf("create run dir: %w", err)
+	}
+	l.push("remove "+l.Dir, func() error { return os.RemoveAll(l.Dir) })
+	// MariaDB datadirs and logs live in RAM; /run is not a tmpfs everywhere.
+	if err := unix.Mount("tmpfs", l.Dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=2g,mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", l.Dir, err)
+	}
+	l.push("unmount "+l.Dir, func() error { return unix.Unmount(l.Dir, unix.MNT_DETACH) })
+	st := State{Name: l.Name, Topology: l.Topo, PID: os.Getpid(), Created: l.Started}
+	data, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.WriteFile(filepath.Join(l.Dir, "lab.json"), data, 0o644); err != nil {
+		return fmt.Errorf("write lab state: %w", err)
+	}
+	return nil
+}
+
+// newBox creates the namespace for a node or bridge, with lo up and IPv6
+// off: the lab is IPv4-only, and IPv6 autoconfiguration would put frames on
+// the bridge that no scenario sent.
+func (l *Lab) newBox(name string) (*Box, error) {
+	nsn := nsName(l.Name, name)
+	h, err := createNamedNS(nsn)
+	if err != nil {
+		return nil, err
+	}
+	b := &Box{Name: name, lab: l, ns: h}
+	l.boxes[name] = b
+	l.push("delete namespace "+nsn, func() error { return deleteNamedNS(nsn) })
+	l.push("close handle of "+nsn, func() error { return h.Close() })
+	if b.nl, err = netlink.NewHandleAt(h); err != nil {
+		return nil, fmt.Errorf("netlink handle in %s: %w", nsn, err)
+	}
+	l.push("close netlink of "+nsn, func() error { b.nl.Close(); return nil })
+	b.launcher, err = startThread(func() error { return netns.Set(h) })
+	if err != nil {
+		return nil, fmt.Errorf("enter %s: %w", nsn, err)
+	}
+	l.push("stop launcher of "+nsn, func() error { b.launcher.stop(); return nil })
+	if err := b.setSysctls(map[string]string{
+		"net.ipv6.conf.all.disable_ipv6":     "1",
+		"net.ipv6.conf.default.disable_ipv6": "1",
+	}); err != nil {
+		return nil, err
+	}
+	lo, err := b.nl.LinkByName("lo")
+	if err == nil {
+		err = b.nl.LinkSetUp(lo)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("set lo up in %s: %w", nsn, err)
+	}
+	return b, nil
+}
+
+func (l *Lab) buildBridge(br Bridge) error {
+	b, err := l.newBox(br.Name)
+	if err != nil {
+		return err
+	}
+	// No STP and no forward delay: ports forward at once.
+	dev := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br.Name}}
+	if err := b.nl.LinkAdd(dev); err != nil {
+		return fmt.Errorf("add bridge %s in %s: %w", br.Name, b.Path(), err)
+	}
+	if err := b.nl.LinkSetUp(dev); err != nil {
+		return fmt.Errorf("set bridge %s up: %w", br.Name, err)
+	}
+	return nil
+}
+
+func (l *Lab) buildNode(n *Node) error {
+	b, err := l.newBox(n.Name)
+	if err != nil {
+		return err
+	}
+	if err := b.setSysctls(n.Sysctls); err != nil {
+		return err
+	}
+	if vip := l.Topo.VIPAddr(); n.HasRole(RoleRealserver) && vip.IsValid() {
+		if err := b.EnsureAddr("lo", netip.PrefixFrom(vip, 32)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PortName is the bridge-side name of node's interface ifc: "d1-eth0", or
+// "p<index>" when that would not fit in IFNAMSIZ.
+func PortName(node, ifc string, index int) string {
+	if n := node + "-" + ifc; len(n) <= maxIfNameLen {
+		return n
+	}
+	return fmt.Sprintf("p%d", index)
+}
+
+// linkNode creates the node's veths directly in both target namespaces,
+// then sets addresses and brings both ends up.
+func (l *Lab) linkNode(n *Node) error {
+	b := l.boxes[n.Name]
+	for i := range n.Interfaces {
+		ifc := &n.Interfaces[i]
+		var peerBox *Box
+		var peerName string
+		var peerMAC net.HardwareAddr
+		switch {
+		case ifc.Bridge != "":
+			peerBox = l.boxes[ifc.Bridge]
+			peerName = PortName(n.Name, ifc.Name, l.portIndex(n, ifc))
+		default:
+			pn, pi, _ := strings.Cut(ifc.Peer, ".")
+			if pn < n.Name { // the other side created this pair
+				continue
+			}
+			peerBox, peerName = l.boxes[pn], pi
+			peerMAC = l.Topo.Node(pn).iface(pi).HardwareAddr()
+		}
+		veth := &netlink.Veth{
+			LinkAttrs:        netlink.LinkAttrs{Name: ifc.Name, HardwareAddr: ifc.HardwareAddr()},
+			PeerName:         peerName,
+			PeerHardwareAddr: peerMAC,
+			PeerNamespace:    netlink.NsFd(peerBox.ns),
+		}
+		if err := b.nl.LinkAdd(veth); err != nil {
+			return fmt.Errorf("add veth %s (%s) to %s: %w", ifc.Name, b.Path(), peerName, err)
+		}
+		peer, err := peerBox.nl.LinkByName(peerName)
+		if err != nil {
+			return fmt.Errorf("find veth end %s in %s: %w", peerName, peerBox.Path(), err)
+		}
+		if ifc.Bridge != "" {
+			if err := peerBox.nl.LinkSetAlias(peer, n.Name+"."+ifc.Name); err != nil {
+				return fmt.Errorf("set alias of %s: %w", peerName, err)
+			}
+			br, err := peerBox.nl.LinkByName(ifc.Bridge)
+			if err == nil {
+				err = peerBox.nl.LinkSetMaster(peer, br)
+			}
+			if err != nil {
+				return fmt.Errorf("attach %s to bridge %s: %w", peerName, ifc.Bridge, err)
+			}
+		}
+		if err := peerBox.nl.LinkSetUp(peer); err != nil {
+			return fmt.Errorf("set %s up in %s: %w", peerName, peerBox.Path(), err)
+		}
+	}
+	for i := range n.Interfaces {
+		ifc := &n.Interfaces[i]
+		for _, p := range ifc.Prefixes() {
+			if err := b.EnsureAddr(ifc.Name, p); err != nil {
+				return err
+			}
+		}
+		link, err := b.nl.LinkByName(ifc.Name)
+		if err == nil {
+			err = b.nl.LinkSetUp(link)
+		}
+		if err != nil {
+			return fmt.Errorf("set %s up in %s: %w", ifc.Name, b.Path(), err)
+		}
+	}
+	return nil
+}
+
+// portIndex numbers bridge ports in topology order, for PortName.
+func (l *Lab) portIndex(n *Node, ifc *Interface) int {
+	i := 0
+	for _, nn := range l.Topo.Nodes {
+		for _, ii := range nn.Interfaces {
+			if nn.Name == n.Name && ii.Name == ifc.Name {
+				return i
+			}
+			i++
+		}
+	}
+	return i
+}
+
+func (n *Node) iface(name string) *Interface {
+	for i := range n.Interfaces {
+		if n.Interfaces[i].Name == name {
+			return &n.Interfaces[i]
+		}
+	}
+	return nil
+}
+
+// Box returns the namespace of a node or bridge, or nil.
+func (l *Lab) Box(name string) *Box { return l.boxes[name] }
+
+// Boxes returns the lab's boxes in topology order: bridges, then nodes.
+func (l *Lab) Boxes() []*Box {
+	var bs []*Box
+	for _, b := range l.Topo.Bridges {
+		bs = append(bs, l.boxes[b.Name])
+	}
+	for _, n := range l.Topo.Nodes {
+		bs = append(bs, l.boxes[n.Name])
+	}
+	return slices.DeleteFunc(bs, func(b *Box) bool { return b == nil })
+}
+
+// Close stops the lab's processes and removes everything it created, in
+// reverse order; it keeps going on errors and returns them joined.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	undo := l.undo
+	l.undo = nil
+	l.mu.Unlock()
+	var errs []error
+	for i := len(undo) - 1; i >= 0; i-- {
+		if err := undo[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", undo[i].what, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Path is the bind mount of the box's namespace, e.g. for ipvs.New.
+func (b *Box) Path() string { return filepath.Join(NetnsDir, nsName(b.lab.Name, b.Name)) }
+
+// Netlink returns a netlink handle bound to the box's namespace; it is safe
+// to use from any goroutine.
+func (b *Box) Netlink() *netlink.Handle { return b.nl }
+
+// Do runs f on a thread inside the box's namespace. Goroutines f starts do
+// not run in the namespace.
+func (b *Box) Do(f func() error) error { return doIn(b.Path(), f) }
+
+// DialContext dials from inside the box's namespace; the socket stays there.
+func (b *Box) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := b.Do(func() error {
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// EnsureAddr adds p to the box's interface dev unless it is already there.
+func (b *Box) EnsureAddr(dev string, p netip.Prefix) error {
+	link, err := b.nl.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s in %s: %w", dev, b.Path(), err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	if err := b.nl.AddrAdd(link, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add %s on %s in %s: %w", p, dev, b.Path(), err)
+	}
+	return nil
+}
+
+// setSysctls writes net.* sysctls inside the box's namespace: /proc/sys/net
+// shows the namespace of the thread that opens it.
+func (b *Box) setSysctls(kv map[string]string) error {
+	if len(kv) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // "all" before "default" before per-device keys
+	return b.launcher.run(func() error {
+		for _, k := range keys {
+			p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(p, []byte(kv[k]), 0o644); err != nil {
+				return fmt.Errorf("set sysctl %s=%s in %s: %w", k, kv[k], b.Path(), err)
+			}
+		}
+		return nil
+	})
+}

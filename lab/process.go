@@ -1,0 +1,104 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// StopGrace is how long Stop waits after SIGTERM before SIGKILL.
+const StopGrace = 5 * time.Second
+
+// Process is a command running inside a box, in its own process group, with
+// stdout and stderr in a log file of the lab's run directory.
+type Process struct {
+	Name string
+	Box  string
+	// Log is the path of the combined stdout/stderr log.
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Start runs argv inside the box. Unless the lab is detached, the process
+// gets SIGKILL when this Go process dies. Close stops it.
+func (b *Box) Start(name string, argv []string) (*Process, error) {
+	l := b.lab
+	logDir, pidDir := filepath.Join(l.Dir, "logs"), filepath.Join(l.Dir, "pids")
+	for _, d := range []string{logDir, pidDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("start %s in %s: %w", name, b.Name, err)
+		}
+	}
+	p := &Process{Name: name, Box: b.Name, Log: filepath.Join(logDir, b.Name+"."+name+".log"), done: make(chan struct{})}
+	out, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("start %s in %s: %w", name, b.Name, err)
+	}
+	defer out.Close()
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	p.cmd.Dir = l.Dir
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	start := b.launcher.run
+	if l.opts.Detach {
+		// A session of its own: no terminal signal reaches it after `up`.
+		attr = &syscall.SysProcAttr{Setsid: true}
+		start = func(f func() error) error { return b.Do(f) }
+	} else {
+		// Pdeathsig fires when the forking thread exits: the launcher
+		// lives until Close, or until this process dies.
+		attr.Pdeathsig = syscall.SIGKILL
+	}
+	p.cmd.SysProcAttr = attr
+	if err := start(p.cmd.Start); err != nil {
+		return nil, fmt.Errorf("start %s in %s: %w", name, b.Name, err)
+	}
+	pidFile := filepath.Join(pidDir, b.Name+"."+name+".pid")
+	os.WriteFile(pidFile, []byte(strconv.Itoa(p.cmd.Process.Pid)+"\n"), 0o644)
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	l.push(fmt.Sprintf("stop %s in %s", name, b.Name), func() error { return p.Stop(StopGrace) })
+	return p, nil
+}
+
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Stop sends SIGTERM to the process group, then SIGKILL after grace.
+func (p *Process) Stop(grace time.Duration) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	pg := -p.cmd.Process.Pid
+	if err := syscall.Kill(pg, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %s in %s: %w", p.Name, p.Box, err)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	syscall.Kill(pg, syscall.SIGKILL)
+	<-p.done
+	return nil
+}
+
+// Kill sends SIGKILL to the process group and waits for the process.
+func (p *Process) Kill() {
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}

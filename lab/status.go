@@ -1,0 +1,125 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Status is a running lab as the kernel shows it, for `lvslab status`.
+type Status struct {
+	State     *State
+	Boxes     []BoxStatus
+	Processes []ProcStatus
+}
+
+// BoxStatus is one namespace and its interfaces.
+type BoxStatus struct {
+	Name, Namespace string
+	Up              bool
+	Links           []LinkStatus
+}
+
+// LinkStatus is one interface with its MAC and IPv4 addresses.
+type LinkStatus struct {
+	Name, MAC, State, Alias string
+	Addrs                   []string
+}
+
+// ProcStatus is a process the lab started, from its pid file.
+type ProcStatus struct {
+	Box, Name, Log string
+	PID            int
+	Alive          bool
+}
+
+// Inspect reads a running lab's state file and asks the kernel about its
+// namespaces, links and processes.
+func Inspect(runDir, name string) (*Status, error) {
+	st, err := ReadState(runDir, name)
+	if err != nil {
+		return nil, err
+	}
+	s := &Status{State: st}
+	var boxes []string
+	for _, b := range st.Topology.Bridges {
+		boxes = append(boxes, b.Name)
+	}
+	for _, n := range st.Topology.Nodes {
+		boxes = append(boxes, n.Name)
+	}
+	for _, b := range boxes {
+		bs, err := inspectBox(name, b)
+		if err != nil {
+			return nil, err
+		}
+		s.Boxes = append(s.Boxes, bs)
+	}
+	pids, _ := filepath.Glob(filepath.Join(runDir, name, "pids", "*.pid"))
+	for _, f := range pids {
+		box, proc, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".pid"), ".")
+		data, _ := os.ReadFile(f)
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		s.Processes = append(s.Processes, ProcStatus{Box: box, Name: proc, PID: pid,
+			Alive: pid > 0 && syscall.Kill(pid, 0) == nil,
+			Log:   filepath.Join(runDir, name, "logs", box+"."+proc+".log")})
+	}
+	return s, nil
+}
+
+func inspectBox(lab, box string) (BoxStatus, error) {
+	bs := BoxStatus{Name: box, Namespace: nsName(lab, box)}
+	h, err := netns.GetFromPath(NamespacePath(lab, box))
+	if err != nil {
+		return bs, nil // namespace gone: Up stays false
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return bs, fmt.Errorf("netlink in %s: %w", bs.Namespace, err)
+	}
+	defer nl.Close()
+	bs.Up = true
+	links, err := nl.LinkList()
+	if err != nil {
+		return bs, fmt.Errorf("list links in %s: %w", bs.Namespace, err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		ls := LinkStatus{Name: a.Name, MAC: a.HardwareAddr.String(), State: a.OperState.String(), Alias: a.Alias}
+		addrs, _ := nl.AddrList(l, netlink.FAMILY_V4)
+		for _, ad := range addrs {
+			if !ad.IP.IsLoopback() {
+				ls.Addrs = append(ls.Addrs, ad.IPNet.String())
+			}
+		}
+		if a.Name == "lo" && len(ls.Addrs) == 0 {
+			continue
+		}
+		bs.Links = append(bs.Links, ls)
+	}
+	slices.SortFunc(bs.Links, func(a, b LinkStatus) int { return strings.Compare(a.Name, b.Name) })
+	return bs, nil
+}
+
+// Exec replaces this process with argv running inside a box of a running
+// lab, so the command's exit code is lvslab's. It returns only on error.
+func Exec(lab, box string, argv []string) error {
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	ns := NamespacePath(lab, box)
+	if _, err := os.Stat(ns); err != nil {
+		return fmt.Errorf("no box %q in lab %q (%s missing)", box, lab, ns)
+	}
+	return doIn(ns, func() error { return syscall.Exec(path, argv, os.Environ()) })
+}

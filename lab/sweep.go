@@ -1,0 +1,151 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Removed lists what Down or Sweep removed.
+type Removed struct {
+	Namespaces []string
+	Processes  []int
+	RunDirs    []string
+}
+
+func (r Removed) String() string {
+	return fmt.Sprintf("%d namespaces, %d processes, %d run dirs", len(r.Namespaces), len(r.Processes), len(r.RunDirs))
+}
+
+// Down stops and removes the lab called name from any process, using only
+// what the kernel and the run directory show: processes inside the lab's
+// namespaces get SIGTERM, then SIGKILL after grace; then the namespaces
+// (and with them every veth and bridge) and the run directory go.
+func Down(runDir, name string, grace time.Duration) (Removed, error) {
+	if os.Geteuid() != 0 {
+		return Removed{}, ErrNotRoot
+	}
+	return remove(runDir, nsName(name, ""), func(dir string) bool { return dir == name }, grace)
+}
+
+// Sweep removes the leftovers of every lab (after a crash, a SIGKILLed
+// test, or a forgotten `up`): all "lvslab-*" namespaces with their
+// processes, and every run directory. It touches nothing else.
+func Sweep(runDir string) (Removed, error) {
+	if os.Geteuid() != 0 {
+		return Removed{}, ErrNotRoot
+	}
+	return remove(runDir, Prefix, func(string) bool { return true }, 0)
+}
+
+func remove(runDir, nsPrefix string, dirMatch func(string) bool, grace time.Duration) (Removed, error) {
+	var r Removed
+	var errs []error
+	names, err := listNamedNS(nsPrefix)
+	if err != nil {
+		return r, fmt.Errorf("list namespaces: %w", err)
+	}
+	inodes := map[uint64]bool{}
+	for _, n := range names {
+		if ino, err := nsInode(filepath.Join(NetnsDir, n)); err == nil {
+			inodes[ino] = true
+		}
+	}
+	r.Processes = killInNS(inodes, grace)
+	for _, n := range names {
+		if err := deleteNamedNS(n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.Namespaces = append(r.Namespaces, n)
+	}
+	ents, _ := os.ReadDir(runDir)
+	for _, e := range ents {
+		if !e.IsDir() || !dirMatch(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(runDir, e.Name())
+		// The lab mounted a tmpfs here; a crash may leave it mounted.
+		for unix.Unmount(dir, unix.MNT_DETACH) == nil {
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", dir, err))
+			continue
+		}
+		r.RunDirs = append(r.RunDirs, dir)
+	}
+	return r, errors.Join(errs...)
+}
+
+// killInNS signals every process in the namespaces: SIGTERM first when
+// grace > 0, then SIGKILL for whatever is left, and waits until none remains.
+func killInNS(inodes map[uint64]bool, grace time.Duration) []int {
+	if len(inodes) == 0 {
+		return nil
+	}
+	pids := pidsInNS(inodes)
+	if grace > 0 {
+		signal(pids, syscall.SIGTERM)
+		if waitGone(inodes, grace) {
+			return pids
+		}
+	}
+	signal(pidsInNS(inodes), syscall.SIGKILL)
+	waitGone(inodes, 10*time.Second)
+	return pids
+}
+
+func signal(pids []int, sig syscall.Signal) {
+	for _, pid := range pids {
+		syscall.Kill(pid, sig)
+	}
+}
+
+// waitGone reports whether the namespaces emptied within d. Zombies do not
+// count: their /proc/PID/ns links are gone.
+func waitGone(inodes map[uint64]bool, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if len(pidsInNS(inodes)) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadState reads the state file of the lab called name.
+func ReadState(runDir, name string) (*State, error) {
+	data, err := os.ReadFile(filepath.Join(runDir, name, "lab.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no lab %q is up (no %s): start one with `lvslab up`", name, filepath.Join(runDir, name, "lab.json"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read lab state: %w", err)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("read lab state %s: %w", filepath.Join(runDir, name, "lab.json"), err)
+	}
+	return &st, nil
+}
+
+// NamespacePath is where the namespace of a box of a running lab is mounted.
+func NamespacePath(lab, box string) string { return filepath.Join(NetnsDir, nsName(lab, box)) }
+
+// ListLabs returns the names of labs that have a run directory.
+func ListLabs(runDir string) []string {
+	ents, _ := os.ReadDir(runDir)
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}

@@ -1,0 +1,404 @@
+package lab
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+)
+
+// Topology is a lab described as plain data: bridges, nodes and their
+// interfaces. It is what fixtures/topologies/*.yaml decode into. Validate it
+// (ParseTopology does) before handing it to Build.
+type Topology struct {
+	// Name identifies the topology in reports; it is not the lab's name.
+	Name string `yaml:"name"`
+	// VIP is the virtual IP the directors balance. Every realserver holds it
+	// on lo; it must fall inside one of the lab's subnets.
+	VIP     string   `yaml:"vip,omitempty"`
+	Bridges []Bridge `yaml:"bridges,omitempty"`
+	Nodes   []Node   `yaml:"nodes"`
+}
+
+// Bridge is a learning bridge in a namespace of its own; nodes attach to it
+// with one veth pair per interface.
+type Bridge struct {
+	Name string `yaml:"name"`
+}
+
+// Node is one machine of the lab: a network namespace.
+type Node struct {
+	Name string `yaml:"name"`
+	// Roles: client, director, realserver. A realserver gets the VIP on lo.
+	Roles []string `yaml:"roles,omitempty"`
+	// Services started by the lab: mysql.
+	Services   []string    `yaml:"services,omitempty"`
+	Interfaces []Interface `yaml:"interfaces"`
+	// Sysctls are written inside the node's namespace, so only net.* keys.
+	Sysctls map[string]string `yaml:"sysctls,omitempty"`
+	// ServerID is mariadbd's server_id; defaults to the node's index + 1.
+	ServerID int `yaml:"server_id,omitempty"`
+}
+
+// Interface is a network interface of a node: one end of a veth pair whose
+// other end is a port of Bridge, or the interface named by Peer.
+type Interface struct {
+	Name      string   `yaml:"name"`
+	MAC       string   `yaml:"mac,omitempty"`
+	Addresses []string `yaml:"addresses,omitempty"`
+	Bridge    string   `yaml:"bridge,omitempty"`
+	// Peer is "node.interface" for a direct node-to-node link.
+	Peer string `yaml:"peer,omitempty"`
+}
+
+// Roles and services a topology may name.
+const (
+	RoleClient     = "client"
+	RoleDirector   = "director"
+	RoleRealserver = "realserver"
+	ServiceMySQL   = "mysql"
+)
+
+var (
+	knownRoles    = []string{RoleClient, RoleDirector, RoleRealserver}
+	knownServices = []string{ServiceMySQL}
+	// Names become parts of namespace and interface names.
+	nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+)
+
+// maxNameLen keeps "<node>-<iface>" bridge-port names readable and
+// namespace names short; the kernel's own limit is IFNAMSIZ-1 = 15.
+const (
+	maxNameLen   = 12
+	maxIfNameLen = 15
+)
+
+// HasRole reports whether the node has role r.
+func (n *Node) HasRole(r string) bool { return slices.Contains(n.Roles, r) }
+
+// HasService reports whether the node runs service s.
+func (n *Node) HasService(s string) bool { return slices.Contains(n.Services, s) }
+
+// Node returns the node called name, or nil.
+func (t *Topology) Node(name string) *Node {
+	for i := range t.Nodes {
+		if t.Nodes[i].Name == name {
+			return &t.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// VIPAddr returns the parsed VIP; the zero Addr when there is none.
+func (t *Topology) VIPAddr() netip.Addr {
+	a, _ := netip.ParseAddr(t.VIP)
+	return a
+}
+
+// Prefixes returns the interface's parsed addresses (valid after Validate).
+func (i *Interface) Prefixes() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, a := range i.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// HardwareAddr returns the parsed MAC, nil when the kernel picks one.
+func (i *Interface) HardwareAddr() net.HardwareAddr {
+	m, _ := net.ParseMAC(i.MAC)
+	return m
+}
+
+// FieldError is one validation problem, located by a YAML path such as
+// "nodes[1].interfaces[0].mac" and, when parsed from a file, by file:line.
+type FieldError struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	loc := ""
+	if e.File != "" {
+		loc = e.File + ":"
+		if e.Line > 0 {
+			loc += fmt.Sprint(e.Line) + ":"
+		}
+		loc += " "
+	}
+	if e.Path == "" {
+		return loc + e.Msg
+	}
+	return loc + e.Path + ": " + e.Msg
+}
+
+// ErrInvalid marks every topology validation error (errors.Is).
+var ErrInvalid = errors.New("invalid topology")
+
+// ValidationError holds every problem found; Error shows the first on one
+// line and counts the rest.
+type ValidationError []*FieldError
+
+func (v ValidationError) Error() string {
+	if len(v) == 1 {
+		return v[0].Error()
+	}
+	return fmt.Sprintf("%s (and %d more)", v[0].Error(), len(v)-1)
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (v ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// ParseTopologyFile reads and validates a topology file.
+func ParseTopologyFile(path string) (*Topology, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read topology: %w", err)
+	}
+	return ParseTopology(path, data)
+}
+
+// ParseTopology decodes YAML strictly (unknown fields are errors) and
+// validates it; errors carry file:line and the field's path.
+func ParseTopology(file string, data []byte) (*Topology, error) {
+	var t Topology
+	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
+	if err := dec.Decode(&t); err != nil {
+		fe := &FieldError{File: file, Msg: err.Error()}
+		var ye yaml.Error
+		if errors.As(err, &ye) {
+			fe.Msg = ye.GetMessage()
+			if tok := ye.GetToken(); tok != nil && tok.Position != nil {
+				fe.Line = tok.Position.Line
+			}
+		}
+		return nil, ValidationError{fe}
+	}
+	if err := t.Validate(); err != nil {
+		var verr ValidationError
+		if errors.As(err, &verr) {
+			locate(file, data, verr)
+		}
+		return nil, err
+	}
+	return &t, nil
+}
+
+// locate fills in File and Line of each error from its YAML path.
+func locate(file string, data []byte, errs ValidationError) {
+	for _, e := range errs {
+		e.File = file
+		p, err := yaml.PathString("$." + e.Path)
+		if err != nil {
+			continue
+		}
+		if n, err := p.ReadNode(bytes.NewReader(data)); err == nil && n != nil {
+			if tok := n.GetToken(); tok != nil && tok.Position != nil {
+				e.Line = tok.Position.Line
+			}
+		}
+	}
+}
+
+// Validate checks the topology without touching the kernel.
+func (t *Topology) Validate() error {
+	v := &validator{t: t, names: map[string]string{}, macs: map[string]string{},
+		addrs: map[netip.Addr]string{}, ifaces: map[string]*Interface{}}
+	v.run()
+	if len(v.errs) > 0 {
+		return v.errs
+	}
+	return nil
+}
+
+type validator struct {
+	t      *Topology
+	errs   ValidationError
+	names  map[string]string // node and bridge names -> path
+	macs   map[string]string
+	addrs  map[netip.Addr]string
+	ifaces map[string]*Interface // "node.iface"
+}
+
+func (v *validator) fail(path, format string, a ...any) {
+	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, a...)})
+}
+
+func (v *validator) name(path, kind, name string) {
+	switch {
+	case name == "":
+		v.fail(path, "%s name is required", kind)
+	case !nameRE.MatchString(name):
+		v.fail(path, "%s name %q: use lower-case letters, digits and '-', starting with a letter", kind, name)
+	case len(name) > maxNameLen:
+		v.fail(path, "%s name %q is %d characters, at most %d", kind, name, len(name), maxNameLen)
+	case v.names[name] != "":
+		v.fail(path, "duplicate name %q (also %s)", name, v.names[name])
+	default:
+		v.names[name] = path
+	}
+}
+
+func (v *validator) run() {
+	t := v.t
+	if t.Name == "" {
+		v.fail("name", "topology name is required")
+	}
+	if len(t.Nodes) == 0 {
+		v.fail("nodes", "a topology needs at least one node")
+	}
+	bridges := map[string]bool{}
+	for i, b := range t.Bridges {
+		v.name(fmt.Sprintf("bridges[%d].name", i), "bridge", b.Name)
+		if len(b.Name) > maxIfNameLen {
+			v.fail(fmt.Sprintf("bridges[%d].name", i), "bridge name longer than %d", maxIfNameLen)
+		}
+		bridges[b.Name] = true
+	}
+	for i := range t.Nodes {
+		v.node(i, bridges)
+	}
+	v.peers()
+	v.vip()
+}
+
+func (v *validator) node(i int, bridges map[string]bool) {
+	n := &v.t.Nodes[i]
+	p := fmt.Sprintf("nodes[%d]", i)
+	v.name(p+".name", "node", n.Name)
+	for j, r := range n.Roles {
+		if !slices.Contains(knownRoles, r) {
+			v.fail(fmt.Sprintf("%s.roles[%d]", p, j), "unknown role %q (want one of %s)", r, strings.Join(knownRoles, ", "))
+		}
+	}
+	for j, s := range n.Services {
+		if !slices.Contains(knownServices, s) {
+			v.fail(fmt.Sprintf("%s.services[%d]", p, j), "unknown service %q (want one of %s)", s, strings.Join(knownServices, ", "))
+		}
+	}
+	for k := range n.Sysctls {
+		if !strings.HasPrefix(k, "net.") || strings.ContainsAny(k, "/ ") {
+			v.fail(p+".sysctls."+k, "sysctl %q: only net.* keys are per-namespace", k)
+		}
+	}
+	if n.ServerID < 0 {
+		v.fail(p+".server_id", "server_id %d is negative", n.ServerID)
+	}
+	if len(n.Interfaces) == 0 {
+		v.fail(p+".interfaces", "node %q has no interfaces", n.Name)
+	}
+	seen := map[string]bool{}
+	for j := range n.Interfaces {
+		ifc := &n.Interfaces[j]
+		ip := fmt.Sprintf("%s.interfaces[%d]", p, j)
+		switch {
+		case ifc.Name == "":
+			v.fail(ip+".name", "interface name is required")
+		case len(ifc.Name) > maxIfNameLen:
+			v.fail(ip+".name", "interface name %q is %d characters, the kernel allows %d", ifc.Name, len(ifc.Name), maxIfNameLen)
+		case ifc.Name == "lo" || strings.ContainsAny(ifc.Name, "/: ."):
+			v.fail(ip+".name", "interface name %q is reserved or has '/', ':', '.' or a space", ifc.Name)
+		case seen[ifc.Name]:
+			v.fail(ip+".name", "duplicate interface %q on node %q", ifc.Name, n.Name)
+		}
+		seen[ifc.Name] = true
+		v.ifaces[n.Name+"."+ifc.Name] = ifc
+		if ifc.MAC != "" {
+			m, err := net.ParseMAC(ifc.MAC)
+			switch {
+			case err != nil || len(m) != 6:
+				v.fail(ip+".mac", "bad MAC %q", ifc.MAC)
+			case m[0]&1 != 0:
+				v.fail(ip+".mac", "MAC %s is multicast", ifc.MAC)
+			case v.macs[m.String()] != "":
+				v.fail(ip+".mac", "duplicate MAC %s (also %s)", ifc.MAC, v.macs[m.String()])
+			default:
+				v.macs[m.String()] = n.Name + "." + ifc.Name
+			}
+		}
+		for k, a := range ifc.Addresses {
+			ap := fmt.Sprintf("%s.addresses[%d]", ip, k)
+			pfx, err := netip.ParsePrefix(a)
+			if err != nil || !pfx.Addr().Is4() {
+				v.fail(ap, "bad address %q: want an IPv4 CIDR such as 192.168.1.10/24", a)
+				continue
+			}
+			if owner := v.addrs[pfx.Addr()]; owner != "" {
+				v.fail(ap, "duplicate address %s (also %s)", pfx.Addr(), owner)
+			}
+			v.addrs[pfx.Addr()] = n.Name + "." + ifc.Name
+		}
+		switch {
+		case ifc.Bridge == "" && ifc.Peer == "":
+			v.fail(ip, "interface %q needs a link: bridge or peer", ifc.Name)
+		case ifc.Bridge != "" && ifc.Peer != "":
+			v.fail(ip, "interface %q has both bridge and peer", ifc.Name)
+		case ifc.Bridge != "" && !bridges[ifc.Bridge]:
+			v.fail(ip+".bridge", "link to missing bridge %q", ifc.Bridge)
+		}
+	}
+}
+
+// peers checks direct links after every interface is known.
+func (v *validator) peers() {
+	for i, n := range v.t.Nodes {
+		for j, ifc := range n.Interfaces {
+			if ifc.Peer == "" {
+				continue
+			}
+			p := fmt.Sprintf("nodes[%d].interfaces[%d].peer", i, j)
+			node, _, ok := strings.Cut(ifc.Peer, ".")
+			other := v.ifaces[ifc.Peer]
+			switch {
+			case !ok:
+				v.fail(p, "peer %q: want node.interface", ifc.Peer)
+			case v.t.Node(node) == nil:
+				v.fail(p, "link to missing node %q", node)
+			case other == nil:
+				v.fail(p, "link to missing interface %q", ifc.Peer)
+			case other.Peer != n.Name+"."+ifc.Name:
+				v.fail(p, "peer %q does not link back to %s.%s", ifc.Peer, n.Name, ifc.Name)
+			}
+		}
+	}
+}
+
+func (v *validator) vip() {
+	t := v.t
+	rs := slices.ContainsFunc(t.Nodes, func(n Node) bool { return n.HasRole(RoleRealserver) })
+	if t.VIP == "" {
+		if rs {
+			v.fail("vip", "realservers need a vip")
+		}
+		return
+	}
+	vip, err := netip.ParseAddr(t.VIP)
+	if err != nil || !vip.Is4() {
+		v.fail("vip", "bad VIP %q: want an IPv4 address", t.VIP)
+		return
+	}
+	if owner := v.addrs[vip]; owner != "" {
+		v.fail("vip", "VIP %s is also an interface address (%s)", vip, owner)
+	}
+	for _, n := range t.Nodes {
+		for _, ifc := range n.Interfaces {
+			for _, p := range ifc.Prefixes() {
+				if p.Contains(vip) {
+					return
+				}
+			}
+		}
+	}
+	v.fail("vip", "VIP %s is outside every subnet of the lab", vip)
+}
