@@ -63,6 +63,9 @@ type Lab struct {
 	undo    []undoStep
 	closed  bool
 	Started time.Time
+
+	tmplMu sync.Mutex
+	tmpl   string // MariaDB template datadir, once made
 }
 
 type undoStep struct {
@@ -113,14 +116,14 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 	}
 	l := &Lab{Name: opts.Name, Topo: topo, Dir: filepath.Join(opts.RunDir, opts.Name),
 		opts: opts, boxes: map[string]*Box{}, Started: time.Now()}
-	if err := l.claim(); err != nil {
-		return nil, err
-	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.Close())
 		}
 	}()
+	if err := l.claim(); err != nil {
+		return nil, err
+	}
 	for _, b := range topo.Bridges {
 		if err := l.buildBridge(b); err != nil {
 			return nil, err

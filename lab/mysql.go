@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -30,50 +31,81 @@ const MySQLReadyTimeout = 30 * time.Second
 const innodbLogSize = "--innodb-log-file-size=8M"
 
 // startServices starts every node's services: one mariadbd per mysql node,
-// from a datadir template made once per lab.
+// all started at once, then waited for.
 func (l *Lab) startServices(ctx context.Context) error {
-	var nodes []*Node
-	for i := range l.Topo.Nodes {
-		if l.Topo.Nodes[i].HasService(ServiceMySQL) {
-			nodes = append(nodes, &l.Topo.Nodes[i])
+	var nodes []string
+	for _, n := range l.Topo.Nodes {
+		if n.HasService(ServiceMySQL) {
+			nodes = append(nodes, n.Name)
 		}
 	}
-	if len(nodes) == 0 {
-		return nil
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			t0 := time.Now()
+			if _, errs[i] = l.StartMariaDB(ctx, n); errs[i] == nil {
+				l.progress("mariadb: %s ready in %.2fs", n, time.Since(t0).Seconds())
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// StartMariaDB starts mariadbd in node from a copy of the lab's template
+// datadir (made on first use) and waits until it answers a ping.
+func (l *Lab) StartMariaDB(ctx context.Context, node string) (*Process, error) {
+	tmpl, err := l.template(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := l.startMariaDB(node, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	return p, l.WaitMySQL(ctx, node, p)
+}
+
+// template returns the lab's MariaDB template datadir, made once.
+func (l *Lab) template(ctx context.Context) (string, error) {
+	l.tmplMu.Lock()
+	defer l.tmplMu.Unlock()
+	if l.tmpl != "" {
+		return l.tmpl, nil
 	}
 	t0 := time.Now()
 	l.progress("mariadb: creating template datadir")
-	tmpl, err := l.mysqlTemplate(ctx)
+	dir, err := l.mysqlTemplate(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	l.progress("mariadb: template ready in %.1fs", time.Since(t0).Seconds())
-	procs := make([]*Process, len(nodes))
-	for i, n := range nodes {
-		if procs[i], err = l.startMariaDB(n, tmpl); err != nil {
-			return err
-		}
-	}
-	for i, n := range nodes {
-		t1 := time.Now()
-		if err := l.WaitMySQL(ctx, n.Name, procs[i]); err != nil {
-			return err
-		}
-		l.progress("mariadb: %s ready in %.2fs", n.Name, time.Since(t1).Seconds())
-	}
-	return nil
+	l.tmpl = dir
+	return dir, nil
 }
 
-// mysqlTemplate runs mariadb-install-db once into the run directory.
+// mysqlTemplate runs mariadb-install-db once into the run directory. It
+// runs inside box like any lab process, so a sweep after a crash finds it.
 func (l *Lab) mysqlTemplate(ctx context.Context) (string, error) {
+	if _, err := exec.LookPath("mariadb-install-db"); err != nil {
+		return "", fmt.Errorf("mariadb-install-db not found: install mariadb-server (make deps)")
+	}
 	dir := filepath.Join(l.Dir, "mysql-template")
-	cmd := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+dir,
-		"--auth-root-authentication-method=normal", "--skip-test-db", "--user=root", innodbLogSize)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return "", fmt.Errorf("mariadb-install-db not found: install mariadb-server (make deps)")
-		}
-		return "", fmt.Errorf("mariadb-install-db: %w: %s", err, tail(string(out), 5))
+	box := l.Boxes()[0]
+	p, err := box.Start("mariadb-install-db", []string{"mariadb-install-db", "--no-defaults", "--datadir=" + dir,
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--user=root", innodbLogSize})
+	if err != nil {
+		return "", err
+	}
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		p.Kill()
+		return "", ctx.Err()
+	}
+	if p.err != nil {
+		return "", fmt.Errorf("mariadb-install-db: %w: %s", p.err, logTail(p.Log, 5))
 	}
 	init := filepath.Join(l.Dir, "schema.sql")
 	if err := os.WriteFile(init, fixtures.Schema, 0o644); err != nil {
@@ -82,14 +114,19 @@ func (l *Lab) mysqlTemplate(ctx context.Context) (string, error) {
 	return dir, nil
 }
 
-func (l *Lab) startMariaDB(n *Node, tmpl string) (*Process, error) {
-	data := filepath.Join(l.Dir, n.Name, "mysql")
-	if err := os.CopyFS(data, os.DirFS(tmpl)); err != nil {
-		return nil, fmt.Errorf("copy datadir for %s: %w", n.Name, err)
+func (l *Lab) startMariaDB(node, tmpl string) (*Process, error) {
+	b := l.boxes[node]
+	if b == nil {
+		return nil, fmt.Errorf("start mariadbd: no node %q", node)
 	}
-	return l.boxes[n.Name].Start("mariadbd", []string{
+	data := filepath.Join(l.Dir, node, "mysql")
+	os.RemoveAll(data) // a restarted server starts from the template again
+	if err := os.CopyFS(data, os.DirFS(tmpl)); err != nil {
+		return nil, fmt.Errorf("copy datadir for %s: %w", node, err)
+	}
+	return b.Start("mariadbd", []string{
 		"mariadbd", "--no-defaults", "--datadir=" + data, "--user=root",
-		fmt.Sprintf("--server-id=%d", l.ServerID(n.Name)),
+		fmt.Sprintf("--server-id=%d", l.ServerID(node)),
 		fmt.Sprintf("--port=%d", MySQLPort), "--bind-address=0.0.0.0",
 		"--socket=" + filepath.Join(data, "mysqld.sock"), "--pid-file=" + filepath.Join(data, "mysqld.pid"),
 		"--init-file=" + filepath.Join(l.Dir, "schema.sql"), "--skip-name-resolve",

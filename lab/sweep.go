@@ -35,12 +35,16 @@ func Down(runDir, name string, grace time.Duration) (Removed, error) {
 	return remove(runDir, nsName(name, ""), func(dir string) bool { return dir == name }, grace)
 }
 
-// Sweep removes the leftovers of every lab (after a crash, a SIGKILLed
-// test, or a forgotten `up`): all "lvslab-*" namespaces with their
-// processes, and every run directory. It touches nothing else.
-func Sweep(runDir string) (Removed, error) {
+// Sweep removes the leftovers of every lab, or of the lab called name when
+// it is not empty (after a crash, a SIGKILLed test, or a forgotten `up`):
+// "lvslab-*" namespaces with every process inside them (SIGKILL), and run
+// directories. It needs no state file and touches nothing else.
+func Sweep(runDir, name string) (Removed, error) {
 	if os.Geteuid() != 0 {
 		return Removed{}, ErrNotRoot
+	}
+	if name != "" {
+		return remove(runDir, nsName(name, ""), func(dir string) bool { return dir == name }, 0)
 	}
 	return remove(runDir, Prefix, func(string) bool { return true }, 0)
 }

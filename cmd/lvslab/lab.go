@@ -145,10 +145,11 @@ func cmdDown(args []string) error {
 func cmdSweep(args []string) error {
 	fs := newFlags("sweep")
 	runDir := fs.String("run-dir", lab.DefaultRunDir, "where labs keep their state")
+	name := fs.String("lab", "", "sweep only this lab (default: every lab)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	r, err := lab.Sweep(*runDir)
+	r, err := lab.Sweep(*runDir, *name)
 	fmt.Fprintf(os.Stderr, "lvslab: sweep removed %s\n", r)
 	return err
 }

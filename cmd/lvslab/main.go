@@ -28,7 +28,7 @@ func init() {
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
 		{"exec", "[--lab NAME] NODE -- CMD [ARG...]", "run a command inside a node's namespace; exits with its code", cmdExec},
 		{"down", "[--lab NAME]", "stop a lab's processes and remove everything it created", cmdDown},
-		{"sweep", "", "remove the leftovers of every lab (after a crash)", cmdSweep},
+		{"sweep", "[--lab NAME]", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
 	}
 }
 

@@ -1,0 +1,69 @@
+# lvslab — `make help` lists the targets. Everything but `help`, `build` and
+# unit tests needs root (network namespaces, veth, mounts).
+
+GO          ?= go
+BIN         := bin/lvslab
+BENCH_COUNT ?= 6
+# Debian/Ubuntu packages the lab, the backends and the directors use.
+DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepalived \
+	socat tcpdump iputils-ping
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build install run lab-up lab-down test unit bench sweep clean
+
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install the Debian packages lvslab needs (idempotent; root)
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps: all installed"; else \
+		echo "deps: installing" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+build: ## build bin/lvslab
+	$(GO) build -o $(BIN) ./cmd/lvslab
+
+install: build ## copy bin/lvslab to /usr/local/bin
+	install -m 0755 $(BIN) /usr/local/bin/lvslab
+
+run: deps build ## the headline job: a lab from the built-in topology, each backend queried from the client, torn down
+	$(BIN) up --lab run
+	$(BIN) exec --lab run client -- mariadb -h 192.168.1.233 -u lab -plab -e 'select @@hostname, @@server_id'
+	$(BIN) exec --lab run client -- mariadb -h 192.168.1.213 -u lab -plab -e 'select @@hostname, @@server_id'
+	$(BIN) down --lab run
+
+lab-up: deps build ## bring up the default lab and leave it running (lvslab up)
+	$(BIN) up
+
+lab-down: build ## stop the default lab and remove everything it made
+	$(BIN) down
+
+unit: ## unit tests only: no root, no kernel state
+	$(GO) test -count=1 -short ./...
+
+test: deps build ## all tests: unit and privileged (root)
+	$(GO) test -count=1 -p 1 ./...
+
+sweep: build ## remove the leftovers of every lab, e.g. after a crash
+	$(BIN) sweep
+
+# bench_raw writes go test -bench output for package $(1) with a header
+# naming the machine to reports/bench/raw/$(2).txt; $(3) is its title.
+define bench_raw
+	@mkdir -p reports/bench/raw
+	@echo "bench: $(1) -> reports/bench/raw/$(2).txt"
+	@{ echo "# title: $(3)"; \
+	   echo "# command: go test -run '^$$' -bench . -count $(BENCH_COUNT) $(1)"; \
+	   echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
+	   echo "# kernel: $$(uname -r)"; \
+	   echo "# date: $$(date -u +%F)"; \
+	   $(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) $(1); } > reports/bench/raw/$(2).txt
+endef
+
+bench: deps ## run the benchmarks and regenerate reports/bench/BENCH.md (root)
+	$(call bench_raw,./lab/,lab,Lab engine: two-director up+down vs an iproute2 script; MariaDB ready)
+	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
+
+clean: ## remove build outputs
+	rm -rf bin

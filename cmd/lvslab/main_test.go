@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/labtest"
+)
+
+// lvslab is the binary under test, built once by TestMain.
+var lvslab string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lvslab-bin")
+	if err != nil {
+		panic(err)
+	}
+	os.Chmod(dir, 0o755) // TestUpNotRoot runs it as nobody
+	lvslab = filepath.Join(dir, "lvslab")
+	if out, err := exec.Command("go", "build", "-o", lvslab, ".").CombinedOutput(); err != nil {
+		panic("go build: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cli runs lvslab and returns stdout, stderr and the exit code.
+func cli(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(lvslab, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run lvslab %v: %v", args, err)
+	}
+	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+}
+
+func TestHelp(t *testing.T) {
+	for _, c := range commands {
+		_, stderr, code := cli(t, c.name, "--help")
+		if code != 0 || !strings.Contains(stderr, "Usage: lvslab "+c.name) {
+			t.Errorf("lvslab %s --help: exit %d, output %q; want exit 0 and a usage line", c.name, code, stderr)
+		}
+	}
+	if _, _, code := cli(t, "frobnicate"); code != 2 {
+		t.Errorf("unknown command: got exit %d, want 2", code)
+	}
+}
+
+func TestUpBadTopology(t *testing.T) {
+	labtest.RequireRoot(t)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("name: x\nnodes:\n  - name: a\n    interfaces:\n      - name: eth0\n        bridge: nowhere\n"), 0o644)
+	runDir := t.TempDir()
+	_, stderr, code := cli(t, "up", "--lab", "badtopo", "--run-dir", runDir, "-t", bad)
+	want := bad + ":6: nodes[0].interfaces[0].bridge: link to missing bridge \"nowhere\""
+	if code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("got exit %d, stderr %q; want exit 2 and %q", code, stderr, want)
+	}
+	if n := strings.Count(strings.TrimSpace(stderr), "\n"); n > 1 {
+		t.Errorf("error spans %d lines, want the building line and one error line:\n%s", n+1, stderr)
+	}
+	labtest.Snapshot(t).ExpectClean(t, runDir, "badtopo")
+}
+
+func TestUpNotRoot(t *testing.T) {
+	labtest.RequireRoot(t)
+	runDir := t.TempDir()
+	cmd := exec.Command(lvslab, "up", "--lab", "notroot", "--run-dir", runDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "needs root") {
+		t.Errorf("as nobody: got exit %d, output %q; want exit 1 and 'needs root'", code, out)
+	}
+	labtest.Snapshot(t).ExpectClean(t, runDir, "notroot")
+}
+
+func TestUpExecStatusDown(t *testing.T) {
+	labtest.RequireRoot(t)
+	runDir, name := t.TempDir(), lab.RandomName()
+	snap := labtest.Snapshot(t)
+	t.Cleanup(func() { cli(t, "sweep", "--lab", name, "--run-dir", runDir) })
+	stdout, stderr, code := cli(t, "up", "--lab", name, "--run-dir", runDir)
+	if code != 0 {
+		t.Fatalf("up: exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{"02:00:c0:a8:01:e9", "192.168.1.200/32", "mariadbd", "lvslab exec --lab " + name} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("up output lacks %q:\n%s", want, stdout)
+		}
+	}
+	// The lab outlives `up`: another process reaches it.
+	out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "client", "--",
+		"mariadb", "-h", "192.168.1.213", "-u", lab.MySQLUser, "-p"+lab.MySQLPassword, "-N", "-e", "select @@server_id")
+	if code != 0 || strings.TrimSpace(out) != "2" {
+		t.Errorf("exec mariadb on d2: exit %d, out %q, err %q; want exit 0 and server_id 2", code, out, stderr)
+	}
+	if _, _, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d1", "--", "sh", "-c", "exit 7"); code != 7 {
+		t.Errorf("exec exit code: got %d, want 7", code)
+	}
+	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "running") {
+		t.Errorf("status shows no running process:\n%s", out)
+	}
+	if _, stderr, code := cli(t, "down", "--lab", name, "--run-dir", runDir); code != 0 || !strings.Contains(stderr, "removed 4 namespaces") {
+		t.Errorf("down: exit %d, %q; want exit 0 and 4 namespaces removed", code, stderr)
+	}
+	snap.ExpectClean(t, runDir, name)
+	if _, stderr, code := cli(t, "status", "--lab", name, "--run-dir", runDir); code == 0 || !strings.Contains(stderr, "no lab") {
+		t.Errorf("status after down: exit %d, %q; want an error saying there is no lab", code, stderr)
+	}
+}
+
+// TestSweepAfterKilledUp kills `lvslab up` while it builds and proves a sweep
+// leaves nothing: namespaces, mounts, mariadbd or mariadb-install-db.
+func TestSweepAfterKilledUp(t *testing.T) {
+	labtest.RequireRoot(t)
+	runDir, name := t.TempDir(), lab.RandomName()
+	snap := labtest.Snapshot(t)
+	up := exec.Command(lvslab, "up", "--lab", name, "--run-dir", runDir)
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill once the MariaDB step has begun: namespaces exist, processes run.
+	logs := filepath.Join(runDir, name, "logs")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if ents, _ := os.ReadDir(logs); len(ents) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			up.Process.Kill()
+			t.Fatalf("up never reached the MariaDB step")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	up.Process.Kill()
+	up.Wait()
+	if ns, _ := filepath.Glob(filepath.Join(lab.NetnsDir, lab.Prefix+name+".*")); len(ns) == 0 {
+		t.Fatalf("killed up left no namespaces: the test did not kill it mid-build")
+	}
+	_, stderr, code := cli(t, "sweep", "--lab", name, "--run-dir", runDir)
+	if code != 0 {
+		t.Fatalf("sweep: exit %d: %s", code, stderr)
+	}
+	snap.ExpectClean(t, runDir, name)
+}

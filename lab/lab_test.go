@@ -1,0 +1,115 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/labtest"
+)
+
+// ping runs iputils ping inside a box: an observer independent of lab.
+func ping(t *testing.T, l *lab.Lab, from, addr string) {
+	t.Helper()
+	ns := strings.TrimPrefix(l.Box(from).Path(), lab.NetnsDir+"/")
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c1", "-W2", addr).CombinedOutput()
+	if err != nil {
+		t.Errorf("ping %s from %s: %v\n%s", addr, from, err, out)
+	}
+}
+
+func TestBuildTwoDirector(t *testing.T) {
+	l := labtest.Build(t, labtest.DefaultTopology(t), lab.Options{})
+	for _, addr := range []string{"192.168.1.233", "192.168.1.213"} {
+		ping(t, l, "client", addr)
+	}
+	ping(t, l, "d1", "192.168.1.213")
+
+	// The VIP is on lo of each realserver, and arp_ignore keeps it quiet.
+	for _, d := range []string{"d1", "d2"} {
+		lo, err := l.Box(d).Netlink().LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, _ := l.Box(d).Netlink().AddrList(lo, 0)
+		if !strings.Contains(fmt.Sprint(addrs), "192.168.1.200/32") {
+			t.Errorf("%s lo: got %v, want 192.168.1.200/32", d, addrs)
+		}
+	}
+
+	// Each MariaDB answers the client with its own server_id.
+	for _, tc := range []struct {
+		node, addr string
+		want       int
+	}{{"d1", "192.168.1.233:3306", 1}, {"d2", "192.168.1.213:3306", 2}} {
+		db := l.Box("client").OpenMySQL(tc.addr, 2*time.Second)
+		var id, rows int
+		err := db.QueryRowContext(context.Background(), "SELECT @@server_id, (SELECT COUNT(*) FROM lab.seed)").Scan(&id, &rows)
+		db.Close()
+		if err != nil {
+			t.Fatalf("query %s from client: %v", tc.addr, err)
+		}
+		if id != tc.want || rows != 3 {
+			t.Errorf("%s: got server_id %d with %d seed rows, want %d with 3", tc.node, id, rows, tc.want)
+		}
+	}
+}
+
+func TestBuildArpIgnoreKeepsVIPQuiet(t *testing.T) {
+	l := labtest.Build(t, labtest.DefaultTopology(t), lab.Options{NoServices: true})
+	// Only a MASTER holding the VIP on eth0 may answer ARP for it; with the
+	// VIP on lo alone, nobody does.
+	ns := strings.TrimPrefix(l.Box("client").Path(), lab.NetnsDir+"/")
+	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c1", "-W1", "192.168.1.200").CombinedOutput()
+	if err == nil {
+		t.Errorf("ping VIP with no MASTER: got a reply, want none (arp_ignore=1 on the realservers)\n%s", out)
+	}
+}
+
+func TestTwoLabsFromOneTopology(t *testing.T) {
+	topo := labtest.DefaultTopology(t)
+	a := labtest.Build(t, topo, lab.Options{NoServices: true})
+	b := labtest.Build(t, topo, lab.Options{NoServices: true})
+	for _, l := range []*lab.Lab{a, b} {
+		ping(t, l, "client", "192.168.1.233")
+	}
+	if a.Box("d1").Path() == b.Box("d1").Path() {
+		t.Fatalf("two labs share namespace %s", a.Box("d1").Path())
+	}
+}
+
+func TestProcessStopAndKill(t *testing.T) {
+	l := labtest.Build(t, labtest.DefaultTopology(t), lab.Options{NoServices: true})
+	p, err := l.Box("d1").Start("sleeper", []string{"sh", "-c", "trap '' TERM; sleep 60"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shell ignores SIGTERM: Stop must fall back to SIGKILL.
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := p.Stop(200 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Fatalf("process %d still running after Stop (%s)", p.Pid(), time.Since(start))
+	}
+	if left := labtest.ProcessesMentioning("trap '' TERM; sleep 60"); len(left) > 0 {
+		t.Errorf("process group not killed: %v", left)
+	}
+}
+
+func TestBuildRejectsExistingLab(t *testing.T) {
+	topo := labtest.DefaultTopology(t)
+	a := labtest.Build(t, topo, lab.Options{NoServices: true})
+	_, err := lab.Build(context.Background(), topo, lab.Options{Name: a.Name, RunDir: t.TempDir(), NoServices: true})
+	if err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("second build of lab %s: got %v, want an 'already exists' error", a.Name, err)
+	}
+	ping(t, a, "client", "192.168.1.213") // the first lab is untouched
+}

@@ -1,0 +1,134 @@
+// Package labtest has helpers for privileged tests that build labs: a root
+// check that skips with a reason, and a leak check that proves a lab left
+// nothing behind.
+package labtest
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lvslab/lvslab/fixtures"
+	"github.com/lvslab/lvslab/lab"
+	"github.com/vishvananda/netlink"
+)
+
+// RequireRoot skips the test unless it runs as root and not with -short.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("privileged test: skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("privileged test: needs root for network namespaces, veth and mounts (make test runs it as root)")
+	}
+}
+
+// DefaultTopology is the built-in two-director topology.
+func DefaultTopology(t testing.TB) *lab.Topology {
+	t.Helper()
+	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+// Build builds a lab with a fresh name under a temporary run directory and
+// registers its Close followed by a leak check.
+func Build(t testing.TB, topo *lab.Topology, opts lab.Options) *lab.Lab {
+	t.Helper()
+	RequireRoot(t)
+	if opts.RunDir == "" {
+		opts.RunDir = t.TempDir()
+	}
+	if opts.Name == "" {
+		opts.Name = lab.RandomName()
+	}
+	snap := Snapshot(t)
+	l, err := lab.Build(context.Background(), topo, opts)
+	if err != nil {
+		t.Fatalf("build lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("close lab: %v", err)
+		}
+		snap.ExpectClean(t, opts.RunDir, l.Name)
+	})
+	return l
+}
+
+// HostState is what the host looks like before a lab exists.
+type HostState struct {
+	links []string
+}
+
+// Snapshot records the host's links, so ExpectClean can tell that a lab put
+// nothing into the host's own namespace.
+func Snapshot(t testing.TB) HostState {
+	t.Helper()
+	return HostState{links: hostLinks(t)}
+}
+
+func hostLinks(t testing.TB) []string {
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatalf("list host links: %v", err)
+	}
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ExpectClean fails the test if anything of the lab called name remains:
+// a namespace, a run directory or mount, a process working in its run
+// directory, or a link in the host namespace that was not there before.
+func (h HostState) ExpectClean(t testing.TB, runDir, name string) {
+	t.Helper()
+	left, _ := filepath.Glob(filepath.Join(lab.NetnsDir, lab.Prefix+name+".*"))
+	for _, ns := range left {
+		t.Errorf("leak: namespace %s", ns)
+	}
+	dir := filepath.Join(runDir, name)
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("leak: run dir %s", dir)
+	}
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), " "+dir+" ") {
+		t.Errorf("leak: mount on %s", dir)
+	}
+	for _, p := range ProcessesMentioning(dir + "/") {
+		t.Errorf("leak: process %s", p)
+	}
+	if got := hostLinks(t); !slices.Equal(got, h.links) {
+		t.Errorf("leak: host links changed: got %v, want %v", got, h.links)
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil && strings.Contains(string(out), lab.Prefix+name+".") {
+		t.Errorf("leak: ip netns list shows %s", out)
+	}
+}
+
+// ProcessesMentioning returns "PID cmdline" of live processes whose command
+// line contains s.
+func ProcessesMentioning(s string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var found []string
+	for _, e := range ents {
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(cmd) == 0 { // zombies have an empty cmdline
+			continue
+		}
+		line := strings.ReplaceAll(string(cmd), "\x00", " ")
+		if strings.Contains(line, s) {
+			found = append(found, e.Name()+" "+line)
+		}
+	}
+	return found
+}

@@ -1,0 +1,145 @@
+package lab
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseDefaultTopology(t *testing.T) {
+	topo, err := ParseTopologyFile("../fixtures/topologies/two-director.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(topo.Nodes), 3; got != want {
+		t.Fatalf("nodes: got %d, want %d", got, want)
+	}
+	d1 := topo.Node("d1")
+	if d1 == nil || !d1.HasRole(RoleRealserver) || !d1.HasService(ServiceMySQL) {
+		t.Fatalf("d1: got %+v, want a realserver running mysql", d1)
+	}
+	if got, want := d1.Interfaces[0].HardwareAddr().String(), "02:00:c0:a8:01:e9"; got != want {
+		t.Errorf("d1 MAC: got %s, want %s", got, want)
+	}
+	if got, want := d1.Sysctls["net.ipv4.conf.all.arp_ignore"], "1"; got != want {
+		t.Errorf("d1 arp_ignore (YAML anchor): got %q, want %q", got, want)
+	}
+	if got, want := topo.VIPAddr().String(), "192.168.1.200"; got != want {
+		t.Errorf("VIP: got %s, want %s", got, want)
+	}
+}
+
+// base is a valid topology; each bad case replaces one line of it.
+const base = `name: t
+vip: 10.0.0.200
+bridges:
+  - name: lan
+nodes:
+  - name: a
+    roles: [director, realserver]
+    services: [mysql]
+    interfaces:
+      - name: eth0
+        bridge: lan
+        mac: "02:00:00:00:00:01"
+        addresses: [10.0.0.1/24]
+  - name: b
+    roles: [client]
+    interfaces:
+      - name: eth0
+        bridge: lan
+        mac: "02:00:00:00:00:02"
+        addresses: [10.0.0.2/24]
+`
+
+func TestParseTopologyErrors(t *testing.T) {
+	if _, err := ParseTopology("t.yaml", []byte(base)); err != nil {
+		t.Fatalf("base topology: %v", err)
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new string
+		want     string // substring of the error, with file:line
+	}{
+		{"unknown field", `    roles: [client]`, `    colour: red`, "t.yaml:15: unknown field \"colour\""},
+		{"duplicate node", `  - name: b`, `  - name: a`, `t.yaml:14: nodes[1].name: duplicate name "a"`},
+		{"node named like a bridge", `  - name: b`, `  - name: lan`, `t.yaml:14: nodes[1].name: duplicate name "lan"`},
+		{"duplicate interface", `        bridge: lan
+        mac: "02:00:00:00:00:02"`, `        bridge: lan
+      - name: eth0
+        bridge: lan
+        mac: "02:00:00:00:00:02"`, `nodes[1].interfaces[1].name: duplicate interface "eth0"`},
+		{"duplicate address", `[10.0.0.2/24]`, `[10.0.0.1/24]`, `t.yaml:20: nodes[1].interfaces[0].addresses[0]: duplicate address 10.0.0.1 (also a.eth0)`},
+		{"duplicate MAC", `"02:00:00:00:00:02"`, `"02:00:00:00:00:01"`, `t.yaml:19: nodes[1].interfaces[0].mac: duplicate MAC`},
+		{"bad MAC", `"02:00:00:00:00:02"`, `"02:zz"`, `t.yaml:19: nodes[1].interfaces[0].mac: bad MAC "02:zz"`},
+		{"multicast MAC", `"02:00:00:00:00:02"`, `"01:00:5e:00:00:12"`, `is multicast`},
+		{"long interface name", `      - name: eth0
+        bridge: lan
+        mac: "02:00:00:00:00:02"`, `      - name: averyverylongname
+        bridge: lan
+        mac: "02:00:00:00:00:02"`, `t.yaml:17: nodes[1].interfaces[0].name: interface name "averyverylongname" is 17 characters, the kernel allows 15`},
+		{"bad CIDR", `[10.0.0.2/24]`, `[10.0.0.2/33]`, `t.yaml:20: nodes[1].interfaces[0].addresses[0]: bad address "10.0.0.2/33"`},
+		{"IPv6 address", `[10.0.0.2/24]`, `[fd00::2/64]`, `want an IPv4 CIDR`},
+		{"link to missing bridge", `        bridge: lan
+        mac: "02:00:00:00:00:02"`, `        bridge: wan
+        mac: "02:00:00:00:00:02"`, `t.yaml:18: nodes[1].interfaces[0].bridge: link to missing bridge "wan"`},
+		{"link to missing node", `        bridge: lan
+        mac: "02:00:00:00:00:02"`, `        peer: c.eth0
+        mac: "02:00:00:00:00:02"`, `t.yaml:18: nodes[1].interfaces[0].peer: link to missing node "c"`},
+		{"no link", `        bridge: lan
+        mac: "02:00:00:00:00:02"`, `        mac: "02:00:00:00:00:02"`, `needs a link`},
+		{"VIP outside every subnet", `vip: 10.0.0.200`, `vip: 10.9.0.200`, `t.yaml:2: vip: VIP 10.9.0.200 is outside every subnet`},
+		{"VIP is a node address", `vip: 10.0.0.200`, `vip: 10.0.0.2`, `VIP 10.0.0.2 is also an interface address`},
+		{"realserver without VIP", "vip: 10.0.0.200\n", "", `vip: realservers need a vip`},
+		{"unknown role", `[client]`, `[router]`, `t.yaml:15: nodes[1].roles[0]: unknown role "router"`},
+		{"unknown service", `[mysql]`, `[postgres]`, `t.yaml:8: nodes[0].services[0]: unknown service "postgres"`},
+		{"bad node name", `  - name: b`, `  - name: B_1`, `nodes[1].name: node name "B_1"`},
+		{"non-net sysctl", `    roles: [client]`, "    roles: [client]\n    sysctls: {kernel.panic: \"1\"}", `sysctl "kernel.panic": only net.* keys`},
+		{"syntax error", `  - name: b`, `  - name: [b`, `t.yaml:15: ',' or ']' must be specified`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(base, tc.old, tc.new, 1)
+			if src == base {
+				t.Fatalf("case does not change the base topology")
+			}
+			_, err := ParseTopology("t.yaml", []byte(src))
+			if err == nil {
+				t.Fatalf("got no error, want %q", tc.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got error %q, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q spans lines, want one line", err)
+			}
+		})
+	}
+}
+
+func TestPortName(t *testing.T) {
+	for _, tc := range []struct {
+		node, ifc string
+		want      string
+	}{
+		{"d1", "eth0", "d1-eth0"},
+		{"client", "eth0", "client-eth0"},
+		{"clientbox", "eth12345", "p4"},
+	} {
+		if got := PortName(tc.node, tc.ifc, 4); got != tc.want {
+			t.Errorf("PortName(%q, %q): got %q, want %q", tc.node, tc.ifc, got, tc.want)
+		}
+	}
+}
+
+func TestFixtureTopologiesParse(t *testing.T) {
+	files, _ := os.ReadDir("../fixtures/topologies")
+	for _, f := range files {
+		if _, err := ParseTopologyFile("../fixtures/topologies/" + f.Name()); err != nil {
+			t.Errorf("%s: %v", f.Name(), err)
+		}
+	}
+}
