@@ -22,7 +22,7 @@ deps: ## install the Debian packages lvslab needs (idempotent; root)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 build: ## build bin/lvslab
-	$(GO) build -o $(BIN) ./cmd/lvslab
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/lvslab
 
 install: build ## copy bin/lvslab to /usr/local/bin
 	install -m 0755 $(BIN) /usr/local/bin/lvslab

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/kernel"
 )
 
 // command is one subcommand: its flags live in run.
@@ -28,6 +29,7 @@ func init() {
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
 		{"exec", "[--lab NAME] NODE -- CMD [ARG...]", "run a command inside a node's namespace; exits with its code", cmdExec},
 		{"down", "[--lab NAME]", "stop a lab's processes and remove everything it created", cmdDown},
+		{"vm", "run [--timeout D] [--memory MB] [--share DIR] -- CMD [ARG...]", "run a command in a micro-VM booted with a stock distro kernel (for IPVS)", cmdVM},
 		{"sweep", "[--lab NAME]", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
 	}
 }
@@ -38,7 +40,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 func usageError(format string, a ...any) error {
@@ -46,6 +53,9 @@ func usageError(format string, a ...any) error {
 }
 
 func main() {
+	if kernel.IsGuestInit() {
+		kernel.GuestInit() // we are /init inside a micro-VM
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -68,9 +78,12 @@ func run(args []string) int {
 		case errors.Is(err, flag.ErrHelp):
 			return 0
 		}
-		fmt.Fprintf(os.Stderr, "lvslab %s: %v\n", c.name, err)
 		var ee *exitError
-		if errors.As(err, &ee) {
+		if errors.As(err, &ee) && ee.err == nil {
+			return ee.code // a command's own exit code, already explained
+		}
+		fmt.Fprintf(os.Stderr, "lvslab %s: %v\n", c.name, err)
+		if ee != nil {
 			return ee.code
 		}
 		if errors.Is(err, lab.ErrInvalid) {

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lvslab/lvslab/lab/kernel"
+)
+
+// vmFlags are the flags of commands that may boot a micro-VM.
+type vmFlags struct {
+	vmlinuz, modules string
+	memory           int
+	timeout          time.Duration
+	shares           stringList
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func addVMFlags(fs *flag.FlagSet) *vmFlags {
+	v := &vmFlags{}
+	fs.StringVar(&v.vmlinuz, "vmlinuz", "", "boot this kernel image instead of the distro's (with --modules)")
+	fs.StringVar(&v.modules, "modules", "", "module tree of --vmlinuz: a …/lib/modules/<version> directory with modules.dep")
+	fs.IntVar(&v.memory, "memory", 2048, "guest memory in MiB")
+	fs.DurationVar(&v.timeout, "timeout", 30*time.Minute, "kill the VM after this long")
+	fs.Var(&v.shares, "share", "host directory mounted read-write at the same path in the guest (repeatable)")
+	return v
+}
+
+// microVM prepares a micro-VM: kernel from the flags or the cache (fetched
+// on first use), this executable as /init.
+func (v *vmFlags) microVM(ctx context.Context) (*kernel.MicroVM, error) {
+	if _, err := kernel.QEMU(); err != nil {
+		return nil, err
+	}
+	var k *kernel.Kernel
+	var err error
+	if v.vmlinuz != "" || v.modules != "" {
+		if v.vmlinuz == "" || v.modules == "" {
+			return nil, usageError("--vmlinuz and --modules go together")
+		}
+		k, err = kernel.Local(v.vmlinuz, v.modules)
+	} else {
+		k, err = kernel.Fetch(ctx, os.Stderr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return &kernel.MicroVM{Kernel: k, Init: self, MemoryMB: v.memory, Timeout: v.timeout, Progress: os.Stderr}, nil
+}
+
+// runInVM runs argv in a micro-VM with this process's working directory
+// and environment and returns its exit code.
+func (v *vmFlags) runInVM(argv []string) (int, error) {
+	if os.Geteuid() != 0 {
+		return 0, fmt.Errorf("the micro-VM runs the lab as root inside: run lvslab as root")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	vm, err := v.microVM(ctx)
+	if err != nil {
+		return 0, err
+	}
+	dir, _ := os.Getwd()
+	return vm.Run(ctx, kernel.Spec{Argv: argv, Env: os.Environ(), Dir: dir, Shares: v.shares}, os.Stdout, os.Stderr)
+}
+
+func cmdVM(args []string) error {
+	if len(args) == 0 || args[0] != "run" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			newFlags("vm").Usage()
+			return flag.ErrHelp
+		}
+		return usageError("want: lvslab vm run [flags] -- CMD [ARG...]")
+	}
+	fs := newFlags("vm")
+	v := addVMFlags(fs)
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError("want: lvslab vm run [flags] -- CMD [ARG...]")
+	}
+	code, err := v.runInVM(fs.Args())
+	if err != nil {
+		return err
+	}
+	return exitCode(code)
+}
+
+// exitCode makes lvslab exit with code without printing anything.
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &exitError{code: code}
+}

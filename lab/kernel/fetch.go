@@ -1,0 +1,159 @@
+package kernel
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Kernel is a bootable kernel and its modules.
+type Kernel struct {
+	Version string
+	// Vmlinuz is the kernel image.
+	Vmlinuz string
+	// Modules is the directory /lib/modules/<Version> of this kernel,
+	// with modules.dep.
+	Modules string
+}
+
+// ErrNoKernel is returned when no kernel can be fetched here.
+var ErrNoKernel = errors.New("no kernel for the micro-VM")
+
+// CacheDir is where fetched kernels live: $LVSLAB_CACHE, else
+// $XDG_CACHE_HOME/lvslab, else ~/.cache/lvslab.
+func CacheDir() string {
+	if d := os.Getenv("LVSLAB_CACHE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "lvslab")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "/root"
+	}
+	return filepath.Join(home, ".cache", "lvslab")
+}
+
+// Local returns a kernel given by the user: an image and a modules
+// directory named after the kernel version (…/lib/modules/<version>).
+func Local(vmlinuz, modules string) (*Kernel, error) {
+	if _, err := os.Stat(vmlinuz); err != nil {
+		return nil, fmt.Errorf("--vmlinuz: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(modules, "modules.dep")); err != nil {
+		return nil, fmt.Errorf("--modules %s: no modules.dep (run depmod): %w", modules, err)
+	}
+	abs, _ := filepath.Abs(modules)
+	return &Kernel{Version: filepath.Base(abs), Vmlinuz: vmlinuz, Modules: abs}, nil
+}
+
+// DistroPackage names the distro's current generic kernel package, such as
+// "linux-image-6.1.0-56-amd64" on Debian 12, from the metapackage's
+// dependency. The cloud flavour is no use: it has no 9p.
+func DistroPackage(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", "depends", "linux-image-amd64").Output()
+	if err != nil {
+		return "", fmt.Errorf("%w: apt-cache depends linux-image-amd64: %v (is this Debian? give --vmlinuz and --modules)", ErrNoKernel, err)
+	}
+	m := regexp.MustCompile(`Depends: (linux-image-(\S+))`).FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("%w: linux-image-amd64 depends on no kernel package here: give --vmlinuz and --modules", ErrNoKernel)
+	}
+	return string(m[1]), nil
+}
+
+// Cached returns the newest kernel in the cache, or nil.
+func Cached() *Kernel {
+	dirs, _ := filepath.Glob(filepath.Join(CacheDir(), "kernels", "*", "vmlinuz"))
+	if len(dirs) == 0 {
+		return nil
+	}
+	dir := filepath.Dir(dirs[len(dirs)-1])
+	v := filepath.Base(dir)
+	return &Kernel{Version: v, Vmlinuz: filepath.Join(dir, "vmlinuz"), Modules: filepath.Join(dir, "lib", "modules", v)}
+}
+
+// Fetch returns the distro's current kernel from the cache, downloading and
+// unpacking it first if needed (apt-get download + dpkg-deb -x + depmod;
+// nothing is installed on the host). progress gets one line per slow step.
+func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
+	pkg, err := DistroPackage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	version := strings.TrimPrefix(pkg, "linux-image-")
+	dir := filepath.Join(CacheDir(), "kernels", version)
+	k := &Kernel{Version: version, Vmlinuz: filepath.Join(dir, "vmlinuz"), Modules: filepath.Join(dir, "lib", "modules", version)}
+	if _, err := os.Stat(filepath.Join(k.Modules, "modules.dep")); err == nil {
+		return k, nil
+	}
+	fmt.Fprintf(progress, "lvslab: fetching kernel %s into %s (apt-get download, not installed)\n", pkg, dir)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("create kernel cache: %w", err)
+	}
+	// Unpack next to the final place, then rename: a crash leaves no
+	// half-made kernel in the cache.
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".fetch-")
+	if err != nil {
+		return nil, fmt.Errorf("create kernel cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := run(ctx, tmp, "apt-get", "download", pkg); err != nil {
+		return nil, fmt.Errorf("%w: download %s failed (%v): check apt sources, or give --vmlinuz and --modules", ErrNoKernel, pkg, err)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, pkg+"_*.deb"))
+	if len(debs) != 1 {
+		return nil, fmt.Errorf("%w: apt-get download %s left %d .deb files", ErrNoKernel, pkg, len(debs))
+	}
+	root := filepath.Join(tmp, "root")
+	if err := run(ctx, tmp, "dpkg-deb", "-x", debs[0], root); err != nil {
+		return nil, fmt.Errorf("unpack %s: %w", debs[0], err)
+	}
+	// The package's postinst would run depmod; we run it on the copy.
+	if err := run(ctx, tmp, "depmod", "-b", root, version); err != nil {
+		return nil, fmt.Errorf("depmod %s: %w (install kmod: make deps)", version, err)
+	}
+	if err := os.Rename(filepath.Join(root, "boot", "vmlinuz-"+version), filepath.Join(root, "vmlinuz")); err != nil {
+		return nil, fmt.Errorf("%s has no vmlinuz: %w", pkg, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(root, dir); err != nil {
+		return nil, fmt.Errorf("store kernel in cache: %w", err)
+	}
+	return k, nil
+}
+
+func run(ctx context.Context, dir, name string, args ...string) error {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &out, &out
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("%w: %s", err, lastLine(out.String()))
+	}
+	return nil
+}
+
+func lastLine(s string) string {
+	var last string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" && !strings.HasPrefix(t, "W: ") {
+			last = t
+		}
+	}
+	return last
+}

@@ -1,0 +1,238 @@
+package kernel
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Spec is the command a micro-VM runs, handed to the guest's /init as
+// spec.json in the control share.
+type Spec struct {
+	Argv []string `json:"argv"`
+	Env  []string `json:"env"`
+	Dir  string   `json:"dir"`
+	// Shares are host directories mounted read-write at the same path in
+	// the guest, so results land on the host.
+	Shares []string `json:"shares,omitempty"`
+	// KernelVersion names the module tree mounted at /lib/modules/<v>.
+	KernelVersion string `json:"kernel_version"`
+}
+
+// 9p mount tags and the guest paths of the control share.
+const (
+	tagRoot    = "hostroot"
+	tagModules = "modules"
+	tagCtl     = "ctl"
+	guestCtl   = "/run/lvslab-vm"
+	statusFile = "status"
+	specFile   = "spec.json"
+	portOut    = "lvslab.stdout"
+	portErr    = "lvslab.stderr"
+	// exitInitFailed is the status when /init could not run the command.
+	exitInitFailed = 125
+)
+
+func shareTag(i int) string { return "share" + strconv.Itoa(i) }
+
+// IsGuestInit reports whether this process is the micro-VM's /init.
+func IsGuestInit() bool { return os.Getpid() == 1 && os.Args[0] == "/init" }
+
+// GuestInit is /init inside the micro-VM: it builds the root (host / over
+// 9p, read-only, with a tmpfs overlay), runs the command from spec.json and
+// powers off. It never returns.
+func GuestInit() {
+	if err := guestRun(); err != nil {
+		console("lvslab init: %v", err)
+		os.WriteFile(filepath.Join(guestCtl, statusFile), []byte(fmt.Sprintf("%d\n%v\n", exitInitFailed, err)), 0o644)
+	}
+	unix.Sync()
+	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {}
+}
+
+func console(format string, a ...any) {
+	if f, err := os.OpenFile("/dev/console", os.O_WRONLY, 0); err == nil {
+		fmt.Fprintf(f, format+"\n", a...)
+		f.Close()
+	}
+}
+
+type mnt struct {
+	src, target, fstype string
+	flags               uintptr
+	data                string
+}
+
+func mountAll(ms []mnt) error {
+	for _, m := range ms {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", m.target, err)
+		}
+		if err := unix.Mount(m.src, m.target, m.fstype, m.flags, m.data); err != nil {
+			return fmt.Errorf("mount %s %s on %s (%s): %w", m.fstype, m.src, m.target, m.data, err)
+		}
+	}
+	return nil
+}
+
+const ninep = "trans=virtio,version=9p2000.L,msize=512000"
+
+func guestRun() error {
+	if err := mountAll([]mnt{
+		{"devtmpfs", "/dev", "devtmpfs", 0, ""},
+		{"proc", "/proc", "proc", 0, ""},
+		{"sysfs", "/sys", "sysfs", 0, ""},
+	}); err != nil {
+		return err
+	}
+	if err := loadBootModules("/modules"); err != nil {
+		return err
+	}
+	// The root: host / read-only (cached: it does not change under us),
+	// and a tmpfs upper so the guest can write anywhere.
+	if err := mountAll([]mnt{
+		{tagRoot, "/host", "9p", unix.MS_RDONLY, ninep + ",cache=loose"},
+		{"tmpfs", "/rw", "tmpfs", 0, "mode=0755"},
+	}); err != nil {
+		return err
+	}
+	for _, d := range []string{"/rw/upper", "/rw/work"} {
+		os.MkdirAll(d, 0o755)
+	}
+	nr := "/newroot"
+	if err := mountAll([]mnt{
+		{"overlay", nr, "overlay", 0, "lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work"},
+		{"proc", nr + "/proc", "proc", 0, ""},
+		{"sysfs", nr + "/sys", "sysfs", 0, ""},
+		{"devtmpfs", nr + "/dev", "devtmpfs", 0, ""},
+		{"devpts", nr + "/dev/pts", "devpts", 0, "newinstance,ptmxmode=0666"},
+		{"tmpfs", nr + "/dev/shm", "tmpfs", 0, ""},
+		// A fresh /run: no host pid files or netns mounts leak in. /tmp
+		// stays the overlay, so go test's binaries under /tmp are visible.
+		{"tmpfs", nr + "/run", "tmpfs", 0, "mode=0755"},
+		{tagCtl, nr + guestCtl, "9p", 0, ninep},
+	}); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(nr + guestCtl + "/" + specFile)
+	if err != nil {
+		return fmt.Errorf("read spec: %w", err)
+	}
+	var spec Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return fmt.Errorf("parse spec: %w", err)
+	}
+	extra := []mnt{{tagModules, nr + "/lib/modules/" + spec.KernelVersion, "9p", unix.MS_RDONLY, ninep + ",cache=loose"}}
+	for i, s := range spec.Shares {
+		extra = append(extra, mnt{shareTag(i), nr + s, "9p", 0, ninep})
+	}
+	if err := mountAll(extra); err != nil {
+		return err
+	}
+	out, err := openPort(portOut)
+	if err != nil {
+		return err
+	}
+	errOut, err := openPort(portErr)
+	if err != nil {
+		return err
+	}
+	if err := switchRoot(nr); err != nil {
+		return err
+	}
+	unix.Sethostname([]byte("lvslab-vm"))
+	if lo, err := netlink.LinkByName("lo"); err == nil {
+		netlink.LinkSetUp(lo)
+	}
+	code := runCommand(spec, out, errOut)
+	if err := os.WriteFile(filepath.Join(guestCtl, statusFile), []byte(strconv.Itoa(code)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// loadBootModules loads the initramfs's modules in their file-name order.
+func loadBootModules(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		f.Close()
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("load module %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// openPort opens the virtio-serial port called name (no udev here: find
+// it through sysfs).
+func openPort(name string) (*os.File, error) {
+	ports, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
+	for _, p := range ports {
+		b, _ := os.ReadFile(p)
+		if strings.TrimSpace(string(b)) == name {
+			return os.OpenFile("/dev/"+filepath.Base(filepath.Dir(p)), os.O_WRONLY, 0)
+		}
+	}
+	return nil, fmt.Errorf("no virtio-serial port %q", name)
+}
+
+// switchRoot makes dir the root, as switch_root does (initramfs stays in
+// memory; it is small).
+func switchRoot(dir string) error {
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move %s to /: %w", dir, err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+func runCommand(spec Spec, stdout, stderr *os.File) int {
+	// exec.Command looks argv[0] up in our own PATH: take the caller's.
+	for _, kv := range spec.Env {
+		if p, ok := strings.CutPrefix(kv, "PATH="); ok {
+			os.Setenv("PATH", p)
+		}
+	}
+	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	cmd.Env, cmd.Dir = spec.Env, spec.Dir
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// The command leads its own session, as in a shell; /init reaps.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return 128 + int(ws.Signal())
+			}
+			return ee.ExitCode()
+		}
+		fmt.Fprintf(stderr, "lvslab vm: %v\n", err)
+		return 127
+	}
+	return 0
+}
