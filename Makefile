@@ -6,10 +6,16 @@ BIN         := bin/lvslab
 BENCH_COUNT ?= 6
 # Debian/Ubuntu packages the lab, the backends and the directors use.
 DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepalived \
-	socat tcpdump iputils-ping
+	socat tcpdump iputils-ping \
+	qemu-system-x86 kmod xz-utils cpio
+# Packages whose tests need kernel IPVS, and the tests in them that do
+# (named TestIPVS*): `make test` runs them through `lvslab kexec`, natively
+# where the host has ip_vs, else in the micro-VM.
+IPVS_PKGS := ./lab/kernel/
+IPVS_RUN  := ^TestIPVS
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build install run lab-up lab-down test unit bench sweep clean
+.PHONY: help deps kernel build install run lab-up lab-down test unit bench sweep clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,7 +27,10 @@ deps: ## install the Debian packages lvslab needs (idempotent; root)
 		echo "deps: installing" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-build: ## build bin/lvslab
+kernel: build ## fetch the micro-VM kernel into the cache unless the host has ip_vs
+	@if $(BIN) kernel info | grep -q '^runner: *vm'; then $(BIN) kernel fetch; else echo "kernel: host has ip_vs, no VM kernel needed"; fi
+
+build: ## build bin/lvslab (static: it is also the micro-VM's /init)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/lvslab
 
 install: build ## copy bin/lvslab to /usr/local/bin
@@ -42,8 +51,9 @@ lab-down: build ## stop the default lab and remove everything it made
 unit: ## unit tests only: no root, no kernel state
 	$(GO) test -count=1 -short ./...
 
-test: deps build ## all tests: unit and privileged (root)
+test: deps kernel ## all tests: unit, privileged (root), and IPVS tests through the kernel runner
 	$(GO) test -count=1 -p 1 ./...
+	LVSLAB_REQUIRE_IPVS=1 $(GO) test -count=1 -p 1 -exec "$(CURDIR)/$(BIN) kexec" -run '$(IPVS_RUN)' -v $(IPVS_PKGS)
 
 sweep: build ## remove the leftovers of every lab, e.g. after a crash
 	$(BIN) sweep
@@ -61,8 +71,9 @@ define bench_raw
 	   $(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) $(1); } > reports/bench/raw/$(2).txt
 endef
 
-bench: deps ## run the benchmarks and regenerate reports/bench/BENCH.md (root)
+bench: deps kernel ## run the benchmarks and regenerate reports/bench/BENCH.md (root)
 	$(call bench_raw,./lab/,lab,Lab engine: two-director up+down vs an iproute2 script; MariaDB ready)
+	$(call bench_raw,./lab/kernel/,kernel,Kernel runner: lvslab vm run -- true under TCG vs the DESIGN.md boot recipe)
 	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 
 clean: ## remove build outputs

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ func init() {
 		{"exec", "[--lab NAME] NODE -- CMD [ARG...]", "run a command inside a node's namespace; exits with its code", cmdExec},
 		{"down", "[--lab NAME]", "stop a lab's processes and remove everything it created", cmdDown},
 		{"vm", "run [--timeout D] [--memory MB] [--share DIR] -- CMD [ARG...]", "run a command in a micro-VM booted with a stock distro kernel (for IPVS)", cmdVM},
+		{"kernel", "info|fetch [--kernel native|vm]", "say where IPVS work would run and why; prefetch the micro-VM kernel", cmdKernel},
+		{"kexec", "[--kernel native|vm] BINARY [ARG...]", "go test -exec wrapper: run BINARY where the kernel has IPVS", cmdKexec},
 		{"sweep", "[--lab NAME]", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
 	}
 }
@@ -98,7 +101,7 @@ func run(args []string) int {
 func usage() {
 	fmt.Fprintf(os.Stderr, "lvslab: two-box LVS-DR lab and conformance suite\n\nUsage:\n")
 	for _, c := range commands {
-		fmt.Fprintf(os.Stderr, "  lvslab %-7s %-36s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(os.Stderr, "  lvslab %s %s\n        %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintf(os.Stderr, "\nRun `lvslab COMMAND --help` for a command's flags. Labs live in %s/<lab>/.\n", lab.DefaultRunDir)
 }
@@ -150,3 +153,18 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 func timeSince(t time.Time) float64 { return time.Since(t).Seconds() }
+
+// parseVerb parses "VERB [flags] [args]" for commands with sub-verbs (vm
+// run, kernel info): it returns the verb, or a usage error naming them.
+func parseVerb(fs *flag.FlagSet, args []string, verbs ...string) (string, error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if err := parse(fs, args); err != nil {
+			return "", err
+		}
+		return "", usageError("want one of: %s", strings.Join(verbs, ", "))
+	}
+	if !slices.Contains(verbs, args[0]) {
+		return "", usageError("unknown %s command %q: want one of: %s", fs.Name(), args[0], strings.Join(verbs, ", "))
+	}
+	return args[0], parse(fs, args[1:])
+}

@@ -49,7 +49,7 @@ func (v *vmFlags) microVM(ctx context.Context) (*kernel.MicroVM, error) {
 		}
 		k, err = kernel.Local(v.vmlinuz, v.modules)
 	} else {
-		k, err = kernel.Fetch(ctx, os.Stderr)
+		k, err = kernel.Find(ctx, os.Stderr)
 	}
 	if err != nil {
 		return nil, err
@@ -58,7 +58,7 @@ func (v *vmFlags) microVM(ctx context.Context) (*kernel.MicroVM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kernel.MicroVM{Kernel: k, Init: self, MemoryMB: v.memory, Timeout: v.timeout, Progress: os.Stderr}, nil
+	return &kernel.MicroVM{Kernel: k, Init: self, MemoryMB: v.memory, Timeout: v.timeout}, nil
 }
 
 // runInVM runs argv in a micro-VM with this process's working directory
@@ -74,20 +74,14 @@ func (v *vmFlags) runInVM(argv []string) (int, error) {
 		return 0, err
 	}
 	dir, _ := os.Getwd()
-	return vm.Run(ctx, kernel.Spec{Argv: argv, Env: os.Environ(), Dir: dir, Shares: v.shares}, os.Stdout, os.Stderr)
+	st, err := vm.Run(ctx, kernel.Spec{Argv: argv, Env: os.Environ(), Dir: dir, Shares: v.shares}, os.Stdout, os.Stderr)
+	return st.Code, err
 }
 
 func cmdVM(args []string) error {
-	if len(args) == 0 || args[0] != "run" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			newFlags("vm").Usage()
-			return flag.ErrHelp
-		}
-		return usageError("want: lvslab vm run [flags] -- CMD [ARG...]")
-	}
 	fs := newFlags("vm")
 	v := addVMFlags(fs)
-	if err := parse(fs, args[1:]); err != nil {
+	if _, err := parseVerb(fs, args, "run"); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {

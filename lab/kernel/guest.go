@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -45,6 +46,35 @@ const (
 
 func shareTag(i int) string { return "share" + strconv.Itoa(i) }
 
+// Status is what the guest reports in the control share: the command's
+// exit code, /init's error if it could not run it, and guest-clock times.
+type Status struct {
+	Code  int    `json:"code"`
+	Error string `json:"error,omitempty"`
+	// Boot is the guest's uptime when the command started; Command is how
+	// long it ran.
+	Boot    time.Duration `json:"boot_ns"`
+	Command time.Duration `json:"command_ns"`
+}
+
+func writeStatus(st Status) error {
+	data, _ := json.Marshal(st)
+	if err := os.WriteFile(filepath.Join(guestCtl, statusFile), data, 0o644); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// uptime is the guest's time since boot (CLOCK_BOOTTIME).
+func uptime() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// InVMEnv is set to "1" in the environment of commands run in a micro-VM.
+const InVMEnv = "LVSLAB_IN_VM"
+
 // IsGuestInit reports whether this process is the micro-VM's /init.
 func IsGuestInit() bool { return os.Getpid() == 1 && os.Args[0] == "/init" }
 
@@ -54,7 +84,7 @@ func IsGuestInit() bool { return os.Getpid() == 1 && os.Args[0] == "/init" }
 func GuestInit() {
 	if err := guestRun(); err != nil {
 		console("lvslab init: %v", err)
-		os.WriteFile(filepath.Join(guestCtl, statusFile), []byte(fmt.Sprintf("%d\n%v\n", exitInitFailed, err)), 0o644)
+		writeStatus(Status{Code: exitInitFailed, Error: err.Error()})
 	}
 	unix.Sync()
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
@@ -155,11 +185,10 @@ func guestRun() error {
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
 	}
-	code := runCommand(spec, out, errOut)
-	if err := os.WriteFile(filepath.Join(guestCtl, statusFile), []byte(strconv.Itoa(code)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("write status: %w", err)
-	}
-	return nil
+	st := Status{Boot: uptime()}
+	st.Code = runCommand(spec, out, errOut)
+	st.Command = uptime() - st.Boot
+	return writeStatus(st)
 }
 
 // loadBootModules loads the initramfs's modules in their file-name order.
@@ -219,7 +248,7 @@ func runCommand(spec Spec, stdout, stderr *os.File) int {
 		}
 	}
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
-	cmd.Env, cmd.Dir = spec.Env, spec.Dir
+	cmd.Env, cmd.Dir = append(spec.Env, InVMEnv+"=1"), spec.Dir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// The command leads its own session, as in a shell; /init reaps.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

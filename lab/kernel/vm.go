@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"cmp"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,8 +30,8 @@ type MicroVM struct {
 	CPUs int
 	// Timeout kills qemu after this long (0: no limit).
 	Timeout time.Duration
-	// Progress gets a line on boot problems; nil discards.
-	Progress io.Writer
+	// BootArgs replaces the kernel command line (default: bootArgs).
+	BootArgs string
 }
 
 // ErrTimeout is returned when a micro-VM run hits its Timeout.
@@ -56,12 +58,13 @@ func QEMU() (string, error) {
 }
 
 // Run boots the VM, runs spec inside it with stdout and stderr streamed to
-// the given writers, and returns the command's exit code. Cancelling ctx
-// (Ctrl-C) or the Timeout kills qemu.
-func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (int, error) {
+// the given writers, and returns the command's exit code with guest-side
+// timings. Cancelling ctx (Ctrl-C) or the Timeout kills qemu.
+func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (Status, error) {
+	var st Status
 	qemu, err := QEMU()
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	if v.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -70,47 +73,58 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	}
 	ctl, err := os.MkdirTemp("", "lvslab-vm-")
 	if err != nil {
-		return 0, err
+		return st, err
 	}
-	defer os.RemoveAll(ctl)
+	// LVSLAB_VM_DEBUG=1 keeps the control directory (initramfs, spec,
+	// console.log) and prints the qemu command line.
+	debug := os.Getenv("LVSLAB_VM_DEBUG") != ""
+	if !debug {
+		defer os.RemoveAll(ctl)
+	}
 	spec.KernelVersion = v.Kernel.Version
 	data, _ := json.Marshal(spec)
 	if err := os.WriteFile(filepath.Join(ctl, specFile), data, 0o644); err != nil {
-		return 0, err
+		return st, err
 	}
 	initrd := filepath.Join(ctl, "initrd.cpio")
 	f, err := os.Create(initrd)
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	err = WriteInitramfs(f, v.Init, v.Kernel)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("write initramfs: %w", err)
+		return st, fmt.Errorf("write initramfs: %w", err)
 	}
 
 	// qemu writes the command's output into pipes (virtio-serial ports
 	// backed by file chardevs on /proc/self/fd/N); we copy them out.
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return st, err
 	}
 	console := filepath.Join(ctl, "console.log")
 	cmd := exec.Command(qemu, v.args(initrd, ctl, console, spec.Shares)...)
+	if debug {
+		fmt.Fprintf(stderr, "lvslab vm: %s\n", strings.Join(cmd.Args, " "))
+	}
 	cmd.ExtraFiles = []*os.File{outW, errW} // fds 3 and 4
-	cmd.Stdout, cmd.Stderr = stderr, stderr
+	// qemu's own messages: kept apart from the command's output, shown
+	// when the VM fails.
+	var qemuOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &qemuOut, &qemuOut
 	// No qemu outlives its caller.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		outW.Close()
 		errW.Close()
-		return 0, fmt.Errorf("start qemu: %w", err)
+		return st, fmt.Errorf("start qemu: %w", err)
 	}
 	outW.Close()
 	errW.Close()
@@ -128,22 +142,23 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 		<-copied
 		<-copied
 		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return 0, fmt.Errorf("%w after %s: qemu killed", ErrTimeout, v.Timeout)
+			return st, fmt.Errorf("%w after %s: qemu killed", ErrTimeout, v.Timeout)
 		}
-		return 0, fmt.Errorf("micro-VM: %w: qemu killed", context.Cause(ctx))
+		return st, fmt.Errorf("micro-VM: %w: qemu killed", context.Cause(ctx))
 	}
 	<-copied
 	<-copied
 	status, err := os.ReadFile(filepath.Join(ctl, statusFile))
 	if err != nil {
-		return 0, fmt.Errorf("micro-VM ended without an exit status (qemu: %v); guest console: %s", werr, consoleTail(console))
+		return st, fmt.Errorf("micro-VM ended without an exit status (qemu: %v %s); guest console: %s", werr, strings.TrimSpace(qemuOut.String()), consoleTail(console))
 	}
-	lines := strings.SplitN(strings.TrimSpace(string(status)), "\n", 2)
-	code, _ := strconv.Atoi(lines[0])
-	if code == exitInitFailed && len(lines) > 1 {
-		return code, fmt.Errorf("micro-VM init failed: %s", lines[1])
+	if err := json.Unmarshal(status, &st); err != nil {
+		return st, fmt.Errorf("micro-VM status %q: %w", status, err)
 	}
-	return code, nil
+	if st.Error != "" {
+		return st, fmt.Errorf("micro-VM init failed: %s", st.Error)
+	}
+	return st, nil
 }
 
 func (v *MicroVM) args(initrd, ctl, console string, shares []string) []string {
@@ -163,7 +178,7 @@ func (v *MicroVM) args(initrd, ctl, console string, shares []string) []string {
 		"-machine", "q35", "-accel", accel, "-cpu", cpu,
 		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-kernel", v.Kernel.Vmlinuz, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet panic=-1 rdinit=/init random.trust_cpu=on",
+		"-append", cmp.Or(v.BootArgs, bootArgs),
 		"-serial", "file:" + console,
 		"-device", "virtio-serial-pci",
 		"-chardev", "file,id=out,path=/proc/self/fd/3,append=on",
@@ -179,6 +194,13 @@ func (v *MicroVM) args(initrd, ctl, console string, shares []string) []string {
 	}
 	return a
 }
+
+// bootArgs: the console on ttyS0 (a file on the host), and no time spent on
+// what a throwaway VM does not need: clocksource watchdogs, timer checks,
+// crypto self-tests, CPU mitigations, audit, extra UARTs. Measured under
+// TCG: 3.6 s -> 3.0 s wall for `vm run -- true`.
+const bootArgs = "console=ttyS0 quiet panic=-1 rdinit=/init random.trust_cpu=on " +
+	"tsc=reliable no_timer_check nowatchdog cryptomgr.notests mitigations=off audit=0 8250.nr_uarts=1"
 
 func virtfs(path, tag string, ro bool) []string {
 	opt := "local,path=" + path + ",mount_tag=" + tag + ",security_model=none,multidevs=remap"

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/vishvananda/netlink"
 )
 
@@ -131,4 +132,20 @@ func ProcessesMentioning(s string) []string {
 		}
 	}
 	return found
+}
+
+// RequireIPVS skips the test unless the kernel has ip_vs (loading it if it
+// can). With LVSLAB_REQUIRE_IPVS=1, as `make test` sets for its kexec runs,
+// a missing ip_vs fails the test instead: CI must not skip silently.
+func RequireIPVS(t testing.TB) {
+	t.Helper()
+	RequireRoot(t)
+	ok, why := kernel.HostHasIPVS()
+	switch {
+	case ok:
+	case os.Getenv("LVSLAB_REQUIRE_IPVS") == "1":
+		t.Fatalf("kernel IPVS required (LVSLAB_REQUIRE_IPVS=1) but missing: %s", why)
+	default:
+		t.Skipf("needs kernel IPVS (%s): make test runs this through `lvslab kexec`", why)
+	}
 }

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/lvslab/lvslab/lab/kernel"
+)
+
+func cmdKernel(args []string) error {
+	fs := newFlags("kernel")
+	mode := fs.String("kernel", "", "runner to report on: native or vm (default $LVSLAB_KERNEL, else automatic)")
+	verb, err := parseVerb(fs, args, "info", "fetch")
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "info":
+		info, err := kernel.Detect(*mode)
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(w, "host kernel:\t%s\n", info.HostKernel)
+		fmt.Fprintf(w, "root:\t%s\n", yesNo(info.Root, ""))
+		fmt.Fprintf(w, "ip_vs:\t%s\n", yesNo(info.IPVS, info.IPVSWhy))
+		fmt.Fprintf(w, "kvm:\t%s\n", yesNo(info.KVM, "/dev/kvm not usable: qemu emulates the CPU (TCG)"))
+		fmt.Fprintf(w, "qemu:\t%s\n", orNone(info.QEMU, "not found: install qemu-system-x86 (make deps)"))
+		if k := info.Cached; k != nil {
+			fmt.Fprintf(w, "cached kernel:\t%s (%s)\n", k.Version, k.Vmlinuz)
+		} else {
+			fmt.Fprintf(w, "cached kernel:\tnone (lvslab kernel fetch, or the first VM run, downloads one)\n")
+		}
+		fmt.Fprintf(w, "runner:\t%s (%s)\n", info.Mode, info.Reason)
+		w.Flush()
+		return err
+	case "fetch":
+		k, err := kernel.Fetch(context.Background(), os.Stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s\t%s\t%s\n", k.Version, k.Vmlinuz, k.Modules)
+	}
+	return nil
+}
+
+func yesNo(ok bool, why string) string {
+	if ok {
+		if why != "" {
+			return "yes (" + why + ")"
+		}
+		return "yes"
+	}
+	if why != "" {
+		return "no (" + why + ")"
+	}
+	return "no"
+}
+
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
+}
+
+// cmdKexec is a `go test -exec` wrapper: it runs a test binary where IPVS
+// exists, natively or in a micro-VM, and exits with its code.
+func cmdKexec(args []string) error {
+	fs := newFlags("kexec")
+	mode := fs.String("kernel", "", "native or vm (default $LVSLAB_KERNEL, else automatic)")
+	v := addVMFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError("want: lvslab kexec [flags] BINARY [ARG...]")
+	}
+	info, err := kernel.Detect(*mode)
+	if err != nil {
+		return err
+	}
+	argv := fs.Args()
+	if info.Mode == kernel.Native {
+		path, err := exec.LookPath(argv[0])
+		if err != nil {
+			return err
+		}
+		return syscall.Exec(path, argv, os.Environ())
+	}
+	code, err := v.runInVM(argv)
+	if err != nil {
+		return err
+	}
+	return exitCode(code)
+}

@@ -1,0 +1,87 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Runner modes.
+const (
+	Native = "native" // the host kernel has ip_vs: run directly
+	VM     = "vm"     // boot a micro-VM with a distro kernel
+)
+
+// Info is what decides where IPVS work runs, for `lvslab kernel info`.
+type Info struct {
+	HostKernel string
+	Root       bool
+	// IPVS says whether the host kernel has ip_vs; IPVSWhy explains.
+	IPVS    bool
+	IPVSWhy string
+	KVM     bool
+	QEMU    string // path, "" when missing
+	Cached  *Kernel
+	// Mode is the runner that would run, and Reason why.
+	Mode, Reason string
+}
+
+// HostHasIPVS reports whether the running kernel has ip_vs, loading the
+// module if it can, with the reason.
+func HostHasIPVS() (bool, string) {
+	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+		return true, "/proc/net/ip_vs exists"
+	}
+	out, err := exec.Command("modprobe", "ip_vs").CombinedOutput()
+	if err == nil {
+		if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+			return true, "modprobe ip_vs loaded it"
+		}
+	}
+	why := "no /proc/net/ip_vs"
+	if msg := strings.TrimSpace(string(out)); msg != "" {
+		why += "; modprobe ip_vs: " + lastLine(msg)
+	} else if err != nil {
+		why += "; modprobe ip_vs: " + err.Error()
+	}
+	return false, why
+}
+
+// ErrNoIPVS is returned when native mode is asked for without ip_vs.
+var ErrNoIPVS = errors.New("the host kernel has no ip_vs")
+
+// Detect decides where IPVS work runs. requested is "native", "vm", or ""
+// for $LVSLAB_KERNEL and then automatic: native if the host has ip_vs.
+func Detect(requested string) (Info, error) {
+	var u unix.Utsname
+	unix.Uname(&u)
+	info := Info{HostKernel: unix.ByteSliceToString(u.Release[:]), Root: os.Geteuid() == 0, KVM: KVMUsable(), Cached: Cached()}
+	info.QEMU, _ = exec.LookPath("qemu-system-x86_64")
+	info.IPVS, info.IPVSWhy = HostHasIPVS()
+	source := "--kernel"
+	if requested == "" {
+		requested, source = os.Getenv("LVSLAB_KERNEL"), "LVSLAB_KERNEL"
+	}
+	switch requested {
+	case Native:
+		info.Mode, info.Reason = Native, source+"="+Native
+		if !info.IPVS {
+			return info, fmt.Errorf("%s=native: %w (%s): use vm", source, ErrNoIPVS, info.IPVSWhy)
+		}
+	case VM:
+		info.Mode, info.Reason = VM, source+"="+VM
+	case "":
+		if info.IPVS {
+			info.Mode, info.Reason = Native, "the host kernel has ip_vs"
+		} else {
+			info.Mode, info.Reason = VM, "the host kernel has no ip_vs"
+		}
+	default:
+		return info, fmt.Errorf("%s=%q: want native or vm", source, requested)
+	}
+	return info, nil
+}

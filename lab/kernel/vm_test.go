@@ -1,0 +1,115 @@
+package kernel_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/lvslab/lvslab/lab/labtest"
+)
+
+// requireVM skips unless a micro-VM can boot here: root, qemu, and not
+// already inside one (nested TCG would take minutes).
+func requireVM(t testing.TB) *kernel.MicroVM {
+	t.Helper()
+	labtest.RequireRoot(t)
+	if os.Getenv(kernel.InVMEnv) != "" {
+		t.Skip("already inside a micro-VM")
+	}
+	if _, err := kernel.QEMU(); err != nil {
+		t.Skip(err)
+	}
+	init := filepath.Join(t.TempDir(), "lvslab")
+	build := exec.Command("go", "build", "-o", init, "../../cmd/lvslab")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build lvslab: %v\n%s", err, out)
+	}
+	k, err := kernel.Find(context.Background(), os.Stderr)
+	if err != nil {
+		t.Fatalf("kernel: %v", err)
+	}
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "lvslab-vm-*"))
+	t.Cleanup(func() { expectNoQEMU(t, before) })
+	return &kernel.MicroVM{Kernel: k, Init: init, MemoryMB: 512, Timeout: 2 * time.Minute}
+}
+
+// expectNoQEMU fails if a qemu of ours or a new control directory survives.
+func expectNoQEMU(t testing.TB, before []string) {
+	t.Helper()
+	for _, p := range labtest.ProcessesMentioning("mount_tag=" + "hostroot") {
+		t.Errorf("leak: qemu still running: %s", p)
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "lvslab-vm-*"))
+	for _, d := range after {
+		if !slices.Contains(before, d) {
+			t.Errorf("leak: control directory %s", d)
+		}
+	}
+}
+
+func run(t *testing.T, vm *kernel.MicroVM, argv ...string) (string, string, int, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	wd, _ := os.Getwd()
+	st, err := vm.Run(context.Background(), kernel.Spec{Argv: argv, Env: os.Environ(), Dir: wd}, &out, &errb)
+	return out.String(), errb.String(), st.Code, err
+}
+
+func TestVMRunIPVSExitCodesAndOutput(t *testing.T) {
+	vm := requireVM(t)
+	// The issue's acceptance check: an empty IPVS table, exit 0.
+	out, stderr, code, err := run(t, vm, "ipvsadm", "-Ln")
+	if err != nil || code != 0 || !strings.Contains(out, "IP Virtual Server version") {
+		t.Fatalf("ipvsadm -Ln: code %d, err %v, stdout %q, stderr %q; want exit 0 and the IPVS table header", code, err, out, stderr)
+	}
+	if strings.Count(out, "\n") != 3 {
+		t.Errorf("ipvsadm -Ln: got %q, want the 3 header lines of an empty table", out)
+	}
+	// Exit code, stdout and stderr apart, working directory, environment.
+	t.Setenv("LVSLAB_TEST_VALUE", "42")
+	out, stderr, code, err = run(t, vm, "sh", "-c", `echo "out $LVSLAB_TEST_VALUE $(pwd) $(uname -r)"; echo err >&2; exit 7`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if want := "out 42 " + wd + " " + vm.Kernel.Version + "\n"; out != want || stderr != "err\n" || code != 7 {
+		t.Errorf("got stdout %q, stderr %q, code %d; want %q, \"err\\n\", 7", out, stderr, code, want)
+	}
+}
+
+func TestVMRunTimeout(t *testing.T) {
+	vm := requireVM(t)
+	vm.Timeout = 2 * time.Second
+	start := time.Now()
+	_, _, _, err := run(t, vm, "sleep", "600")
+	if !errors.Is(err, kernel.ErrTimeout) {
+		t.Fatalf("got %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("timeout of 2s returned after %s", d)
+	}
+}
+
+// TestFindUsesCache proves a second run downloads nothing: with the cache
+// filled, Find must not even ask apt (PATH is empty).
+func TestFindUsesCache(t *testing.T) {
+	requireVM(t) // fills the cache
+	t.Setenv("PATH", "")
+	var progress bytes.Buffer
+	k, err := kernel.Find(context.Background(), &progress)
+	if err != nil || progress.Len() > 0 {
+		t.Fatalf("Find with a filled cache: %v, progress %q; want the cached kernel and no download", err, progress.String())
+	}
+	if _, err := os.Stat(k.Vmlinuz); err != nil {
+		t.Errorf("cached kernel image: %v", err)
+	}
+}
