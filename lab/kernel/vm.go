@@ -142,7 +142,7 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 		<-copied
 		<-copied
 		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return st, fmt.Errorf("%w after %s: qemu killed", ErrTimeout, v.Timeout)
+			return st, fmt.Errorf("%w after %s: qemu killed; guest console: %s", ErrTimeout, v.Timeout, consoleTail(console))
 		}
 		return st, fmt.Errorf("micro-VM: %w: qemu killed", context.Cause(ctx))
 	}

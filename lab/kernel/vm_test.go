@@ -39,7 +39,7 @@ func requireVM(t testing.TB) *kernel.MicroVM {
 	}
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "lvslab-vm-*"))
 	t.Cleanup(func() { expectNoQEMU(t, before) })
-	return &kernel.MicroVM{Kernel: k, Init: init, MemoryMB: 512, Timeout: 2 * time.Minute}
+	return &kernel.MicroVM{Kernel: k, Init: init, MemoryMB: 512, Timeout: time.Minute}
 }
 
 // expectNoQEMU fails if a qemu of ours or a new control directory survives.
