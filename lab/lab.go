@@ -89,8 +89,12 @@ type Box struct {
 type State struct {
 	Name     string    `json:"name"`
 	Topology *Topology `json:"topology"`
-	PID      int       `json:"pid"`
-	Created  time.Time `json:"created"`
+	// PID built the lab; for a lab in a micro-VM it is qemu's.
+	PID     int       `json:"pid"`
+	Created time.Time `json:"created"`
+	// Runner is "vm" when the lab lives in a micro-VM, reached through the
+	// agent socket in the run directory; empty when native.
+	Runner string `json:"runner,omitempty"`
 }
 
 // Build creates the lab's namespaces, bridges, veths, addresses, sysctls and

@@ -107,6 +107,7 @@ func (l *Lab) mysqlTemplate(ctx context.Context) (string, error) {
 	if p.err != nil {
 		return "", fmt.Errorf("mariadb-install-db: %w: %s", p.err, logTail(p.Log, 5))
 	}
+	os.Remove(p.pidFile) // done: status lists only the servers
 	init := filepath.Join(l.Dir, "schema.sql")
 	if err := os.WriteFile(init, fixtures.Schema, 0o644); err != nil {
 		return "", fmt.Errorf("write schema: %w", err)

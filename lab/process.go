@@ -20,10 +20,11 @@ type Process struct {
 	Name string
 	Box  string
 	// Log is the path of the combined stdout/stderr log.
-	Log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	Log     string
+	pidFile string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
 }
 
 // Start runs argv inside the box. Unless the lab is detached, the process
@@ -60,8 +61,8 @@ func (b *Box) Start(name string, argv []string) (*Process, error) {
 	if err := start(p.cmd.Start); err != nil {
 		return nil, fmt.Errorf("start %s in %s: %w", name, b.Name, err)
 	}
-	pidFile := filepath.Join(pidDir, b.Name+"."+name+".pid")
-	os.WriteFile(pidFile, []byte(strconv.Itoa(p.cmd.Process.Pid)+"\n"), 0o644)
+	p.pidFile = filepath.Join(pidDir, b.Name+"."+name+".pid")
+	os.WriteFile(p.pidFile, []byte(strconv.Itoa(p.cmd.Process.Pid)+"\n"), 0o644)
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)

@@ -1,7 +1,10 @@
 package lab
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,4 +125,20 @@ func Exec(lab, box string, argv []string) error {
 		return fmt.Errorf("no box %q in lab %q (%s missing)", box, lab, ns)
 	}
 	return doIn(ns, func() error { return syscall.Exec(path, argv, os.Environ()) })
+}
+
+// Run runs argv inside the box, waits, and returns its exit code; output
+// goes to stdout and stderr. Cancelling ctx kills it.
+func (b *Box) Run(ctx context.Context, argv []string, stdout, stderr io.Writer) (int, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := b.Do(cmd.Start); err != nil {
+		return 0, fmt.Errorf("run %s in %s: %w", argv[0], b.Name, err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	return 0, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -76,6 +77,12 @@ func remove(runDir, nsPrefix string, dirMatch func(string) bool, grace time.Dura
 			continue
 		}
 		dir := filepath.Join(runDir, e.Name())
+		// Processes outside the lab's namespaces that work for it, such as
+		// the qemu of a lab in a micro-VM, name the run dir.
+		for _, p := range ProcessesMentioning(dir + "/") {
+			syscall.Kill(p.PID, syscall.SIGKILL)
+			r.Processes = append(r.Processes, p.PID)
+		}
 		// The lab mounted a tmpfs here; a crash may leave it mounted.
 		for unix.Unmount(dir, unix.MNT_DETACH) == nil {
 		}
@@ -152,4 +159,34 @@ func ListLabs(runDir string) []string {
 		}
 	}
 	return names
+}
+
+// Proc is a process and its command line.
+type Proc struct {
+	PID     int
+	Cmdline string
+}
+
+func (p Proc) String() string { return fmt.Sprintf("%d %s", p.PID, p.Cmdline) }
+
+// ProcessesMentioning returns the live processes, other than this one,
+// whose command line contains s.
+func ProcessesMentioning(s string) []Proc {
+	ents, _ := os.ReadDir("/proc")
+	var found []Proc
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(cmd) == 0 { // zombies have an empty cmdline
+			continue
+		}
+		line := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+		if strings.Contains(line, s) {
+			found = append(found, Proc{pid, line})
+		}
+	}
+	return found
 }

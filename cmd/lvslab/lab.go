@@ -2,21 +2,29 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/lvslab/lvslab/lab/vmlab"
 )
 
 func cmdUp(args []string) error {
 	fs := newFlags("up")
 	topoFile := fs.String("t", "", "topology file (default: the built-in "+fixtures.DefaultTopologyName+")")
 	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
+	mode := fs.String("kernel", "", "where the lab runs: native, or vm (a micro-VM with IPVS); default $LVSLAB_KERNEL, else vm when the host kernel has no ip_vs")
+	v := addVMFlags(fs, false)
 	name, runDir := labFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -24,27 +32,58 @@ func cmdUp(args []string) error {
 	if fs.NArg() > 0 {
 		return usageError("unexpected argument %q", fs.Arg(0))
 	}
-	topo, err := loadTopology(*topoFile)
+	file, data := fixtures.DefaultTopologyName, fixtures.DefaultTopology
+	if *topoFile != "" {
+		var err error
+		file = *topoFile
+		if data, err = os.ReadFile(file); err != nil {
+			return fmt.Errorf("read topology: %w", err)
+		}
+	}
+	topo, err := lab.ParseTopology(file, data)
 	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return lab.ErrNotRoot
+	}
+	info, err := kernel.Detect(*mode)
+	switch {
+	case errors.Is(err, kernel.ErrNoIPVS):
+		// Asked for explicitly: a lab without IPVS still has namespaces,
+		// bridges and MariaDB.
+		fmt.Fprintf(os.Stderr, "lvslab: warning: %v; building natively anyway, IPVS commands in this lab will fail\n", err)
+	case err != nil:
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(os.Stderr, "lvslab: building lab %q from topology %s\n", *name, topo.Name)
-	l, err := lab.Build(ctx, topo, lab.Options{Name: *name, RunDir: *runDir, Detach: true,
-		NoServices: *noServices, Progress: os.Stderr})
-	if err != nil {
-		return err
+	t0 := time.Now()
+	fmt.Fprintf(os.Stderr, "lvslab: building lab %q from topology %s (%s: %s)\n", *name, topo.Name, info.Mode, info.Reason)
+	var st *lab.Status
+	if info.Mode == kernel.VM {
+		vm, err := v.microVM(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "lvslab: booting a micro-VM (kernel %s); the lab is built inside it\n", vm.Kernel.Version)
+		if st, err = vmlab.Up(ctx, vm, data, *runDir, *name); err != nil {
+			return err
+		}
+		st.State.Runner = kernel.VM
+	} else {
+		l, err := lab.Build(ctx, topo, lab.Options{Name: *name, RunDir: *runDir, Detach: true,
+			NoServices: *noServices, Progress: os.Stderr})
+		if err != nil {
+			return err
+		}
+		if st, err = lab.Inspect(*runDir, l.Name); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(os.Stderr, "lvslab: lab %q is up in %.2fs\n\n", l.Name, timeSince(l.Started))
-	return printStatus(*runDir, l.Name)
-}
-
-func loadTopology(file string) (*lab.Topology, error) {
-	if file == "" {
-		return lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
-	}
-	return lab.ParseTopologyFile(file)
+	fmt.Fprintf(os.Stderr, "lvslab: lab %q is up in %.2fs\n\n", *name, time.Since(t0).Seconds())
+	printStatus(st, *name)
+	return nil
 }
 
 func cmdStatus(args []string) error {
@@ -53,14 +92,34 @@ func cmdStatus(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return printStatus(*runDir, *name)
-}
-
-func printStatus(runDir, name string) error {
-	s, err := lab.Inspect(runDir, name)
+	st, err := lab.ReadState(*runDir, *name)
 	if err != nil {
 		return err
 	}
+	s, err := inspect(*runDir, st)
+	if err != nil {
+		return err
+	}
+	printStatus(s, *name)
+	return nil
+}
+
+// inspect asks the kernel, or the agent of a lab in a micro-VM.
+func inspect(runDir string, st *lab.State) (*lab.Status, error) {
+	if st.Runner != kernel.VM {
+		return lab.Inspect(runDir, st.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := vmlab.Call(ctx, vmlab.Socket(runDir, st.Name), vmlab.Request{Op: "status"}, io.Discard, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	done.Status.State.Runner = kernel.VM
+	return done.Status, nil
+}
+
+func printStatus(s *lab.Status, name string) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "BOX\tNAMESPACE\tIFACE\tMAC\tADDRESSES\tSTATE\n")
 	for _, b := range s.Boxes {
@@ -98,11 +157,18 @@ func printStatus(runDir, name string) error {
 	if name != "lab" {
 		flag = " --lab " + name
 	}
-	fmt.Printf("\nExec into a node:  lvslab exec%s d1 -- ipvsadm -Ln\n", flag)
+	node := "d1"
+	if len(s.State.Topology.Nodes) > 0 && s.State.Topology.Node("d1") == nil {
+		node = s.State.Topology.Nodes[0].Name
+	}
+	fmt.Printf("\nExec into a node:  lvslab exec%s %s -- ipvsadm -Ln\n", flag, node)
 	fmt.Printf("                   lvslab exec%s client -- mariadb -h 192.168.1.233 -u %s -p%s -e 'select @@server_id'\n", flag, lab.MySQLUser, lab.MySQLPassword)
-	fmt.Printf("Or with iproute2:  ip netns exec %s sh\n", lab.NamespacePath(name, "d1")[len(lab.NetnsDir)+1:])
+	if s.State.Runner == kernel.VM {
+		fmt.Printf("The lab runs in a micro-VM: paths above are inside it; exec has no stdin.\n")
+	} else {
+		fmt.Printf("Or with iproute2:  ip netns exec %s sh\n", filepath.Base(lab.NamespacePath(name, node)))
+	}
 	fmt.Printf("Tear down:         lvslab down%s\n", flag)
-	return nil
 }
 
 func cmdExec(args []string) error {
@@ -118,8 +184,17 @@ func cmdExec(args []string) error {
 	if len(rest) < 2 {
 		return usageError("want NODE -- CMD [ARG...]")
 	}
-	if _, err := lab.ReadState(*runDir, *name); err != nil {
+	st, err := lab.ReadState(*runDir, *name)
+	if err != nil {
 		return err
+	}
+	if st.Runner == kernel.VM {
+		done, err := vmlab.Call(context.Background(), vmlab.Socket(*runDir, *name),
+			vmlab.Request{Op: "exec", Box: rest[0], Argv: rest[1:]}, os.Stdout, os.Stderr)
+		if err != nil {
+			return &exitError{max(done.Code, 1), err}
+		}
+		return exitCode(done.Code)
 	}
 	return lab.Exec(*name, rest[0], rest[1:])
 }
@@ -129,6 +204,13 @@ func cmdDown(args []string) error {
 	name, runDir := labFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if st, err := lab.ReadState(*runDir, *name); err == nil && st.Runner == kernel.VM {
+		if err := vmlab.Down(*runDir, st, lab.StopGrace); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "lvslab: lab %q down: VM powered off, run dir removed\n", *name)
+		return nil
 	}
 	r, err := lab.Down(*runDir, *name, lab.StopGrace)
 	if err != nil {
@@ -152,4 +234,28 @@ func cmdSweep(args []string) error {
 	r, err := lab.Sweep(*runDir, *name)
 	fmt.Fprintf(os.Stderr, "lvslab: sweep removed %s\n", r)
 	return err
+}
+
+// cmdAgent runs inside the micro-VM of `lvslab up --kernel vm`: it builds
+// the lab and serves the host's requests until `down`.
+func cmdAgent(args []string) error {
+	fs := newFlags("agent")
+	topoFile := fs.String("t", "", "topology file")
+	name := fs.String("lab", "lab", "lab name")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	port, err := kernel.OpenPort(kernel.AgentPort, os.O_RDWR)
+	if err != nil {
+		return fmt.Errorf("agent runs only inside lvslab's micro-VM: %w", err)
+	}
+	topo, err := lab.ParseTopologyFile(*topoFile)
+	var l *lab.Lab
+	if err == nil {
+		l, err = lab.Build(context.Background(), topo, lab.Options{Name: *name, Progress: os.Stderr})
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lvslab agent: %v\n", err)
+	}
+	return vmlab.Serve(context.Background(), l, lab.DefaultRunDir, err, port)
 }

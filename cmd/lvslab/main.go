@@ -26,12 +26,13 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"up", "[-t topology.yaml] [--lab NAME]", "build a lab, start its MariaDB backends, leave it running", cmdUp},
+		{"up", "[-t topology.yaml] [--lab NAME] [--kernel native|vm]", "build a lab, start its MariaDB backends, leave it running (in a micro-VM if the host has no IPVS)", cmdUp},
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
 		{"exec", "[--lab NAME] NODE -- CMD [ARG...]", "run a command inside a node's namespace; exits with its code", cmdExec},
 		{"down", "[--lab NAME]", "stop a lab's processes and remove everything it created", cmdDown},
 		{"vm", "run [--timeout D] [--memory MB] [--share DIR] -- CMD [ARG...]", "run a command in a micro-VM booted with a stock distro kernel (for IPVS)", cmdVM},
 		{"kernel", "info|fetch [--kernel native|vm]", "say where IPVS work would run and why; prefetch the micro-VM kernel", cmdKernel},
+		{"agent", "--lab NAME -t FILE", "(internal) inside the micro-VM of `up --kernel vm`: build the lab, serve the host", cmdAgent},
 		{"kexec", "[--kernel native|vm] BINARY [ARG...]", "go test -exec wrapper: run BINARY where the kernel has IPVS", cmdKexec},
 		{"sweep", "[--lab NAME]", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
 	}

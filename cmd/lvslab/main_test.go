@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/labtest"
 )
 
@@ -25,7 +26,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755) // TestUpNotRoot runs it as nobody
 	lvslab = filepath.Join(dir, "lvslab")
-	if out, err := exec.Command("go", "build", "-o", lvslab, ".").CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", lvslab, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // it is also the micro-VM's /init
+	if out, err := build.CombinedOutput(); err != nil {
 		panic("go build: " + err.Error() + "\n" + string(out))
 	}
 	code := m.Run()
@@ -92,7 +95,7 @@ func TestUpExecStatusDown(t *testing.T) {
 	runDir, name := t.TempDir(), lab.RandomName()
 	snap := labtest.Snapshot(t)
 	t.Cleanup(func() { cli(t, "sweep", "--lab", name, "--run-dir", runDir) })
-	stdout, stderr, code := cli(t, "up", "--lab", name, "--run-dir", runDir)
+	stdout, stderr, code := cli(t, "up", "--kernel", "native", "--lab", name, "--run-dir", runDir)
 	if code != 0 {
 		t.Fatalf("up: exit %d\n%s", code, stderr)
 	}
@@ -128,7 +131,7 @@ func TestSweepAfterKilledUp(t *testing.T) {
 	labtest.RequireRoot(t)
 	runDir, name := t.TempDir(), lab.RandomName()
 	snap := labtest.Snapshot(t)
-	up := exec.Command(lvslab, "up", "--lab", name, "--run-dir", runDir)
+	up := exec.Command(lvslab, "up", "--kernel", "native", "--lab", name, "--run-dir", runDir)
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -155,4 +158,45 @@ func TestSweepAfterKilledUp(t *testing.T) {
 		t.Fatalf("sweep: exit %d: %s", code, stderr)
 	}
 	snap.ExpectClean(t, runDir, name)
+}
+
+// TestUpInVM keeps a lab in a micro-VM: where the host has no IPVS, the
+// lab still has it, and exec, status and down reach it through the agent.
+func TestUpInVM(t *testing.T) {
+	labtest.RequireRoot(t)
+	if os.Getenv(kernel.InVMEnv) != "" {
+		t.Skip("already inside a micro-VM")
+	}
+	if _, err := kernel.QEMU(); err != nil {
+		t.Skip(err)
+	}
+	runDir, name := t.TempDir(), lab.RandomName()
+	snap := labtest.Snapshot(t)
+	t.Cleanup(func() { cli(t, "sweep", "--lab", name, "--run-dir", runDir) })
+	stdout, stderr, code := cli(t, "up", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir)
+	if code != 0 || !strings.Contains(stdout, "192.168.1.200/32") || !strings.Contains(stdout, "micro-VM") {
+		t.Fatalf("up --kernel vm: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d1", "--", "ipvsadm", "-Ln")
+	if code != 0 || !strings.Contains(out, "IP Virtual Server") {
+		t.Errorf("exec ipvsadm in the VM lab: exit %d, %q %q; want the IPVS table", code, out, stderr)
+	}
+	out, _, code = cli(t, "exec", "--lab", name, "--run-dir", runDir, "client", "--",
+		"mariadb", "-h", "192.168.1.233", "-u", lab.MySQLUser, "-p"+lab.MySQLPassword, "-N", "-e", "select @@server_id")
+	if code != 0 || strings.TrimSpace(out) != "1" {
+		t.Errorf("exec mariadb on d1 in the VM lab: exit %d, %q; want server_id 1", code, out)
+	}
+	if _, _, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d2", "--", "sh", "-c", "exit 9"); code != 9 {
+		t.Errorf("exit code through the agent: got %d, want 9", code)
+	}
+	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "mariadbd") {
+		t.Errorf("status through the agent shows no mariadbd:\n%s", out)
+	}
+	if _, stderr, code := cli(t, "down", "--lab", name, "--run-dir", runDir); code != 0 {
+		t.Errorf("down: exit %d: %s", code, stderr)
+	}
+	snap.ExpectClean(t, runDir, name)
+	if left := labtest.ProcessesMentioning(filepath.Join(runDir, name)); len(left) > 0 {
+		t.Errorf("leak: %v", left)
+	}
 }

@@ -212,14 +212,16 @@ func loadBootModules(dir string) error {
 	return nil
 }
 
-// openPort opens the virtio-serial port called name (no udev here: find
-// it through sysfs).
-func openPort(name string) (*os.File, error) {
+func openPort(name string) (*os.File, error) { return OpenPort(name, os.O_WRONLY) }
+
+// OpenPort opens the guest end of the virtio-serial port called name (no
+// udev in the micro-VM: it is found through sysfs).
+func OpenPort(name string, flag int) (*os.File, error) {
 	ports, _ := filepath.Glob("/sys/class/virtio-ports/*/name")
 	for _, p := range ports {
 		b, _ := os.ReadFile(p)
 		if strings.TrimSpace(string(b)) == name {
-			return os.OpenFile("/dev/"+filepath.Base(filepath.Dir(p)), os.O_WRONLY, 0)
+			return os.OpenFile("/dev/"+filepath.Base(filepath.Dir(p)), flag, 0)
 		}
 	}
 	return nil, fmt.Errorf("no virtio-serial port %q", name)

@@ -1,8 +1,8 @@
 package kernel
 
 import (
-	"cmp"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,10 +62,6 @@ func QEMU() (string, error) {
 // timings. Cancelling ctx (Ctrl-C) or the Timeout kills qemu.
 func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (Status, error) {
 	var st Status
-	qemu, err := QEMU()
-	if err != nil {
-		return st, err
-	}
 	if v.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, v.Timeout, ErrTimeout)
@@ -81,24 +77,6 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	if !debug {
 		defer os.RemoveAll(ctl)
 	}
-	spec.KernelVersion = v.Kernel.Version
-	data, _ := json.Marshal(spec)
-	if err := os.WriteFile(filepath.Join(ctl, specFile), data, 0o644); err != nil {
-		return st, err
-	}
-	initrd := filepath.Join(ctl, "initrd.cpio")
-	f, err := os.Create(initrd)
-	if err != nil {
-		return st, err
-	}
-	err = WriteInitramfs(f, v.Init, v.Kernel)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return st, fmt.Errorf("write initramfs: %w", err)
-	}
-
 	// qemu writes the command's output into pipes (virtio-serial ports
 	// backed by file chardevs on /proc/self/fd/N); we copy them out.
 	outR, outW, err := os.Pipe()
@@ -109,8 +87,10 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	if err != nil {
 		return st, err
 	}
-	console := filepath.Join(ctl, "console.log")
-	cmd := exec.Command(qemu, v.args(initrd, ctl, console, spec.Shares)...)
+	cmd, err := v.command(ctl, spec, "/proc/self/fd/3", "/proc/self/fd/4")
+	if err != nil {
+		return st, err
+	}
 	if debug {
 		fmt.Fprintf(stderr, "lvslab vm: %s\n", strings.Join(cmd.Args, " "))
 	}
@@ -121,18 +101,18 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	cmd.Stdout, cmd.Stderr = &qemuOut, &qemuOut
 	// No qemu outlives its caller.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		outW.Close()
-		errW.Close()
-		return st, fmt.Errorf("start qemu: %w", err)
-	}
+	err = cmd.Start()
 	outW.Close()
 	errW.Close()
+	if err != nil {
+		return st, fmt.Errorf("start qemu: %w", err)
+	}
 	copied := make(chan struct{}, 2)
 	go func() { io.Copy(stdout, outR); copied <- struct{}{} }()
 	go func() { io.Copy(stderr, errR); copied <- struct{}{} }()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	console := filepath.Join(ctl, consoleFile)
 	var werr error
 	select {
 	case werr = <-exited:
@@ -161,7 +141,69 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	return st, nil
 }
 
-func (v *MicroVM) args(initrd, ctl, console string, shares []string) []string {
+// Start boots the VM in the background with ctl as its control directory
+// and returns qemu's process. The command's stdout and stderr go to
+// ctl/stdout.log and ctl/stderr.log; a further virtio-serial port named
+// AgentPort is a unix socket at ctl/agent.sock on the host. qemu runs in a
+// session of its own and outlives the caller: stop it through the agent,
+// or kill it.
+func (v *MicroVM) Start(ctl string, spec Spec) (*os.Process, error) {
+	cmd, err := v.command(ctl, spec, filepath.Join(ctl, "stdout.log"), filepath.Join(ctl, "stderr.log"))
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(ctl, AgentSocket)
+	cmd.Args = append(cmd.Args,
+		"-chardev", "socket,id=agent,path="+sock+",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name="+AgentPort)
+	log, err := os.Create(filepath.Join(ctl, "qemu.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	return cmd.Process, nil
+}
+
+// Agent port: see Start.
+const (
+	AgentPort   = "lvslab.agent"
+	AgentSocket = "agent.sock"
+	consoleFile = "console.log"
+)
+
+// command writes the spec and the initramfs into ctl and returns the qemu
+// command; the guest's stdout and stderr go to the files out and errOut.
+func (v *MicroVM) command(ctl string, spec Spec, out, errOut string) (*exec.Cmd, error) {
+	qemu, err := QEMU()
+	if err != nil {
+		return nil, err
+	}
+	spec.KernelVersion = v.Kernel.Version
+	data, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(ctl, specFile), data, 0o644); err != nil {
+		return nil, err
+	}
+	initrd := filepath.Join(ctl, "initrd.cpio")
+	f, err := os.Create(initrd)
+	if err != nil {
+		return nil, err
+	}
+	err = WriteInitramfs(f, v.Init, v.Kernel)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write initramfs: %w", err)
+	}
+	return exec.Command(qemu, v.args(initrd, ctl, out, errOut, spec.Shares)...), nil
+}
+
+func (v *MicroVM) args(initrd, ctl, out, errOut string, shares []string) []string {
 	mem, cpus := v.MemoryMB, v.CPUs
 	if mem == 0 {
 		mem = 2048
@@ -179,11 +221,11 @@ func (v *MicroVM) args(initrd, ctl, console string, shares []string) []string {
 		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-kernel", v.Kernel.Vmlinuz, "-initrd", initrd,
 		"-append", cmp.Or(v.BootArgs, bootArgs),
-		"-serial", "file:" + console,
+		"-serial", "file:" + filepath.Join(ctl, consoleFile),
 		"-device", "virtio-serial-pci",
-		"-chardev", "file,id=out,path=/proc/self/fd/3,append=on",
+		"-chardev", "file,id=out,path=" + out + ",append=on",
 		"-device", "virtserialport,chardev=out,name=" + portOut,
-		"-chardev", "file,id=err,path=/proc/self/fd/4,append=on",
+		"-chardev", "file,id=err,path=" + errOut + ",append=on",
 		"-device", "virtserialport,chardev=err,name=" + portErr,
 	}
 	a = append(a, virtfs("/", tagRoot, true)...)

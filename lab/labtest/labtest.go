@@ -119,19 +119,11 @@ func (h HostState) ExpectClean(t testing.TB, runDir, name string) {
 // ProcessesMentioning returns "PID cmdline" of live processes whose command
 // line contains s.
 func ProcessesMentioning(s string) []string {
-	ents, _ := os.ReadDir("/proc")
-	var found []string
-	for _, e := range ents {
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || len(cmd) == 0 { // zombies have an empty cmdline
-			continue
-		}
-		line := strings.ReplaceAll(string(cmd), "\x00", " ")
-		if strings.Contains(line, s) {
-			found = append(found, e.Name()+" "+line)
-		}
+	var out []string
+	for _, p := range lab.ProcessesMentioning(s) {
+		out = append(out, p.String())
 	}
-	return found
+	return out
 }
 
 // RequireIPVS skips the test unless the kernel has ip_vs (loading it if it
