@@ -149,15 +149,22 @@ func nsInode(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// pidsInNS lists the processes whose network namespace is one of inodes.
-func pidsInNS(inodes map[uint64]bool) []int {
+// otherPIDs lists every process but this one.
+func otherPIDs() []int {
 	ents, _ := os.ReadDir("/proc")
 	var pids []int
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
+			pids = append(pids, pid)
 		}
+	}
+	return pids
+}
+
+// pidsInNS lists the processes whose network namespace is one of inodes.
+func pidsInNS(inodes map[uint64]bool) []int {
+	var pids []int
+	for _, pid := range otherPIDs() {
 		if ino, err := nsInode(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && inodes[ino] {
 			pids = append(pids, pid)
 		}

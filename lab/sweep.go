@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -172,14 +171,9 @@ func (p Proc) String() string { return fmt.Sprintf("%d %s", p.PID, p.Cmdline) }
 // ProcessesMentioning returns the live processes, other than this one,
 // whose command line contains s.
 func ProcessesMentioning(s string) []Proc {
-	ents, _ := os.ReadDir("/proc")
 	var found []Proc
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+	for _, pid := range otherPIDs() {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if err != nil || len(cmd) == 0 { // zombies have an empty cmdline
 			continue
 		}
