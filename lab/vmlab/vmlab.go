@@ -154,6 +154,12 @@ func Call(ctx context.Context, sock string, req Request, stdout, stderr io.Write
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
+	return call(c, req, stdout, stderr)
+}
+
+// call sends one request on c and reads its answer.
+func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) {
+	var done Done
 	data, _ := json.Marshal(req)
 	if _, err := c.Write(append(data, '\n')); err != nil {
 		return done, fmt.Errorf("send %s to the VM agent: %w", req.Op, err)
