@@ -58,7 +58,8 @@ func Local(vmlinuz, modules string) (*Kernel, error) {
 		return nil, fmt.Errorf("--modules %s: no modules.dep (run depmod): %w", modules, err)
 	}
 	abs, _ := filepath.Abs(modules)
-	return &Kernel{Version: filepath.Base(abs), Vmlinuz: vmlinuz, BzImage: vmlinuz, Modules: abs}, nil
+	k := &Kernel{Version: filepath.Base(abs), Vmlinuz: vmlinuz, BzImage: vmlinuz, Modules: abs}
+	return k, CheckModules(k)
 }
 
 // DistroPackage names the distro's current generic kernel package, such as
@@ -156,7 +157,8 @@ func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
 	if err := os.Rename(root, dir); err != nil {
 		return nil, fmt.Errorf("store kernel in cache: %w", err)
 	}
-	return cachedIn(dir), nil
+	k := cachedIn(dir)
+	return k, CheckModules(k)
 }
 
 // xzMagic starts the xz stream that holds the kernel inside a bzImage.

@@ -16,6 +16,16 @@ import (
 // xt_mac) is loaded later by modprobe from the 9p-mounted module tree.
 var bootModules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_console"}
 
+// ipvsModules are what the labs need from a kernel: IPVS with the usual
+// schedulers, and the netfilter matches of the loop guard.
+var ipvsModules = []string{"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "xt_mac", "xt_mark", "veth", "bridge"}
+
+// CheckModules fails, naming the module, if k lacks one the labs need.
+func CheckModules(k *Kernel) error {
+	_, err := resolveModules(k.Modules, ipvsModules)
+	return err
+}
+
 // cpioWriter writes the "newc" cpio format the kernel unpacks into rootfs.
 type cpioWriter struct {
 	w   *bufio.Writer

@@ -52,8 +52,9 @@ func TestResolveModules(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("load order:\ngot  %v\nwant %v", names, want)
 	}
-	if _, err := resolveModules(dir, []string{"ip_vs"}); err == nil || !strings.Contains(err.Error(), "no module ip_vs") {
-		t.Errorf("missing module: got %v, want an error naming ip_vs", err)
+	err = CheckModules(&Kernel{Modules: dir})
+	if err == nil || !strings.Contains(err.Error(), "kernel 6.1.0-test has no module ip_vs") {
+		t.Errorf("kernel without ip_vs: got %v, want an error naming ip_vs", err)
 	}
 }
 
