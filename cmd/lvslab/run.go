@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/lvslab/lvslab/fixtures"
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/lvslab/lvslab/reports"
+	"github.com/lvslab/lvslab/scenarios"
+	"golang.org/x/sys/unix"
+)
+
+// cmdRun is the headline job: reproduce the loop and prove the fix.
+func cmdRun(args []string) error {
+	fs := newFlags("run")
+	mode := fs.String("kernel", "", "where the scenarios run: native or vm (default $LVSLAB_KERNEL, else automatic)")
+	conns := fs.Int("connections", 40, "client connections per scenario")
+	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
+	v := addVMFlags(fs, false)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return lab.ErrNotRoot
+	}
+	info, err := kernel.Detect(*mode)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(*reportDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if info.Mode == kernel.VM {
+		// Run this very command in the micro-VM; reports land on the host.
+		fmt.Fprintf(os.Stderr, "lvslab: %s: running the scenarios in a micro-VM\n", info.Reason)
+		self, _ := os.Executable()
+		v.shares = append(v.shares, dir)
+		code, err := v.runInVM([]string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns)})
+		if err != nil {
+			return err
+		}
+		return exitCode(code)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	if err != nil {
+		return err
+	}
+	runner := kernel.Native
+	if os.Getenv(kernel.InVMEnv) != "" {
+		runner = kernel.VM
+	}
+	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernelRelease(), Runner: runner}
+	for _, fix := range []scenarios.Fix{scenarios.FixNone, scenarios.FixFwmark} {
+		impl := scenarios.Keepalived{}
+		fmt.Fprintf(os.Stderr, "lvslab: steady state, %s, fix %s: %d connections\n", impl.Name(), fix, *conns)
+		r, err := scenarios.SteadyState(ctx, topo, impl, fix, scenarios.Options{Connections: *conns})
+		if err != nil {
+			return fmt.Errorf("steady state, %s, fix %s: %w", impl.Name(), fix, err)
+		}
+		fmt.Fprintf(os.Stderr, "lvslab:   %s (expected %s): %s\n", r.Verdict, r.Expected, r.Reason)
+		sum.Results = append(sum.Results, r)
+	}
+	out, err := sum.Write(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	sum.Matrix(os.Stdout)
+	fmt.Printf("\nReport: %s/summary.json\n", out)
+	if !sum.Pass() {
+		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
+	}
+	return nil
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
+}

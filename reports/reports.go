@@ -1,0 +1,74 @@
+// Package reports is the model of a conformance run and its writers: the
+// summary.json that CI and `lvslab report` read, and a compact text matrix.
+// Generated runs go to reports/<run-id>/ (git-ignored), with reports/latest
+// pointing at the newest.
+package reports
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lvslab/lvslab/scenarios"
+)
+
+// Summary is one run of scenarios.
+type Summary struct {
+	RunID   string    `json:"run_id"`
+	Started time.Time `json:"started"`
+	// Kernel is the kernel the scenarios ran on; Runner native or vm.
+	Kernel  string              `json:"kernel"`
+	Runner  string              `json:"runner"`
+	Results []*scenarios.Result `json:"results"`
+}
+
+// Pass reports whether every verdict matched its expectation.
+func (s *Summary) Pass() bool {
+	for _, r := range s.Results {
+		if !r.Pass {
+			return false
+		}
+	}
+	return len(s.Results) > 0
+}
+
+// Write stores summary.json in dir/<run-id>/ and points dir/latest at it.
+func (s *Summary) Write(dir string) (string, error) {
+	run := filepath.Join(dir, s.RunID)
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		return "", fmt.Errorf("create report dir: %w", err)
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(run, "summary.json"), data, 0o644); err != nil {
+		return "", fmt.Errorf("write summary: %w", err)
+	}
+	latest := filepath.Join(dir, "latest")
+	os.Remove(latest)
+	if err := os.Symlink(s.RunID, latest); err != nil {
+		return "", fmt.Errorf("link %s: %w", latest, err)
+	}
+	return run, nil
+}
+
+// Matrix prints one line per scenario: implementation, fix, verdict,
+// expectation, evidence.
+func (s *Summary) Matrix(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "SCENARIO\tIMPLEMENTATION\tFIX\tVERDICT\tEXPECTED\tRESULT\tSERVED\tHUNG\tEVIDENCE\n")
+	for _, r := range s.Results {
+		res := "PASS"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.Scenario, r.Implementation, r.Fix,
+			r.Verdict, r.Expected, res, r.Served, r.Connections, r.Hung, r.Reason)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,82 @@
+// Package scenarios runs the conformance scenarios: a two-director cluster
+// in a lab, an implementation under test (keepalived today; the Go director
+// of director/ next), a fix against the ping-pong loop, a MySQL workload
+// from the client, independent observers, and a verdict (LOOP or CLEAN)
+// held against the expectation of Expect.
+//
+// Everything here needs kernel IPVS: run it natively where the host has
+// ip_vs, else in the micro-VM (`lvslab run` and `make test` do that).
+package scenarios
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/lvslab/lvslab/lab"
+)
+
+// Fix is a mitigation of the loop.
+type Fix string
+
+// The fixes compared.
+const (
+	// FixNone reproduces the bug: both directors keep VIP:port services.
+	FixNone Fix = "none"
+	// FixFwmark is the seed's fix: mark VIP traffic only when its source
+	// MAC is not the other director's, and balance by that mark.
+	FixFwmark Fix = "fwmark"
+)
+
+// Director is one of the two boxes that direct and serve at once.
+type Director struct {
+	Node string
+	Addr netip.Addr
+	MAC  net.HardwareAddr
+	// Priority decides the VRRP election: the first director is MASTER.
+	Priority int
+	// Mark is this box's fwmark for FixFwmark (the seed's 3 and 4).
+	Mark int
+}
+
+// Cluster is the two-director LVS-DR setup of a lab.
+type Cluster struct {
+	VIP       netip.Addr
+	Port      int
+	VRID      int
+	Directors [2]Director
+}
+
+// Peer returns the other director.
+func (c Cluster) Peer(i int) Director { return c.Directors[1-i] }
+
+// NewCluster finds the two directors of a topology (nodes with role
+// director, in order: the first is MASTER) and their first interface.
+func NewCluster(t *lab.Topology) (Cluster, error) {
+	c := Cluster{VIP: t.VIPAddr(), Port: lab.MySQLPort, VRID: 51}
+	n := 0
+	for _, node := range t.Nodes {
+		if !node.HasRole(lab.RoleDirector) {
+			continue
+		}
+		if n == 2 {
+			return c, fmt.Errorf("topology %s: more than two directors", t.Name)
+		}
+		ifc := node.Interfaces[0]
+		if len(ifc.Prefixes()) == 0 || ifc.HardwareAddr() == nil {
+			return c, fmt.Errorf("topology %s: director %s needs an address and a fixed MAC on %s", t.Name, node.Name, ifc.Name)
+		}
+		c.Directors[n] = Director{Node: node.Name, Addr: ifc.Prefixes()[0].Addr(), MAC: ifc.HardwareAddr(),
+			Priority: 150 - 50*n, Mark: 3 + n}
+		n++
+	}
+	if n != 2 || !c.VIP.IsValid() {
+		return c, fmt.Errorf("topology %s: want two directors and a vip, got %d directors", t.Name, n)
+	}
+	return c, nil
+}
+
+// Realservers are the directors' addresses: each box serves MySQL too.
+func (c Cluster) Realservers() []netip.Addr {
+	return []netip.Addr{c.Directors[0].Addr, c.Directors[1].Addr}
+}

@@ -1,0 +1,99 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/lvslab/lvslab/fixtures"
+	"github.com/lvslab/lvslab/lab"
+)
+
+// Implementation is a director implementation under test.
+type Implementation interface {
+	Name() string
+	// Start configures and starts both directors of c in l, with fix.
+	Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error
+}
+
+// Keepalived is the reference: Debian's keepalived 2.2.x, one per director
+// namespace, configured as an operator writes it (fixtures/keepalived).
+type Keepalived struct{}
+
+// Name implements Implementation.
+func (Keepalived) Name() string { return "keepalived" }
+
+var keepalivedConf = template.Must(template.New("keepalived.conf").Parse(fixtures.KeepalivedConf))
+
+// KeepalivedConfig renders director i's keepalived.conf.
+func KeepalivedConfig(c Cluster, i int, fix Fix) (string, error) {
+	d := c.Directors[i]
+	data := map[string]any{
+		"Node": d.Node, "State": "BACKUP", "VRID": c.VRID, "Priority": d.Priority,
+		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mark": 0, "PeerMAC": c.Peer(i).MAC,
+	}
+	if i == 0 {
+		data["State"] = "MASTER"
+	}
+	if fix == FixFwmark {
+		data["Mark"] = d.Mark
+	}
+	var b strings.Builder
+	err := keepalivedConf.Execute(&b, data)
+	return b.String(), err
+}
+
+// Start implements Implementation.
+func (Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
+	for i, d := range c.Directors {
+		box := l.Box(d.Node)
+		if fix == FixFwmark {
+			if err := InsertMACGuard(box, c.VIP, c.Port, c.Peer(i).MAC.String(), d.Mark); err != nil {
+				return err
+			}
+		}
+		conf, err := KeepalivedConfig(c, i, fix)
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(l.Dir, d.Node, "keepalived")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		path := filepath.Join(dir, "keepalived.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return err
+		}
+		_, err = box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
+			"--use-file", path, "--pid", filepath.Join(dir, "keepalived.pid"),
+			"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InsertMACGuard installs the seed's rule in box: mark VIP:port traffic
+// unless it comes from the peer director's MAC. go-iptables execs iptables,
+// which acts in the netns of the calling thread: hence box.Do.
+func InsertMACGuard(box *lab.Box, vip netip.Addr, port int, peerMAC string, mark int) error {
+	return box.Do(func() error {
+		ipt, err := iptables.New()
+		if err != nil {
+			return fmt.Errorf("iptables in %s: %w (install iptables: make deps)", box.Name, err)
+		}
+		rule := []string{"-d", vip.String() + "/32", "-p", "tcp", "--dport", strconv.Itoa(port),
+			"-m", "mac", "!", "--mac-source", peerMAC, "-j", "MARK", "--set-mark", fmt.Sprintf("%#x", mark)}
+		if err := ipt.Insert("mangle", "PREROUTING", 1, rule...); err != nil {
+			return fmt.Errorf("insert MAC guard in %s: %w", box.Name, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,303 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+)
+
+// Verdict is what the observers saw.
+type Verdict string
+
+// Verdicts.
+const (
+	Loop  Verdict = "LOOP"
+	Clean Verdict = "CLEAN"
+)
+
+// Expected is the one table of expected outcomes, by fix: without a guard
+// the BACKUP re-balances what the MASTER forwards (LOOP); the fwmark guard
+// removes that (CLEAN). The same for every implementation.
+func Expected(impl string, fix Fix) Verdict {
+	if fix == FixNone {
+		return Loop
+	}
+	return Clean
+}
+
+// Options bound a scenario's workload.
+type Options struct {
+	Connections int           // client connections (default 40)
+	Parallel    int           // at once (default 8)
+	Timeout     time.Duration // per connection: connect and read (default 2s)
+	RunDir      string        // for the scenario's lab (default lab.DefaultRunDir)
+	Progress    io.Writer
+}
+
+func (o *Options) defaults() {
+	if o.Connections == 0 {
+		o.Connections = 40
+	}
+	if o.Parallel == 0 {
+		o.Parallel = 8
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// Result is one scenario run: verdict, expectation and the evidence.
+type Result struct {
+	Scenario       string  `json:"scenario"`
+	Implementation string  `json:"implementation"`
+	Fix            Fix     `json:"fix"`
+	Verdict        Verdict `json:"verdict"`
+	Expected       Verdict `json:"expected"`
+	Pass           bool    `json:"pass"`
+	Reason         string  `json:"reason"`
+
+	Connections int `json:"connections"`
+	Served      int `json:"served"`
+	Hung        int `json:"hung"`
+	Errors      int `json:"errors"`
+	// Share counts connections by the @@server_id that served them.
+	Share map[int]int `json:"share"`
+	// Evidence, per director or bridge port, over the traffic only.
+	IPVS         map[string]IPVSCounters `json:"ipvs"`
+	TimeExceeded map[string]uint64       `json:"icmp_time_exceeded"`
+	Frames       map[string]PortFrames   `json:"bridge_frames"`
+
+	Setup   time.Duration `json:"setup_ns"`
+	Traffic time.Duration `json:"traffic_ns"`
+	Conns   []Conn        `json:"conns"`
+}
+
+// SteadyState builds a lab from topo, starts impl with fix on its two
+// directors, sends the MySQL workload to the VIP from the client, and
+// judges. The lab is torn down before it returns.
+func SteadyState(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, opts Options) (_ *Result, err error) {
+	opts.defaults()
+	r := &Result{Scenario: "steady-state", Implementation: impl.Name(), Fix: fix, Expected: Expected(impl.Name(), fix)}
+	c, err := NewCluster(topo)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	l, err := lab.Build(ctx, topo, lab.Options{RunDir: opts.RunDir, Progress: opts.Progress})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := l.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	if err := impl.Start(ctx, l, c, fix); err != nil {
+		return nil, err
+	}
+	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
+		return nil, err
+	}
+	r.Setup = time.Since(t0)
+	before, err := observe(l, c)
+	if err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	r.Conns = Reads(ctx, l.Box(clientNode(topo)), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port)), opts.Connections, opts.Parallel, opts.Timeout)
+	r.Traffic = time.Since(t1)
+	// IPVS publishes its per-service counters from the rate estimator's
+	// timer, every 2 s (ip_vs_est.c): wait for one tick before reading.
+	time.Sleep(ipvsStatsDelay)
+	after, err := observe(l, c)
+	if err != nil {
+		return nil, err
+	}
+	r.judge(c, before, after)
+	return r, nil
+}
+
+// ipvsStatsDelay is one tick of the IPVS estimator, plus a margin.
+const ipvsStatsDelay = 2200 * time.Millisecond
+
+// snapshot is every observer's reading at one moment.
+type snapshot struct {
+	ipvs   map[string]IPVSCounters
+	te     map[string]uint64
+	frames map[string]PortFrames
+}
+
+func observe(l *lab.Lab, c Cluster) (snapshot, error) {
+	s := snapshot{ipvs: map[string]IPVSCounters{}, te: map[string]uint64{}, frames: map[string]PortFrames{}}
+	for _, d := range c.Directors {
+		var err error
+		if s.ipvs[d.Node], err = ReadIPVS(l.Box(d.Node)); err != nil {
+			return s, err
+		}
+		if s.te[d.Node], err = TimeExceeded(l.Box(d.Node)); err != nil {
+			return s, err
+		}
+	}
+	for _, b := range l.Topo.Bridges {
+		ports, err := ReadPorts(l.Box(b.Name))
+		if err != nil {
+			return s, err
+		}
+		for k, v := range ports {
+			s.frames[k] = v
+		}
+	}
+	return s, nil
+}
+
+// judge: LOOP when the BACKUP's virtual service counted packets (no client
+// talks to it), a looping packet ran out of TTL, or a connection hung.
+func (r *Result) judge(c Cluster, before, after snapshot) {
+	r.IPVS, r.TimeExceeded, r.Frames = map[string]IPVSCounters{}, map[string]uint64{}, map[string]PortFrames{}
+	for _, d := range c.Directors {
+		r.IPVS[d.Node] = after.ipvs[d.Node].Sub(before.ipvs[d.Node])
+		r.TimeExceeded[d.Node] = after.te[d.Node] - before.te[d.Node]
+	}
+	for k, v := range after.frames {
+		r.Frames[k] = PortFrames{Rx: v.Rx - before.frames[k].Rx, Tx: v.Tx - before.frames[k].Tx}
+	}
+	r.Share = map[int]int{}
+	r.Connections = len(r.Conns)
+	for _, cn := range r.Conns {
+		switch {
+		case cn.ServedBy > 0:
+			r.Served++
+			r.Share[cn.ServedBy]++
+		case cn.Hung:
+			r.Hung++
+		default:
+			r.Errors++
+		}
+	}
+	backup := c.Directors[1].Node
+	var te uint64
+	for _, v := range r.TimeExceeded {
+		te += v
+	}
+	var why []string
+	if p := r.IPVS[backup].InPkts; p > 0 {
+		why = append(why, fmt.Sprintf("BACKUP %s's service counted %d packets", backup, p))
+	}
+	if te > 0 {
+		why = append(why, fmt.Sprintf("%d ICMP time exceeded", te))
+	}
+	if r.Hung > 0 {
+		why = append(why, fmt.Sprintf("%d of %d connections hung", r.Hung, r.Connections))
+	}
+	if r.Errors > 0 {
+		why = append(why, fmt.Sprintf("%d of %d failed (%s)", r.Errors, r.Connections, firstError(r.Conns)))
+	}
+	r.Verdict = Clean
+	if len(why) > 0 {
+		r.Verdict = Loop
+	}
+	balanced := len(r.Share) == 2
+	r.Pass = r.Verdict == r.Expected
+	if r.Verdict == Clean {
+		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v", r.Served, r.Connections, shareString(r.Share)))
+		if !balanced || r.Errors > 0 {
+			// "No loop but no balancing" is a failure of its own.
+			r.Pass = false
+			why = append(why, fmt.Sprintf("not balanced across both boxes or %d errors", r.Errors))
+		}
+	}
+	r.Reason = strings.Join(why, "; ")
+}
+
+func firstError(conns []Conn) string {
+	for _, c := range conns {
+		if c.Error != "" && !c.Hung {
+			return c.Error
+		}
+	}
+	return ""
+}
+
+func shareString(share map[int]int) string {
+	ids := make([]int, 0, len(share))
+	for id := range share {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var parts []string
+	for _, id := range ids {
+		parts = append(parts, fmt.Sprintf("%d:%d", id, share[id]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func clientNode(t *lab.Topology) string {
+	for _, n := range t.Nodes {
+		if n.HasRole(lab.RoleClient) {
+			return n.Name
+		}
+	}
+	return ""
+}
+
+// WaitReady waits until the MASTER holds the VIP on its interface and
+// both directors have a virtual service with both realservers.
+func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var last string
+	for {
+		last = readiness(l, c)
+		if last == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready after %s: %s", limit, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// readiness says what is missing, or "" when the cluster is ready.
+func readiness(l *lab.Lab, c Cluster) string {
+	master := l.Box(c.Directors[0].Node)
+	addrs, err := master.Netlink().AddrList(nil, 0)
+	if err != nil {
+		return err.Error()
+	}
+	// The VIP is on lo (ifindex 1) of every realserver; only the MASTER
+	// has it on its interface as well.
+	onIface := func(a netlink.Addr) bool { return a.LinkIndex != 1 && a.IP.Equal(c.VIP.AsSlice()) }
+	if !slices.ContainsFunc(addrs, onIface) {
+		return fmt.Sprintf("MASTER %s does not hold the VIP %s", master.Name, c.VIP)
+	}
+	for _, d := range c.Directors {
+		h, err := ipvs.New(l.Box(d.Node).Path())
+		if err != nil {
+			return err.Error()
+		}
+		svcs, err := h.GetServices()
+		if err == nil && len(svcs) == 1 {
+			var dsts []*ipvs.Destination
+			if dsts, err = h.GetDestinations(svcs[0]); err == nil && len(dsts) == 2 {
+				h.Close()
+				continue
+			}
+		}
+		h.Close()
+		return fmt.Sprintf("%s has no virtual service with two realservers yet (%v)", d.Node, err)
+	}
+	return ""
+}
