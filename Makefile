@@ -11,11 +11,11 @@ DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepaliv
 # Packages whose tests need kernel IPVS, and the tests in them that do
 # (named TestIPVS*): `make test` runs them through `lvslab kexec`, natively
 # where the host has ip_vs, else in the micro-VM.
-IPVS_PKGS := ./lab/kernel/
+IPVS_PKGS := ./lab/kernel/ ./scenarios/
 IPVS_RUN  := ^TestIPVS
 
 .DEFAULT_GOAL := help
-.PHONY: help deps kernel build install run lab-up lab-down test unit bench sweep clean
+.PHONY: help deps kernel build install run conformance lab-up lab-down test unit bench sweep clean
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,11 +36,11 @@ build: ## build bin/lvslab (static: it is also the micro-VM's /init)
 install: build ## copy bin/lvslab to /usr/local/bin
 	install -m 0755 $(BIN) /usr/local/bin/lvslab
 
-run: deps build ## the headline job: a lab from the built-in topology, each backend queried from the client, torn down
-	$(BIN) up --lab run
-	$(BIN) exec --lab run client -- mariadb -h 192.168.1.233 -u lab -plab -e 'select @@hostname, @@server_id'
-	$(BIN) exec --lab run client -- mariadb -h 192.168.1.213 -u lab -plab -e 'select @@hostname, @@server_id'
-	$(BIN) down --lab run
+run: deps kernel ## the headline: reproduce the ping-pong loop with keepalived, prove the fwmark fix, write reports/latest
+	$(BIN) run
+
+conformance: deps kernel ## the Ginkgo conformance specs, through the kernel runner
+	LVSLAB_REQUIRE_IPVS=1 $(GO) test -count=1 -exec "$(CURDIR)/$(BIN) kexec" -run '^TestIPVSScenarios$$' -v ./scenarios/
 
 lab-up: deps build ## bring up the default lab and leave it running (lvslab up)
 	$(BIN) up

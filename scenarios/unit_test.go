@@ -1,0 +1,107 @@
+package scenarios
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/lvslab/lvslab/fixtures"
+	"github.com/lvslab/lvslab/lab"
+)
+
+func testCluster(t *testing.T) Cluster {
+	t.Helper()
+	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCluster(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestNewCluster(t *testing.T) {
+	c := testCluster(t)
+	want := Cluster{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, VRID: 51, Directors: [2]Director{
+		{Node: "d1", Addr: netip.MustParseAddr("192.168.1.233"), MAC: mustMAC("02:00:c0:a8:01:e9"), Priority: 150, Mark: 3},
+		{Node: "d2", Addr: netip.MustParseAddr("192.168.1.213"), MAC: mustMAC("02:00:c0:a8:01:d5"), Priority: 100, Mark: 4},
+	}}
+	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("cluster (-want +got):\n%s", diff)
+	}
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	m, _ := net.ParseMAC(s)
+	return m
+}
+
+// TestKeepalivedConfigGolden compares the rendered configs with the files
+// under fixtures/golden; LVSLAB_UPDATE_GOLDEN=1 rewrites them.
+func TestKeepalivedConfigGolden(t *testing.T) {
+	c := testCluster(t)
+	for _, tc := range []struct {
+		name string
+		i    int
+		fix  Fix
+	}{{"d1-none", 0, FixNone}, {"d2-none", 1, FixNone}, {"d1-fwmark", 0, FixFwmark}, {"d2-fwmark", 1, FixFwmark}} {
+		got, err := KeepalivedConfig(c, tc.i, tc.fix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := "../fixtures/golden/keepalived-" + tc.name + ".conf"
+		if os.Getenv("LVSLAB_UPDATE_GOLDEN") == "1" {
+			os.WriteFile(path, []byte(got), 0o644)
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(string(want), got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+func TestJudge(t *testing.T) {
+	c := testCluster(t)
+	served := func(ids ...int) []Conn {
+		var cs []Conn
+		for _, id := range ids {
+			cs = append(cs, Conn{ServedBy: id})
+		}
+		return cs
+	}
+	snap := func(backupPkts uint32, te uint64) snapshot {
+		return snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1, InPkts: backupPkts}}, te: map[string]uint64{"d2": te}}
+	}
+	for _, tc := range []struct {
+		name        string
+		fix         Fix
+		conns       []Conn
+		after       snapshot
+		wantVerdict Verdict
+		wantPass    bool
+		wantReason  string
+	}{
+		{"clean and balanced", FixFwmark, served(1, 2, 1, 2), snap(0, 0), Clean, true, "4 of 4 served, by server_id 1:2 2:2"},
+		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), Clean, false, "not balanced"},
+		{"backup counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "BACKUP d2's service counted 88 packets"},
+		{"ttl ran out", FixNone, append(served(1), Conn{Error: "connect: no route to host"}), snap(0, 3), Loop, true, "3 ICMP time exceeded; 1 of 2 failed (connect: no route to host)"},
+		{"hung connection", FixFwmark, append(served(1, 2), Conn{Hung: true}), snap(0, 0), Loop, false, "1 of 3 connections hung"},
+		{"loop expected, none seen", FixNone, served(1, 2), snap(0, 0), Clean, false, "2 of 2 served"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Result{Fix: tc.fix, Expected: Expected("keepalived", tc.fix), Conns: tc.conns}
+			r.judge(c, snap(0, 0), tc.after)
+			if r.Verdict != tc.wantVerdict || r.Pass != tc.wantPass || !strings.Contains(r.Reason, tc.wantReason) {
+				t.Errorf("got %s pass=%v %q; want %s pass=%v containing %q", r.Verdict, r.Pass, r.Reason, tc.wantVerdict, tc.wantPass, tc.wantReason)
+			}
+		})
+	}
+}
