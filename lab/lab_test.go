@@ -113,3 +113,18 @@ func TestBuildRejectsExistingLab(t *testing.T) {
 	}
 	ping(t, a, "client", "192.168.1.213") // the first lab is untouched
 }
+
+// TestBuildFailureTearsDown makes Build fail half-way (a sysctl the kernel
+// does not have, on the last node) and proves nothing it built remains.
+func TestBuildFailureTearsDown(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.DefaultTopology(t)
+	topo.Nodes[2].Sysctls = map[string]string{"net.ipv4.conf.all.no_such_knob": "1"}
+	runDir, name := t.TempDir(), lab.RandomName()
+	snap := labtest.Snapshot(t)
+	_, err := lab.Build(context.Background(), topo, lab.Options{Name: name, RunDir: runDir, NoServices: true})
+	if err == nil || !strings.Contains(err.Error(), "no_such_knob") {
+		t.Fatalf("got %v, want an error naming the sysctl", err)
+	}
+	snap.ExpectClean(t, runDir, name)
+}

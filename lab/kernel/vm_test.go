@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,4 +113,36 @@ func TestFindUsesCache(t *testing.T) {
 	if _, err := os.Stat(k.Vmlinuz); err != nil {
 		t.Errorf("cached kernel image: %v", err)
 	}
+}
+
+// TestVMRunStreamsLive: output reaches the caller while the command still
+// runs, not when the VM ends.
+func TestVMRunStreamsLive(t *testing.T) {
+	vm := requireVM(t)
+	w := &firstWrite{}
+	wd, _ := os.Getwd()
+	st, err := vm.Run(context.Background(), kernel.Spec{Argv: []string{"sh", "-c", "echo early; sleep 3; echo late"}, Env: os.Environ(), Dir: wd}, w, io.Discard)
+	end := time.Now()
+	if err != nil || st.Code != 0 {
+		t.Fatalf("run: %v (exit %d)", err, st.Code)
+	}
+	if w.at.IsZero() || end.Sub(w.at) < 2*time.Second {
+		t.Errorf("first output %s before the end, want it at least 2s before (the command sleeps 3s after it)", end.Sub(w.at))
+	}
+	if w.buf.String() != "early\nlate\n" {
+		t.Errorf("got %q, want \"early\\nlate\\n\"", w.buf.String())
+	}
+}
+
+// firstWrite records when its first bytes arrived.
+type firstWrite struct {
+	at  time.Time
+	buf bytes.Buffer
+}
+
+func (f *firstWrite) Write(p []byte) (int, error) {
+	if f.at.IsZero() {
+		f.at = time.Now()
+	}
+	return f.buf.Write(p)
 }
