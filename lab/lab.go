@@ -168,20 +168,29 @@ func (l *Lab) push(what string, fn func() error) {
 	l.undo = append(l.undo, undoStep{what, fn})
 }
 
-// claim creates the run directory, a tmpfs on it and the state file; it
-// fails if the lab already exists.
-func (l *Lab) claim() error {
-	if names, _ := listNamedNS(nsName(l.Name, "")); len(names) > 0 {
-		return fmt.Errorf("lab %q %w (namespace %s): run `lvslab down --lab %s`", l.Name, ErrExists, names[0], l.Name)
+// Claim creates the run directory of the lab called name, failing with
+// ErrExists if that lab has a namespace or a run directory already.
+func Claim(runDir, name string) (string, error) {
+	if names, _ := listNamedNS(nsName(name, "")); len(names) > 0 {
+		return "", fmt.Errorf("lab %q %w (namespace %s): run `lvslab down --lab %s`", name, ErrExists, names[0], name)
 	}
-	if err := os.MkdirAll(l.opts.RunDir, 0o755); err != nil {
-		return fmt.Errorf("create run dir: %w", err)
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return "", fmt.Errorf("create run dir: %w", err)
 	}
-	if err := os.Mkdir(l.Dir, 0o755); err != nil {
+	dir := filepath.Join(runDir, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("lab %q %w (%s): run `lvslab down --lab %s`", l.Name, ErrExists, l.Dir, l.Name)
+			return "", fmt.Errorf("lab %q %w (%s): run `lvslab down --lab %s`", name, ErrExists, dir, name)
 		}
-		return fmt.Errorf("create run dir: %w", err)
+		return "", fmt.Errorf("create run dir: %w", err)
+	}
+	return dir, nil
+}
+
+// claim creates the run directory, a tmpfs on it and the state file.
+func (l *Lab) claim() error {
+	if _, err := Claim(l.opts.RunDir, l.Name); err != nil {
+		return err
 	}
 	l.push("remove "+l.Dir, func() error { return os.RemoveAll(l.Dir) })
 	// MariaDB datadirs and logs live in RAM; /run is not a tmpfs everywhere.

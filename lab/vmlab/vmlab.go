@@ -194,20 +194,11 @@ func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) 
 // Socket is the agent socket of the lab called name.
 func Socket(runDir, name string) string { return filepath.Join(runDir, name, kernel.AgentSocket) }
 
-// Up boots a micro-VM whose agent builds topology file topoFile as the lab
+// Up boots a micro-VM whose agent builds the topology topoData as the lab
 // called name, and waits for the lab to be up. On error nothing is left.
 func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name string) (_ *lab.Status, err error) {
-	dir := filepath.Join(runDir, name)
-	if names, _ := filepath.Glob(lab.NamespacePath(name, "*")); len(names) > 0 {
-		return nil, fmt.Errorf("lab %q %w (namespace %s): run `lvslab down --lab %s`", name, lab.ErrExists, names[0], name)
-	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("lab %q %w (%s): run `lvslab down --lab %s`", name, lab.ErrExists, dir, name)
-		}
+	dir, err := lab.Claim(runDir, name)
+	if err != nil {
 		return nil, err
 	}
 	defer func() {
