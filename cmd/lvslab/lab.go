@@ -67,7 +67,7 @@ func cmdUp(args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "lvslab: booting a micro-VM (kernel %s); the lab is built inside it\n", vm.Kernel.Version)
-		if st, err = vmlab.Up(ctx, vm, data, *runDir, *name); err != nil {
+		if st, err = vmlab.Up(ctx, vm, data, *runDir, *name, *noServices); err != nil {
 			return err
 		}
 		st.State.Runner = kernel.VM
@@ -242,6 +242,7 @@ func cmdAgent(args []string) error {
 	fs := newFlags("agent")
 	topoFile := fs.String("t", "", "topology file")
 	name := fs.String("lab", "lab", "lab name")
+	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -252,7 +253,7 @@ func cmdAgent(args []string) error {
 	topo, err := lab.ParseTopologyFile(*topoFile)
 	var l *lab.Lab
 	if err == nil {
-		l, err = lab.Build(context.Background(), topo, lab.Options{Name: *name, Progress: os.Stderr})
+		l, err = lab.Build(context.Background(), topo, lab.Options{Name: *name, NoServices: *noServices, Progress: os.Stderr})
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lvslab agent: %v\n", err)

@@ -35,7 +35,7 @@ const (
 	tagRoot    = "hostroot"
 	tagModules = "modules"
 	tagCtl     = "ctl"
-	guestCtl   = "/run/lvslab-vm"
+	GuestCtl   = "/run/lvslab-vm" // the control share, in the guest
 	statusFile = "status"
 	specFile   = "spec.json"
 	portOut    = "lvslab.stdout"
@@ -59,7 +59,7 @@ type Status struct {
 
 func writeStatus(st Status) error {
 	data, _ := json.Marshal(st)
-	if err := os.WriteFile(filepath.Join(guestCtl, statusFile), data, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(GuestCtl, statusFile), data, 0o644); err != nil {
 		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
@@ -151,11 +151,11 @@ func guestRun() error {
 		// A fresh /run: no host pid files or netns mounts leak in. /tmp
 		// stays the overlay, so go test's binaries under /tmp are visible.
 		{"tmpfs", nr + "/run", "tmpfs", 0, "mode=0755"},
-		{tagCtl, nr + guestCtl, "9p", 0, ninep},
+		{tagCtl, nr + GuestCtl, "9p", 0, ninep},
 	}); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(nr + guestCtl + "/" + specFile)
+	data, err := os.ReadFile(nr + GuestCtl + "/" + specFile)
 	if err != nil {
 		return fmt.Errorf("read spec: %w", err)
 	}

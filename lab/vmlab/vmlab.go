@@ -50,8 +50,8 @@ const (
 )
 
 // GuestTopology is where the agent finds the topology: the run directory
-// is the VM's control share, mounted at /run/lvslab-vm in the guest.
-const GuestTopology = "/run/lvslab-vm/topology.yaml"
+// is the VM's control share.
+var GuestTopology = filepath.Join(kernel.GuestCtl, "topology.yaml")
 
 // frameWriter writes frames of one kind; writers share a mutex.
 type frameWriter struct {
@@ -195,8 +195,9 @@ func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) 
 func Socket(runDir, name string) string { return filepath.Join(runDir, name, kernel.AgentSocket) }
 
 // Up boots a micro-VM whose agent builds the topology topoData as the lab
-// called name, and waits for the lab to be up. On error nothing is left.
-func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name string) (_ *lab.Status, err error) {
+// called name (without MariaDB if noServices), and waits for the lab to be
+// up. On error nothing is left.
+func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name string, noServices bool) (_ *lab.Status, err error) {
 	dir, err := lab.Claim(runDir, name)
 	if err != nil {
 		return nil, err
@@ -213,7 +214,11 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name s
 	if err != nil {
 		return nil, err
 	}
-	spec := kernel.Spec{Argv: []string{self, "agent", "--lab", name, "-t", GuestTopology},
+	argv := []string{self, "agent", "--lab", name, "-t", GuestTopology}
+	if noServices {
+		argv = append(argv, "--no-services")
+	}
+	spec := kernel.Spec{Argv: argv,
 		Env: []string{"PATH=" + os.Getenv("PATH"), "HOME=/root"}, Dir: "/"}
 	proc, err := vm.Start(dir, spec)
 	if err != nil {
