@@ -151,6 +151,23 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 	return l, nil
 }
 
+// CacheDir is where lvslab keeps what outlives a lab (kernels for the
+// micro-VM, MariaDB templates): $LVSLAB_CACHE, else $XDG_CACHE_HOME/lvslab,
+// else ~/.cache/lvslab.
+func CacheDir() string {
+	if d := os.Getenv("LVSLAB_CACHE"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "lvslab")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "/root"
+	}
+	return filepath.Join(home, ".cache", "lvslab")
+}
+
 // RandomName returns a fresh lab name such as "t3f9a1c".
 func RandomName() string {
 	b := make([]byte, 3)

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/lvslab/lvslab/lab"
 )
 
 // Kernel is a bootable kernel and its modules.
@@ -31,22 +33,6 @@ type Kernel struct {
 
 // ErrNoKernel is returned when no kernel can be fetched here.
 var ErrNoKernel = errors.New("no kernel for the micro-VM")
-
-// CacheDir is where fetched kernels live: $LVSLAB_CACHE, else
-// $XDG_CACHE_HOME/lvslab, else ~/.cache/lvslab.
-func CacheDir() string {
-	if d := os.Getenv("LVSLAB_CACHE"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "lvslab")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		home = "/root"
-	}
-	return filepath.Join(home, ".cache", "lvslab")
-}
 
 // Local returns a kernel given by the user: an image and a modules
 // directory named after the kernel version (…/lib/modules/<version>).
@@ -79,7 +65,7 @@ func DistroPackage(ctx context.Context) (string, error) {
 
 // Cached returns the newest kernel in the cache, or nil.
 func Cached() *Kernel {
-	dirs, _ := filepath.Glob(filepath.Join(CacheDir(), "kernels", "*", "vmlinuz"))
+	dirs, _ := filepath.Glob(filepath.Join(lab.CacheDir(), "kernels", "*", "vmlinuz"))
 	if len(dirs) == 0 {
 		return nil
 	}
@@ -115,7 +101,7 @@ func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
 		return nil, err
 	}
 	version := strings.TrimPrefix(pkg, "linux-image-")
-	dir := filepath.Join(CacheDir(), "kernels", version)
+	dir := filepath.Join(lab.CacheDir(), "kernels", version)
 	if _, err := os.Stat(filepath.Join(dir, "lib", "modules", version, "modules.dep")); err == nil {
 		return cachedIn(dir), nil
 	}
