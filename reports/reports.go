@@ -61,14 +61,18 @@ func (s *Summary) Write(dir string) (string, error) {
 // expectation, evidence.
 func (s *Summary) Matrix(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SCENARIO\tIMPLEMENTATION\tFIX\tVERDICT\tEXPECTED\tRESULT\tSERVED\tHUNG\tEVIDENCE\n")
+	fmt.Fprintf(tw, "SCENARIO\tIMPLEMENTATION\tFIX\tVERDICT\tEXPECTED\tRESULT\tSERVED\tHUNG\tFAILOVER\tEVIDENCE\n")
 	for _, r := range s.Results {
 		res := "PASS"
 		if !r.Pass {
 			res = "FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.Scenario, r.Implementation, r.Fix,
-			r.Verdict, r.Expected, res, r.Served, r.Connections, r.Hung, r.Reason)
+		failover := "-"
+		if r.Failover > 0 {
+			failover = fmt.Sprintf("%.1fs", r.Failover.Seconds())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", r.Scenario, r.Implementation, r.Fix,
+			r.Verdict, r.Expected, res, r.Served, r.Connections, r.Hung, failover, r.Reason)
 	}
 	tw.Flush()
 }

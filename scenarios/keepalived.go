@@ -20,14 +20,32 @@ type Implementation interface {
 	Name() string
 	// Start configures and starts both directors of c in l, with fix.
 	Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error
+	// Stop stops director i: gracefully (it removes what it installed),
+	// or by SIGKILL (it leaves everything behind).
+	Stop(i int, graceful bool) error
 }
 
 // Keepalived is the reference: Debian's keepalived 2.2.x, one per director
 // namespace, configured as an operator writes it (fixtures/keepalived).
-type Keepalived struct{}
+type Keepalived struct {
+	procs [2]*lab.Process
+}
 
 // Name implements Implementation.
-func (Keepalived) Name() string { return "keepalived" }
+func (*Keepalived) Name() string { return "keepalived" }
+
+// Stop implements Implementation.
+func (k *Keepalived) Stop(i int, graceful bool) error {
+	p := k.procs[i]
+	if p == nil {
+		return fmt.Errorf("keepalived %d was not started", i)
+	}
+	if graceful {
+		return p.Stop(lab.StopGrace)
+	}
+	p.Kill()
+	return nil
+}
 
 var keepalivedConf = template.Must(template.New("keepalived.conf").Parse(fixtures.KeepalivedConf))
 
@@ -50,7 +68,7 @@ func KeepalivedConfig(c Cluster, i int, fix Fix) (string, error) {
 }
 
 // Start implements Implementation.
-func (Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
+func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
 	for i, d := range c.Directors {
 		box := l.Box(d.Node)
 		if fix == FixFwmark {
@@ -70,7 +88,7 @@ func (Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) err
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 			return err
 		}
-		_, err = box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
+		k.procs[i], err = box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
 			"--use-file", path, "--pid", filepath.Join(dir, "keepalived.pid"),
 			"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")})
 		if err != nil {

@@ -23,11 +23,27 @@ const (
 	Clean Verdict = "CLEAN"
 )
 
-// Expected is the one table of expected outcomes, by fix: without a guard
-// the BACKUP re-balances what the MASTER forwards (LOOP); the fwmark guard
-// removes that (CLEAN). The same for every implementation.
-func Expected(impl string, fix Fix) Verdict {
-	if fix == FixNone {
+// Event is what happens to the MASTER's director before the traffic.
+type Event string
+
+// Events; each is also the scenario's name.
+const (
+	Steady Event = "steady-state"
+	// FailoverStop stops the MASTER's director gracefully: it removes its
+	// VIP and IPVS rules, the BACKUP takes over.
+	FailoverStop Event = "failover-stop"
+	// FailoverKill SIGKILLs it: its VIP and IPVS rules stay behind while
+	// the BACKUP takes over, so the old MASTER is now the passive box that
+	// re-balances what the new MASTER forwards, unless guarded.
+	FailoverKill Event = "failover-kill"
+)
+
+// Expected is the one table of expected outcomes. Without a guard, the
+// passive director re-balances what the active one forwards (LOOP), unless
+// a graceful stop left it no rules; the fwmark guard is CLEAN throughout.
+// The same for every implementation.
+func Expected(impl string, fix Fix, ev Event) Verdict {
+	if fix == FixNone && ev != FailoverStop {
 		return Loop
 	}
 	return Clean
@@ -59,7 +75,7 @@ func (o *Options) defaults() {
 
 // Result is one scenario run: verdict, expectation and the evidence.
 type Result struct {
-	Scenario       string  `json:"scenario"`
+	Scenario       Event   `json:"scenario"`
 	Implementation string  `json:"implementation"`
 	Fix            Fix     `json:"fix"`
 	Verdict        Verdict `json:"verdict"`
@@ -78,17 +94,19 @@ type Result struct {
 	TimeExceeded map[string]uint64       `json:"icmp_time_exceeded"`
 	Frames       map[string]PortFrames   `json:"bridge_frames"`
 
-	Setup   time.Duration `json:"setup_ns"`
-	Traffic time.Duration `json:"traffic_ns"`
-	Conns   []Conn        `json:"conns"`
+	// Failover is how long the BACKUP took to hold the VIP after the event.
+	Failover time.Duration `json:"failover_ns,omitempty"`
+	Setup    time.Duration `json:"setup_ns"`
+	Traffic  time.Duration `json:"traffic_ns"`
+	Conns    []Conn        `json:"conns"`
 }
 
-// SteadyState builds a lab from topo, starts impl with fix on its two
-// directors, sends the MySQL workload to the VIP from the client, and
-// judges. The lab is torn down before it returns.
-func SteadyState(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, opts Options) (_ *Result, err error) {
+// Run builds a lab from topo, starts impl with fix on its two directors,
+// applies the event to the MASTER, sends the MySQL workload to the VIP from
+// the client, and judges. The lab is torn down before it returns.
+func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, ev Event, opts Options) (_ *Result, err error) {
 	opts.defaults()
-	r := &Result{Scenario: "steady-state", Implementation: impl.Name(), Fix: fix, Expected: Expected(impl.Name(), fix)}
+	r := &Result{Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: Expected(impl.Name(), fix, ev)}
 	c, err := NewCluster(topo)
 	if err != nil {
 		return nil, err
@@ -110,6 +128,18 @@ func SteadyState(ctx context.Context, topo *lab.Topology, impl Implementation, f
 		return nil, err
 	}
 	r.Setup = time.Since(t0)
+	active, passive := c.Directors[0], c.Directors[1]
+	if ev != Steady {
+		t1 := time.Now()
+		if err := impl.Stop(0, ev == FailoverStop); err != nil {
+			return nil, err
+		}
+		if err := waitFor(ctx, 15*time.Second, func() string { return holdsVIP(l.Box(passive.Node), c) }); err != nil {
+			return nil, fmt.Errorf("failover: %w", err)
+		}
+		r.Failover = time.Since(t1)
+		active, passive = passive, active
+	}
 	before, err := observe(l, c)
 	if err != nil {
 		return nil, err
@@ -124,7 +154,7 @@ func SteadyState(ctx context.Context, topo *lab.Topology, impl Implementation, f
 	if err != nil {
 		return nil, err
 	}
-	r.judge(c, before, after)
+	r.judge(c, passive.Node, before, after)
 	return r, nil
 }
 
@@ -161,9 +191,10 @@ func observe(l *lab.Lab, c Cluster) (snapshot, error) {
 	return s, nil
 }
 
-// judge: LOOP when the BACKUP's virtual service counted packets (no client
-// talks to it), a looping packet ran out of TTL, or a connection hung.
-func (r *Result) judge(c Cluster, before, after snapshot) {
+// judge: LOOP when the passive director's virtual service counted packets
+// (no client talks to it), a looping packet ran out of TTL, or a
+// connection hung.
+func (r *Result) judge(c Cluster, passive string, before, after snapshot) {
 	r.IPVS, r.TimeExceeded, r.Frames = map[string]IPVSCounters{}, map[string]uint64{}, map[string]PortFrames{}
 	for _, d := range c.Directors {
 		r.IPVS[d.Node] = after.ipvs[d.Node].Sub(before.ipvs[d.Node])
@@ -185,14 +216,13 @@ func (r *Result) judge(c Cluster, before, after snapshot) {
 			r.Errors++
 		}
 	}
-	backup := c.Directors[1].Node
 	var te uint64
 	for _, v := range r.TimeExceeded {
 		te += v
 	}
 	var why []string
-	if p := r.IPVS[backup].InPkts; p > 0 {
-		why = append(why, fmt.Sprintf("BACKUP %s's service counted %d packets", backup, p))
+	if p := r.IPVS[passive].InPkts; p > 0 {
+		why = append(why, fmt.Sprintf("passive %s's service counted %d packets", passive, p))
 	}
 	if te > 0 {
 		why = append(why, fmt.Sprintf("%d ICMP time exceeded", te))
@@ -254,26 +284,40 @@ func clientNode(t *lab.Topology) string {
 // WaitReady waits until the MASTER holds the VIP on its interface and
 // both directors have a virtual service with both realservers.
 func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) error {
+	return waitFor(ctx, limit, func() string {
+		if why := holdsVIP(l.Box(c.Directors[0].Node), c); why != "" {
+			return why
+		}
+		for _, d := range c.Directors {
+			if why := hasService(l.Box(d.Node)); why != "" {
+				return why
+			}
+		}
+		return ""
+	})
+}
+
+// waitFor polls check until it returns "" (ready) or limit passes; the
+// error carries check's last answer.
+func waitFor(ctx context.Context, limit time.Duration, check func() string) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	var last string
 	for {
-		last = readiness(l, c)
+		last := check()
 		if last == "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster not ready after %s: %s", limit, last)
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("not ready after %s: %s", limit, last)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// readiness says what is missing, or "" when the cluster is ready.
-func readiness(l *lab.Lab, c Cluster) string {
-	master := l.Box(c.Directors[0].Node)
-	addrs, err := master.Netlink().AddrList(nil, 0)
+// holdsVIP says why box does not hold the VIP on its interface, or "".
+func holdsVIP(box *lab.Box, c Cluster) string {
+	addrs, err := box.Netlink().AddrList(nil, 0)
 	if err != nil {
 		return err.Error()
 	}
@@ -281,23 +325,24 @@ func readiness(l *lab.Lab, c Cluster) string {
 	// has it on its interface as well.
 	onIface := func(a netlink.Addr) bool { return a.LinkIndex != 1 && a.IP.Equal(c.VIP.AsSlice()) }
 	if !slices.ContainsFunc(addrs, onIface) {
-		return fmt.Sprintf("MASTER %s does not hold the VIP %s", master.Name, c.VIP)
-	}
-	for _, d := range c.Directors {
-		h, err := ipvs.New(l.Box(d.Node).Path())
-		if err != nil {
-			return err.Error()
-		}
-		svcs, err := h.GetServices()
-		if err == nil && len(svcs) == 1 {
-			var dsts []*ipvs.Destination
-			if dsts, err = h.GetDestinations(svcs[0]); err == nil && len(dsts) == 2 {
-				h.Close()
-				continue
-			}
-		}
-		h.Close()
-		return fmt.Sprintf("%s has no virtual service with two realservers yet (%v)", d.Node, err)
+		return fmt.Sprintf("%s does not hold the VIP %s", box.Name, c.VIP)
 	}
 	return ""
+}
+
+// hasService says why box has no virtual service with two realservers, or "".
+func hasService(box *lab.Box) string {
+	h, err := ipvs.New(box.Path())
+	if err != nil {
+		return err.Error()
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err == nil && len(svcs) == 1 {
+		dsts, err := h.GetDestinations(svcs[0])
+		if err == nil && len(dsts) == 2 {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%s has no virtual service with two realservers yet (%v)", box.Name, err)
 }

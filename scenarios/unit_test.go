@@ -91,17 +91,36 @@ func TestJudge(t *testing.T) {
 	}{
 		{"clean and balanced", FixFwmark, served(1, 2, 1, 2), snap(0, 0), Clean, true, "4 of 4 served, by server_id 1:2 2:2"},
 		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), Clean, false, "not balanced"},
-		{"backup counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "BACKUP d2's service counted 88 packets"},
+		{"passive box counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "passive d2's service counted 88 packets"},
 		{"ttl ran out", FixNone, append(served(1), Conn{Error: "connect: no route to host"}), snap(0, 3), Loop, true, "3 ICMP time exceeded; 1 of 2 failed (connect: no route to host)"},
 		{"hung connection", FixFwmark, append(served(1, 2), Conn{Hung: true}), snap(0, 0), Loop, false, "1 of 3 connections hung"},
 		{"loop expected, none seen", FixNone, served(1, 2), snap(0, 0), Clean, false, "2 of 2 served"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Fix: tc.fix, Expected: Expected("keepalived", tc.fix), Conns: tc.conns}
-			r.judge(c, snap(0, 0), tc.after)
+			r := &Result{Fix: tc.fix, Expected: Expected("keepalived", tc.fix, Steady), Conns: tc.conns}
+			r.judge(c, "d2", snap(0, 0), tc.after)
 			if r.Verdict != tc.wantVerdict || r.Pass != tc.wantPass || !strings.Contains(r.Reason, tc.wantReason) {
 				t.Errorf("got %s pass=%v %q; want %s pass=%v containing %q", r.Verdict, r.Pass, r.Reason, tc.wantVerdict, tc.wantPass, tc.wantReason)
 			}
 		})
+	}
+}
+
+func TestExpected(t *testing.T) {
+	for _, tc := range []struct {
+		fix  Fix
+		ev   Event
+		want Verdict
+	}{
+		{FixNone, Steady, Loop},
+		{FixNone, FailoverStop, Clean}, // the stopped box removed its rules
+		{FixNone, FailoverKill, Loop},  // its rules stay: the loop runs in reverse
+		{FixFwmark, Steady, Clean},
+		{FixFwmark, FailoverStop, Clean},
+		{FixFwmark, FailoverKill, Clean},
+	} {
+		if got := Expected("keepalived", tc.fix, tc.ev); got != tc.want {
+			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)
+		}
 	}
 }

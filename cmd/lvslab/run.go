@@ -63,12 +63,17 @@ func cmdRun(args []string) error {
 		runner = kernel.VM
 	}
 	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernelRelease(), Runner: runner}
-	for _, fix := range []scenarios.Fix{scenarios.FixNone, scenarios.FixFwmark} {
-		impl := scenarios.Keepalived{}
-		fmt.Fprintf(os.Stderr, "lvslab: steady state, %s, fix %s: %d connections\n", impl.Name(), fix, *conns)
-		r, err := scenarios.SteadyState(ctx, topo, impl, fix, scenarios.Options{Connections: *conns})
+	// The headline set: the loop and its fix in steady state, and the fix
+	// through a crash of the MASTER's director.
+	for _, h := range []struct {
+		ev  scenarios.Event
+		fix scenarios.Fix
+	}{{scenarios.Steady, scenarios.FixNone}, {scenarios.Steady, scenarios.FixFwmark}, {scenarios.FailoverKill, scenarios.FixFwmark}} {
+		impl := &scenarios.Keepalived{}
+		fmt.Fprintf(os.Stderr, "lvslab: %s, %s, fix %s: %d connections\n", h.ev, impl.Name(), h.fix, *conns)
+		r, err := scenarios.Run(ctx, topo, impl, h.fix, h.ev, scenarios.Options{Connections: *conns})
 		if err != nil {
-			return fmt.Errorf("steady state, %s, fix %s: %w", impl.Name(), fix, err)
+			return fmt.Errorf("%s, %s, fix %s: %w", h.ev, impl.Name(), h.fix, err)
 		}
 		fmt.Fprintf(os.Stderr, "lvslab:   %s (expected %s): %s\n", r.Verdict, r.Expected, r.Reason)
 		sum.Results = append(sum.Results, r)
