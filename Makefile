@@ -8,11 +8,12 @@ BENCH_COUNT ?= 6
 DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepalived \
 	socat tcpdump iputils-ping \
 	qemu-system-x86 kmod xz-utils cpio
-# Packages whose tests need kernel IPVS, and the tests in them that do
-# (named TestIPVS*): `make test` runs them through `lvslab kexec`, natively
-# where the host has ip_vs, else in the micro-VM.
-IPVS_PKGS := ./lab/kernel/ ./scenarios/
-IPVS_RUN  := ^TestIPVS
+# Tests that need kernel IPVS are named TestIPVS*; `make test` runs them
+# through `lvslab kexec` (natively where the host has ip_vs, else in the
+# micro-VM) with LVSLAB_REQUIRE_IPVS=1, so they fail rather than skip.
+IPVS_PKGS   := ./lab/kernel/
+KEXEC       := LVSLAB_REQUIRE_IPVS=1 $(GO) test -count=1 -p 1 -v -exec "$(CURDIR)/$(BIN) kexec --share $(CURDIR)/reports"
+CONFORMANCE := $(KEXEC) -run '^TestIPVSScenarios$$' ./scenarios/ -args -ginkgo.junit-report=$(CURDIR)/reports/junit.xml
 
 .DEFAULT_GOAL := help
 .PHONY: help deps kernel build install run conformance lab-up lab-down test unit bench sweep clean
@@ -39,8 +40,9 @@ install: build ## copy bin/lvslab to /usr/local/bin
 run: deps kernel ## the headline: reproduce the ping-pong loop with keepalived, prove the fwmark fix, write reports/latest
 	$(BIN) run
 
-conformance: deps kernel ## the Ginkgo conformance specs, through the kernel runner
-	LVSLAB_REQUIRE_IPVS=1 $(GO) test -count=1 -exec "$(CURDIR)/$(BIN) kexec" -run '^TestIPVSScenarios$$' -v ./scenarios/
+conformance: deps kernel ## the Ginkgo conformance specs, through the kernel runner; JUnit in reports/junit.xml
+	@mkdir -p reports
+	$(CONFORMANCE)
 
 lab-up: deps build ## bring up the default lab and leave it running (lvslab up)
 	$(BIN) up
@@ -53,7 +55,9 @@ unit: ## unit tests only: no root, no kernel state
 
 test: deps kernel ## all tests: unit, privileged (root), and IPVS tests through the kernel runner
 	$(GO) test -count=1 -p 1 ./...
-	LVSLAB_REQUIRE_IPVS=1 $(GO) test -count=1 -p 1 -exec "$(CURDIR)/$(BIN) kexec" -run '$(IPVS_RUN)' -v $(IPVS_PKGS)
+	@mkdir -p reports
+	$(KEXEC) -run '^TestIPVS' $(IPVS_PKGS)
+	$(CONFORMANCE)
 
 sweep: build ## remove the leftovers of every lab, e.g. after a crash
 	$(BIN) sweep
