@@ -245,7 +245,7 @@ func (l *Lab) newBox(name string) (*Box, error) {
 		return nil, fmt.Errorf("enter %s: %w", nsn, err)
 	}
 	l.push("stop launcher of "+nsn, func() error { b.launcher.stop(); return nil })
-	if err := b.setSysctls(map[string]string{
+	if err := b.SetSysctls(map[string]string{
 		"net.ipv6.conf.all.disable_ipv6":     "1",
 		"net.ipv6.conf.default.disable_ipv6": "1",
 	}); err != nil {
@@ -282,7 +282,7 @@ func (l *Lab) buildNode(n *Node) error {
 	if err != nil {
 		return err
 	}
-	if err := b.setSysctls(n.Sysctls); err != nil {
+	if err := b.SetSysctls(n.Sysctls); err != nil {
 		return err
 	}
 	if vip := l.Topo.VIPAddr(); n.HasRole(RoleRealserver) && vip.IsValid() {
@@ -464,9 +464,9 @@ func (b *Box) EnsureAddr(dev string, p netip.Prefix) error {
 	return nil
 }
 
-// setSysctls writes net.* sysctls inside the box's namespace: /proc/sys/net
+// SetSysctls writes net.* sysctls inside the box's namespace: /proc/sys/net
 // shows the namespace of the thread that opens it.
-func (b *Box) setSysctls(kv map[string]string) error {
+func (b *Box) SetSysctls(kv map[string]string) error {
 	if len(kv) == 0 {
 		return nil
 	}

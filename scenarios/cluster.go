@@ -26,6 +26,10 @@ const (
 	// FixFwmark is the seed's fix: mark VIP traffic only when its source
 	// MAC is not the other director's, and balance by that mark.
 	FixFwmark Fix = "fwmark"
+	// FixBackupOnly sets net.ipv4.vs.backup_only=1 and runs the IPVS sync
+	// daemon (keepalived's lvs_sync_daemon): a director whose backup sync
+	// daemon runs does not balance. Kernel >= 3.10.
+	FixBackupOnly Fix = "backup-only"
 )
 
 // Director is one of the two boxes that direct and serve at once.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,6 +56,7 @@ func KeepalivedConfig(c Cluster, i int, fix Fix) (string, error) {
 	data := map[string]any{
 		"Node": d.Node, "State": "BACKUP", "VRID": c.VRID, "Priority": d.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mark": 0, "PeerMAC": c.Peer(i).MAC,
+		"SyncDaemon": fix == FixBackupOnly,
 	}
 	if i == 0 {
 		data["State"] = "MASTER"
@@ -71,8 +73,17 @@ func KeepalivedConfig(c Cluster, i int, fix Fix) (string, error) {
 func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
 	for i, d := range c.Directors {
 		box := l.Box(d.Node)
-		if fix == FixFwmark {
+		switch fix {
+		case FixFwmark:
 			if err := InsertMACGuard(box, c.VIP, c.Port, c.Peer(i).MAC.String(), d.Mark); err != nil {
+				return err
+			}
+		case FixBackupOnly:
+			// net.ipv4.vs.* exists once ip_vs is loaded.
+			if out, err := exec.CommandContext(ctx, "modprobe", "ip_vs").CombinedOutput(); err != nil {
+				return fmt.Errorf("modprobe ip_vs: %w: %s", err, out)
+			}
+			if err := box.SetSysctls(map[string]string{"net.ipv4.vs.backup_only": "1"}); err != nil {
 				return err
 			}
 		}

@@ -41,9 +41,17 @@ const (
 // Expected is the one table of expected outcomes. Without a guard, the
 // passive director re-balances what the active one forwards (LOOP), unless
 // a graceful stop left it no rules; the fwmark guard is CLEAN throughout.
-// The same for every implementation.
+// backup_only guards a box only while its backup sync daemon runs: a
+// SIGKILLed MASTER keeps its rules and its master sync daemon (kernel
+// threads outlive keepalived), so nothing stops it re-balancing. Measured:
+// LOOP in 1 of 2 runs, CLEAN in the other (a race around the new MASTER's
+// sync daemon switch and the client's ARP entry, not yet understood), so
+// that case is not in the suite. The same for every implementation.
 func Expected(impl string, fix Fix, ev Event) Verdict {
-	if fix == FixNone && ev != FailoverStop {
+	switch {
+	case fix == FixNone && ev != FailoverStop:
+		return Loop
+	case fix == FixBackupOnly && ev == FailoverKill:
 		return Loop
 	}
 	return Clean

@@ -66,5 +66,7 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
 		Entry("MASTER killed, no fix: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
 		Entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
+		Entry("steady state, backup_only + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
+		Entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 	)
 })

@@ -49,7 +49,7 @@ func TestKeepalivedConfigGolden(t *testing.T) {
 		name string
 		i    int
 		fix  Fix
-	}{{"d1-none", 0, FixNone}, {"d2-none", 1, FixNone}, {"d1-fwmark", 0, FixFwmark}, {"d2-fwmark", 1, FixFwmark}} {
+	}{{"d1-none", 0, FixNone}, {"d2-none", 1, FixNone}, {"d1-fwmark", 0, FixFwmark}, {"d2-fwmark", 1, FixFwmark}, {"d2-backup-only", 1, FixBackupOnly}} {
 		got, err := KeepalivedConfig(c, tc.i, tc.fix)
 		if err != nil {
 			t.Fatal(err)
@@ -118,6 +118,9 @@ func TestExpected(t *testing.T) {
 		{FixFwmark, Steady, Clean},
 		{FixFwmark, FailoverStop, Clean},
 		{FixFwmark, FailoverKill, Clean},
+		{FixBackupOnly, Steady, Clean},
+		{FixBackupOnly, FailoverStop, Clean},
+		{FixBackupOnly, FailoverKill, Loop}, // its master sync daemon outlives it
 	} {
 		if got := Expected("keepalived", tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)
