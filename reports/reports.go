@@ -1,5 +1,6 @@
 // Package reports is the model of a conformance run and its writers: the
-// summary.json that CI and `lvslab report` read, and a compact text matrix.
+// summary.json that CI and `lvslab report` read, a self-contained
+// index.html (matrix and inline SVG charts), and a compact text matrix.
 // Generated runs go to reports/<run-id>/ (git-ignored), with reports/latest
 // pointing at the newest.
 package reports
@@ -36,7 +37,8 @@ func (s *Summary) Pass() bool {
 	return len(s.Results) > 0
 }
 
-// Write stores summary.json in dir/<run-id>/ and points dir/latest at it.
+// Write stores summary.json and index.html in dir/<run-id>/ and points
+// dir/latest at it.
 func (s *Summary) Write(dir string) (string, error) {
 	run := filepath.Join(dir, s.RunID)
 	if err := os.MkdirAll(run, 0o755); err != nil {
@@ -48,6 +50,9 @@ func (s *Summary) Write(dir string) (string, error) {
 	}
 	if err := os.WriteFile(filepath.Join(run, "summary.json"), data, 0o644); err != nil {
 		return "", fmt.Errorf("write summary: %w", err)
+	}
+	if err := Render(run); err != nil {
+		return "", err
 	}
 	latest := filepath.Join(dir, "latest")
 	os.Remove(latest)

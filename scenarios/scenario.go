@@ -107,6 +107,53 @@ type Result struct {
 	Setup    time.Duration `json:"setup_ns"`
 	Traffic  time.Duration `json:"traffic_ns"`
 	Conns    []Conn        `json:"conns"`
+	// Timeline samples the bridge every 100 ms during the traffic.
+	Timeline []Sample `json:"timeline"`
+}
+
+// Sample is the frames bridge ports carried in one interval: on the
+// client's port, and on the directors' ports. With the loop, director
+// frames far outnumber client frames.
+type Sample struct {
+	At        time.Duration `json:"at_ns"`
+	Client    uint64        `json:"client"`
+	Directors uint64        `json:"directors"`
+}
+
+// SampleInterval is the Timeline's resolution.
+const SampleInterval = 100 * time.Millisecond
+
+// sampleFrames reads the bridge's port counters every SampleInterval
+// until stop is closed, and returns the per-interval frame counts.
+func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{}) []Sample {
+	sum := func() (cl, dir uint64) {
+		ports, _ := ReadPorts(bridge)
+		for alias, f := range ports {
+			node, _, _ := strings.Cut(alias, ".")
+			switch node {
+			case client:
+				cl += f.Rx + f.Tx
+			case c.Directors[0].Node, c.Directors[1].Node:
+				dir += f.Rx + f.Tx
+			}
+		}
+		return cl, dir
+	}
+	var out []Sample
+	t0 := time.Now()
+	lastC, lastD := sum()
+	tick := time.NewTicker(SampleInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return out
+		case <-tick.C:
+			cl, dir := sum()
+			out = append(out, Sample{At: time.Since(t0), Client: cl - lastC, Directors: dir - lastD})
+			lastC, lastD = cl, dir
+		}
+	}
 }
 
 // Run builds a lab from topo, starts impl with fix on its two directors,
@@ -152,9 +199,15 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err != nil {
 		return nil, err
 	}
+	client := clientNode(topo)
+	stop, sampled := make(chan struct{}), make(chan []Sample)
+	go func() { sampled <- sampleFrames(l.Box(topo.Bridges[0].Name), c, client, stop) }()
 	t1 := time.Now()
-	r.Conns = Reads(ctx, l.Box(clientNode(topo)), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port)), opts.Connections, opts.Parallel, opts.Timeout)
+	r.Conns = Reads(ctx, l.Box(client), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port)), opts.Connections, opts.Parallel, opts.Timeout)
 	r.Traffic = time.Since(t1)
+	time.Sleep(SampleInterval) // the last interval
+	close(stop)
+	r.Timeline = <-sampled
 	// IPVS publishes its per-service counters from the rate estimator's
 	// timer, every 2 s (ip_vs_est.c): wait for one tick before reading.
 	time.Sleep(ipvsStatsDelay)

@@ -84,7 +84,7 @@ func cmdRun(args []string) error {
 	}
 	fmt.Println()
 	sum.Matrix(os.Stdout)
-	fmt.Printf("\nReport: %s/summary.json\n", out)
+	fmt.Printf("\nReport: %s/index.html (data: summary.json)\n", out)
 	if !sum.Pass() {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
@@ -95,4 +95,23 @@ func kernelRelease() string {
 	var u unix.Utsname
 	unix.Uname(&u)
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// cmdReport re-renders index.html of a run from its summary.json.
+func cmdReport(args []string) error {
+	fs := newFlags("report")
+	reportDir := fs.String("reports", "reports", "the reports directory")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	run := "latest"
+	if fs.NArg() > 0 {
+		run = fs.Arg(0)
+	}
+	dir := filepath.Join(*reportDir, run)
+	if err := reports.Render(dir); err != nil {
+		return err
+	}
+	fmt.Println(filepath.Join(dir, "index.html"))
+	return nil
 }

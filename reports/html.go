@@ -1,0 +1,150 @@
+package reports
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lvslab/lvslab/scenarios"
+)
+
+// Chart geometry, in SVG user units.
+const (
+	chartW, chartH = 360, 120
+	barW           = 240
+)
+
+// cell is one result as the page shows it.
+type cell struct {
+	*scenarios.Result
+	// Directors and Client are SVG polyline points of the timeline.
+	Directors, Client string
+	MaxFrames         uint64
+	// BadShare is the share of connections hung or failed, and BadWidth
+	// its bar's width.
+	BadShare float64
+	BadWidth int
+}
+
+func newCell(r *scenarios.Result) cell {
+	c := cell{Result: r}
+	for _, s := range r.Timeline {
+		c.MaxFrames = max(c.MaxFrames, s.Directors, s.Client)
+	}
+	n := len(r.Timeline)
+	var dir, cl []string
+	for i, s := range r.Timeline {
+		x := 0.0
+		if n > 1 {
+			x = float64(i) * chartW / float64(n-1)
+		}
+		y := func(v uint64) float64 {
+			if c.MaxFrames == 0 {
+				return chartH
+			}
+			return chartH - float64(v)*chartH/float64(c.MaxFrames)
+		}
+		dir = append(dir, fmt.Sprintf("%.1f,%.1f", x, y(s.Directors)))
+		cl = append(cl, fmt.Sprintf("%.1f,%.1f", x, y(s.Client)))
+	}
+	c.Directors, c.Client = strings.Join(dir, " "), strings.Join(cl, " ")
+	if r.Connections > 0 {
+		c.BadShare = float64(r.Hung+r.Errors) / float64(r.Connections)
+	}
+	c.BadWidth = int(c.BadShare * barW)
+	return c
+}
+
+var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
+	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>lvslab run {{.RunID}}</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
+.PASS { background: #d9f2d9; } .FAIL { background: #f7d4d4; }
+.LOOP { color: #b00; font-weight: bold; } .CLEAN { color: #070; font-weight: bold; }
+svg { background: #fafafa; border: 1px solid #ddd; }
+.dir { stroke: #c33; fill: none; stroke-width: 1.5; } .cli { stroke: #36c; fill: none; stroke-width: 1.5; }
+.bar { fill: #c33; } small { color: #666; }
+</style></head><body>
+<h1>Two-box LVS-DR conformance: run {{.RunID}}</h1>
+<p>Kernel {{.Kernel}} ({{.Runner}}), started {{.Started.Format "2006-01-02 15:04:05 MST"}}.
+Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{else}}a verdict does not match its expectation{{end}}</strong>.</p>
+<h2>Matrix</h2>
+<table id="matrix">
+<tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>evidence</th></tr>
+{{range .Cells}}<tr class="{{if .Pass}}PASS{{else}}FAIL{{end}}">
+<td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
+<td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
+<td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{.Failover}}{{else}}-{{end}}</td><td>{{.Reason}}</td></tr>
+{{end}}</table>
+<h2>Connections hung or failed, per cell</h2>
+<svg width="{{.BarsW}}" height="{{.BarsH}}" role="img" aria-label="hung or failed share per cell">
+{{range $i, $c := .Cells}}<text x="4" y="{{$.BarY $i 14}}" font-size="12">{{$c.Scenario}} / {{$c.Implementation}} / {{$c.Fix}}</text>
+<rect class="bar" x="260" y="{{$.BarY $i 4}}" width="{{$c.BadWidth}}" height="12"/>
+<text x="{{$.BarLabelX $c.BadWidth}}" y="{{$.BarY $i 14}}" font-size="12">{{pct $c.BadShare}}</text>
+{{end}}</svg>
+<h2>Bridge frames per 100 ms during the traffic</h2>
+<p><small><span style="color:#c33">red</span>: frames on the directors' ports;
+<span style="color:#36c">blue</span>: on the client's port. With the loop, director frames
+far outnumber the client's.</small></p>
+{{range .Cells}}<figure>
+<figcaption>{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}: <span class="{{.Verdict}}">{{.Verdict}}</span> (peak {{.MaxFrames}} frames per 100 ms)</figcaption>
+<svg width="` + fmt.Sprint(chartW) + `" height="` + fmt.Sprint(chartH) + `" viewBox="0 -2 ` + fmt.Sprint(chartW) + ` ` + fmt.Sprint(chartH+4) + `" role="img" aria-label="frames timeline">
+<polyline class="dir" points="{{.Directors}}"/><polyline class="cli" points="{{.Client}}"/>
+</svg></figure>
+{{end}}
+<p><small>Raw data: <a href="summary.json">summary.json</a>. Re-render with <code>lvslab report</code>.</small></p>
+</body></html>
+`))
+
+// view is the page's data.
+type view struct {
+	*Summary
+	Cells []cell
+}
+
+func (v view) BarsW() int              { return 260 + barW + 60 }
+func (v view) BarsH() int              { return 20*len(v.Cells) + 8 }
+func (v view) BarY(i, off int) int     { return 4 + 20*i + off - 4 }
+func (v view) BarLabelX(width int) int { return 264 + width }
+
+// WriteHTML renders the self-contained report page.
+func (s *Summary) WriteHTML(w io.Writer) error {
+	v := view{Summary: s}
+	for _, r := range s.Results {
+		v.Cells = append(v.Cells, newCell(r))
+	}
+	return page.Execute(w, v)
+}
+
+// Render writes index.html beside dir/summary.json.
+func Render(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		return fmt.Errorf("read summary: %w", err)
+	}
+	var s Summary
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(dir, "summary.json"), err)
+	}
+	f, err := os.Create(filepath.Join(dir, "index.html"))
+	if err != nil {
+		return err
+	}
+	err = s.WriteHTML(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("render %s: %w", f.Name(), err)
+	}
+	return nil
+}
