@@ -7,7 +7,7 @@ BENCH_COUNT ?= 6
 # Debian/Ubuntu packages the lab, the backends and the directors use.
 DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepalived \
 	socat tcpdump iputils-ping \
-	qemu-system-x86 kmod xz-utils cpio
+	qemu-system-x86 kmod xz-utils cpio chromium
 # Tests that need kernel IPVS are named TestIPVS*; `make test` runs them
 # through `lvslab kexec` (natively where the host has ip_vs, else in the
 # micro-VM) with LVSLAB_REQUIRE_IPVS=1, so they fail rather than skip.

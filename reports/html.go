@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/lvslab/lvslab/scenarios"
 )
@@ -60,7 +61,8 @@ func newCell(r *scenarios.Result) cell {
 }
 
 var page = template.Must(template.New("index.html").Funcs(template.FuncMap{
-	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+	"pct":  func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
+	"secs": func(d time.Duration) string { return fmt.Sprintf("%.1fs", d.Seconds()) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>lvslab run {{.RunID}}</title>
@@ -83,7 +85,7 @@ Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{
 {{range .Cells}}<tr class="{{if .Pass}}PASS{{else}}FAIL{{end}}">
 <td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
 <td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
-<td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{.Failover}}{{else}}-{{end}}</td><td>{{.Reason}}</td></tr>
+<td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td><td>{{.Reason}}</td></tr>
 {{end}}</table>
 <h2>Connections hung or failed, per cell</h2>
 <svg width="{{.BarsW}}" height="{{.BarsH}}" role="img" aria-label="hung or failed share per cell">
@@ -96,7 +98,8 @@ Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{
 <span style="color:#36c">blue</span>: on the client's port. With the loop, director frames
 far outnumber the client's.</small></p>
 {{range .Cells}}<figure>
-<figcaption>{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}: <span class="{{.Verdict}}">{{.Verdict}}</span> (peak {{.MaxFrames}} frames per 100 ms)</figcaption>
+<figcaption>{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}: <span class="{{.Verdict}}">{{.Verdict}}</span>
+(peak {{.MaxFrames}} frames per 100 ms; x: 0 to {{secs .Traffic}} of traffic)</figcaption>
 <svg width="` + fmt.Sprint(chartW) + `" height="` + fmt.Sprint(chartH) + `" viewBox="0 -2 ` + fmt.Sprint(chartW) + ` ` + fmt.Sprint(chartH+4) + `" role="img" aria-label="frames timeline">
 <polyline class="dir" points="{{.Directors}}"/><polyline class="cli" points="{{.Client}}"/>
 </svg></figure>

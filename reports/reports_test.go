@@ -1,6 +1,8 @@
 package reports
 
 import (
+	"context"
+	imagepng "image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +39,7 @@ func TestWriteAndRender(t *testing.T) {
 	html := string(page)
 	for _, want := range []string{
 		`id="matrix"`, `<tr class="PASS">`, `<td class="LOOP">LOOP</td>`, `<td class="CLEAN">CLEAN</td>`,
-		"<td>30/40</td>", "<td>3.6s</td>",
+		"<td>30/40</td>", "<td>3.6s</td>", "0 to 0.0s of traffic",
 		`<polyline class="dir" points="0.0,0.0 360.0,60.0"/>`, // 80 is the peak, 40 half of it
 		`<polyline class="cli" points="0.0,105.0 360.0,112.5"/>`,
 		">25%</text>", // (3 hung + 7 failed) / 40
@@ -63,5 +65,53 @@ func TestMatrix(t *testing.T) {
 	sample().Matrix(&b)
 	if !strings.Contains(b.String(), "failover-kill  keepalived      fwmark  CLEAN    CLEAN     PASS    40/40   0     3.6s") {
 		t.Errorf("matrix:\n%s", b.String())
+	}
+}
+
+// TestMatrixVisibleInChromium renders a report in headless Chromium and
+// looks for the matrix in the screenshot: the PASS rows' green and the
+// LOOP verdict's red must be on screen. The screenshot stays with the
+// report.
+func TestMatrixVisibleInChromium(t *testing.T) {
+	if Chromium() == "" {
+		t.Skip("needs chromium (make deps installs it)")
+	}
+	dir := t.TempDir()
+	run, err := sample().Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png, err := Screenshot(context.Background(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(png)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := imagepng.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(r0, g0, b0 uint32) int {
+		n := 0
+		b := img.Bounds()
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				r, g, b, _ := img.At(x, y).RGBA()
+				if r>>8 == r0 && g>>8 == g0 && b>>8 == b0 {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	// .PASS background #d9f2d9; the bar and LOOP text #c33 / #b00.
+	if n := count(0xd9, 0xf2, 0xd9); n < 5000 {
+		t.Errorf("PASS rows: %d green pixels in the screenshot, want the matrix rows (thousands)", n)
+	}
+	if n := count(0xcc, 0x33, 0x33); n < 100 {
+		t.Errorf("hung-share bar: %d red pixels, want a visible bar", n)
 	}
 }

@@ -50,6 +50,7 @@ func cmdRun(args []string) error {
 		if err != nil {
 			return err
 		}
+		screenshot(filepath.Join(dir, "latest")) // on the host: Chromium under TCG is slow
 		return exitCode(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -85,6 +86,9 @@ func cmdRun(args []string) error {
 	fmt.Println()
 	sum.Matrix(os.Stdout)
 	fmt.Printf("\nReport: %s/index.html (data: summary.json)\n", out)
+	if os.Getenv(kernel.InVMEnv) == "" {
+		screenshot(out)
+	}
 	if !sum.Pass() {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
@@ -114,4 +118,16 @@ func cmdReport(args []string) error {
 	}
 	fmt.Println(filepath.Join(dir, "index.html"))
 	return nil
+}
+
+// screenshot keeps a picture of the report beside it when Chromium is here.
+func screenshot(dir string) {
+	if reports.Chromium() == "" {
+		return
+	}
+	if png, err := reports.Screenshot(context.Background(), dir); err != nil {
+		fmt.Fprintf(os.Stderr, "lvslab: no screenshot: %v\n", err)
+	} else {
+		fmt.Printf("Screenshot: %s\n", png)
+	}
 }
