@@ -14,7 +14,6 @@ import (
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/reports"
 	"github.com/lvslab/lvslab/scenarios"
-	"golang.org/x/sys/unix"
 )
 
 // cmdRun is the headline job: reproduce the loop and prove the fix.
@@ -63,7 +62,7 @@ func cmdRun(args []string) error {
 	if os.Getenv(kernel.InVMEnv) != "" {
 		runner = kernel.VM
 	}
-	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernelRelease(), Runner: runner}
+	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernel.Release(), Runner: runner}
 	// The headline set: the loop and its fix in steady state, and the fix
 	// through a crash of the MASTER's director.
 	for _, h := range []struct {
@@ -93,12 +92,6 @@ func cmdRun(args []string) error {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
 	return nil
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	unix.Uname(&u)
-	return unix.ByteSliceToString(u.Release[:])
 }
 
 // cmdReport re-renders index.html of a run from its summary.json.

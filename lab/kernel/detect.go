@@ -57,9 +57,7 @@ var ErrNoIPVS = errors.New("the host kernel has no ip_vs")
 // Detect decides where IPVS work runs. requested is "native", "vm", or ""
 // for $LVSLAB_KERNEL and then automatic: native if the host has ip_vs.
 func Detect(requested string) (Info, error) {
-	var u unix.Utsname
-	unix.Uname(&u)
-	info := Info{HostKernel: unix.ByteSliceToString(u.Release[:]), Root: os.Geteuid() == 0, KVM: KVMUsable(), Cached: Cached()}
+	info := Info{HostKernel: Release(), Root: os.Geteuid() == 0, KVM: KVMUsable(), Cached: Cached()}
 	info.QEMU, _ = exec.LookPath("qemu-system-x86_64")
 	info.IPVS, info.IPVSWhy = HostHasIPVS()
 	source := "--kernel"
@@ -84,4 +82,11 @@ func Detect(requested string) (Info, error) {
 		return info, fmt.Errorf("%s=%q: want native or vm", source, requested)
 	}
 	return info, nil
+}
+
+// Release is the running kernel's release, as uname -r prints it.
+func Release() string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -191,13 +190,13 @@ func guestRun() error {
 	return writeStatus(st)
 }
 
-// loadBootModules loads the initramfs's modules in their file-name order.
+// loadBootModules loads the initramfs's modules in their file-name order
+// (os.ReadDir sorts), which WriteInitramfs made the load order.
 func loadBootModules(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
-	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 	for _, e := range ents {
 		f, err := os.Open(filepath.Join(dir, e.Name()))
 		if err != nil {
