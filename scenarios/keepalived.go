@@ -3,15 +3,14 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/template"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
 )
@@ -75,7 +74,8 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) 
 		box := l.Box(d.Node)
 		switch fix {
 		case FixFwmark:
-			if err := InsertMACGuard(box, c.VIP, c.Port, c.Peer(i).MAC.String(), d.Mark); err != nil {
+			g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", PeerMAC: c.Peer(i).MAC, Mark: uint32(d.Mark)}
+			if err := InsertMACGuard(box, g); err != nil {
 				return err
 			}
 		case FixBackupOnly:
@@ -109,18 +109,17 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) 
 	return nil
 }
 
-// InsertMACGuard installs the seed's rule in box: mark VIP:port traffic
-// unless it comes from the peer director's MAC. go-iptables execs iptables,
-// which acts in the netns of the calling thread: hence box.Do.
-func InsertMACGuard(box *lab.Box, vip netip.Addr, port int, peerMAC string, mark int) error {
+// InsertMACGuard installs the seed's rule as its operator does, straight
+// into mangle PREROUTING; the rule text is the director's (one source).
+// go-iptables execs iptables, which acts in the netns of the calling
+// thread: hence box.Do.
+func InsertMACGuard(box *lab.Box, g director.Guard) error {
 	return box.Do(func() error {
 		ipt, err := iptables.New()
 		if err != nil {
 			return fmt.Errorf("iptables in %s: %w (install iptables: make deps)", box.Name, err)
 		}
-		rule := []string{"-d", vip.String() + "/32", "-p", "tcp", "--dport", strconv.Itoa(port),
-			"-m", "mac", "!", "--mac-source", peerMAC, "-j", "MARK", "--set-mark", fmt.Sprintf("%#x", mark)}
-		if err := ipt.Insert("mangle", "PREROUTING", 1, rule...); err != nil {
+		if err := ipt.Insert("mangle", "PREROUTING", 1, g.Rule()...); err != nil {
 			return fmt.Errorf("insert MAC guard in %s: %w", box.Name, err)
 		}
 		return nil
