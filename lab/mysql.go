@@ -203,6 +203,9 @@ func (b *Box) OpenMySQL(addr string, timeout time.Duration) *sql.DB {
 	cfg.Net, cfg.Addr = "tcp", addr
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = timeout, timeout, timeout
 	cfg.DialFunc = b.DialContext
+	// Failures come back as errors; the driver's own log lines would only
+	// repeat them on stderr (readiness pings, loop scenarios).
+	cfg.Logger = &mysql.NopLogger{}
 	conn, _ := mysql.NewConnector(cfg) // only fails on a bad config
 	return sql.OpenDB(conn)
 }

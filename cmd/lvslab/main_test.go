@@ -200,3 +200,16 @@ func TestUpInVM(t *testing.T) {
 		t.Errorf("leak: %v", left)
 	}
 }
+
+func TestDirectorCheckConfig(t *testing.T) {
+	out, _, code := cli(t, "director", "check-config", "../../fixtures/director/d1.yaml")
+	if code != 0 || !strings.Contains(out, "FWM 3 rr, 2 realservers") {
+		t.Errorf("d1.yaml: exit %d, %q; want exit 0 and the FWM 3 service", code, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("vrrp: {interface: eth0, vrid: 0, priority: 100}\nservices: []\n"), 0o644)
+	_, stderr, code := cli(t, "director", "check-config", bad)
+	if code != 2 || !strings.Contains(stderr, bad+":1: vrrp.vrid: vrid 0: want 1-255") {
+		t.Errorf("bad config: exit %d, %q; want exit 2 and file:line", code, stderr)
+	}
+}

@@ -1,0 +1,307 @@
+package director
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+)
+
+// Config is a director's configuration as plain data: what
+// fixtures/director/*.yaml decode into. ParseConfig validates it.
+type Config struct {
+	VRRP     VRRPConfig      `yaml:"vrrp"`
+	Services []ServiceConfig `yaml:"services"`
+	Guard    GuardConfig     `yaml:"guard"`
+}
+
+// VRRPConfig is the VRRPv3 instance (RFC 5798) that decides who is MASTER.
+type VRRPConfig struct {
+	Interface    string        `yaml:"interface"`
+	VRID         int           `yaml:"vrid"`
+	Priority     int           `yaml:"priority"`
+	AdvertInt    time.Duration `yaml:"advert_int"`
+	Preempt      *bool         `yaml:"preempt,omitempty"` // default true
+	PreemptDelay time.Duration `yaml:"preempt_delay,omitempty"`
+	UnicastPeer  string        `yaml:"unicast_peer,omitempty"`
+}
+
+// ServiceConfig is one virtual service and its realservers.
+type ServiceConfig struct {
+	Name        string             `yaml:"name"`
+	VIP         string             `yaml:"vip"`
+	Port        int                `yaml:"port"`
+	Protocol    string             `yaml:"protocol,omitempty"` // tcp (default) or udp
+	Scheduler   string             `yaml:"scheduler,omitempty"`
+	Forward     string             `yaml:"forward,omitempty"` // dr (default), nat, tun
+	Persistence time.Duration      `yaml:"persistence,omitempty"`
+	Realservers []RealserverConfig `yaml:"realservers"`
+}
+
+// RealserverConfig is a backend and its health check.
+type RealserverConfig struct {
+	Address string      `yaml:"address"`
+	Port    int         `yaml:"port,omitempty"` // default: the service's
+	Weight  *int        `yaml:"weight,omitempty"`
+	Check   CheckConfig `yaml:"check,omitempty"`
+}
+
+// CheckConfig is a health check: tcp connect, mysql-ping, or mysql-replica
+// (replication threads running and lag <= max_lag, as the seed's
+// check_slave.pl does).
+type CheckConfig struct {
+	Type     string        `yaml:"type,omitempty"`
+	Interval time.Duration `yaml:"interval,omitempty"`
+	Timeout  time.Duration `yaml:"timeout,omitempty"`
+	Rise     int           `yaml:"rise,omitempty"`
+	Fall     int           `yaml:"fall,omitempty"`
+	MaxLag   time.Duration `yaml:"max_lag,omitempty"`
+	// OnFail: quiesce (weight 0, default) or remove.
+	OnFail string `yaml:"on_fail,omitempty"`
+}
+
+// GuardConfig chooses the loop guard.
+type GuardConfig struct {
+	// Mode: fwmark (default), backup-only, or none (reproduces the bug).
+	Mode string `yaml:"mode,omitempty"`
+	Mark uint32 `yaml:"mark,omitempty"`
+	// PeerMAC is the other director's MAC; learned from its VRRP adverts
+	// when empty.
+	PeerMAC string `yaml:"peer_mac,omitempty"`
+}
+
+// Guard modes.
+const (
+	GuardFwmark     = "fwmark"
+	GuardBackupOnly = "backup-only"
+	GuardNone       = "none"
+)
+
+// Schedulers Linux IPVS provides (ip_vs_*.ko); a kernel may lack some,
+// which the kernel reports when the service is added.
+var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+var (
+	forwards   = map[string]string{"dr": Route, "nat": Masq, "tun": Tunnel}
+	checkTypes = []string{"tcp", "mysql-ping", "mysql-replica"}
+)
+
+// ParseConfigFile reads and validates a director config.
+func ParseConfigFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes YAML strictly, fills defaults and validates; errors
+// name file:line and the field.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	var c Config
+	if err := lab.DecodeYAML(file, data, &c, c.validate); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+type checker struct{ errs lab.ValidationError }
+
+func (k *checker) fail(path, format string, a ...any) {
+	k.errs = append(k.errs, &lab.FieldError{Path: path, Msg: fmt.Sprintf(format, a...)})
+}
+
+// validate fills defaults and checks every field.
+func (c *Config) validate() error {
+	k := &checker{}
+	v := &c.VRRP
+	switch {
+	case v.Interface == "":
+		k.fail("vrrp.interface", "interface is required")
+	case len(v.Interface) > 15:
+		k.fail("vrrp.interface", "interface name %q is longer than 15", v.Interface)
+	}
+	if v.VRID < 1 || v.VRID > 255 {
+		k.fail("vrrp.vrid", "vrid %d: want 1-255", v.VRID)
+	}
+	if v.Priority < 1 || v.Priority > 254 {
+		k.fail("vrrp.priority", "priority %d: want 1-254 (255 is the address owner's, 0 means leaving)", v.Priority)
+	}
+	if v.AdvertInt == 0 {
+		v.AdvertInt = time.Second
+	}
+	if v.AdvertInt < 10*time.Millisecond || v.AdvertInt > 40950*time.Millisecond {
+		k.fail("vrrp.advert_int", "advert_int %s: VRRPv3 carries centiseconds, 10ms to 40.95s", v.AdvertInt)
+	}
+	if v.Preempt == nil {
+		t := true
+		v.Preempt = &t
+	}
+	if v.UnicastPeer != "" {
+		if a, err := netip.ParseAddr(v.UnicastPeer); err != nil || !a.Is4() {
+			k.fail("vrrp.unicast_peer", "bad IPv4 address %q", v.UnicastPeer)
+		}
+	}
+	if len(c.Services) == 0 {
+		k.fail("services", "at least one service is required")
+	}
+	seen := map[string]string{}
+	for i := range c.Services {
+		c.Services[i].validate(k, fmt.Sprintf("services[%d]", i), seen)
+	}
+	g := &c.Guard
+	if g.Mode == "" {
+		g.Mode = GuardFwmark
+	}
+	switch g.Mode {
+	case GuardFwmark:
+		if g.Mark == 0 {
+			k.fail("guard.mark", "fwmark guard needs a mark (the seed uses 3 on one box, 4 on the other)")
+		}
+		// One mark declares one virtual service.
+		if len(c.Services) > 1 {
+			k.fail("guard.mode", "the fwmark guard covers one service; this config has %d", len(c.Services))
+		}
+	case GuardBackupOnly, GuardNone:
+		if g.Mark != 0 {
+			k.fail("guard.mark", "mark is only for mode fwmark")
+		}
+	default:
+		k.fail("guard.mode", "unknown mode %q: want fwmark, backup-only or none", g.Mode)
+	}
+	if g.PeerMAC != "" {
+		if m, err := net.ParseMAC(g.PeerMAC); err != nil || len(m) != 6 {
+			k.fail("guard.peer_mac", "bad MAC %q", g.PeerMAC)
+		}
+	}
+	if len(k.errs) > 0 {
+		return k.errs
+	}
+	return nil
+}
+
+func (s *ServiceConfig) validate(k *checker, p string, seen map[string]string) {
+	vip, err := netip.ParseAddr(s.VIP)
+	if err != nil || !vip.Is4() {
+		k.fail(p+".vip", "bad VIP %q: want an IPv4 address", s.VIP)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		k.fail(p+".port", "port %d: want 1-65535", s.Port)
+	}
+	if s.Protocol == "" {
+		s.Protocol = "tcp"
+	}
+	if s.Protocol != "tcp" && s.Protocol != "udp" {
+		k.fail(p+".protocol", "protocol %q: want tcp or udp", s.Protocol)
+	}
+	if s.Scheduler == "" {
+		s.Scheduler = "rr"
+	}
+	if !slices.Contains(Schedulers, s.Scheduler) {
+		k.fail(p+".scheduler", "unknown scheduler %q (IPVS has %s)", s.Scheduler, strings.Join(Schedulers, ", "))
+	}
+	if s.Forward == "" {
+		s.Forward = "dr"
+	}
+	if forwards[s.Forward] == "" {
+		k.fail(p+".forward", "forward %q: want dr, nat or tun", s.Forward)
+	}
+	if s.Persistence < 0 || s.Persistence%time.Second != 0 {
+		k.fail(p+".persistence", "persistence %s: want whole seconds", s.Persistence)
+	}
+	key := fmt.Sprintf("%s %s:%d", s.Protocol, s.VIP, s.Port)
+	if other := seen[key]; other != "" {
+		k.fail(p, "duplicate service %s (also %s)", key, other)
+	}
+	seen[key] = p
+	if len(s.Realservers) == 0 {
+		k.fail(p+".realservers", "at least one realserver is required")
+	}
+	dup := map[string]bool{}
+	for j := range s.Realservers {
+		r := &s.Realservers[j]
+		rp := fmt.Sprintf("%s.realservers[%d]", p, j)
+		if a, err := netip.ParseAddr(r.Address); err != nil || !a.Is4() {
+			k.fail(rp+".address", "bad IPv4 address %q", r.Address)
+		}
+		if r.Port == 0 {
+			r.Port = s.Port
+		}
+		if r.Port < 1 || r.Port > 65535 {
+			k.fail(rp+".port", "port %d: want 1-65535", r.Port)
+		}
+		if r.Weight == nil {
+			w := 1
+			r.Weight = &w
+		}
+		if *r.Weight < 0 {
+			k.fail(rp+".weight", "weight %d is negative", *r.Weight)
+		}
+		if id := fmt.Sprintf("%s:%d", r.Address, r.Port); dup[id] {
+			k.fail(rp, "duplicate realserver %s", id)
+		} else {
+			dup[id] = true
+		}
+		r.Check.validate(k, rp+".check")
+	}
+}
+
+func (ch *CheckConfig) validate(k *checker, p string) {
+	if ch.Type == "" {
+		ch.Type = "tcp"
+	}
+	if !slices.Contains(checkTypes, ch.Type) {
+		k.fail(p+".type", "unknown check %q: want %s", ch.Type, strings.Join(checkTypes, ", "))
+	}
+	if ch.Interval == 0 {
+		ch.Interval = 2 * time.Second
+	}
+	if ch.Timeout == 0 {
+		ch.Timeout = time.Second
+	}
+	if ch.Timeout > ch.Interval {
+		k.fail(p+".timeout", "timeout %s is longer than the interval %s", ch.Timeout, ch.Interval)
+	}
+	if ch.Rise == 0 {
+		ch.Rise = 2
+	}
+	if ch.Fall == 0 {
+		ch.Fall = 3
+	}
+	if ch.Rise < 0 || ch.Fall < 0 {
+		k.fail(p, "rise and fall must be positive")
+	}
+	if ch.MaxLag != 0 && ch.Type != "mysql-replica" {
+		k.fail(p+".max_lag", "max_lag is only for mysql-replica checks")
+	}
+	if ch.OnFail == "" {
+		ch.OnFail = "quiesce"
+	}
+	if ch.OnFail != "quiesce" && ch.OnFail != "remove" {
+		k.fail(p+".on_fail", "on_fail %q: want quiesce or remove", ch.OnFail)
+	}
+}
+
+// Desired is the IPVS table the config asks for, every realserver healthy:
+// with the fwmark guard the services are declared by its mark.
+func (c *Config) Desired() []Service {
+	var out []Service
+	for _, s := range c.Services {
+		svc := Service{Protocol: s.Protocol, VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port),
+			Scheduler: s.Scheduler, Persistence: uint32(s.Persistence / time.Second)}
+		if c.Guard.Mode == GuardFwmark {
+			svc.Mark = c.Guard.Mark
+		}
+		for _, r := range s.Realservers {
+			svc.Dests = append(svc.Dests, Dest{Addr: netip.MustParseAddr(r.Address), Port: uint16(r.Port),
+				Weight: *r.Weight, Forward: forwards[s.Forward]})
+		}
+		out = append(out, svc)
+	}
+	return out
+}
