@@ -12,7 +12,7 @@ DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepaliv
 # through `lvslab kexec` (natively where the host has ip_vs, else in the
 # micro-VM) with LVSLAB_REQUIRE_IPVS=1, so they fail rather than skip.
 IPVS_PKGS   := ./lab/kernel/ ./director/
-KEXEC       := LVSLAB_REQUIRE_IPVS=1 $(GO) test -count=1 -p 1 -v -exec "$(CURDIR)/$(BIN) kexec --share $(CURDIR)/reports"
+KEXEC       := LVSLAB_REQUIRE_IPVS=1 LVSLAB_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -v -exec "$(CURDIR)/$(BIN) kexec --share $(CURDIR)/reports"
 CONFORMANCE := $(KEXEC) -run '^TestIPVSScenarios$$' ./scenarios/ -args -ginkgo.junit-report=$(CURDIR)/reports/junit.xml
 
 .DEFAULT_GOAL := help

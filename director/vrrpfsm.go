@@ -24,7 +24,7 @@ type Action int
 const (
 	SendAdvert     Action = iota // send an advert with our priority
 	SendAdvertZero               // send an advert with priority 0: we are leaving
-	AddVIP                       // hold the VIPs on the interface, send gratuitous ARPs
+	AddVIP                       // hold the VIPs on the interface (again), send gratuitous ARPs
 	DelVIP                       // drop the VIPs from the interface
 )
 
@@ -84,10 +84,12 @@ func (m *Machine) Start(now time.Time) []Action {
 	return nil
 }
 
+// becomeMaster: advertise first, so the other router stands down before
+// our gratuitous ARPs (which take a few hundred ms) go out.
 func (m *Machine) becomeMaster(now time.Time) []Action {
 	m.state = Master
 	m.nextAdvert = now.Add(m.AdvertInt)
-	return []Action{AddVIP, SendAdvert}
+	return []Action{SendAdvert, AddVIP}
 }
 
 // Tick handles the timer: a BACKUP whose master went silent takes over; a
@@ -128,6 +130,13 @@ func (m *Machine) Receive(now time.Time, a Advert, src netip.Addr) []Action {
 			m.masterAdvertInt = a.Interval
 			m.masterDown = now.Add(m.MasterDownInterval())
 			return []Action{DelVIP}
+		default:
+			// A lower router thinks it is MASTER (both timed out at
+			// start, or a partition healed): RFC 5798 discards its advert,
+			// but its gratuitous ARPs may have moved the VIP's traffic.
+			// Advertise and announce the VIP again, as keepalived does.
+			m.nextAdvert = now.Add(m.AdvertInt)
+			return []Action{SendAdvert, AddVIP}
 		}
 	}
 	return nil

@@ -42,7 +42,7 @@ func TestVRRPStateMachine(t *testing.T) {
 	}{
 		{"silent master: BACKUP takes over after Master_Down_Interval", Machine{Priority: 100, AdvertInt: time.Second, Preempt: true}, nil, []step{
 			{at: down - time.Millisecond, state: Backup, wantDue: down},
-			{at: down, want: []Action{AddVIP, SendAdvert}, state: Master, wantDue: down + time.Second},
+			{at: down, want: []Action{SendAdvert, AddVIP}, state: Master, wantDue: down + time.Second},
 			{at: down + time.Second, want: []Action{SendAdvert}, state: Master},
 		}},
 		{"higher master's adverts keep a BACKUP down", Machine{Priority: 100, AdvertInt: time.Second, Preempt: true}, nil, []step{
@@ -51,7 +51,7 @@ func TestVRRPStateMachine(t *testing.T) {
 		}},
 		{"preempt: a lower master is ignored, then overtaken", Machine{Priority: 100, AdvertInt: time.Second, Preempt: true}, nil, []step{
 			{at: time.Second, recv: &low, src: d1Addr, state: Backup, wantDue: down},
-			{at: down, want: []Action{AddVIP, SendAdvert}, state: Master},
+			{at: down, want: []Action{SendAdvert, AddVIP}, state: Master},
 		}},
 		{"nopreempt: a lower master is accepted", Machine{Priority: 100, AdvertInt: time.Second}, nil, []step{
 			{at: 3 * time.Second, recv: &low, src: d1Addr, state: Backup, wantDue: 3*time.Second + down},
@@ -59,30 +59,34 @@ func TestVRRPStateMachine(t *testing.T) {
 		{"preempt delay: a lower master is accepted for a while", Machine{Priority: 100, AdvertInt: time.Second, Preempt: true, PreemptDelay: 5 * time.Second}, nil, []step{
 			{at: 3 * time.Second, recv: &low, src: d1Addr, state: Backup, wantDue: 3*time.Second + down},
 			{at: 6 * time.Second, recv: &low, src: d1Addr, state: Backup, wantDue: 3*time.Second + down}, // ignored now
-			{at: 3*time.Second + down, want: []Action{AddVIP, SendAdvert}, state: Master},
+			{at: 3*time.Second + down, want: []Action{SendAdvert, AddVIP}, state: Master},
 		}},
 		{"priority 0 from the leaving master: take over after the skew", Machine{Priority: 100, AdvertInt: time.Second, Preempt: true}, nil, []step{
 			{at: time.Second, recv: &zero, src: d1Addr, state: Backup, wantDue: time.Second + skew},
-			{at: time.Second + skew, want: []Action{AddVIP, SendAdvert}, state: Master},
+			{at: time.Second + skew, want: []Action{SendAdvert, AddVIP}, state: Master},
 		}},
-		{"the address owner (255) starts as MASTER", Machine{Priority: 255, AdvertInt: time.Second}, []Action{AddVIP, SendAdvert}, []step{
+		{"the address owner (255) starts as MASTER", Machine{Priority: 255, AdvertInt: time.Second}, []Action{SendAdvert, AddVIP}, []step{
 			{at: time.Second, want: []Action{SendAdvert}, state: Master},
 		}},
 		{"MASTER yields to a higher priority", Machine{Priority: 100, AdvertInt: time.Second}, nil, []step{
-			{at: down, want: []Action{AddVIP, SendAdvert}, state: Master},
+			{at: down, want: []Action{SendAdvert, AddVIP}, state: Master},
 			{at: down + time.Second, recv: &high, src: d1Addr, want: []Action{DelVIP}, state: Backup, wantDue: 2*down + time.Second},
 		}},
 		{"MASTER yields to equal priority from a higher address", Machine{Priority: 150, AdvertInt: time.Second, Addr: d2Addr, Preempt: true}, nil, []step{
-			{at: 4 * time.Second, want: []Action{AddVIP, SendAdvert}, state: Master},
-			{at: 4*time.Second + 100*time.Millisecond, recv: &high, src: netip.MustParseAddr("192.168.1.1"), state: Master},
+			{at: 4 * time.Second, want: []Action{SendAdvert, AddVIP}, state: Master},
+			{at: 4*time.Second + 100*time.Millisecond, recv: &high, src: netip.MustParseAddr("192.168.1.1"), want: []Action{SendAdvert, AddVIP}, state: Master},
 			{at: 4*time.Second + 200*time.Millisecond, recv: &high, src: d1Addr, want: []Action{DelVIP}, state: Backup},
 		}},
+		{"MASTER re-announces over a lower router claiming MASTER", Machine{Priority: 150, AdvertInt: time.Second}, nil, []step{
+			{at: 4 * time.Second, want: []Action{SendAdvert, AddVIP}, state: Master},
+			{at: 4*time.Second + 10*time.Millisecond, recv: &low, src: d2Addr, want: []Action{SendAdvert, AddVIP}, state: Master},
+		}},
 		{"MASTER answers a priority 0 advert at once", Machine{Priority: 100, AdvertInt: time.Second}, nil, []step{
-			{at: down, want: []Action{AddVIP, SendAdvert}, state: Master},
+			{at: down, want: []Action{SendAdvert, AddVIP}, state: Master},
 			{at: down + 100*time.Millisecond, recv: &zero, src: d1Addr, want: []Action{SendAdvert}, state: Master, wantDue: down + 1100*time.Millisecond},
 		}},
 		{"graceful shutdown of a MASTER", Machine{Priority: 100, AdvertInt: time.Second}, nil, []step{
-			{at: down, want: []Action{AddVIP, SendAdvert}, state: Master},
+			{at: down, want: []Action{SendAdvert, AddVIP}, state: Master},
 			{at: down + time.Millisecond, shut: true, want: []Action{SendAdvertZero, DelVIP}, state: Initialize},
 		}},
 	} {

@@ -37,29 +37,42 @@ func requireIPVS() {
 	}
 }
 
+// scenario runs one cell of the matrix and checks it.
+func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) {
+	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	Expect(err).NotTo(HaveOccurred())
+	r, err := scenarios.Run(context.Background(), topo, impl, fix, ev,
+		scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
+	Expect(err).NotTo(HaveOccurred())
+	GinkgoWriter.Printf("%s %s %s: %s (failover %s): %s\n", r.Scenario, r.Implementation, r.Fix, r.Verdict, r.Failover, r.Reason)
+	Expect(r.Verdict).To(Equal(scenarios.Expected(r.Implementation, fix, ev)), r.Reason)
+	Expect(r.Pass).To(BeTrue(), r.Reason)
+	if fix == scenarios.FixFwmark {
+		Expect(r.Share).To(HaveLen(2), "both boxes serve")
+	}
+	if ev != scenarios.Steady {
+		// keepalived 2.2.7, advert_int 1: a graceful stop sends
+		// priority 0 (takeover after the skew time); a kill waits
+		// Master_Down_Interval = 3 x 1 s + skew.
+		Expect(r.Failover).To(BeNumerically("<", 10*time.Second))
+	}
+}
+
+// lvslabBinary is the lvslab executable the Go director runs from: make
+// test and make conformance set LVSLAB_BIN.
+func lvslabBinary() string {
+	bin := os.Getenv("LVSLAB_BIN")
+	if bin == "" {
+		Fail("set LVSLAB_BIN to a built lvslab (make test does)")
+	}
+	return bin
+}
+
 var _ = Describe("Two-box LVS-DR", Serial, func() {
 	BeforeEach(requireIPVS)
 
 	DescribeTable("keepalived on both boxes",
-		func(ev scenarios.Event, fix scenarios.Fix) {
-			topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
-			Expect(err).NotTo(HaveOccurred())
-			r, err := scenarios.Run(context.Background(), topo, &scenarios.Keepalived{}, fix, ev,
-				scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
-			Expect(err).NotTo(HaveOccurred())
-			GinkgoWriter.Printf("%s %s %s: %s (failover %s): %s\n", r.Scenario, r.Implementation, r.Fix, r.Verdict, r.Failover, r.Reason)
-			Expect(r.Verdict).To(Equal(scenarios.Expected(r.Implementation, fix, ev)), r.Reason)
-			Expect(r.Pass).To(BeTrue(), r.Reason)
-			if fix == scenarios.FixFwmark {
-				Expect(r.Share).To(HaveLen(2), "both boxes serve")
-			}
-			if ev != scenarios.Steady {
-				// keepalived 2.2.7, advert_int 1: a graceful stop sends
-				// priority 0 (takeover after the skew time); a kill waits
-				// Master_Down_Interval = 3 x 1 s + skew.
-				Expect(r.Failover).To(BeNumerically("<", 10*time.Second))
-			}
-		},
+		func(ev scenarios.Event, fix scenarios.Fix) { scenario(&scenarios.Keepalived{}, ev, fix) },
 		Entry("steady state, no fix: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
 		Entry("steady state, fwmark + MAC guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
 		Entry("MASTER stopped gracefully, no fix: nothing left to loop on", Label("failover"), scenarios.FailoverStop, scenarios.FixNone),
@@ -68,5 +81,16 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
 		Entry("steady state, backup_only + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
 		Entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
+	)
+
+	DescribeTable("the lvslab Go director on both boxes",
+		func(ev scenarios.Event, fix scenarios.Fix) {
+			scenario(&scenarios.GoDirector{Binary: lvslabBinary()}, ev, fix)
+		},
+		Entry("steady state, no guard: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
+		Entry("steady state, fwmark guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
+		Entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
+		Entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
+		Entry("MASTER killed, no guard: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
 	)
 })

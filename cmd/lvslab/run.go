@@ -63,13 +63,26 @@ func cmdRun(args []string) error {
 		runner = kernel.VM
 	}
 	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernel.Release(), Runner: runner}
-	// The headline set: the loop and its fix in steady state, and the fix
-	// through a crash of the MASTER's director.
+	// The headline set, for keepalived and for our Go director: the loop
+	// and its fix in steady state, and the fix through a crash of the
+	// MASTER's director.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	for _, h := range []struct {
-		ev  scenarios.Event
-		fix scenarios.Fix
-	}{{scenarios.Steady, scenarios.FixNone}, {scenarios.Steady, scenarios.FixFwmark}, {scenarios.FailoverKill, scenarios.FixFwmark}} {
-		impl := &scenarios.Keepalived{}
+		impl func() scenarios.Implementation
+		ev   scenarios.Event
+		fix  scenarios.Fix
+	}{
+		{keepalived, scenarios.Steady, scenarios.FixNone},
+		{keepalived, scenarios.Steady, scenarios.FixFwmark},
+		{keepalived, scenarios.FailoverKill, scenarios.FixFwmark},
+		{goDirector(self), scenarios.Steady, scenarios.FixNone},
+		{goDirector(self), scenarios.Steady, scenarios.FixFwmark},
+		{goDirector(self), scenarios.FailoverKill, scenarios.FixFwmark},
+	} {
+		impl := h.impl()
 		fmt.Fprintf(os.Stderr, "lvslab: %s, %s, fix %s: %d connections\n", h.ev, impl.Name(), h.fix, *conns)
 		r, err := scenarios.Run(ctx, topo, impl, h.fix, h.ev, scenarios.Options{Connections: *conns})
 		if err != nil {
@@ -123,4 +136,10 @@ func screenshot(dir string) {
 	} else {
 		fmt.Printf("Screenshot: %s\n", png)
 	}
+}
+
+func keepalived() scenarios.Implementation { return &scenarios.Keepalived{} }
+
+func goDirector(bin string) func() scenarios.Implementation {
+	return func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }
 }

@@ -1,0 +1,296 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// Daemon is a running director in the current network namespace: VRRP
+// decides MASTER or BACKUP, the VIP follows, IPVS and the loop guard stay
+// installed in both states (that is the two-box setup), and a clean stop
+// removes everything it installed.
+type Daemon struct {
+	cfg  *Config
+	log  *slog.Logger
+	ifi  *net.Interface
+	link netlink.Link
+	addr netip.Prefix // our primary address on the VRRP interface
+	vips []netip.Addr
+	ipvs *ipvs.Handle
+	ipt  *iptables.IPTables
+	conn *ipv4.PacketConn
+	fsm  Machine
+}
+
+// Run starts the director and blocks until ctx ends, then shuts down
+// cleanly: priority-0 advert, VIP, IPVS services and guard removed.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
+	d := &Daemon{cfg: cfg, log: log}
+	if err := d.setup(); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, d.teardown()) }()
+	recv := make(chan received, 8)
+	go d.receive(recv)
+	d.act(d.fsm.Start(time.Now()))
+	log.Info("started", "state", d.fsm.State(), "priority", d.fsm.Priority, "guard", cfg.Guard.Mode)
+	for {
+		wait := time.Until(d.fsm.Deadline())
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			d.transition(d.fsm.Shutdown(), "shutdown")
+			return nil
+		case r := <-recv:
+			timer.Stop()
+			d.transition(d.fsm.Receive(time.Now(), r.advert, r.src), fmt.Sprintf("advert from %s priority %d", r.src, r.advert.Priority))
+		case <-timer.C:
+			d.transition(d.fsm.Tick(time.Now()), "timer")
+		}
+	}
+}
+
+// transition performs actions and logs a state change with its reason.
+func (d *Daemon) transition(actions []Action, reason string) {
+	before := d.fsm.State()
+	d.act(actions)
+	if after := d.fsm.State(); after != before {
+		d.log.Info("vrrp state change", "from", before, "to", after, "reason", reason)
+	}
+}
+
+func (d *Daemon) setup() error {
+	cfg := d.cfg
+	var err error
+	if d.link, err = netlink.LinkByName(cfg.VRRP.Interface); err != nil {
+		return fmt.Errorf("vrrp interface %s: %w", cfg.VRRP.Interface, err)
+	}
+	if d.ifi, err = net.InterfaceByName(cfg.VRRP.Interface); err != nil {
+		return err
+	}
+	seen := map[netip.Addr]bool{}
+	for _, s := range cfg.Services {
+		if v := netip.MustParseAddr(s.VIP); !seen[v] {
+			seen[v] = true
+			d.vips = append(d.vips, v)
+		}
+	}
+	addrs, err := netlink.AddrList(d.link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("addresses of %s: %w", cfg.VRRP.Interface, err)
+	}
+	for _, a := range addrs {
+		p, _ := netip.AddrFromSlice(a.IP)
+		if !seen[p.Unmap()] {
+			ones, _ := a.Mask.Size()
+			d.addr = netip.PrefixFrom(p.Unmap(), ones)
+			break
+		}
+	}
+	if !d.addr.IsValid() {
+		return fmt.Errorf("%s has no IPv4 address of its own", cfg.VRRP.Interface)
+	}
+	d.fsm = Machine{Priority: uint8(cfg.VRRP.Priority), AdvertInt: cfg.VRRP.AdvertInt, Preempt: *cfg.VRRP.Preempt,
+		PreemptDelay: cfg.VRRP.PreemptDelay, Addr: d.addr.Addr()}
+	if d.ipvs, err = ipvs.New(""); err != nil {
+		return fmt.Errorf("ipvs: %w (is ip_vs loaded? lvslab kernel info)", err)
+	}
+	switch cfg.Guard.Mode {
+	case GuardFwmark:
+		if cfg.Guard.PeerMAC == "" {
+			return fmt.Errorf("guard.peer_mac: learning the peer MAC from VRRP adverts is not implemented yet: give it")
+		}
+		if d.ipt, err = iptables.New(); err != nil {
+			return fmt.Errorf("iptables: %w", err)
+		}
+		if _, err := EnsureGuard(d.ipt, d.guard()); err != nil {
+			return err
+		}
+	case GuardBackupOnly:
+		return fmt.Errorf("guard mode backup-only: the IPVS sync daemon control is not implemented yet")
+	case GuardNone:
+		d.log.Warn("guard mode none: the BACKUP re-balances what the MASTER forwards (the ping-pong loop); use it only to reproduce the bug")
+	}
+	c, err := d.Reconcile()
+	if err != nil {
+		return err
+	}
+	d.log.Info("ipvs reconciled", "changes", fmt.Sprintf("%+v", c))
+	pc, err := net.ListenPacket("ip4:112", "0.0.0.0")
+	if err != nil {
+		return fmt.Errorf("vrrp socket: %w", err)
+	}
+	d.conn = ipv4.NewPacketConn(pc)
+	for _, f := range []func() error{
+		func() error { return d.conn.JoinGroup(d.ifi, &net.IPAddr{IP: VRRPGroup.AsSlice()}) },
+		func() error { return d.conn.SetMulticastInterface(d.ifi) },
+		func() error { return d.conn.SetMulticastTTL(255) }, // RFC 5798 5.1.1.3
+		func() error { return d.conn.SetMulticastLoopback(false) },
+		func() error { return d.conn.SetControlMessage(ipv4.FlagTTL|ipv4.FlagInterface, true) },
+	} {
+		if err := f(); err != nil {
+			return fmt.Errorf("vrrp socket: %w", err)
+		}
+	}
+	return nil
+}
+
+func (d *Daemon) guard() Guard {
+	mac, _ := net.ParseMAC(d.cfg.Guard.PeerMAC)
+	s := d.cfg.Services[0]
+	return Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: mac, Mark: d.cfg.Guard.Mark}
+}
+
+// Reconcile installs the configured IPVS table, adopting what is there.
+func (d *Daemon) Reconcile() (Changes, error) {
+	want := d.cfg.Desired()
+	return Reconcile(d.ipvs, want, want)
+}
+
+type received struct {
+	advert Advert
+	src    netip.Addr
+}
+
+// receive reads adverts: TTL 255 (RFC 5798 7.1), our interface, our VRID.
+func (d *Daemon) receive(out chan<- received) {
+	buf := make([]byte, 1500)
+	for {
+		n, cm, src, err := d.conn.ReadFrom(buf)
+		if err != nil {
+			return // closed by teardown
+		}
+		if cm == nil || cm.TTL != 255 || cm.IfIndex != d.ifi.Index {
+			continue
+		}
+		s, _ := netip.AddrFromSlice(src.(*net.IPAddr).IP)
+		a, err := ParseAdvert(s.Unmap(), VRRPGroup, buf[:n])
+		if err != nil {
+			d.log.Debug("dropped advert", "src", s, "err", err)
+			continue
+		}
+		if int(a.VRID) == d.cfg.VRRP.VRID {
+			out <- received{a, s.Unmap()}
+		}
+	}
+}
+
+func (d *Daemon) act(actions []Action) {
+	for _, a := range actions {
+		var err error
+		switch a {
+		case SendAdvert:
+			err = d.send(d.fsm.Priority)
+		case SendAdvertZero:
+			err = d.send(0)
+		case AddVIP:
+			err = d.addVIPs()
+		case DelVIP:
+			err = d.delVIPs()
+		}
+		if err != nil {
+			d.log.Error("vrrp action failed", "action", a, "err", err)
+		}
+	}
+}
+
+func (d *Daemon) send(prio uint8) error {
+	a := Advert{VRID: uint8(d.cfg.VRRP.VRID), Priority: prio, Interval: d.cfg.VRRP.AdvertInt, Addrs: d.vips}
+	_, err := d.conn.WriteTo(a.Marshal(d.addr.Addr(), VRRPGroup), nil, &net.IPAddr{IP: VRRPGroup.AsSlice()})
+	return err
+}
+
+func (d *Daemon) vipAddr(v netip.Addr) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: v.AsSlice(), Mask: net.CIDRMask(d.addr.Bits(), 32)}}
+}
+
+// addVIPs puts the VIPs on the interface and announces them with
+// gratuitous ARP, so the client and switch learn our MAC at once.
+func (d *Daemon) addVIPs() error {
+	var errs []error
+	for _, v := range d.vips {
+		if err := netlink.AddrAdd(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("add VIP %s on %s: %w", v, d.ifi.Name, err))
+			continue
+		}
+		if err := GratuitousARP(d.ifi, v, 3); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) delVIPs() error {
+	var errs []error
+	for _, v := range d.vips {
+		if err := netlink.AddrDel(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			errs = append(errs, fmt.Errorf("delete VIP %s from %s: %w", v, d.ifi.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// teardown removes what setup installed: VIPs, IPVS services, guard.
+func (d *Daemon) teardown() error {
+	var errs []error
+	if d.conn != nil {
+		d.conn.Close()
+	}
+	errs = append(errs, d.delVIPs())
+	if d.ipvs != nil {
+		if _, err := Reconcile(d.ipvs, d.cfg.Desired(), nil); err != nil {
+			errs = append(errs, err)
+		}
+		d.ipvs.Close()
+	}
+	if d.ipt != nil {
+		errs = append(errs, RemoveGuard(d.ipt))
+	}
+	d.log.Info("stopped: VIP, IPVS services and guard removed")
+	return errors.Join(errs...)
+}
+
+// GratuitousARP broadcasts n ARP requests for addr from ifi's MAC (RFC
+// 5227 announcements), one every 100 ms.
+func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int) error {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)))
+	if err != nil {
+		return fmt.Errorf("gratuitous ARP socket: %w", err)
+	}
+	defer unix.Close(fd)
+	bcast := [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index, Halen: 6, Addr: bcast}
+	ip := addr.As4()
+	frame := make([]byte, 0, 42)
+	frame = append(frame, bcast[:6]...)
+	frame = append(frame, ifi.HardwareAddr...)
+	frame = append(frame, 0x08, 0x06)                   // ARP
+	frame = append(frame, 0, 1, 0x08, 0x00, 6, 4, 0, 1) // Ethernet, IPv4, request
+	frame = append(frame, ifi.HardwareAddr...)
+	frame = append(frame, ip[:]...)
+	frame = append(frame, 0, 0, 0, 0, 0, 0)
+	frame = append(frame, ip[:]...)
+	for i := range n {
+		if i > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := unix.Sendto(fd, frame, 0, to); err != nil {
+			return fmt.Errorf("gratuitous ARP for %s on %s: %w", addr, ifi.Name, err)
+		}
+	}
+	return nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

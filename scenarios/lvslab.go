@@ -1,0 +1,89 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/template"
+
+	"github.com/lvslab/lvslab/lab"
+)
+
+// GoDirector is this project's Go director (`lvslab director run`), one per
+// director box, configured as fixtures/director/*.yaml are.
+type GoDirector struct {
+	// Binary is the lvslab executable to run.
+	Binary string
+	procs  [2]*lab.Process
+}
+
+// Name implements Implementation.
+func (*GoDirector) Name() string { return "lvslab" }
+
+var directorConf = template.Must(template.New("director.yaml").Parse(`# lvslab director on {{.Node}}, rendered by the scenario.
+vrrp:
+  interface: eth0
+  vrid: {{.VRID}}
+  priority: {{.Priority}}
+  advert_int: 1s
+services:
+  - name: mysql
+    vip: {{.VIP}}
+    port: {{.Port}}
+    scheduler: rr
+    forward: dr
+    realservers:
+{{- range .Realservers}}
+      - address: {{.}}
+{{- end}}
+guard:
+  mode: {{.Mode}}
+{{- if eq .Mode "fwmark"}}
+  mark: {{.Mark}}
+  peer_mac: "{{.PeerMAC}}"
+{{- end}}
+`))
+
+// Start implements Implementation.
+func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
+	mode := map[Fix]string{FixNone: "none", FixFwmark: "fwmark"}[fix]
+	if mode == "" {
+		return fmt.Errorf("the lvslab director does not do fix %s yet", fix)
+	}
+	for i, dir := range c.Directors {
+		path := filepath.Join(l.Dir, dir.Node, "director.yaml")
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		err = directorConf.Execute(f, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
+			"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": c.Peer(i).MAC})
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if d.procs[i], err = l.Box(dir.Node).Start("director", []string{d.Binary, "director", "run", path}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop implements Implementation.
+func (d *GoDirector) Stop(i int, graceful bool) error {
+	p := d.procs[i]
+	if p == nil {
+		return fmt.Errorf("director %d was not started", i)
+	}
+	if graceful {
+		return p.Stop(lab.StopGrace)
+	}
+	p.Kill()
+	return nil
+}
