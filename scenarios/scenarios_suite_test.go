@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
@@ -50,12 +49,8 @@ func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.F
 	if fix == scenarios.FixFwmark {
 		Expect(r.Share).To(HaveLen(2), "both boxes serve")
 	}
-	if ev != scenarios.Steady {
-		// keepalived 2.2.7, advert_int 1: a graceful stop sends
-		// priority 0 (takeover after the skew time); a kill waits
-		// Master_Down_Interval = 3 x 1 s + skew.
-		Expect(r.Failover).To(BeNumerically("<", 10*time.Second))
-	}
+	// Failover times are reported (r.Failover, shown by the headline), not
+	// asserted: Run fails if the BACKUP has not taken the VIP within 15 s.
 }
 
 // lvslabBinary is the lvslab executable the Go director runs from: make
