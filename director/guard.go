@@ -176,19 +176,16 @@ func (f *FakeIPTables) Exists(table, chain string, rulespec ...string) (bool, er
 
 // Insert implements IPTables.
 func (f *FakeIPTables) Insert(table, chain string, pos int, rulespec ...string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
-	if !f.has(table, chain) {
-		return fmt.Errorf("no chain %s", chain)
-	}
-	k := table + " " + chain
-	f.chains[k] = slices.Insert(f.chains[k], pos-1, strings.Join(rulespec, " "))
-	return nil
+	return f.add(table, chain, pos-1, rulespec)
 }
 
 // Append implements IPTables.
 func (f *FakeIPTables) Append(table, chain string, rulespec ...string) error {
+	return f.add(table, chain, -1, rulespec)
+}
+
+// add puts a rule at index i of the chain, or at its end when i < 0.
+func (f *FakeIPTables) add(table, chain string, i int, rulespec []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Calls++
@@ -196,7 +193,10 @@ func (f *FakeIPTables) Append(table, chain string, rulespec ...string) error {
 		return fmt.Errorf("no chain %s", chain)
 	}
 	k := table + " " + chain
-	f.chains[k] = append(f.chains[k], strings.Join(rulespec, " "))
+	if i < 0 {
+		i = len(f.chains[k])
+	}
+	f.chains[k] = slices.Insert(f.chains[k], i, strings.Join(rulespec, " "))
 	return nil
 }
 

@@ -3,11 +3,11 @@ package director
 import (
 	"net"
 	"net/netip"
-	"os"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/moby/ipvs"
 )
 
@@ -23,17 +23,7 @@ func seed(mark uint32) []Service {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := "../fixtures/golden/" + name
-	if os.Getenv("LVSLAB_UPDATE_GOLDEN") == "1" {
-		os.WriteFile(path, []byte(got), 0o644)
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", name, diff)
-	}
+	labtest.Golden(t, "../fixtures/golden/"+name, got)
 }
 
 func TestReconcileFromEmptyAndNoop(t *testing.T) {

@@ -3,13 +3,13 @@ package scenarios
 import (
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/labtest"
 )
 
 func testCluster(t *testing.T) Cluster {
@@ -54,17 +54,7 @@ func TestKeepalivedConfigGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := "../fixtures/golden/keepalived-" + tc.name + ".conf"
-		if os.Getenv("LVSLAB_UPDATE_GOLDEN") == "1" {
-			os.WriteFile(path, []byte(got), 0o644)
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(string(want), got); diff != "" {
-			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
-		}
+		labtest.Golden(t, "../fixtures/golden/keepalived-"+tc.name+".conf", got)
 	}
 }
 

@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/labtest"
 )
@@ -46,8 +49,13 @@ func requireVM(t testing.TB) *kernel.MicroVM {
 // expectNoQEMU fails if a qemu of ours or a new control directory survives.
 func expectNoQEMU(t testing.TB, before []string) {
 	t.Helper()
-	for _, p := range labtest.ProcessesMentioning("mount_tag=" + "hostroot") {
-		t.Errorf("leak: qemu still running: %s", p)
+	// Our qemus are our children; other runs' qemus are not ours to judge.
+	for _, p := range lab.ProcessesMentioning("mount_tag=hostroot") {
+		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+		// Field 4 of /proc/PID/stat, after the ")" that ends the name.
+		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
+			t.Errorf("leak: qemu still running: %s", p)
+		}
 	}
 	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "lvslab-vm-*"))
 	for _, d := range after {

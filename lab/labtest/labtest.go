@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
@@ -139,5 +140,23 @@ func RequireIPVS(t testing.TB) {
 		t.Fatalf("kernel IPVS required (LVSLAB_REQUIRE_IPVS=1) but missing: %s", why)
 	default:
 		t.Skipf("needs kernel IPVS (%s): make test runs this through `lvslab kexec`", why)
+	}
+}
+
+// Golden compares got with the file at path ("-want +got"); with
+// LVSLAB_UPDATE_GOLDEN=1 it rewrites the file first.
+func Golden(t testing.TB, path, got string) {
+	t.Helper()
+	if os.Getenv("LVSLAB_UPDATE_GOLDEN") == "1" {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
 	}
 }
