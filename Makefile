@@ -44,8 +44,9 @@ conformance: deps kernel ## the Ginkgo conformance specs, through the kernel run
 	@mkdir -p reports
 	$(CONFORMANCE)
 
-lab-up: deps build ## bring up the default lab and leave it running (lvslab up)
+lab-up: deps kernel ## bring up the default lab and leave it running (lvslab up)
 	$(BIN) up
+	@command -v lvslab >/dev/null || echo "note: lvslab is $(BIN) here; 'make install' puts it on PATH"
 
 lab-down: build ## stop the default lab and remove everything it made
 	$(BIN) down
