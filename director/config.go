@@ -61,6 +61,9 @@ type CheckConfig struct {
 	Rise     int           `yaml:"rise,omitempty"`
 	Fall     int           `yaml:"fall,omitempty"`
 	MaxLag   time.Duration `yaml:"max_lag,omitempty"`
+	// User and Password log the mysql checks in.
+	User     string `yaml:"user,omitempty"`
+	Password string `yaml:"password,omitempty"`
 	// OnFail: quiesce (weight 0, default) or remove.
 	OnFail string `yaml:"on_fail,omitempty"`
 }
@@ -279,6 +282,9 @@ func (ch *CheckConfig) validate(k *checker, p string) {
 	if ch.MaxLag != 0 && ch.Type != "mysql-replica" {
 		k.fail(p+".max_lag", "max_lag is only for mysql-replica checks")
 	}
+	if ch.Type != "tcp" && ch.User == "" {
+		k.fail(p+".user", "mysql checks need a user (and password)")
+	}
 	if ch.OnFail == "" {
 		ch.OnFail = "quiesce"
 	}
@@ -289,17 +295,28 @@ func (ch *CheckConfig) validate(k *checker, p string) {
 
 // Desired is the IPVS table the config asks for, every realserver healthy:
 // with the fwmark guard the services are declared by its mark.
-func (c *Config) Desired() []Service {
+func (c *Config) Desired() []Service { return c.DesiredWith(nil) }
+
+// DesiredWith is Desired with the realservers down[service][realserver]
+// quiesced (weight 0) or removed, as their check's on_fail says.
+func (c *Config) DesiredWith(down map[[2]int]bool) []Service {
 	var out []Service
-	for _, s := range c.Services {
+	for i, s := range c.Services {
 		svc := Service{Protocol: s.Protocol, VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port),
 			Scheduler: s.Scheduler, Persistence: uint32(s.Persistence / time.Second)}
 		if c.Guard.Mode == GuardFwmark {
 			svc.Mark = c.Guard.Mark
 		}
-		for _, r := range s.Realservers {
+		for j, r := range s.Realservers {
+			w := *r.Weight
+			if down[[2]int{i, j}] {
+				if r.Check.OnFail == "remove" {
+					continue
+				}
+				w = 0
+			}
 			svc.Dests = append(svc.Dests, Dest{Addr: netip.MustParseAddr(r.Address), Port: uint16(r.Port),
-				Weight: *r.Weight, Forward: forwards[s.Forward]})
+				Weight: w, Forward: forwards[s.Forward]})
 		}
 		out = append(out, svc)
 	}

@@ -31,6 +31,9 @@ type Daemon struct {
 	ipt  *iptables.IPTables
 	conn *ipv4.PacketConn
 	fsm  Machine
+	// health of each realserver, by [service, realserver] index.
+	health map[[2]int]*Health
+	down   map[[2]int]bool
 }
 
 // Run starts the director and blocks until ctx ends, then shuts down
@@ -43,6 +46,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	defer func() { err = errors.Join(err, d.teardown()) }()
 	recv := make(chan received, 8)
 	go d.receive(recv)
+	checks := make(chan checkResult, 16)
+	if err := runChecks(ctx, cfg, checks); err != nil {
+		return err
+	}
 	d.act(d.fsm.Start(time.Now()))
 	log.Info("started", "state", d.fsm.State(), "priority", d.fsm.Priority, "guard", cfg.Guard.Mode)
 	for {
@@ -58,6 +65,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			d.transition(d.fsm.Receive(time.Now(), r.advert, r.src), fmt.Sprintf("advert from %s priority %d", r.src, r.advert.Priority))
 		case <-timer.C:
 			d.transition(d.fsm.Tick(time.Now()), "timer")
+		case cr := <-checks:
+			timer.Stop()
+			d.checked(cr)
 		}
 	}
 }
@@ -101,6 +111,12 @@ func (d *Daemon) setup() error {
 	}
 	if !d.addr.IsValid() {
 		return fmt.Errorf("%s has no IPv4 address of its own", cfg.VRRP.Interface)
+	}
+	d.health, d.down = map[[2]int]*Health{}, map[[2]int]bool{}
+	for i, s := range cfg.Services {
+		for j, r := range s.Realservers {
+			d.health[[2]int{i, j}] = &Health{Rise: r.Check.Rise, Fall: r.Check.Fall}
+		}
 	}
 	d.fsm = Machine{Priority: uint8(cfg.VRRP.Priority), AdvertInt: cfg.VRRP.AdvertInt, Preempt: *cfg.VRRP.Preempt,
 		PreemptDelay: cfg.VRRP.PreemptDelay, Addr: d.addr.Addr()}
@@ -157,6 +173,29 @@ func (d *Daemon) guard() Guard {
 func (d *Daemon) Reconcile() (Changes, error) {
 	want := d.cfg.Desired()
 	return Reconcile(d.ipvs, want, want)
+}
+
+// checked applies a health check result: a realserver that turned down is
+// quiesced or removed, one that came back is restored.
+func (d *Daemon) checked(cr checkResult) {
+	key := [2]int{cr.svc, cr.rs}
+	h := d.health[key]
+	if !h.Observe(cr.err == nil) {
+		return
+	}
+	d.down[key] = !h.Up()
+	rs := d.cfg.Services[cr.svc].Realservers[cr.rs]
+	reason := "check passed"
+	if cr.err != nil {
+		reason = cr.err.Error()
+	}
+	d.log.Info("realserver health", "realserver", rs.Address, "up", h.Up(), "on_fail", rs.Check.OnFail, "reason", reason)
+	c, err := Reconcile(d.ipvs, d.cfg.Desired(), d.cfg.DesiredWith(d.down))
+	if err != nil {
+		d.log.Error("ipvs reconcile after health change", "err", err)
+		return
+	}
+	d.log.Info("ipvs reconciled", "changes", fmt.Sprintf("%+v", c))
 }
 
 type received struct {

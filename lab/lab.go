@@ -59,6 +59,7 @@ type Lab struct {
 
 	opts    Options
 	boxes   map[string]*Box
+	procs   map[string]*Process // by "box.name", the latest started
 	mu      sync.Mutex
 	undo    []undoStep
 	closed  bool
@@ -119,7 +120,7 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 		opts.Progress = io.Discard
 	}
 	l := &Lab{Name: opts.Name, Topo: topo, Dir: filepath.Join(opts.RunDir, opts.Name),
-		opts: opts, boxes: map[string]*Box{}, Started: time.Now()}
+		opts: opts, boxes: map[string]*Box{}, procs: map[string]*Process{}, Started: time.Now()}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.Close())
@@ -391,6 +392,13 @@ func (n *Node) iface(name string) *Interface {
 		}
 	}
 	return nil
+}
+
+// Process returns the latest process called name started in box, or nil.
+func (l *Lab) Process(box, name string) *Process {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.procs[box+"."+name]
 }
 
 // Box returns the namespace of a node or bridge, or nil.

@@ -68,6 +68,9 @@ func (b *Box) Start(name string, argv []string) (*Process, error) {
 		close(p.done)
 	}()
 	l.push(fmt.Sprintf("stop %s in %s", name, b.Name), func() error { return p.Stop(StopGrace) })
+	l.mu.Lock()
+	l.procs[b.Name+"."+name] = p
+	l.mu.Unlock()
 	return p, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ const (
 	// the BACKUP takes over, so the old MASTER is now the passive box that
 	// re-balances what the new MASTER forwards, unless guarded.
 	FailoverKill Event = "failover-kill"
+	// MySQLDown stops the passive box's mariadbd: health checks must take
+	// it out of both directors' tables, and the active box serves alone.
+	MySQLDown Event = "mysql-down"
 )
 
 // Expected is the one table of expected outcomes. Without a guard, the
@@ -49,6 +53,8 @@ const (
 // that case is not in the suite. The same for every implementation.
 func Expected(impl string, fix Fix, ev Event) Verdict {
 	switch {
+	case ev == MySQLDown:
+		return Clean // nothing is forwarded to the other box any more
 	case fix == FixNone && ev != FailoverStop:
 		return Loop
 	case fix == FixBackupOnly && ev == FailoverKill:
@@ -102,7 +108,8 @@ type Result struct {
 	TimeExceeded map[string]uint64       `json:"icmp_time_exceeded"`
 	Frames       map[string]PortFrames   `json:"bridge_frames"`
 
-	// Failover is how long the BACKUP took to hold the VIP after the event.
+	// Failover is how long the event took to take effect: the BACKUP
+	// holding the VIP, or the dead realserver out of both tables.
 	Failover time.Duration `json:"failover_ns,omitempty"`
 	Setup    time.Duration `json:"setup_ns"`
 	Traffic  time.Duration `json:"traffic_ns"`
@@ -184,7 +191,27 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	r.Setup = time.Since(t0)
 	active, passive := c.Directors[0], c.Directors[1]
-	if ev != Steady {
+	switch ev {
+	case MySQLDown:
+		t1 := time.Now()
+		if p := l.Process(passive.Node, "mariadbd"); p == nil {
+			return nil, fmt.Errorf("no mariadbd in %s", passive.Node)
+		} else if err := p.Stop(lab.StopGrace); err != nil {
+			return nil, err
+		}
+		err := waitFor(ctx, 30*time.Second, func() string {
+			for _, d := range c.Directors {
+				if why := serves(l.Box(d.Node), passive.Addr); why != "" {
+					return why
+				}
+			}
+			return ""
+		})
+		if err != nil {
+			return nil, fmt.Errorf("health check: %w", err)
+		}
+		r.Failover = time.Since(t1)
+	case FailoverStop, FailoverKill:
 		t1 := time.Now()
 		if err := impl.Stop(0, ev == FailoverStop); err != nil {
 			return nil, err
@@ -194,6 +221,10 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		}
 		r.Failover = time.Since(t1)
 		active, passive = passive, active
+	}
+	wantServers := 2
+	if ev == MySQLDown {
+		wantServers = 1
 	}
 	before, err := observe(l, c)
 	if err != nil {
@@ -215,7 +246,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err != nil {
 		return nil, err
 	}
-	r.judge(c, passive.Node, before, after)
+	r.judge(c, passive.Node, wantServers, before, after)
 	return r, nil
 }
 
@@ -255,7 +286,7 @@ func observe(l *lab.Lab, c Cluster) (snapshot, error) {
 // judge: LOOP when the passive director's virtual service counted packets
 // (no client talks to it), a looping packet ran out of TTL, or a
 // connection hung.
-func (r *Result) judge(c Cluster, passive string, before, after snapshot) {
+func (r *Result) judge(c Cluster, passive string, wantServers int, before, after snapshot) {
 	r.IPVS, r.TimeExceeded, r.Frames = map[string]IPVSCounters{}, map[string]uint64{}, map[string]PortFrames{}
 	for _, d := range c.Directors {
 		r.IPVS[d.Node] = after.ipvs[d.Node].Sub(before.ipvs[d.Node])
@@ -298,14 +329,14 @@ func (r *Result) judge(c Cluster, passive string, before, after snapshot) {
 	if len(why) > 0 {
 		r.Verdict = Loop
 	}
-	balanced := len(r.Share) == 2
+	balanced := len(r.Share) == wantServers
 	r.Pass = r.Verdict == r.Expected
 	if r.Verdict == Clean {
 		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v", r.Served, r.Connections, shareString(r.Share)))
 		if !balanced || r.Errors > 0 {
 			// "No loop but no balancing" is a failure of its own.
 			r.Pass = false
-			why = append(why, fmt.Sprintf("not balanced across both boxes or %d errors", r.Errors))
+			why = append(why, fmt.Sprintf("want %d boxes serving, with no errors (%d errors)", wantServers, r.Errors))
 		}
 	}
 	r.Reason = strings.Join(why, "; ")
@@ -387,6 +418,28 @@ func holdsVIP(box *lab.Box, c Cluster) string {
 	onIface := func(a netlink.Addr) bool { return a.LinkIndex != 1 && a.IP.Equal(c.VIP.AsSlice()) }
 	if !slices.ContainsFunc(addrs, onIface) {
 		return fmt.Sprintf("%s does not hold the VIP %s", box.Name, c.VIP)
+	}
+	return ""
+}
+
+// serves says why box still sends to realserver rs with a weight, or "".
+func serves(box *lab.Box, rs netip.Addr) string {
+	h, err := ipvs.New(box.Path())
+	if err != nil {
+		return err.Error()
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err != nil {
+		return err.Error()
+	}
+	for _, s := range svcs {
+		dsts, _ := h.GetDestinations(s)
+		for _, d := range dsts {
+			if d.Address.Equal(rs.AsSlice()) && d.Weight > 0 {
+				return fmt.Sprintf("%s still sends to %s (weight %d)", box.Name, rs, d.Weight)
+			}
+		}
 	}
 	return ""
 }

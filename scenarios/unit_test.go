@@ -80,7 +80,7 @@ func TestJudge(t *testing.T) {
 		wantReason  string
 	}{
 		{"clean and balanced", FixFwmark, served(1, 2, 1, 2), snap(0, 0), Clean, true, "4 of 4 served, by server_id 1:2 2:2"},
-		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), Clean, false, "not balanced"},
+		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), Clean, false, "want 2 boxes serving"},
 		{"passive box counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "passive d2's service counted 88 packets"},
 		{"ttl ran out", FixNone, append(served(1), Conn{Error: "connect: no route to host"}), snap(0, 3), Loop, true, "3 ICMP time exceeded; 1 of 2 failed (connect: no route to host)"},
 		{"hung connection", FixFwmark, append(served(1, 2), Conn{Hung: true}), snap(0, 0), Loop, false, "1 of 3 connections hung"},
@@ -88,7 +88,7 @@ func TestJudge(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &Result{Fix: tc.fix, Expected: Expected("keepalived", tc.fix, Steady), Conns: tc.conns}
-			r.judge(c, "d2", snap(0, 0), tc.after)
+			r.judge(c, "d2", 2, snap(0, 0), tc.after)
 			if r.Verdict != tc.wantVerdict || r.Pass != tc.wantPass || !strings.Contains(r.Reason, tc.wantReason) {
 				t.Errorf("got %s pass=%v %q; want %s pass=%v containing %q", r.Verdict, r.Pass, r.Reason, tc.wantVerdict, tc.wantPass, tc.wantReason)
 			}
@@ -111,6 +111,8 @@ func TestExpected(t *testing.T) {
 		{FixBackupOnly, Steady, Clean},
 		{FixBackupOnly, FailoverStop, Clean},
 		{FixBackupOnly, FailoverKill, Loop}, // its master sync daemon outlives it
+		{FixNone, MySQLDown, Clean},         // nothing is forwarded any more
+		{FixFwmark, MySQLDown, Clean},
 	} {
 		if got := Expected("keepalived", tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)
