@@ -155,7 +155,7 @@ func (l *Lab) installDB(ctx context.Context) (string, error) {
 		return "", ctx.Err()
 	}
 	if p.err != nil {
-		return "", fmt.Errorf("mariadb-install-db: %w: %s", p.err, logTail(p.Log, 5))
+		return "", fmt.Errorf("mariadb-install-db: %w: %s", p.err, LogTail(p.Log, 5))
 	}
 	os.Remove(p.pidFile) // done: status lists only the servers
 	return dir, nil
@@ -226,24 +226,30 @@ func (l *Lab) WaitMySQL(ctx context.Context, node string, p *Process) error {
 		}
 		select {
 		case <-p.Done():
-			return fmt.Errorf("mariadbd in %s exited: %s", node, logTail(p.Log, 5))
+			return fmt.Errorf("mariadbd in %s exited: %s", node, LogTail(p.Log, 5))
 		case <-ctx.Done():
-			return fmt.Errorf("mariadbd in %s not ready after %s (%v): %s", node, MySQLReadyTimeout, err, logTail(p.Log, 5))
+			return fmt.Errorf("mariadbd in %s not ready after %s (%v): %s", node, MySQLReadyTimeout, err, LogTail(p.Log, 5))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-func logTail(path string, n int) string {
+// LogTail is the last n lines of a log file on one line, for errors.
+func LogTail(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
-	return tail(string(data), n)
+	return Tail(string(data), n)
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
+// Tail is the last n lines of s joined with " | ", or "(empty)".
+func Tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "(empty)"
+	}
+	lines := strings.Split(s, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/lvslab/lvslab/lab"
 )
 
 // Chromium returns the path of a Chromium browser, or "".
@@ -40,14 +42,7 @@ func Screenshot(ctx context.Context, dir string) (string, error) {
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+profile, "--window-size=1300,1400", "--screenshot="+png, "file://"+page).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("chromium screenshot: %w: %s", err, lastLines(string(out)))
+		return "", fmt.Errorf("chromium screenshot: %w: %s", err, lab.Tail(string(out), 5))
 	}
 	return png, nil
-}
-
-func lastLines(s string) string {
-	if len(s) > 400 {
-		s = s[len(s)-400:]
-	}
-	return s
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lvslab/lvslab/lab"
 )
 
 // MicroVM runs commands in a throwaway qemu VM booted from Kernel with the
@@ -252,14 +254,5 @@ func virtfs(path, tag string, ro bool) []string {
 	return []string{"-virtfs", opt}
 }
 
-func consoleTail(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil || len(strings.TrimSpace(string(data))) == 0 {
-		return "(empty)"
-	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) > 8 {
-		lines = lines[len(lines)-8:]
-	}
-	return strings.Join(lines, " | ")
-}
+// consoleTail is the end of the guest's console log, for errors.
+func consoleTail(path string) string { return lab.LogTail(path, 8) }

@@ -240,7 +240,7 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name s
 			break
 		}
 		if syscall.Kill(proc.Pid, 0) != nil {
-			return nil, fmt.Errorf("qemu exited: %s", tailFile(filepath.Join(dir, "qemu.log")))
+			return nil, fmt.Errorf("qemu exited: %s", lab.LogTail(filepath.Join(dir, "qemu.log"), 8))
 		}
 		select {
 		case <-ctx.Done():
@@ -250,7 +250,7 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name s
 	}
 	done, err := Call(ctx, Socket(runDir, name), Request{Op: "status"}, io.Discard, io.Discard)
 	if err != nil {
-		return nil, fmt.Errorf("lab in VM: %w (agent log: %s)", err, tailFile(filepath.Join(dir, "stderr.log")))
+		return nil, fmt.Errorf("lab in VM: %w (agent log: %s)", err, lab.LogTail(filepath.Join(dir, "stderr.log"), 8))
 	}
 	return done.Status, nil
 }
@@ -268,15 +268,4 @@ func Down(runDir string, st *lab.State, grace time.Duration) error {
 	}
 	_, err := lab.Sweep(runDir, st.Name)
 	return errors.Join(callErr, err)
-}
-
-func tailFile(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(data) > 600 {
-		data = data[len(data)-600:]
-	}
-	return string(data)
 }
