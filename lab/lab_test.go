@@ -99,7 +99,7 @@ func TestProcessStopAndKill(t *testing.T) {
 	default:
 		t.Fatalf("process %d still running after Stop (%s)", p.Pid(), time.Since(start))
 	}
-	if left := labtest.ProcessesMentioning("trap '' TERM; sleep 60"); len(left) > 0 {
+	if left := lab.ProcessesMentioning("trap '' TERM; sleep 60"); len(left) > 0 {
 		t.Errorf("process group not killed: %v", left)
 	}
 }

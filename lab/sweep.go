@@ -148,18 +148,6 @@ func ReadState(runDir, name string) (*State, error) {
 // NamespacePath is where the namespace of a box of a running lab is mounted.
 func NamespacePath(lab, box string) string { return filepath.Join(NetnsDir, nsName(lab, box)) }
 
-// ListLabs returns the names of labs that have a run directory.
-func ListLabs(runDir string) []string {
-	ents, _ := os.ReadDir(runDir)
-	var names []string
-	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			names = append(names, e.Name())
-		}
-	}
-	return names
-}
-
 // Proc is a process and its command line.
 type Proc struct {
 	PID     int

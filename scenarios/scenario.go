@@ -190,7 +190,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	r.Setup = time.Since(t0)
-	active, passive := c.Directors[0], c.Directors[1]
+	// The passive director is the one not holding the VIP: the BACKUP, or
+	// after a failover the old MASTER.
+	passive := c.Directors[1]
 	switch ev {
 	case MySQLDown:
 		t1 := time.Now()
@@ -220,7 +222,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 			return nil, fmt.Errorf("failover: %w", err)
 		}
 		r.Failover = time.Since(t1)
-		active, passive = passive, active
+		passive = c.Directors[0]
 	}
 	wantServers := 2
 	if ev == MySQLDown {

@@ -196,7 +196,7 @@ func TestUpInVM(t *testing.T) {
 		t.Errorf("down: exit %d: %s", code, stderr)
 	}
 	snap.ExpectClean(t, runDir, name)
-	if left := labtest.ProcessesMentioning(filepath.Join(runDir, name)); len(left) > 0 {
+	if left := lab.ProcessesMentioning(filepath.Join(runDir, name)); len(left) > 0 {
 		t.Errorf("leak: %v", left)
 	}
 }

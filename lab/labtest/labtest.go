@@ -106,7 +106,7 @@ func (h HostState) ExpectClean(t testing.TB, runDir, name string) {
 	if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), " "+dir+" ") {
 		t.Errorf("leak: mount on %s", dir)
 	}
-	for _, p := range ProcessesMentioning(dir + "/") {
+	for _, p := range lab.ProcessesMentioning(dir + "/") {
 		t.Errorf("leak: process %s", p)
 	}
 	if got := hostLinks(t); !slices.Equal(got, h.links) {
@@ -115,16 +115,6 @@ func (h HostState) ExpectClean(t testing.TB, runDir, name string) {
 	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil && strings.Contains(string(out), lab.Prefix+name+".") {
 		t.Errorf("leak: ip netns list shows %s", out)
 	}
-}
-
-// ProcessesMentioning returns "PID cmdline" of live processes whose command
-// line contains s.
-func ProcessesMentioning(s string) []string {
-	var out []string
-	for _, p := range lab.ProcessesMentioning(s) {
-		out = append(out, p.String())
-	}
-	return out
 }
 
 // RequireIPVS skips the test unless the kernel has ip_vs (loading it if it
