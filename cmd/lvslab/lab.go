@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -67,10 +66,9 @@ func cmdUp(args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "lvslab: booting a micro-VM (kernel %s); the lab is built inside it\n", vm.Kernel.Version)
-		if st, err = vmlab.Up(ctx, vm, data, *runDir, *name, *noServices); err != nil {
+		if st, err = vmlab.Up(ctx, vm, topo, data, *runDir, *name, *noServices); err != nil {
 			return err
 		}
-		st.State.Runner = kernel.VM
 	} else {
 		l, err := lab.Build(ctx, topo, lab.Options{Name: *name, RunDir: *runDir, Detach: true,
 			NoServices: *noServices, Progress: os.Stderr})
@@ -111,12 +109,7 @@ func inspect(runDir string, st *lab.State) (*lab.Status, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	done, err := vmlab.Call(ctx, vmlab.Socket(runDir, st.Name), vmlab.Request{Op: "status"}, io.Discard, io.Discard)
-	if err != nil {
-		return nil, err
-	}
-	done.Status.State.Runner = kernel.VM
-	return done.Status, nil
+	return vmlab.Status(ctx, runDir, st.Name)
 }
 
 func printStatus(s *lab.Status, name string) {

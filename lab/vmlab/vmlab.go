@@ -121,6 +121,7 @@ func handle(ctx context.Context, l *lab.Lab, runDir string, buildErr error, req 
 		if err != nil {
 			return Done{Code: 1, Error: err.Error()}
 		}
+		st.State.Runner = kernel.VM // the guest's lab is native to it, not to the host
 		return Done{Status: st}
 	case "exec":
 		b := l.Box(req.Box)
@@ -194,10 +195,10 @@ func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) 
 // Socket is the agent socket of the lab called name.
 func Socket(runDir, name string) string { return filepath.Join(runDir, name, kernel.AgentSocket) }
 
-// Up boots a micro-VM whose agent builds the topology topoData as the lab
-// called name (without MariaDB if noServices), and waits for the lab to be
-// up. On error nothing is left.
-func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name string, noServices bool) (_ *lab.Status, err error) {
+// Up boots a micro-VM whose agent builds topo (whose YAML is topoData) as
+// the lab called name (without MariaDB if noServices), and waits for the
+// lab to be up. On error nothing is left.
+func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []byte, runDir, name string, noServices bool) (_ *lab.Status, err error) {
 	dir, err := lab.Claim(runDir, name)
 	if err != nil {
 		return nil, err
@@ -225,7 +226,6 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name s
 		return nil, err
 	}
 	proc.Release()
-	topo, _ := lab.ParseTopology("topology.yaml", topoData)
 	st := lab.State{Name: name, Topology: topo, PID: proc.Pid, Created: time.Now(), Runner: kernel.VM}
 	data, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "lab.json"), data, 0o644); err != nil {
@@ -248,11 +248,18 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topoData []byte, runDir, name s
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	done, err := Call(ctx, Socket(runDir, name), Request{Op: "status"}, io.Discard, io.Discard)
+	s, err := Status(ctx, runDir, name)
 	if err != nil {
 		return nil, fmt.Errorf("lab in VM: %w (agent log: %s)", err, lab.LogTail(filepath.Join(dir, "stderr.log"), 8))
 	}
-	return done.Status, nil
+	return s, nil
+}
+
+// Status asks the agent of the lab called name what the kernel inside the
+// VM shows; it waits while the agent still builds the lab.
+func Status(ctx context.Context, runDir, name string) (*lab.Status, error) {
+	done, err := Call(ctx, Socket(runDir, name), Request{Op: "status"}, io.Discard, io.Discard)
+	return done.Status, err
 }
 
 // Down asks the agent to tear the lab down, waits for the VM to power off
