@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/template"
@@ -13,6 +12,7 @@ import (
 	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/kernel"
 )
 
 // Implementation is a director implementation under test.
@@ -80,8 +80,8 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) 
 			}
 		case FixBackupOnly:
 			// net.ipv4.vs.* exists once ip_vs is loaded.
-			if out, err := exec.CommandContext(ctx, "modprobe", "ip_vs").CombinedOutput(); err != nil {
-				return fmt.Errorf("modprobe ip_vs: %w: %s", err, out)
+			if ok, why := kernel.HostHasIPVS(); !ok {
+				return fmt.Errorf("backup_only needs ip_vs: %s", why)
 			}
 			if err := box.SetSysctls(map[string]string{"net.ipv4.vs.backup_only": "1"}); err != nil {
 				return err

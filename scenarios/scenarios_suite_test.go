@@ -7,7 +7,7 @@ import (
 
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
-	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/lvslab/lvslab/scenarios"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -28,11 +28,11 @@ func requireIPVS() {
 	if os.Geteuid() != 0 {
 		Skip("conformance scenarios need root")
 	}
-	if ok, why := kernel.HostHasIPVS(); !ok {
-		if os.Getenv("LVSLAB_REQUIRE_IPVS") == "1" {
-			Fail("kernel IPVS required (LVSLAB_REQUIRE_IPVS=1) but missing: " + why)
-		}
-		Skip("needs kernel IPVS (" + why + "): make test runs this through `lvslab kexec`")
+	switch why, fail := labtest.MissingIPVS(); {
+	case fail:
+		Fail(why)
+	case why != "":
+		Skip(why)
 	}
 }
 

@@ -123,14 +123,25 @@ func (h HostState) ExpectClean(t testing.TB, runDir, name string) {
 func RequireIPVS(t testing.TB) {
 	t.Helper()
 	RequireRoot(t)
-	ok, why := kernel.HostHasIPVS()
-	switch {
-	case ok:
-	case os.Getenv("LVSLAB_REQUIRE_IPVS") == "1":
-		t.Fatalf("kernel IPVS required (LVSLAB_REQUIRE_IPVS=1) but missing: %s", why)
-	default:
-		t.Skipf("needs kernel IPVS (%s): make test runs this through `lvslab kexec`", why)
+	switch why, fail := MissingIPVS(); {
+	case fail:
+		t.Fatal(why)
+	case why != "":
+		t.Skip(why)
 	}
+}
+
+// MissingIPVS says why IPVS tests cannot run here ("" when they can) and
+// whether that must fail them rather than skip them; Ginkgo specs, which
+// have no testing.TB, use it directly.
+func MissingIPVS() (why string, fail bool) {
+	if ok, reason := kernel.HostHasIPVS(); !ok {
+		if os.Getenv("LVSLAB_REQUIRE_IPVS") == "1" {
+			return "kernel IPVS required (LVSLAB_REQUIRE_IPVS=1) but missing: " + reason, true
+		}
+		return "needs kernel IPVS (" + reason + "): make test runs this through `lvslab kexec`", false
+	}
+	return "", false
 }
 
 // Golden compares got with the file at path ("-want +got"); with
