@@ -64,9 +64,11 @@ func TestBuildArpIgnoreKeepsVIPQuiet(t *testing.T) {
 	// Only a MASTER holding the VIP on eth0 may answer ARP for it; with the
 	// VIP on lo alone, nobody does.
 	ns := strings.TrimPrefix(l.Box("client").Path(), lab.NetnsDir+"/")
-	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c1", "-W1", "192.168.1.200").CombinedOutput()
-	if err == nil {
-		t.Errorf("ping VIP with no MASTER: got a reply, want none (arp_ignore=1 on the realservers)\n%s", out)
+	cmd := exec.Command("ip", "netns", "exec", ns, "ping", "-c1", "-W1", "192.168.1.200")
+	out, _ := cmd.CombinedOutput()
+	// ping exits 1 when no reply came, 2 on other errors (no ping, bad netns).
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("ping VIP with no MASTER: exit %d, want 1 (no reply: arp_ignore=1 on the realservers)\n%s", code, out)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,32 @@ import (
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/labtest"
 )
+
+// initDir holds the static lvslab that every VM of these tests boots as
+// /init, built once (staticLvslab) and removed by TestMain.
+var initDir string
+
+var staticLvslab = sync.OnceValues(func() (string, error) {
+	var err error
+	if initDir, err = os.MkdirTemp("", "lvslab-init-"); err != nil {
+		return "", err
+	}
+	init := filepath.Join(initDir, "lvslab")
+	build := exec.Command("go", "build", "-o", init, "../../cmd/lvslab")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build lvslab: %w\n%s", err, out)
+	}
+	return init, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if initDir != "" {
+		os.RemoveAll(initDir)
+	}
+	os.Exit(code)
+}
 
 // requireVM skips unless a micro-VM can boot here: root, qemu, and not
 // already inside one (nested TCG would take minutes).
@@ -31,11 +58,9 @@ func requireVM(t testing.TB) *kernel.MicroVM {
 	if _, err := kernel.QEMU(); err != nil {
 		t.Skip(err)
 	}
-	init := filepath.Join(t.TempDir(), "lvslab")
-	build := exec.Command("go", "build", "-o", init, "../../cmd/lvslab")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build lvslab: %v\n%s", err, out)
+	init, err := staticLvslab()
+	if err != nil {
+		t.Fatal(err)
 	}
 	k, err := kernel.Find(context.Background(), os.Stderr)
 	if err != nil {

@@ -28,9 +28,6 @@ func TestCallServeFailedBuild(t *testing.T) {
 			t.Errorf("%s: got code %d, err %v; want code 1 and the build error", op, done.Code, err)
 		}
 	}
-	if done, err := call(host, Request{Op: "bogus"}, &out, &errb); err == nil {
-		t.Errorf("bogus op: got %+v, want an error", done)
-	}
 	if _, err := call(host, Request{Op: "down"}, &out, &errb); err != nil {
 		t.Errorf("down: %v", err)
 	}
@@ -41,5 +38,11 @@ func TestCallServeFailedBuild(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("agent still serving after down")
+	}
+}
+
+func TestHandleUnknownOp(t *testing.T) {
+	if done := handle(context.Background(), nil, "", nil, Request{Op: "bogus"}, nil, nil); done.Code != 2 || !strings.Contains(done.Error, `unknown op "bogus"`) {
+		t.Errorf("got %+v, want code 2 naming the op", done)
 	}
 }
