@@ -348,7 +348,9 @@ func (f *FakeIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error)
 	return out, nil
 }
 
-func (f *FakeIPVS) destOp(s *ipvs.Service, d *ipvs.Destination, op func(ds map[string]*ipvs.Destination, k string) error) error {
+// destOp answers as the kernel does when d's presence in s is not what
+// the call needs (EEXIST, ENOENT), then stores a copy of d, or deletes it.
+func (f *FakeIPVS) destOp(s *ipvs.Service, d *ipvs.Destination, mustExist, del bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Calls++
@@ -356,40 +358,32 @@ func (f *FakeIPVS) destOp(s *ipvs.Service, d *ipvs.Destination, op func(ds map[s
 	if !ok {
 		return syscall.ESRCH
 	}
-	return op(ds, destKey(d))
+	k := destKey(d)
+	switch {
+	case mustExist && ds[k] == nil:
+		return syscall.ENOENT
+	case !mustExist && ds[k] != nil:
+		return syscall.EEXIST
+	case del:
+		delete(ds, k)
+	default:
+		c := *d
+		ds[k] = &c
+	}
+	return nil
 }
 
 // NewDestination implements IPVS.
 func (f *FakeIPVS) NewDestination(s *ipvs.Service, d *ipvs.Destination) error {
-	return f.destOp(s, d, func(ds map[string]*ipvs.Destination, k string) error {
-		if ds[k] != nil {
-			return syscall.EEXIST
-		}
-		c := *d
-		ds[k] = &c
-		return nil
-	})
+	return f.destOp(s, d, false, false)
 }
 
 // UpdateDestination implements IPVS.
 func (f *FakeIPVS) UpdateDestination(s *ipvs.Service, d *ipvs.Destination) error {
-	return f.destOp(s, d, func(ds map[string]*ipvs.Destination, k string) error {
-		if ds[k] == nil {
-			return syscall.ENOENT
-		}
-		c := *d
-		ds[k] = &c
-		return nil
-	})
+	return f.destOp(s, d, true, false)
 }
 
 // DelDestination implements IPVS.
 func (f *FakeIPVS) DelDestination(s *ipvs.Service, d *ipvs.Destination) error {
-	return f.destOp(s, d, func(ds map[string]*ipvs.Destination, k string) error {
-		if ds[k] == nil {
-			return syscall.ENOENT
-		}
-		delete(ds, k)
-		return nil
-	})
+	return f.destOp(s, d, true, true)
 }
