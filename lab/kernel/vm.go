@@ -85,12 +85,17 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	if err != nil {
 		return st, err
 	}
+	defer outR.Close()
 	errR, errW, err := os.Pipe()
 	if err != nil {
+		outW.Close()
 		return st, err
 	}
+	defer errR.Close()
 	cmd, err := v.command(ctl, spec, "/proc/self/fd/3", "/proc/self/fd/4")
 	if err != nil {
+		outW.Close()
+		errW.Close()
 		return st, err
 	}
 	if debug {
@@ -114,22 +119,23 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	go func() { io.Copy(stderr, errR); copied <- struct{}{} }()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	console := filepath.Join(ctl, consoleFile)
 	var werr error
+	killed := false
 	select {
 	case werr = <-exited:
 	case <-ctx.Done():
 		cmd.Process.Kill()
-		<-exited
-		<-copied
-		<-copied
-		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return st, fmt.Errorf("%w after %s: qemu killed; guest console: %s", ErrTimeout, v.Timeout, consoleTail(console))
-		}
-		return st, fmt.Errorf("micro-VM: %w: qemu killed", context.Cause(ctx))
+		werr, killed = <-exited, true
 	}
 	<-copied
 	<-copied
+	console := filepath.Join(ctl, consoleFile)
+	switch {
+	case killed && errors.Is(context.Cause(ctx), ErrTimeout):
+		return st, fmt.Errorf("%w after %s: qemu killed; guest console: %s", ErrTimeout, v.Timeout, consoleTail(console))
+	case killed:
+		return st, fmt.Errorf("micro-VM: %w: qemu killed", context.Cause(ctx))
+	}
 	status, err := os.ReadFile(filepath.Join(ctl, statusFile))
 	if err != nil {
 		return st, fmt.Errorf("micro-VM ended without an exit status (qemu: %v %s); guest console: %s", werr, strings.TrimSpace(qemuOut.String()), consoleTail(console))
