@@ -40,10 +40,13 @@ func cmdRun(args []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	if info.Mode == kernel.VM {
 		// Run this very command in the micro-VM; reports land on the host.
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the scenarios in a micro-VM\n", info.Reason)
-		self, _ := os.Executable()
 		v.shares = append(v.shares, dir)
 		code, err := v.runInVM([]string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns)})
 		if err != nil {
@@ -66,10 +69,6 @@ func cmdRun(args []string) error {
 	// The headline set, for keepalived and for our Go director: the loop
 	// and its fix in steady state, and the fix through a crash of the
 	// MASTER's director.
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	for _, h := range []struct {
 		impl func() scenarios.Implementation
 		ev   scenarios.Event
