@@ -27,18 +27,22 @@ type Implementation interface {
 
 // Keepalived is the reference: Debian's keepalived 2.2.x, one per director
 // namespace, configured as an operator writes it (fixtures/keepalived).
-type Keepalived struct {
-	procs [2]*lab.Process
-}
+type Keepalived struct{ directors }
 
 // Name implements Implementation.
 func (*Keepalived) Name() string { return "keepalived" }
 
+// directors holds the process an implementation runs on each director
+// box, and stops them the same way for every implementation.
+type directors struct {
+	procs [2]*lab.Process
+}
+
 // Stop implements Implementation.
-func (k *Keepalived) Stop(i int, graceful bool) error {
-	p := k.procs[i]
+func (d *directors) Stop(i int, graceful bool) error {
+	p := d.procs[i]
 	if p == nil {
-		return fmt.Errorf("keepalived %d was not started", i)
+		return fmt.Errorf("director %d was not started", i)
 	}
 	if graceful {
 		return p.Stop(lab.StopGrace)

@@ -15,7 +15,7 @@ import (
 type GoDirector struct {
 	// Binary is the lvslab executable to run.
 	Binary string
-	procs  [2]*lab.Process
+	directors
 }
 
 // Name implements Implementation.
@@ -72,18 +72,5 @@ func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) 
 			return err
 		}
 	}
-	return nil
-}
-
-// Stop implements Implementation.
-func (d *GoDirector) Stop(i int, graceful bool) error {
-	p := d.procs[i]
-	if p == nil {
-		return fmt.Errorf("director %d was not started", i)
-	}
-	if graceful {
-		return p.Stop(lab.StopGrace)
-	}
-	p.Kill()
 	return nil
 }
