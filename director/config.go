@@ -60,7 +60,7 @@ type CheckConfig struct {
 	Timeout  time.Duration `yaml:"timeout,omitempty"`
 	Rise     int           `yaml:"rise,omitempty"`
 	Fall     int           `yaml:"fall,omitempty"`
-	MaxLag   time.Duration `yaml:"max_lag,omitempty"`
+	MaxLag   time.Duration `yaml:"max_lag,omitempty"` // mysql-replica; default 1m
 	// User and Password log the mysql checks in.
 	User     string `yaml:"user,omitempty"`
 	Password string `yaml:"password,omitempty"`
@@ -278,6 +278,9 @@ func (ch *CheckConfig) validate(k *checker, p string) {
 	}
 	if ch.Rise < 0 || ch.Fall < 0 {
 		k.fail(p, "rise and fall must be positive")
+	}
+	if ch.Type == "mysql-replica" && ch.MaxLag == 0 {
+		ch.MaxLag = time.Minute
 	}
 	if ch.MaxLag != 0 && ch.Type != "mysql-replica" {
 		k.fail(p+".max_lag", "max_lag is only for mysql-replica checks")

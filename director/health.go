@@ -1,7 +1,9 @@
 package director
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"database/sql"
 	"fmt"
 	"net"
@@ -59,7 +61,7 @@ func NewProbe(cfg CheckConfig, addr netip.Addr, port int) (Probe, error) {
 			}
 			return err
 		}, nil
-	case "mysql-ping":
+	case "mysql-ping", "mysql-replica":
 		mc := mysql.NewConfig()
 		mc.User, mc.Passwd, mc.Net, mc.Addr = cfg.User, cfg.Password, "tcp", target
 		mc.Timeout, mc.ReadTimeout, mc.Logger = cfg.Timeout, cfg.Timeout, &mysql.NopLogger{}
@@ -69,9 +71,92 @@ func NewProbe(cfg CheckConfig, addr netip.Addr, port int) (Probe, error) {
 		}
 		db := sql.OpenDB(conn)
 		db.SetMaxIdleConns(0) // a fresh connection each time: what clients get
-		return db.PingContext, nil
+		if cfg.Type == "mysql-ping" {
+			return db.PingContext, nil
+		}
+		return func(ctx context.Context) error {
+			row, err := replicaStatus(ctx, db)
+			if err != nil {
+				return err
+			}
+			return ReplicaHealthy(row, cfg.MaxLag)
+		}, nil
 	}
-	return nil, fmt.Errorf("check %s is not implemented yet", cfg.Type)
+	return nil, fmt.Errorf("unknown check %q", cfg.Type)
+}
+
+// replicaStatus reads the first row of SHOW REPLICA STATUS (MariaDB 10.5+,
+// MySQL 8.0.22+), or SHOW SLAVE STATUS on older servers, as column → value.
+// A server that is no replica returns no row: an empty map.
+func replicaStatus(ctx context.Context, db *sql.DB) (map[string]string, error) {
+	rows, err := db.QueryContext(ctx, "SHOW REPLICA STATUS")
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1064 { // ER_PARSE_ERROR: older syntax only
+		rows, err = db.QueryContext(ctx, "SHOW SLAVE STATUS")
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	status := map[string]string{}
+	if rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		for i, c := range cols {
+			if vals[i].Valid {
+				status[c] = vals[i].String
+			}
+		}
+	}
+	return status, rows.Err()
+}
+
+// ReplicaHealthy judges a replica status row as the seed's check_slave.pl
+// does: both replication threads running and the lag at most maxLag. It
+// reads MariaDB's and old MySQL's column names (Slave_*, *_Master) and
+// MySQL 8's (Replica_*, *_Source).
+func ReplicaHealthy(status map[string]string, maxLag time.Duration) error {
+	if len(status) == 0 {
+		return errors.New("not a replica (SHOW REPLICA STATUS is empty)")
+	}
+	get := func(names ...string) (string, bool) {
+		for _, n := range names {
+			if v, ok := status[n]; ok {
+				return v, true
+			}
+		}
+		return "", false
+	}
+	for _, th := range []struct{ name, mariadb, mysql8 string }{
+		{"IO", "Slave_IO_Running", "Replica_IO_Running"},
+		{"SQL", "Slave_SQL_Running", "Replica_SQL_Running"},
+	} {
+		if v, _ := get(th.mariadb, th.mysql8); v != "Yes" {
+			return fmt.Errorf("replication %s thread is not running (%s)", th.name, cmp.Or(v, "NULL"))
+		}
+	}
+	v, ok := get("Seconds_Behind_Master", "Seconds_Behind_Source")
+	if !ok {
+		return errors.New("replica lag unknown (Seconds_Behind_Master is NULL)")
+	}
+	lag, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("replica lag %q: %w", v, err)
+	}
+	if d := time.Duration(lag) * time.Second; d > maxLag {
+		return fmt.Errorf("replica lag %s exceeds max_lag %s", d, maxLag)
+	}
+	return nil
 }
 
 // checkResult is one probe's outcome for realserver index rs of service svc.

@@ -178,6 +178,9 @@ func (l *Lab) startMariaDB(node, tmpl string) (*Process, error) {
 		"--socket=" + filepath.Join(data, "mysqld.sock"), "--pid-file=" + filepath.Join(data, "mysqld.pid"),
 		"--init-file=" + filepath.Join(l.Dir, "schema.sql"), "--skip-name-resolve",
 		innodbLogSize, "--innodb-buffer-pool-size=32M", "--performance-schema=OFF",
+		// A binary log, so any node can be a replication source (the
+		// seed's boxes replicate; the mysql-replica check reads that).
+		"--log-bin=binlog",
 	})
 }
 
