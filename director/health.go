@@ -3,8 +3,8 @@ package director
 import (
 	"cmp"
 	"context"
-	"errors"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
