@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -34,7 +35,12 @@ type Daemon struct {
 	// health of each realserver, by [service, realserver] index.
 	health map[[2]int]*Health
 	down   map[[2]int]bool
+	// backupOnly is net.ipv4.vs.backup_only as found, restored on stop
+	// (guard mode backup-only).
+	backupOnly []byte
 }
+
+const backupOnlySysctl = "/proc/sys/net/ipv4/vs/backup_only"
 
 // Run starts the director and blocks until ctx ends, then shuts down
 // cleanly: priority-0 advert, VIP, IPVS services and guard removed.
@@ -50,21 +56,22 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	if err := runChecks(ctx, cfg, checks); err != nil {
 		return err
 	}
-	d.act(d.fsm.Start(time.Now()))
-	log.Info("started", "state", d.fsm.State(), "priority", d.fsm.Priority, "guard", cfg.Guard.Mode)
+	log.Info("starting", "priority", d.fsm.Priority, "guard", cfg.Guard.Mode)
+	d.transition("start", func(m *Machine) []Action { return m.Start(time.Now()) })
 	for {
 		wait := time.Until(d.fsm.Deadline())
 		timer := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			d.transition(d.fsm.Shutdown(), "shutdown")
+			d.transition("shutdown", (*Machine).Shutdown)
 			return nil
 		case r := <-recv:
 			timer.Stop()
-			d.transition(d.fsm.Receive(time.Now(), r.advert, r.src), fmt.Sprintf("advert from %s priority %d", r.src, r.advert.Priority))
+			d.transition(fmt.Sprintf("advert from %s priority %d", r.src, r.advert.Priority),
+				func(m *Machine) []Action { return m.Receive(time.Now(), r.advert, r.src) })
 		case <-timer.C:
-			d.transition(d.fsm.Tick(time.Now()), "timer")
+			d.transition("timer", func(m *Machine) []Action { return m.Tick(time.Now()) })
 		case cr := <-checks:
 			timer.Stop()
 			d.checked(cr)
@@ -72,13 +79,35 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	}
 }
 
-// transition performs actions and logs a state change with its reason.
-func (d *Daemon) transition(actions []Action, reason string) {
+// transition feeds the state machine one event, logs a state change with
+// its reason, prepares the new state, then performs the actions (adverts,
+// VIP): a new MASTER is ready to balance before the VIP draws traffic.
+func (d *Daemon) transition(reason string, event func(*Machine) []Action) {
 	before := d.fsm.State()
-	d.act(actions)
+	actions := event(&d.fsm)
 	if after := d.fsm.State(); after != before {
 		d.log.Info("vrrp state change", "from", before, "to", after, "reason", reason)
+		d.entered(after)
 	}
+	d.act(actions)
+}
+
+// entered prepares a new VRRP state. In guard mode backup-only the sync
+// daemon follows the state: with backup_only=1 a box whose backup daemon
+// runs does not balance what the MASTER forwards.
+func (d *Daemon) entered(s State) {
+	if d.cfg.Guard.Mode != GuardBackupOnly || s == Initialize {
+		return
+	}
+	sd := SyncDaemon{State: SyncMaster, Interface: d.cfg.VRRP.Interface, SyncID: uint32(d.cfg.VRRP.VRID)}
+	if s == Backup {
+		sd.State = SyncBackup
+	}
+	if err := switchSyncDaemon(sd); err != nil {
+		d.log.Error("ipvs sync daemon", "err", err)
+		return
+	}
+	d.log.Info("ipvs sync daemon", "daemon", sd.String())
 }
 
 func (d *Daemon) setup() error {
@@ -135,7 +164,12 @@ func (d *Daemon) setup() error {
 			return err
 		}
 	case GuardBackupOnly:
-		return fmt.Errorf("guard mode backup-only: the IPVS sync daemon control is not implemented yet")
+		if d.backupOnly, err = os.ReadFile(backupOnlySysctl); err != nil {
+			return fmt.Errorf("guard mode backup-only: %w", err)
+		}
+		if err := os.WriteFile(backupOnlySysctl, []byte("1"), 0o644); err != nil {
+			return fmt.Errorf("guard mode backup-only: %w", err)
+		}
 	case GuardNone:
 		d.log.Warn("guard mode none: the BACKUP re-balances what the MASTER forwards (the ping-pong loop); use it only to reproduce the bug")
 	}
@@ -297,7 +331,15 @@ func (d *Daemon) teardown() error {
 	if d.ipt != nil {
 		errs = append(errs, RemoveGuard(d.ipt))
 	}
-	d.log.Info("stopped: VIP, IPVS services and guard removed")
+	if d.backupOnly != nil {
+		for _, s := range []SyncState{SyncMaster, SyncBackup} {
+			if err := StopSyncDaemon(s); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, err)
+			}
+		}
+		errs = append(errs, os.WriteFile(backupOnlySysctl, d.backupOnly, 0o644))
+	}
+	d.log.Info("stopped: VIP, IPVS services, guard and sync daemons removed")
 	return errors.Join(errs...)
 }
 

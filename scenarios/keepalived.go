@@ -23,6 +23,8 @@ type Implementation interface {
 	// Stop stops director i: gracefully (it removes what it installed),
 	// or by SIGKILL (it leaves everything behind).
 	Stop(i int, graceful bool) error
+	// Logs returns each director's log so far, by node.
+	Logs() map[string]string
 }
 
 // Keepalived is the reference: Debian's keepalived 2.2.x, one per director
@@ -49,6 +51,21 @@ func (d *directors) Stop(i int, graceful bool) error {
 	}
 	p.Kill()
 	return nil
+}
+
+// Logs implements Implementation.
+func (d *directors) Logs() map[string]string {
+	logs := map[string]string{}
+	for _, p := range d.procs {
+		if p != nil {
+			data, err := os.ReadFile(p.Log)
+			if err != nil {
+				data = []byte(err.Error())
+			}
+			logs[p.Box] = string(data)
+		}
+	}
+	return logs
 }
 
 var keepalivedConf = template.Must(template.New("keepalived.conf").Parse(fixtures.KeepalivedConf))

@@ -47,7 +47,7 @@ guard:
 
 // Start implements Implementation.
 func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
-	mode := map[Fix]string{FixNone: "none", FixFwmark: "fwmark"}[fix]
+	mode := map[Fix]string{FixNone: "none", FixFwmark: "fwmark", FixBackupOnly: "backup-only"}[fix]
 	if mode == "" {
 		return fmt.Errorf("the lvslab director does not do fix %s yet", fix)
 	}

@@ -116,6 +116,8 @@ type Result struct {
 	Conns    []Conn        `json:"conns"`
 	// Timeline samples the bridge every 100 ms during the traffic.
 	Timeline []Sample `json:"timeline"`
+	// Logs are the directors' logs, by node.
+	Logs map[string]string `json:"logs,omitempty"`
 }
 
 // Sample is the frames bridge ports carried in one interval: on the
@@ -179,6 +181,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	defer func() {
+		r.Logs = impl.Logs()
 		if cerr := l.Close(); err == nil && cerr != nil {
 			err = cerr
 		}

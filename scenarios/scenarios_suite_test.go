@@ -44,6 +44,9 @@ func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.F
 		scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("%s %s %s: %s (failover %s): %s\n", r.Scenario, r.Implementation, r.Fix, r.Verdict, r.Failover, r.Reason)
+	for node, log := range r.Logs {
+		GinkgoWriter.Printf("--- %s's director log ---\n%s", node, log)
+	}
 	Expect(r.Verdict).To(Equal(scenarios.Expected(r.Implementation, fix, ev)), r.Reason)
 	Expect(r.Pass).To(BeTrue(), r.Reason)
 	if fix == scenarios.FixFwmark && ev != scenarios.MySQLDown {
@@ -88,6 +91,8 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
 		Entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
 		Entry("MASTER killed, no guard: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
+		Entry("steady state, backup-only guard + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
+		Entry("MASTER stopped gracefully, backup-only guard", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		Entry("BACKUP's MySQL down: the health check quiesces it", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
 	)
 })
