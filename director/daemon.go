@@ -1,6 +1,7 @@
 package director
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,11 +9,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
@@ -30,8 +33,13 @@ type Daemon struct {
 	vips []netip.Addr
 	ipvs *ipvs.Handle
 	ipt  *iptables.IPTables
-	conn *ipv4.PacketConn
+	conn *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)
+	ads  *advertListener  // receives adverts with the sender's MAC
+	dst  netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
 	fsm  Machine
+	// peerMAC is the MAC the guard excludes: from the config, or learned
+	// from the peer's adverts (nil until then).
+	peerMAC net.HardwareAddr
 	// health of each realserver, by [service, realserver] index.
 	health map[[2]int]*Health
 	down   map[[2]int]bool
@@ -68,6 +76,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			return nil
 		case r := <-recv:
 			timer.Stop()
+			d.heard(r)
 			d.transition(fmt.Sprintf("advert from %s priority %d", r.src, r.advert.Priority),
 				func(m *Machine) []Action { return m.Receive(time.Now(), r.advert, r.src) })
 		case <-timer.C:
@@ -80,22 +89,37 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 }
 
 // transition feeds the state machine one event, logs a state change with
-// its reason, prepares the new state, then performs the actions (adverts,
-// VIP): a new MASTER is ready to balance before the VIP draws traffic.
+// its reason, and performs the actions. A new state is prepared (guard,
+// sync daemon) after the adverts, which tell the peer at once, and before
+// the VIP moves, which draws traffic: a new MASTER balances from its first
+// connection.
 func (d *Daemon) transition(reason string, event func(*Machine) []Action) {
 	before := d.fsm.State()
 	actions := event(&d.fsm)
-	if after := d.fsm.State(); after != before {
+	after := d.fsm.State()
+	changed := after != before
+	if changed {
 		d.log.Info("vrrp state change", "from", before, "to", after, "reason", reason)
+	}
+	for _, a := range actions {
+		if changed && (a == AddVIP || a == DelVIP) {
+			d.entered(after)
+			changed = false
+		}
+		d.act(a)
+	}
+	if changed {
 		d.entered(after)
 	}
-	d.act(actions)
 }
 
-// entered prepares a new VRRP state. In guard mode backup-only the sync
-// daemon follows the state: with backup_only=1 a box whose backup daemon
-// runs does not balance what the MASTER forwards.
+// entered prepares a new VRRP state: the guard rule, which may depend on
+// it, and in guard mode backup-only the sync daemon: with backup_only=1 a
+// box whose backup daemon runs does not balance what the MASTER forwards.
 func (d *Daemon) entered(s State) {
+	if err := d.applyGuard(); err != nil {
+		d.log.Error("guard", "err", err)
+	}
 	if d.cfg.Guard.Mode != GuardBackupOnly || s == Initialize {
 		return
 	}
@@ -154,13 +178,15 @@ func (d *Daemon) setup() error {
 	}
 	switch cfg.Guard.Mode {
 	case GuardFwmark:
-		if cfg.Guard.PeerMAC == "" {
-			return fmt.Errorf("guard.peer_mac: learning the peer MAC from VRRP adverts is not implemented yet: give it")
-		}
 		if d.ipt, err = iptables.New(); err != nil {
 			return fmt.Errorf("iptables: %w", err)
 		}
-		if _, err := EnsureGuard(d.ipt, d.guard()); err != nil {
+		if cfg.Guard.PeerMAC != "" {
+			d.peerMAC = mustMAC(cfg.Guard.PeerMAC)
+		} else {
+			d.log.Info("guard learns the peer's MAC from its VRRP adverts")
+		}
+		if err := d.applyGuard(); err != nil {
 			return err
 		}
 	case GuardBackupOnly:
@@ -183,12 +209,19 @@ func (d *Daemon) setup() error {
 		return fmt.Errorf("vrrp socket: %w", err)
 	}
 	d.conn = ipv4.NewPacketConn(pc)
+	d.dst = VRRPGroup
+	if cfg.VRRP.UnicastPeer != "" {
+		d.dst = netip.MustParseAddr(cfg.VRRP.UnicastPeer)
+	}
+	if d.ads, err = listenAdverts(d.ifi); err != nil {
+		return err
+	}
 	for _, f := range []func() error{
+		func() error { return d.conn.SetBPF(dropAll) },
 		func() error { return d.conn.JoinGroup(d.ifi, &net.IPAddr{IP: VRRPGroup.AsSlice()}) },
 		func() error { return d.conn.SetMulticastInterface(d.ifi) },
 		func() error { return d.conn.SetMulticastTTL(255) }, // RFC 5798 5.1.1.3
 		func() error { return d.conn.SetMulticastLoopback(false) },
-		func() error { return d.conn.SetControlMessage(ipv4.FlagTTL|ipv4.FlagInterface, true) },
 	} {
 		if err := f(); err != nil {
 			return fmt.Errorf("vrrp socket: %w", err)
@@ -197,10 +230,47 @@ func (d *Daemon) setup() error {
 	return nil
 }
 
-func (d *Daemon) guard() Guard {
-	mac, _ := net.ParseMAC(d.cfg.Guard.PeerMAC)
+func mustMAC(s string) net.HardwareAddr {
+	mac, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err) // validated with the config
+	}
+	return mac
+}
+
+// applyGuard installs the guard rule for what is known now. With the
+// peer's MAC: mark VIP traffic unless it comes from that MAC, in every
+// state. Without it (learning, nothing heard yet): a MASTER marks all VIP
+// traffic, so it balances; anyone else marks nothing, so it serves what
+// reaches it locally. No loop either way: a BACKUP hears the MASTER's
+// adverts, so it knows the MASTER's MAC before it could re-balance.
+func (d *Daemon) applyGuard() error {
+	if d.ipt == nil {
+		return nil
+	}
+	if d.peerMAC == nil && d.fsm.State() != Master {
+		return RemoveGuard(d.ipt)
+	}
 	s := d.cfg.Services[0]
-	return Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: mac, Mark: d.cfg.Guard.Mark}
+	g := Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: d.peerMAC, Mark: d.cfg.Guard.Mark}
+	changed, err := EnsureGuard(d.ipt, g)
+	if changed {
+		d.log.Info("guard installed", "rule", strings.Join(g.Rule(), " "))
+	}
+	return err
+}
+
+// heard learns the peer's MAC from an advert, in fwmark mode without a
+// configured peer_mac; a changed MAC re-installs the rule.
+func (d *Daemon) heard(r received) {
+	if d.ipt == nil || d.cfg.Guard.PeerMAC != "" || bytes.Equal(r.mac, d.peerMAC) {
+		return
+	}
+	d.log.Info("peer MAC learned from its adverts", "peer", r.src, "mac", r.mac.String(), "was", d.peerMAC.String())
+	d.peerMAC = r.mac
+	if err := d.applyGuard(); err != nil {
+		d.log.Error("guard", "err", err)
+	}
 }
 
 // Reconcile installs the configured IPVS table, adopting what is there.
@@ -235,53 +305,55 @@ func (d *Daemon) checked(cr checkResult) {
 type received struct {
 	advert Advert
 	src    netip.Addr
+	mac    net.HardwareAddr
 }
 
-// receive reads adverts: TTL 255 (RFC 5798 7.1), our interface, our VRID.
+// dropAll is a socket filter that accepts nothing.
+var dropAll, _ = bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+
+// receive reads adverts: TTL 255 (RFC 5798 7.1), to the group or to us
+// (unicast), our VRID.
 func (d *Daemon) receive(out chan<- received) {
 	buf := make([]byte, 1500)
 	for {
-		n, cm, src, err := d.conn.ReadFrom(buf)
+		p, mac, err := d.ads.Read(buf)
 		if err != nil {
 			return // closed by teardown
 		}
-		if cm == nil || cm.TTL != 255 || cm.IfIndex != d.ifi.Index {
+		if p.TTL != 255 || p.Dst != VRRPGroup && p.Dst != d.addr.Addr() {
 			continue
 		}
-		s, _ := netip.AddrFromSlice(src.(*net.IPAddr).IP)
-		a, err := ParseAdvert(s.Unmap(), VRRPGroup, buf[:n])
+		a, err := ParseAdvert(p.Src, p.Dst, p.Payload)
 		if err != nil {
-			d.log.Debug("dropped advert", "src", s, "err", err)
+			d.log.Debug("dropped advert", "src", p.Src, "err", err)
 			continue
 		}
 		if int(a.VRID) == d.cfg.VRRP.VRID {
-			out <- received{a, s.Unmap()}
+			out <- received{a, p.Src, mac}
 		}
 	}
 }
 
-func (d *Daemon) act(actions []Action) {
-	for _, a := range actions {
-		var err error
-		switch a {
-		case SendAdvert:
-			err = d.send(d.fsm.Priority)
-		case SendAdvertZero:
-			err = d.send(0)
-		case AddVIP:
-			err = d.addVIPs()
-		case DelVIP:
-			err = d.delVIPs()
-		}
-		if err != nil {
-			d.log.Error("vrrp action failed", "action", a, "err", err)
-		}
+func (d *Daemon) act(a Action) {
+	var err error
+	switch a {
+	case SendAdvert:
+		err = d.send(d.fsm.Priority)
+	case SendAdvertZero:
+		err = d.send(0)
+	case AddVIP:
+		err = d.addVIPs()
+	case DelVIP:
+		err = d.delVIPs()
+	}
+	if err != nil {
+		d.log.Error("vrrp action failed", "action", a, "err", err)
 	}
 }
 
 func (d *Daemon) send(prio uint8) error {
 	a := Advert{VRID: uint8(d.cfg.VRRP.VRID), Priority: prio, Interval: d.cfg.VRRP.AdvertInt, Addrs: d.vips}
-	_, err := d.conn.WriteTo(a.Marshal(d.addr.Addr(), VRRPGroup), nil, &net.IPAddr{IP: VRRPGroup.AsSlice()})
+	_, err := d.conn.WriteTo(a.Marshal(d.addr.Addr(), d.dst), nil, &net.IPAddr{IP: d.dst.AsSlice()})
 	return err
 }
 
@@ -320,6 +392,9 @@ func (d *Daemon) teardown() error {
 	var errs []error
 	if d.conn != nil {
 		d.conn.Close()
+	}
+	if d.ads != nil {
+		d.ads.Close()
 	}
 	errs = append(errs, d.delVIPs())
 	if d.ipvs != nil {

@@ -47,10 +47,14 @@ type Guard struct {
 	Mark     uint32
 }
 
-// Rule is the guard's rulespec, as iptables takes it.
+// Rule is the guard's rulespec, as iptables takes it. Without a PeerMAC
+// it marks all traffic to VIP:Port.
 func (g Guard) Rule() []string {
-	return []string{"-d", g.VIP.String() + "/32", "-p", g.Protocol, "--dport", strconv.Itoa(int(g.Port)),
-		"-m", "mac", "!", "--mac-source", g.PeerMAC.String(), "-j", "MARK", "--set-mark", fmt.Sprintf("%#x", g.Mark)}
+	r := []string{"-d", g.VIP.String() + "/32", "-p", g.Protocol, "--dport", strconv.Itoa(int(g.Port))}
+	if g.PeerMAC != nil {
+		r = append(r, "-m", "mac", "!", "--mac-source", g.PeerMAC.String())
+	}
+	return append(r, "-j", "MARK", "--set-mark", fmt.Sprintf("%#x", g.Mark))
 }
 
 var jump = []string{"-j", GuardChain}
@@ -99,14 +103,16 @@ func EnsureGuard(ipt IPTables, g Guard) (bool, error) {
 	return changed, nil
 }
 
-// RemoveGuard deletes the jump and the chain, if they exist.
+// RemoveGuard deletes the jump and the chain, if they exist. (Without the
+// chain there is no jump: iptables refuses a jump to a missing chain, and
+// even the check for one fails.)
 func RemoveGuard(ipt IPTables) error {
-	if err := ipt.DeleteIfExists(GuardTable, guardHook, jump...); err != nil {
-		return fmt.Errorf("delete jump to %s: %w", GuardChain, err)
-	}
 	ok, err := ipt.ChainExists(GuardTable, GuardChain)
 	if err != nil || !ok {
 		return err
+	}
+	if err := ipt.DeleteIfExists(GuardTable, guardHook, jump...); err != nil {
+		return fmt.Errorf("delete jump to %s: %w", GuardChain, err)
 	}
 	if err := ipt.ClearChain(GuardTable, GuardChain); err != nil {
 		return fmt.Errorf("flush chain %s: %w", GuardChain, err)

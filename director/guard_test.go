@@ -97,16 +97,29 @@ func TestGuardWithRealIPTables(t *testing.T) {
 	if strings.Count(got, "-A LVSLAB-GUARD") != 1 {
 		t.Errorf("want exactly one guard rule:\n%s", got)
 	}
-	if err := box.Do(func() error {
-		ipt, err := iptables.New()
-		if err == nil {
-			err = RemoveGuard(ipt)
-		}
-		return err
-	}); err != nil {
+	remove := func() error {
+		return box.Do(func() error {
+			ipt, err := iptables.New()
+			if err == nil {
+				err = RemoveGuard(ipt)
+			}
+			return err
+		})
+	}
+	if err := remove(); err != nil {
 		t.Fatal(err)
 	}
 	if got := save(); strings.Contains(got, GuardChain) {
 		t.Errorf("after RemoveGuard:\n%s", got)
+	}
+	if err := remove(); err != nil {
+		t.Errorf("RemoveGuard with nothing to remove: %v", err)
+	}
+}
+
+func TestGuardRuleWithoutPeerMarksAll(t *testing.T) {
+	g := Guard{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, Protocol: "tcp", Mark: 3}
+	if got, want := strings.Join(g.Rule(), " "), "-d 192.168.1.200/32 -p tcp --dport 3306 -j MARK --set-mark 0x3"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

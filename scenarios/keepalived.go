@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,9 @@ import (
 // Implementation is a director implementation under test.
 type Implementation interface {
 	Name() string
-	// Start configures and starts both directors of c in l, with fix.
-	Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error
+	// Start configures and starts director i of c in l, with fix; started
+	// again after Stop, it takes over what the stopped one left.
+	Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error
 	// Stop stops director i: gracefully (it removes what it installed),
 	// or by SIGKILL (it leaves everything behind).
 	Stop(i int, graceful bool) error
@@ -90,9 +92,10 @@ func KeepalivedConfig(c Cluster, i int, fix Fix) (string, error) {
 }
 
 // Start implements Implementation.
-func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
-	for i, d := range c.Directors {
-		box := l.Box(d.Node)
+func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error {
+	d := c.Directors[i]
+	box := l.Box(d.Node)
+	if k.procs[i] == nil { // a restart finds the rule and sysctl in place
 		switch fix {
 		case FixFwmark:
 			g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", PeerMAC: c.Peer(i).MAC, Mark: uint32(d.Mark)}
@@ -108,22 +111,53 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) 
 				return err
 			}
 		}
-		conf, err := KeepalivedConfig(c, i, fix)
-		if err != nil {
-			return err
-		}
-		dir := filepath.Join(l.Dir, d.Node, "keepalived")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		path := filepath.Join(dir, "keepalived.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-			return err
-		}
-		k.procs[i], err = box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
-			"--use-file", path, "--pid", filepath.Join(dir, "keepalived.pid"),
-			"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")})
-		if err != nil {
+	}
+	conf, err := KeepalivedConfig(c, i, fix)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(l.Dir, d.Node, "keepalived")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	k.procs[i], err = box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
+		"--use-file", path, "--pid", filepath.Join(dir, "keepalived.pid"),
+		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")})
+	return err
+}
+
+// Mixed runs a different implementation on each director box: keepalived
+// on one and the lvslab director on the other, say. They must elect one
+// MASTER and fail over both ways.
+type Mixed [2]Implementation
+
+// Name implements Implementation: "keepalived+lvslab" is keepalived on the
+// first (MASTER) box.
+func (m Mixed) Name() string { return m[0].Name() + "+" + m[1].Name() }
+
+// Start implements Implementation.
+func (m Mixed) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error {
+	return m[i].Start(ctx, l, c, i, fix)
+}
+
+// Stop implements Implementation.
+func (m Mixed) Stop(i int, graceful bool) error { return m[i].Stop(i, graceful) }
+
+// Logs implements Implementation.
+func (m Mixed) Logs() map[string]string {
+	logs := m[0].Logs()
+	maps.Copy(logs, m[1].Logs())
+	return logs
+}
+
+// StartBoth starts both directors, the MASTER first.
+func StartBoth(ctx context.Context, impl Implementation, l *lab.Lab, c Cluster, fix Fix) error {
+	for i := range c.Directors {
+		if err := impl.Start(ctx, l, c, i, fix); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -15,6 +16,9 @@ import (
 type GoDirector struct {
 	// Binary is the lvslab executable to run.
 	Binary string
+	// LearnPeerMAC leaves peer_mac out of the config: the fwmark guard
+	// learns it from the peer's VRRP adverts.
+	LearnPeerMAC bool
 	directors
 }
 
@@ -41,36 +45,36 @@ guard:
   mode: {{.Mode}}
 {{- if eq .Mode "fwmark"}}
   mark: {{.Mark}}
+{{- if .PeerMAC}}
   peer_mac: "{{.PeerMAC}}"
+{{- end}}
 {{- end}}
 `))
 
 // Start implements Implementation.
-func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
+func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error {
 	mode := map[Fix]string{FixNone: "none", FixFwmark: "fwmark", FixBackupOnly: "backup-only"}[fix]
 	if mode == "" {
-		return fmt.Errorf("the lvslab director does not do fix %s yet", fix)
+		return fmt.Errorf("the lvslab director does not do fix %s", fix)
 	}
-	for i, dir := range c.Directors {
-		path := filepath.Join(l.Dir, dir.Node, "director.yaml")
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		err = directorConf.Execute(f, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
-			"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": c.Peer(i).MAC})
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		if d.procs[i], err = l.Box(dir.Node).Start("director", []string{d.Binary, "director", "run", path}); err != nil {
-			return err
-		}
+	dir := c.Directors[i]
+	peerMAC := c.Peer(i).MAC.String()
+	if d.LearnPeerMAC {
+		peerMAC = ""
 	}
-	return nil
+	path := filepath.Join(l.Dir, dir.Node, "director.yaml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	var conf bytes.Buffer
+	err := directorConf.Execute(&conf, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
+		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": peerMAC})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, conf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	d.procs[i], err = l.Box(dir.Node).Start("director", []string{d.Binary, "director", "run", path})
+	return err
 }

@@ -186,7 +186,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 			err = cerr
 		}
 	}()
-	if err := impl.Start(ctx, l, c, fix); err != nil {
+	if err := StartBoth(ctx, impl, l, c, fix); err != nil {
 		return nil, err
 	}
 	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
@@ -204,7 +204,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		} else if err := p.Stop(lab.StopGrace); err != nil {
 			return nil, err
 		}
-		err := waitFor(ctx, 30*time.Second, func() string {
+		err := WaitFor(ctx, 30*time.Second, func() string {
 			for _, d := range c.Directors {
 				if why := serves(l.Box(d.Node), passive.Addr); why != "" {
 					return why
@@ -221,7 +221,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		if err := impl.Stop(0, ev == FailoverStop); err != nil {
 			return nil, err
 		}
-		if err := waitFor(ctx, 15*time.Second, func() string { return holdsVIP(l.Box(passive.Node), c) }); err != nil {
+		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
 			return nil, fmt.Errorf("failover: %w", err)
 		}
 		r.Failover = time.Since(t1)
@@ -381,8 +381,8 @@ func clientNode(t *lab.Topology) string {
 // WaitReady waits until the MASTER holds the VIP on its interface and
 // both directors have a virtual service with both realservers.
 func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) error {
-	return waitFor(ctx, limit, func() string {
-		if why := holdsVIP(l.Box(c.Directors[0].Node), c); why != "" {
+	return WaitFor(ctx, limit, func() string {
+		if why := HoldsVIP(l.Box(c.Directors[0].Node), c); why != "" {
 			return why
 		}
 		for _, d := range c.Directors {
@@ -394,9 +394,9 @@ func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) 
 	})
 }
 
-// waitFor polls check until it returns "" (ready) or limit passes; the
+// WaitFor polls check until it returns "" (ready) or limit passes; the
 // error carries check's last answer.
-func waitFor(ctx context.Context, limit time.Duration, check func() string) error {
+func WaitFor(ctx context.Context, limit time.Duration, check func() string) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
@@ -412,8 +412,8 @@ func waitFor(ctx context.Context, limit time.Duration, check func() string) erro
 	}
 }
 
-// holdsVIP says why box does not hold the VIP on its interface, or "".
-func holdsVIP(box *lab.Box, c Cluster) string {
+// HoldsVIP says why box does not hold the VIP on its interface, or "".
+func HoldsVIP(box *lab.Box, c Cluster) string {
 	addrs, err := box.Netlink().AddrList(nil, 0)
 	if err != nil {
 		return err.Error()

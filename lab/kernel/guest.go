@@ -251,18 +251,30 @@ func runCommand(spec Spec, stdout, stderr *os.File) int {
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
 	cmd.Env, cmd.Dir = append(spec.Env, InVMEnv+"=1"), spec.Dir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// The command leads its own session, as in a shell; /init reaps.
+	// The command leads its own session, as in a shell.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return 128 + int(ws.Signal())
-			}
-			return ee.ExitCode()
-		}
+	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(stderr, "lvslab vm: %v\n", err)
 		return 127
 	}
-	return 0
+	// As PID 1, /init inherits every orphan (keepalived's children when
+	// their parent is SIGKILLed, say): it reaps them all, or they stay
+	// zombies that look alive to kill(pid, 0) and to pid-file checks. Its
+	// exit code is the command's.
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			fmt.Fprintf(stderr, "lvslab vm: wait: %v\n", err)
+			return 127
+		case pid != cmd.Process.Pid:
+			continue
+		case ws.Signaled():
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
 }
