@@ -18,7 +18,19 @@ type Config struct {
 	VRRP     VRRPConfig      `yaml:"vrrp"`
 	Services []ServiceConfig `yaml:"services"`
 	Guard    GuardConfig     `yaml:"guard"`
+	Status   StatusConfig    `yaml:"status,omitempty"`
 }
+
+// StatusConfig is where the director reports: `lvslab director status`
+// reads the unix socket; Prometheus scrapes the optional metrics address.
+type StatusConfig struct {
+	Socket string `yaml:"socket,omitempty"` // default DefaultStatusSocket
+	// Metrics is a loopback host:port for /metrics; empty for none.
+	Metrics string `yaml:"metrics,omitempty"`
+}
+
+// DefaultStatusSocket is the status socket when the config names none.
+const DefaultStatusSocket = "/run/lvslab/director.sock"
 
 // VRRPConfig is the VRRPv3 instance (RFC 5798) that decides who is MASTER.
 type VRRPConfig struct {
@@ -180,6 +192,14 @@ func (c *Config) validate() error {
 	if g.PeerMAC != "" {
 		if m, err := net.ParseMAC(g.PeerMAC); err != nil || len(m) != 6 {
 			k.fail("guard.peer_mac", "bad MAC %q", g.PeerMAC)
+		}
+	}
+	if c.Status.Socket == "" {
+		c.Status.Socket = DefaultStatusSocket
+	}
+	if m := c.Status.Metrics; m != "" {
+		if ap, err := netip.ParseAddrPort(m); err != nil || !ap.Addr().IsLoopback() {
+			k.fail("status.metrics", "metrics address %q: want a loopback host:port, such as 127.0.0.1:9101", m)
 		}
 	}
 	if len(k.errs) > 0 {

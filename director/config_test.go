@@ -75,6 +75,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"guard mode", "mode: fwmark", "mode: magic", `c.yaml:13: guard.mode: unknown mode "magic"`},
 		{"peer MAC", "  mark: 3", "  mark: 3\n  peer_mac: zz", `guard.peer_mac: bad MAC "zz"`},
 		{"two services, one mark", "guard:", "  - name: other\n    vip: 192.168.1.200\n    port: 3307\n    realservers: [{address: 192.168.1.233}]\nguard:", "guard.mode: the fwmark guard covers one service"},
+		{"metrics not loopback", "  mark: 3", "  mark: 3\nstatus: {metrics: \"0.0.0.0:9101\"}", `status.metrics: metrics address "0.0.0.0:9101": want a loopback host:port`},
 		{"advert_int", "  priority: 150", "  priority: 150\n  advert_int: 50s", "VRRPv3 carries centiseconds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

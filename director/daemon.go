@@ -46,6 +46,15 @@ type Daemon struct {
 	// backupOnly is net.ipv4.vs.backup_only as found, restored on stop
 	// (guard mode backup-only).
 	backupOnly []byte
+
+	// For the status: the last state change, how many, the MASTER heard
+	// last, the guard rule in force, each realserver's last check.
+	since       time.Time
+	transitions int
+	master      netip.Addr
+	guardRule   string
+	lastCheck   map[[2]int]string
+	asks        chan chan Status
 }
 
 const backupOnlySysctl = "/proc/sys/net/ipv4/vs/backup_only"
@@ -64,6 +73,12 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	if err := runChecks(ctx, cfg, checks); err != nil {
 		return err
 	}
+	d.asks = make(chan chan Status)
+	srv, err := serveStatus(cfg.Status, d.ask)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
 	log.Info("starting", "priority", d.fsm.Priority, "guard", cfg.Guard.Mode)
 	d.transition("start", func(m *Machine) []Action { return m.Start(time.Now()) })
 	for {
@@ -77,6 +92,9 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		case r := <-recv:
 			timer.Stop()
 			d.heard(r)
+			if r.advert.Priority > 0 {
+				d.master = r.src
+			}
 			d.transition(fmt.Sprintf("advert from %s priority %d", r.src, r.advert.Priority),
 				func(m *Machine) []Action { return m.Receive(time.Now(), r.advert, r.src) })
 		case <-timer.C:
@@ -84,7 +102,26 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		case cr := <-checks:
 			timer.Stop()
 			d.checked(cr)
+		case reply := <-d.asks:
+			timer.Stop()
+			reply <- d.status()
 		}
+	}
+}
+
+// ask gets a Status from the daemon's loop, for the status server.
+func (d *Daemon) ask(ctx context.Context) (Status, error) {
+	reply := make(chan Status, 1)
+	select {
+	case d.asks <- reply:
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+	select {
+	case st := <-reply:
+		return st, nil
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
 	}
 }
 
@@ -100,6 +137,7 @@ func (d *Daemon) transition(reason string, event func(*Machine) []Action) {
 	changed := after != before
 	if changed {
 		d.log.Info("vrrp state change", "from", before, "to", after, "reason", reason)
+		d.since, d.transitions = time.Now(), d.transitions+1
 	}
 	for _, a := range actions {
 		if changed && (a == AddVIP || a == DelVIP) {
@@ -165,7 +203,7 @@ func (d *Daemon) setup() error {
 	if !d.addr.IsValid() {
 		return fmt.Errorf("%s has no IPv4 address of its own", cfg.VRRP.Interface)
 	}
-	d.health, d.down = map[[2]int]*Health{}, map[[2]int]bool{}
+	d.health, d.down, d.lastCheck = map[[2]int]*Health{}, map[[2]int]bool{}, map[[2]int]string{}
 	for i, s := range cfg.Services {
 		for j, r := range s.Realservers {
 			d.health[[2]int{i, j}] = &Health{Rise: r.Check.Rise, Fall: r.Check.Fall}
@@ -249,11 +287,15 @@ func (d *Daemon) applyGuard() error {
 		return nil
 	}
 	if d.peerMAC == nil && d.fsm.State() != Master {
+		d.guardRule = ""
 		return RemoveGuard(d.ipt)
 	}
 	s := d.cfg.Services[0]
 	g := Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: d.peerMAC, Mark: d.cfg.Guard.Mark}
 	changed, err := EnsureGuard(d.ipt, g)
+	if err == nil {
+		d.guardRule = strings.Join(g.Rule(), " ")
+	}
 	if changed {
 		d.log.Info("guard installed", "rule", strings.Join(g.Rule(), " "))
 	}
@@ -283,6 +325,10 @@ func (d *Daemon) Reconcile() (Changes, error) {
 // quiesced or removed, one that came back is restored.
 func (d *Daemon) checked(cr checkResult) {
 	key := [2]int{cr.svc, cr.rs}
+	d.lastCheck[key] = "ok"
+	if cr.err != nil {
+		d.lastCheck[key] = cr.err.Error()
+	}
 	h := d.health[key]
 	if !h.Observe(cr.err == nil) {
 		return

@@ -3,7 +3,9 @@ package director_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -113,6 +115,11 @@ func testPair(t *testing.T, pair scenarios.Mixed) {
 		}
 	}
 	guards([2]net.HardwareAddr{nil, c.Directors[0].MAC})
+	for i, impl := range pair {
+		if gd, ok := impl.(*scenarios.GoDirector); ok {
+			expectStatus(t, l, c, gd, i)
+		}
+	}
 
 	// The MASTER dies; the BACKUP takes over within Master_Down_Interval
 	// (3.6 s here), and the MASTER's VIP stays on its dead box's interface,
@@ -178,6 +185,45 @@ func expectGuard(t *testing.T, box *lab.Box, c scenarios.Cluster, i int, mac net
 	want := "FWM " + strconv.Itoa(c.Directors[i].Mark) + " rr\n  -> 192.168.1.213:3306 Route 1\n  -> 192.168.1.233:3306 Route 1\n"
 	if err != nil || got != want {
 		t.Errorf("%s's IPVS table:\n%s(%v)\nwant\n%s", box.Name, got, err, want)
+	}
+}
+
+// expectStatus reads director i's status socket and metrics.
+func expectStatus(t *testing.T, l *lab.Lab, c scenarios.Cluster, gd *scenarios.GoDirector, i int) {
+	t.Helper()
+	st, err := director.ReadStatus(context.Background(), gd.StatusSocket(l, i, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"MASTER", "BACKUP"}[i]
+	if st.State != want || st.VRID != c.VRID || len(st.Services) != 1 || len(st.Services[0].Realservers) != 2 {
+		t.Errorf("%s's status: %+v, want %s with one service of two realservers", c.Directors[i].Node, st, want)
+	}
+	for _, r := range st.Services[0].Realservers {
+		if !r.Up || !r.InKernel || r.Weight != 1 || r.Check != "ok" {
+			t.Errorf("%s's status of %s: %+v, want up, checked ok, weight 1", c.Directors[i].Node, r.Address, r)
+		}
+	}
+	if i == 1 && (st.Master != c.Directors[0].Addr.String() || st.Guard.PeerMAC != c.Directors[0].MAC.String() || st.Guard.PeerMACFrom != "adverts") {
+		t.Errorf("BACKUP's status: master %q, peer MAC %q from %q; want %s, %s from adverts",
+			st.Master, st.Guard.PeerMAC, st.Guard.PeerMACFrom, c.Directors[0].Addr, c.Directors[0].MAC)
+	}
+	// Metrics on the box's loopback.
+	hc := &http.Client{Transport: &http.Transport{DialContext: l.Box(c.Directors[i].Node).DialContext}}
+	resp, err := hc.Get("http://127.0.0.1:9101/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	state := []string{"2", "1"}[i]
+	for _, m := range []string{
+		`lvslab_vrrp_state{interface="eth0",vrid="51"} ` + state,
+		`lvslab_realserver_up{realserver="192.168.1.233:3306",service="FWM ` + strconv.Itoa(c.Directors[i].Mark) + `"} 1`,
+	} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("%s's metrics lack %q:\n%s", c.Directors[i].Node, m, body)
+		}
 	}
 }
 

@@ -41,6 +41,9 @@ services:
 {{- range .Realservers}}
       - address: {{.}}
 {{- end}}
+status:
+  socket: {{.Socket}}
+  metrics: 127.0.0.1:9101   # the box's own loopback
 guard:
   mode: {{.Mode}}
 {{- if eq .Mode "fwmark"}}
@@ -50,6 +53,12 @@ guard:
 {{- end}}
 {{- end}}
 `))
+
+// StatusSocket is where director i of the lab answers `lvslab director
+// status`.
+func (d *GoDirector) StatusSocket(l *lab.Lab, i int, c Cluster) string {
+	return filepath.Join(l.Dir, c.Directors[i].Node, "director.sock")
+}
 
 // Start implements Implementation.
 func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error {
@@ -68,7 +77,8 @@ func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	}
 	var conf bytes.Buffer
 	err := directorConf.Execute(&conf, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
-		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": peerMAC})
+		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": peerMAC,
+		"Socket": d.StatusSocket(l, i, c)})
 	if err != nil {
 		return err
 	}

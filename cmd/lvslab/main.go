@@ -32,7 +32,7 @@ func init() {
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
 		{"exec", "[--lab NAME] NODE -- CMD [ARG...]", "run a command inside a node's namespace; exits with its code", cmdExec},
 		{"down", "[--lab NAME]", "stop a lab's processes and remove everything it created", cmdDown},
-		{"director", "check-config|run FILE", "the Go director: validate a config (exit 2 with file:line), or run it in this network namespace", cmdDirector},
+		{"director", "check-config|run FILE | status", "the Go director: validate a config (exit 2 with file:line), run it in this network namespace, or show a running one's state", cmdDirector},
 		{"vm", "run [--timeout D] [--memory MB] [--share DIR] -- CMD [ARG...]", "run a command in a micro-VM booted with a stock distro kernel (for IPVS)", cmdVM},
 		{"kernel", "info|fetch [--kernel native|vm]", "say where IPVS work would run and why; prefetch the micro-VM kernel", cmdKernel},
 		{"agent", "--lab NAME -t FILE", "(internal) inside the micro-VM of `up --kernel vm`: build the lab, serve the host", cmdAgent},
