@@ -64,21 +64,29 @@ sweep: build ## remove the leftovers of every lab, e.g. after a crash
 	$(BIN) sweep
 
 # bench_raw writes go test -bench output for package $(1) with a header
-# naming the machine to reports/bench/raw/$(2).txt; $(3) is its title.
+# naming the machine to reports/bench/raw/$(2).txt; $(3) is its title, $(4)
+# extra go test flags, $(5) the kernel the benchmarks ran on.
 define bench_raw
 	@mkdir -p reports/bench/raw
 	@echo "bench: $(1) -> reports/bench/raw/$(2).txt"
 	@{ echo "# title: $(3)"; \
-	   echo "# command: go test -run '^$$' -bench . -count $(BENCH_COUNT) $(1)"; \
+	   echo "# command: go test -run '^$$' -bench . -count $(BENCH_COUNT) $(4) $(1)"; \
 	   echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
-	   echo "# kernel: $$(uname -r)"; \
+	   echo "# kernel: $(or $(5),$$(uname -r))"; \
 	   echo "# date: $$(date -u +%F)"; \
-	   $(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) $(1); } > reports/bench/raw/$(2).txt
+	   $(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) $(4) $(1); } > reports/bench/raw/$(2).txt
 endef
 
-bench: deps kernel ## run the benchmarks and regenerate reports/bench/BENCH.md (root)
+# IPVS benchmarks run where kernel IPVS is: in the micro-VM here.
+BENCH_KEXEC := -exec "$(CURDIR)/$(BIN) kexec"
+BENCH_KERNEL = $$($(BIN) vm run -- uname -r) in the micro-VM (TCG) when the host lacks ip_vs
+
+bench: export LVSLAB_BIN := $(CURDIR)/$(BIN)
+bench: export LVSLAB_REQUIRE_IPVS := 1
+bench: deps kernel build ## run the benchmarks and regenerate reports/bench/BENCH.md (root)
 	$(call bench_raw,./lab/,lab,Lab engine: two-director up+down vs an iproute2 script; MariaDB ready)
 	$(call bench_raw,./lab/kernel/,kernel,Kernel runner: lvslab vm run -- true under TCG vs the DESIGN.md boot recipe)
+	$(call bench_raw,./director/,director,Director: IPVS reconcile vs ipvsadm; failover vs keepalived,$(BENCH_KEXEC),$(BENCH_KERNEL))
 	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 
 clean: ## remove build outputs

@@ -42,21 +42,21 @@ func TestIPVSDirectorPair(t *testing.T) {
 	}
 }
 
-func testPair(t *testing.T, pair scenarios.Mixed) {
-	topo := labtest.DefaultTopology(t)
+// pairLab builds the default two-director lab without MariaDB, with a TCP
+// listener on the MySQL port in each director box so health checks pass.
+func pairLab(tb testing.TB) (*lab.Lab, scenarios.Cluster) {
+	topo := labtest.DefaultTopology(tb)
 	c, err := scenarios.NewCluster(topo)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	l := labtest.Build(t, topo, lab.Options{NoServices: true})
-	// Something to pass the health checks on both boxes: a TCP listener on
-	// the MySQL port, inside each box.
+	l := labtest.Build(tb, topo, lab.Options{NoServices: true})
 	for _, d := range c.Directors {
 		var ln net.Listener
 		if err := l.Box(d.Node).Do(func() (err error) { ln, err = net.Listen("tcp", ":3306"); return err }); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		defer ln.Close()
+		tb.Cleanup(func() { ln.Close() })
 		go func() {
 			for {
 				conn, err := ln.Accept()
@@ -67,6 +67,11 @@ func testPair(t *testing.T, pair scenarios.Mixed) {
 			}
 		}()
 	}
+	return l, c
+}
+
+func testPair(t *testing.T, pair scenarios.Mixed) {
+	l, c := pairLab(t)
 	ctx := context.Background()
 	defer func() {
 		if t.Failed() {
