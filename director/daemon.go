@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,9 +38,10 @@ type Daemon struct {
 	ads  *advertListener  // receives adverts with the sender's MAC
 	dst  netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
 	fsm  Machine
-	// peerMAC is the MAC the guard excludes: from the config, or learned
-	// from the peer's adverts (nil until then).
-	peerMAC net.HardwareAddr
+	// peerMAC is the MAC the guard excludes (nil while unknown), and
+	// peerFrom where it came from: "config", "adverts" or "neighbour".
+	peerMAC  net.HardwareAddr
+	peerFrom string
 	// health of each realserver, by [service, realserver] index.
 	health map[[2]int]*Health
 	down   map[[2]int]bool
@@ -102,6 +104,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		case cr := <-checks:
 			timer.Stop()
 			d.checked(cr)
+			d.lookForPeer()
 		case reply := <-d.asks:
 			timer.Stop()
 			reply <- d.status()
@@ -220,7 +223,7 @@ func (d *Daemon) setup() error {
 			return fmt.Errorf("iptables: %w", err)
 		}
 		if cfg.Guard.PeerMAC != "" {
-			d.peerMAC = mustMAC(cfg.Guard.PeerMAC)
+			d.peerMAC, d.peerFrom = mustMAC(cfg.Guard.PeerMAC), "config"
 		} else {
 			d.log.Info("guard learns the peer's MAC from its VRRP adverts")
 		}
@@ -278,10 +281,12 @@ func mustMAC(s string) net.HardwareAddr {
 
 // applyGuard installs the guard rule for what is known now. With the
 // peer's MAC: mark VIP traffic unless it comes from that MAC, in every
-// state. Without it (learning, nothing heard yet): a MASTER marks all VIP
+// state. Without it (learning, nothing found yet): a MASTER marks all VIP
 // traffic, so it balances; anyone else marks nothing, so it serves what
-// reaches it locally. No loop either way: a BACKUP hears the MASTER's
-// adverts, so it knows the MASTER's MAC before it could re-balance.
+// reaches it locally. A BACKUP hears the MASTER's adverts, so it knows the
+// MASTER's MAC before it could re-balance; a MASTER finds its BACKUP's in
+// the neighbour table after the first health check (lookForPeer), so a
+// crash leaves no mark-all rule behind past the first seconds.
 func (d *Daemon) applyGuard() error {
 	if d.ipt == nil {
 		return nil
@@ -303,13 +308,54 @@ func (d *Daemon) applyGuard() error {
 }
 
 // heard learns the peer's MAC from an advert, in fwmark mode without a
-// configured peer_mac; a changed MAC re-installs the rule.
+// configured peer_mac; a changed MAC re-installs the rule. Adverts are the
+// authority: they replace a MAC found in the neighbour table.
 func (d *Daemon) heard(r received) {
-	if d.ipt == nil || d.cfg.Guard.PeerMAC != "" || bytes.Equal(r.mac, d.peerMAC) {
+	switch {
+	case d.ipt == nil || d.peerFrom == "config":
+	case bytes.Equal(r.mac, d.peerMAC):
+		d.peerFrom = "adverts" // confirmed
+	default:
+		d.learnPeer(r.mac, "adverts", "peer", r.src)
+	}
+}
+
+// lookForPeer fills in the peer's MAC when adverts have not told it: a
+// MASTER hears no adverts from its BACKUP. In the two-box layout the peer
+// director is the one realserver that is not this box, and the health
+// checks have made the kernel resolve its MAC: take it from the
+// neighbour table. With more candidates it guesses nothing.
+func (d *Daemon) lookForPeer() {
+	if d.ipt == nil || d.peerMAC != nil {
 		return
 	}
-	d.log.Info("peer MAC learned from its adverts", "peer", r.src, "mac", r.mac.String(), "was", d.peerMAC.String())
-	d.peerMAC = r.mac
+	var others []netip.Addr
+	for _, s := range d.cfg.Services {
+		for _, r := range s.Realservers {
+			if a := netip.MustParseAddr(r.Address); a != d.addr.Addr() && !slices.Contains(d.vips, a) && !slices.Contains(others, a) {
+				others = append(others, a)
+			}
+		}
+	}
+	if len(others) != 1 {
+		return
+	}
+	neighs, err := netlink.NeighList(d.ifi.Index, netlink.FAMILY_V4)
+	if err != nil {
+		return
+	}
+	for _, n := range neighs {
+		usable := n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) != 0
+		if a, _ := netip.AddrFromSlice(n.IP); a.Unmap() == others[0] && usable && len(n.HardwareAddr) == 6 {
+			d.learnPeer(n.HardwareAddr, "neighbour", "realserver", others[0])
+			return
+		}
+	}
+}
+
+func (d *Daemon) learnPeer(mac net.HardwareAddr, from, role string, addr netip.Addr) {
+	d.log.Info("peer MAC learned", "from", from, role, addr, "mac", mac.String(), "was", d.peerMAC.String())
+	d.peerMAC, d.peerFrom = mac, from
 	if err := d.applyGuard(); err != nil {
 		d.log.Error("guard", "err", err)
 	}

@@ -109,8 +109,8 @@ func testPair(t *testing.T, pair scenarios.Mixed) {
 	time.Sleep(5 * time.Second) // past the BACKUP's Master_Down_Interval: still one MASTER
 	master(0)
 	// Learning: the BACKUP knows the MASTER's MAC from its adverts; the
-	// MASTER has heard nobody, so it marks all VIP traffic (it balances;
-	// the guarded BACKUP serves what it is sent).
+	// MASTER, which hears no adverts, from the neighbour table (the peer is
+	// the other realserver).
 	guards := func(macs [2]net.HardwareAddr) {
 		t.Helper()
 		for i, impl := range pair {
@@ -119,7 +119,7 @@ func testPair(t *testing.T, pair scenarios.Mixed) {
 			}
 		}
 	}
-	guards([2]net.HardwareAddr{nil, c.Directors[0].MAC})
+	guards([2]net.HardwareAddr{c.Directors[1].MAC, c.Directors[0].MAC})
 	for i, impl := range pair {
 		if gd, ok := impl.(*scenarios.GoDirector); ok {
 			expectStatus(t, l, c, gd, i)
@@ -144,7 +144,6 @@ func testPair(t *testing.T, pair scenarios.Mixed) {
 	}
 	master(0)
 	t.Logf("%s → %s failback on restart: %s", pair[1].Name(), pair[0].Name(), time.Since(t0).Round(time.Millisecond))
-	// Both have heard each other now.
 	guards([2]net.HardwareAddr{c.Directors[1].MAC, c.Directors[0].MAC})
 
 	for i := range pair {
@@ -212,6 +211,9 @@ func expectStatus(t *testing.T, l *lab.Lab, c scenarios.Cluster, gd *scenarios.G
 	if i == 1 && (st.Master != c.Directors[0].Addr.String() || st.Guard.PeerMAC != c.Directors[0].MAC.String() || st.Guard.PeerMACFrom != "adverts") {
 		t.Errorf("BACKUP's status: master %q, peer MAC %q from %q; want %s, %s from adverts",
 			st.Master, st.Guard.PeerMAC, st.Guard.PeerMACFrom, c.Directors[0].Addr, c.Directors[0].MAC)
+	}
+	if i == 0 && (st.Guard.PeerMAC != c.Directors[1].MAC.String() || st.Guard.PeerMACFrom != "neighbour") {
+		t.Errorf("MASTER's status: peer MAC %q from %q; want %s from neighbour", st.Guard.PeerMAC, st.Guard.PeerMACFrom, c.Directors[1].MAC)
 	}
 	// Metrics on the box's loopback.
 	hc := &http.Client{Transport: &http.Transport{DialContext: l.Box(c.Directors[i].Node).DialContext}}

@@ -42,7 +42,7 @@ type Status struct {
 type GuardStatus struct {
 	Mode    string `json:"mode"`
 	PeerMAC string `json:"peer_mac,omitempty"`
-	// PeerMACFrom: "config", "adverts", or "" while unknown.
+	// PeerMACFrom: "config", "adverts", "neighbour", or "" while unknown.
 	PeerMACFrom string `json:"peer_mac_from,omitempty"`
 	// Rule is the fwmark rule installed now; empty for none.
 	Rule string `json:"rule,omitempty"`
@@ -84,10 +84,7 @@ func (d *Daemon) status() Status {
 		st.Master = d.master.String()
 	}
 	if d.peerMAC != nil {
-		st.Guard.PeerMAC, st.Guard.PeerMACFrom = d.peerMAC.String(), "adverts"
-		if d.cfg.Guard.PeerMAC != "" {
-			st.Guard.PeerMACFrom = "config"
-		}
+		st.Guard.PeerMAC, st.Guard.PeerMACFrom = d.peerMAC.String(), d.peerFrom
 	}
 	if ds, err := SyncDaemons(); err == nil {
 		for _, sd := range ds {

@@ -116,6 +116,8 @@ type Result struct {
 	Conns    []Conn        `json:"conns"`
 	// Timeline samples the bridge every 100 ms during the traffic.
 	Timeline []Sample `json:"timeline"`
+	// Writes is the write workload across a failover (failover events).
+	Writes *WriteStats `json:"writes,omitempty"`
 	// Logs are the directors' logs, by node.
 	Logs map[string]string `json:"logs,omitempty"`
 }
@@ -193,6 +195,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	r.Setup = time.Since(t0)
+	client, vip := clientNode(topo), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
 	// The passive director is the one not holding the VIP: the BACKUP, or
 	// after a failover the old MASTER.
 	passive := c.Directors[1]
@@ -217,15 +220,38 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		}
 		r.Failover = time.Since(t1)
 	case FailoverStop, FailoverKill:
+		// Writes run across the failover; every acknowledged one must
+		// survive it.
+		wstop, wdone := make(chan struct{}), make(chan []Write)
+		go func() {
+			wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
+		}()
+		time.Sleep(5 * writeInterval)
 		t1 := time.Now()
-		if err := impl.Stop(0, ev == FailoverStop); err != nil {
-			return nil, err
-		}
-		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
-			return nil, fmt.Errorf("failover: %w", err)
+		err := impl.Stop(0, ev == FailoverStop)
+		if err == nil {
+			err = WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) })
 		}
 		r.Failover = time.Since(t1)
+		time.Sleep(5 * writeInterval)
+		close(wstop)
+		writes := <-wdone
+		if err != nil {
+			return nil, fmt.Errorf("failover: %w", err)
+		}
+		var backends []string
+		for _, d := range c.Directors {
+			backends = append(backends, net.JoinHostPort(d.Addr.String(), fmt.Sprint(c.Port)))
+		}
+		ws, err := CheckWrites(ctx, l.Box(client), backends, writes, opts.Timeout)
+		if err != nil {
+			return nil, err
+		}
+		r.Writes = &ws
 		passive = c.Directors[0]
+		// The writes' packets reach the IPVS counters at the estimator's
+		// next tick: let it pass, or they count as the reads' evidence.
+		time.Sleep(ipvsStatsDelay)
 	}
 	wantServers := 2
 	if ev == MySQLDown {
@@ -235,11 +261,10 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err != nil {
 		return nil, err
 	}
-	client := clientNode(topo)
 	stop, sampled := make(chan struct{}), make(chan []Sample)
 	go func() { sampled <- sampleFrames(l.Box(topo.Bridges[0].Name), c, client, stop) }()
 	t1 := time.Now()
-	r.Conns = Reads(ctx, l.Box(client), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port)), opts.Connections, opts.Parallel, opts.Timeout)
+	r.Conns = Reads(ctx, l.Box(client), vip, opts.Connections, opts.Parallel, opts.Timeout)
 	r.Traffic = time.Since(t1)
 	time.Sleep(SampleInterval) // the last interval
 	close(stop)
@@ -254,6 +279,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	r.judge(c, passive.Node, wantServers, before, after)
 	return r, nil
 }
+
+// writeInterval paces the write workload across a failover.
+const writeInterval = 50 * time.Millisecond
 
 // ipvsStatsDelay is one tick of the IPVS estimator, plus a margin.
 const ipvsStatsDelay = 2200 * time.Millisecond
@@ -342,6 +370,12 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 			// "No loop but no balancing" is a failure of its own.
 			r.Pass = false
 			why = append(why, fmt.Sprintf("want %d boxes serving, with no errors (%d errors)", wantServers, r.Errors))
+		}
+	}
+	if w := r.Writes; w != nil {
+		why = append(why, fmt.Sprintf("writes across the failover: %d acknowledged of %d, %d lost", w.Acked, w.Attempted, w.Lost))
+		if w.Lost > 0 {
+			r.Pass = false
 		}
 	}
 	r.Reason = strings.Join(why, "; ")

@@ -95,4 +95,19 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("MASTER stopped gracefully, backup-only guard", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		Entry("BACKUP's MySQL down: the health check quiesces it", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
 	)
+
+	DescribeTable("keepalived on one box, lvslab on the other",
+		func(keepalivedFirst bool, ev scenarios.Event, fix scenarios.Fix) {
+			pair := scenarios.Mixed{&scenarios.GoDirector{Binary: lvslabBinary(), LearnPeerMAC: true}, &scenarios.Keepalived{}}
+			if keepalivedFirst {
+				pair[0], pair[1] = pair[1], pair[0]
+			}
+			scenario(pair, ev, fix)
+		},
+		Entry("keepalived MASTER, lvslab BACKUP, no fix: the loop", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixNone),
+		Entry("keepalived MASTER, lvslab BACKUP, fwmark guard", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixFwmark),
+		Entry("lvslab MASTER, keepalived BACKUP, fwmark guard", Label("steady-state", "mixed"), false, scenarios.Steady, scenarios.FixFwmark),
+		Entry("keepalived MASTER killed, fwmark guard: lvslab takes over", Label("failover", "mixed"), true, scenarios.FailoverKill, scenarios.FixFwmark),
+		Entry("lvslab MASTER killed, fwmark guard: keepalived takes over", Label("failover", "mixed"), false, scenarios.FailoverKill, scenarios.FixFwmark),
+	)
 })

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -54,4 +55,89 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		errors.As(err, &ne) && ne.Timeout()
+}
+
+// Write is one insert through the VIP.
+type Write struct {
+	ID    int64  `json:"id"`
+	Acked bool   `json:"acked"`
+	Error string `json:"error,omitempty"`
+}
+
+// WriteStats sums the write workload: every acknowledged insert must be
+// readable afterwards from some backend.
+type WriteStats struct {
+	Attempted int     `json:"attempted"`
+	Acked     int     `json:"acked"`
+	Lost      int     `json:"lost"`
+	LostIDs   []int64 `json:"lost_ids,omitempty"`
+}
+
+// Writes inserts ids base, base+1, ... into lab.writes through addr from
+// the client box, one fresh connection per insert, one every interval,
+// until stop is closed; each insert is bounded by timeout.
+func Writes(ctx context.Context, client *lab.Box, addr string, base int64, interval, timeout time.Duration, stop <-chan struct{}) []Write {
+	db := client.OpenMySQL(addr, timeout)
+	defer db.Close()
+	db.SetMaxIdleConns(0)
+	var out []Write
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for id := base; ; id++ {
+		qctx, cancel := context.WithTimeout(ctx, 2*timeout)
+		_, err := db.ExecContext(qctx, "INSERT INTO lab.writes (id) VALUES (?)", id)
+		cancel()
+		w := Write{ID: id, Acked: err == nil}
+		if err != nil {
+			w.Error = err.Error()
+		}
+		out = append(out, w)
+		select {
+		case <-stop:
+			return out
+		case <-ctx.Done():
+			return out
+		case <-tick.C:
+		}
+	}
+}
+
+// CheckWrites reads the ids of writes back from every backend (host:port)
+// directly, and counts the acknowledged ones none of them has.
+func CheckWrites(ctx context.Context, client *lab.Box, backends []string, writes []Write, timeout time.Duration) (WriteStats, error) {
+	st := WriteStats{Attempted: len(writes)}
+	if len(writes) == 0 {
+		return st, nil
+	}
+	have := map[int64]bool{}
+	for _, b := range backends {
+		db := client.OpenMySQL(b, timeout)
+		rows, err := db.QueryContext(ctx, "SELECT id FROM lab.writes WHERE id BETWEEN ? AND ?", writes[0].ID, writes[len(writes)-1].ID)
+		if err != nil {
+			db.Close()
+			return st, fmt.Errorf("read writes back from %s: %w", b, err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err == nil {
+				have[id] = true
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		db.Close()
+		if err != nil {
+			return st, fmt.Errorf("read writes back from %s: %w", b, err)
+		}
+	}
+	for _, w := range writes {
+		if w.Acked {
+			st.Acked++
+			if !have[w.ID] {
+				st.Lost++
+				st.LostIDs = append(st.LostIDs, w.ID)
+			}
+		}
+	}
+	return st, nil
 }
