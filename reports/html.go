@@ -81,11 +81,12 @@ svg { background: #fafafa; border: 1px solid #ddd; }
 Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{else}}a verdict does not match its expectation{{end}}</strong>.</p>
 <h2>Matrix</h2>
 <table id="matrix">
-<tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>evidence</th></tr>
+<tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th></tr>
 {{range .Cells}}<tr class="{{if .Pass}}PASS{{else}}FAIL{{end}}">
 <td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
 <td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
-<td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td><td>{{.Reason}}</td></tr>
+<td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td>
+<td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcap</a>{{end}}</td><td>{{.Reason}}</td></tr>
 {{end}}</table>
 <h2>Connections hung or failed, per cell</h2>
 <svg width="{{.BarsW}}" height="{{.BarsH}}" role="img" aria-label="hung or failed share per cell">

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -69,6 +71,7 @@ type Options struct {
 	Parallel    int           // at once (default 8)
 	Timeout     time.Duration // per connection: connect and read (default 2s)
 	RunDir      string        // for the scenario's lab (default lab.DefaultRunDir)
+	CaptureDir  string        // where to write the bridge capture as pcap; "" for none
 	Progress    io.Writer
 }
 
@@ -116,6 +119,10 @@ type Result struct {
 	Conns    []Conn        `json:"conns"`
 	// Timeline samples the bridge every 100 ms during the traffic.
 	Timeline []Sample `json:"timeline"`
+	// Bounces is what a capture on the bridge saw during the traffic, and
+	// Pcap the file it was written to, if any.
+	Bounces *Bounces `json:"bounces,omitempty"`
+	Pcap    string   `json:"pcap,omitempty"`
 	// Writes is the write workload across a failover (failover events).
 	Writes *WriteStats `json:"writes,omitempty"`
 	// Logs are the directors' logs, by node.
@@ -263,12 +270,23 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	stop, sampled := make(chan struct{}), make(chan []Sample)
 	go func() { sampled <- sampleFrames(l.Box(topo.Bridges[0].Name), c, client, stop) }()
+	capture, err := StartCapture(l.Box(topo.Bridges[0].Name))
+	if err != nil {
+		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
+	}
 	t1 := time.Now()
 	r.Conns = Reads(ctx, l.Box(client), vip, opts.Connections, opts.Parallel, opts.Timeout)
 	r.Traffic = time.Since(t1)
 	time.Sleep(SampleInterval) // the last interval
 	close(stop)
 	r.Timeline = <-sampled
+	frames := capture.Stop()
+	r.Bounces = new(CountBounces(frames, []net.HardwareAddr{c.Directors[0].MAC, c.Directors[1].MAC}, c.VIP, uint16(c.Port)))
+	if opts.CaptureDir != "" {
+		if r.Pcap, err = savePcap(opts.CaptureDir, r, frames); err != nil {
+			return nil, err
+		}
+	}
 	// IPVS publishes its per-service counters from the rate estimator's
 	// timer, every 2 s (ip_vs_est.c): wait for one tick before reading.
 	time.Sleep(ipvsStatsDelay)
@@ -278,6 +296,23 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	r.judge(c, passive.Node, wantServers, before, after)
 	return r, nil
+}
+
+// savePcap writes the capture as dir/<scenario>-<implementation>-<fix>.pcap.
+func savePcap(dir string, r *Result, frames []Frame) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.pcap", r.Scenario, r.Implementation, r.Fix))
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	err = WritePcap(f, frames)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return path, err
 }
 
 // writeInterval paces the write workload across a failover.
@@ -346,8 +381,20 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 		te += v
 	}
 	var why []string
+	if b := r.Bounces; b != nil && b.Bounced > 0 {
+		why = append(why, fmt.Sprintf("%d of %d forwarded segments bounced between the directors, up to %d hops", b.Bounced, b.Forwarded, b.MaxDepth))
+	}
+	var notes []string
 	if p := r.IPVS[passive].InPkts; p > 0 {
-		why = append(why, fmt.Sprintf("passive %s's service counted %d packets", passive, p))
+		// Without a capture, the passive service's count is the evidence.
+		// With one, it can be clients' traffic instead: a SIGKILLed
+		// MASTER keeps the VIP on its interface and still answers ARP.
+		msg := fmt.Sprintf("passive %s's service counted %d packets", passive, p)
+		if b := r.Bounces; b != nil && b.Bounced == 0 {
+			notes = append(notes, msg+", all from clients: no segment bounced")
+		} else {
+			why = append(why, msg)
+		}
 	}
 	if te > 0 {
 		why = append(why, fmt.Sprintf("%d ICMP time exceeded", te))
@@ -372,6 +419,7 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 			why = append(why, fmt.Sprintf("want %d boxes serving, with no errors (%d errors)", wantServers, r.Errors))
 		}
 	}
+	why = append(why, notes...)
 	if w := r.Writes; w != nil {
 		why = append(why, fmt.Sprintf("writes across the failover: %d acknowledged of %d, %d lost", w.Acked, w.Attempted, w.Lost))
 		if w.Lost > 0 {

@@ -83,9 +83,13 @@ func cmdRun(args []string) error {
 	} {
 		impl := h.impl()
 		fmt.Fprintf(os.Stderr, "lvslab: %s, %s, fix %s: %d connections\n", h.ev, impl.Name(), h.fix, *conns)
-		r, err := scenarios.Run(ctx, topo, impl, h.fix, h.ev, scenarios.Options{Connections: *conns})
+		run := filepath.Join(dir, sum.RunID)
+		r, err := scenarios.Run(ctx, topo, impl, h.fix, h.ev, scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")})
 		if err != nil {
 			return fmt.Errorf("%s, %s, fix %s: %w", h.ev, impl.Name(), h.fix, err)
+		}
+		if r.Pcap, err = filepath.Rel(run, r.Pcap); err != nil {
+			return err
 		}
 		fmt.Fprintf(os.Stderr, "lvslab:   %s (expected %s): %s\n", r.Verdict, r.Expected, r.Reason)
 		sum.Results = append(sum.Results, r)

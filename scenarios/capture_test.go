@@ -1,0 +1,80 @@
+package scenarios
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// segment builds an Ethernet frame carrying a TCP segment from the client
+// to the VIP, as a director forwards it in DR mode: src is the sending
+// MAC, the IP header is the client's but for the TTL.
+func segment(src net.HardwareAddr, ttl byte, ipid uint16, seq uint32) Frame {
+	d := make([]byte, 14+20+20)
+	copy(d[0:6], mustMAC("02:00:00:00:00:01"))
+	copy(d[6:12], src)
+	binary.BigEndian.PutUint16(d[12:], 0x0800)
+	ip := d[14:]
+	ip[0], ip[8], ip[9] = 0x45, ttl, 6
+	binary.BigEndian.PutUint16(ip[2:], 40)
+	binary.BigEndian.PutUint16(ip[4:], ipid)
+	copy(ip[12:16], []byte{192, 168, 1, 100})
+	copy(ip[16:20], []byte{192, 168, 1, 200})
+	tcp := ip[20:]
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], 3306)
+	binary.BigEndian.PutUint32(tcp[4:], seq)
+	tcp[12], tcp[13] = 0x50, 0x02 // SYN
+	return Frame{At: time.Unix(1764000000, 0), Len: len(d), Data: d}
+}
+
+func TestCountBounces(t *testing.T) {
+	c := testCluster(t)
+	d1, d2, client := c.Directors[0].MAC, c.Directors[1].MAC, mustMAC("02:00:c0:a8:01:64")
+	dirs := []net.HardwareAddr{d1, d2}
+	for _, tc := range []struct {
+		name   string
+		frames []Frame
+		want   Bounces
+	}{
+		{"forwarded once", []Frame{segment(client, 64, 1, 100), segment(d1, 63, 1, 100)}, Bounces{Forwarded: 1, MaxDepth: 1}},
+		{"client retransmits: same TTL again", []Frame{segment(d1, 63, 1, 100), segment(d1, 63, 1, 100)}, Bounces{Forwarded: 1, MaxDepth: 1}},
+		{"ping-pong", []Frame{segment(d1, 63, 7, 5), segment(d2, 62, 7, 5), segment(d1, 61, 7, 5), segment(d1, 63, 8, 9)},
+			Bounces{Forwarded: 2, Bounced: 1, MaxDepth: 3}},
+		{"client frames only", []Frame{segment(client, 64, 1, 100)}, Bounces{}},
+	} {
+		if got := CountBounces(tc.frames, dirs, c.VIP, 3306); got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestWritePcap checks that tcpdump reads what WritePcap writes.
+func TestWritePcap(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("needs tcpdump (make deps)")
+	}
+	c := testCluster(t)
+	var b bytes.Buffer
+	if err := WritePcap(&b, []Frame{segment(c.Directors[0].MAC, 63, 7, 5), segment(c.Directors[1].MAC, 62, 7, 5)}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "x.pcap")
+	os.WriteFile(path, b.Bytes(), 0o644)
+	out, err := exec.Command("tcpdump", "-n", "-e", "-v", "-r", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, out)
+	}
+	for _, want := range []string{"02:00:c0:a8:01:e9 > 02:00:00:00:00:01", "ttl 63", "ttl 62", "192.168.1.100.40000 > 192.168.1.200.3306: Flags [S]"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("tcpdump output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
