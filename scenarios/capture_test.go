@@ -77,4 +77,3 @@ func TestWritePcap(t *testing.T) {
 		}
 	}
 }
-
