@@ -130,8 +130,8 @@ func BenchmarkIPVSFailover(b *testing.B) {
 	} {
 		b.Run(impl.name, func(b *testing.B) {
 			var total time.Duration
-			for b.Loop() {
-				b.StopTimer()
+			b.StopTimer()
+			for range b.N {
 				l, c := pairLab(b)
 				pair := impl.new()
 				ctx := context.Background()

@@ -30,7 +30,7 @@ type StatusConfig struct {
 }
 
 // DefaultStatusSocket is the status socket when the config names none.
-const DefaultStatusSocket = "/run/lvslab/director.sock"
+const DefaultStatusSocket = "/run/lvslab-director/director.sock"
 
 // VRRPConfig is the VRRPv3 instance (RFC 5798) that decides who is MASTER.
 type VRRPConfig struct {

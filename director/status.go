@@ -186,6 +186,7 @@ func (s *statusServer) Close() error {
 	if err := os.Remove(s.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
+	os.Remove(filepath.Dir(s.socket)) // created for the socket; kept if anything else is there
 	return errors.Join(errs...)
 }
 

@@ -42,6 +42,15 @@ const (
 	// MySQLDown stops the passive box's mariadbd: health checks must take
 	// it out of both directors' tables, and the active box serves alone.
 	MySQLDown Event = "mysql-down"
+	// Switchover is a VRRP-only failover: the BACKUP's director restarts
+	// with a priority above the MASTER's and preempts; the old MASTER
+	// keeps running as BACKUP with its IPVS rules loaded, the passive box
+	// that would loop in reverse.
+	Switchover Event = "vrrp-switchover"
+	// Failback: the MASTER's director is SIGKILLed, the BACKUP takes over,
+	// then the MASTER's director restarts and preempts back; the BACKUP
+	// keeps its rules.
+	Failback Event = "failback"
 )
 
 // Expected is the one table of expected outcomes. Without a guard, the
@@ -58,7 +67,7 @@ func Expected(impl string, fix Fix, ev Event) Verdict {
 	case ev == MySQLDown:
 		return Clean // nothing is forwarded to the other box any more
 	case fix == FixNone && ev != FailoverStop:
-		return Loop
+		return Loop // steady state, and whenever the passive box keeps its rules
 	case fix == FixBackupOnly && ev == FailoverKill:
 		return Loop
 	}
@@ -259,6 +268,36 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		// The writes' packets reach the IPVS counters at the estimator's
 		// next tick: let it pass, or they count as the reads' evidence.
 		time.Sleep(ipvsStatsDelay)
+	case Switchover:
+		t1 := time.Now()
+		c.Directors[1].Priority = 200
+		err := impl.Stop(1, true)
+		if err == nil {
+			err = impl.Start(ctx, l, c, 1, fix)
+		}
+		if err == nil {
+			err = WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 1) })
+		}
+		if err != nil {
+			return nil, fmt.Errorf("switchover: %w", err)
+		}
+		r.Failover = time.Since(t1)
+		passive = c.Directors[0]
+	case Failback:
+		if err := impl.Stop(0, false); err != nil {
+			return nil, err
+		}
+		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
+			return nil, fmt.Errorf("failover before the failback: %w", err)
+		}
+		t1 := time.Now()
+		if err := impl.Start(ctx, l, c, 0, fix); err != nil {
+			return nil, err
+		}
+		if err := WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 0) }); err != nil {
+			return nil, fmt.Errorf("failback: %w", err)
+		}
+		r.Failover = time.Since(t1)
 	}
 	wantServers := 2
 	if ev == MySQLDown {
@@ -492,6 +531,17 @@ func WaitFor(ctx context.Context, limit time.Duration, check func() string) erro
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// onlyVIP says why director i is not the only one holding the VIP, or "".
+func onlyVIP(l *lab.Lab, c Cluster, i int) string {
+	if why := HoldsVIP(l.Box(c.Directors[i].Node), c); why != "" {
+		return why
+	}
+	if HoldsVIP(l.Box(c.Peer(i).Node), c) == "" {
+		return c.Peer(i).Node + " holds the VIP too"
+	}
+	return ""
 }
 
 // HoldsVIP says why box does not hold the VIP on its interface, or "".

@@ -80,6 +80,9 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("steady state, backup_only + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
 		Entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		Entry("BACKUP's MySQL down: TCP_CHECK takes it out", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
+		Entry("VRRP-only switchover, no fix: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
+		Entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
+		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
 	DescribeTable("the lvslab Go director on both boxes",
@@ -94,6 +97,9 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("steady state, backup-only guard + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
 		Entry("MASTER stopped gracefully, backup-only guard", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		Entry("BACKUP's MySQL down: the health check quiesces it", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
+		Entry("VRRP-only switchover, no guard: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
+		Entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
+		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
 	DescribeTable("keepalived on one box, lvslab on the other",

@@ -119,6 +119,10 @@ func TestExpected(t *testing.T) {
 		{FixBackupOnly, FailoverKill, Loop}, // its master sync daemon outlives it
 		{FixNone, MySQLDown, Clean},         // nothing is forwarded any more
 		{FixFwmark, MySQLDown, Clean},
+		{FixNone, Switchover, Loop}, // the old MASTER runs on as BACKUP with its rules
+		{FixFwmark, Switchover, Clean},
+		{FixNone, Failback, Loop},
+		{FixFwmark, Failback, Clean},
 	} {
 		if got := Expected("keepalived", tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)
