@@ -30,6 +30,10 @@ const (
 	// daemon (keepalived's lvs_sync_daemon): a director whose backup sync
 	// daemon runs does not balance. Kernel >= 3.10.
 	FixBackupOnly Fix = "backup-only"
+	// FixRedirect is keepalived notify scripts that REDIRECT VIP traffic
+	// to the local stack (nat PREROUTING, before IPVS) while BACKUP, and
+	// remove the rule on becoming MASTER. keepalived only.
+	FixRedirect Fix = "redirect"
 )
 
 // Director is one of the two boxes that direct and serve at once.

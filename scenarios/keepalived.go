@@ -72,13 +72,14 @@ func (d *directors) Logs() map[string]string {
 
 var keepalivedConf = template.Must(template.New("keepalived.conf").Parse(fixtures.KeepalivedConf))
 
-// KeepalivedConfig renders director i's keepalived.conf.
-func KeepalivedConfig(c Cluster, i int, fix Fix) (string, error) {
+// KeepalivedConfig renders director i's keepalived.conf, whose other files
+// (the REDIRECT fix's notify script) are in dir.
+func KeepalivedConfig(c Cluster, i int, fix Fix, dir string) (string, error) {
 	d := c.Directors[i]
 	data := map[string]any{
 		"Node": d.Node, "State": "BACKUP", "VRID": c.VRID, "Priority": d.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mark": 0, "PeerMAC": c.Peer(i).MAC,
-		"SyncDaemon": fix == FixBackupOnly,
+		"SyncDaemon": fix == FixBackupOnly, "Redirect": fix == FixRedirect, "Dir": dir,
 	}
 	if i == 0 {
 		data["State"] = "MASTER"
@@ -112,13 +113,18 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 			}
 		}
 	}
-	conf, err := KeepalivedConfig(c, i, fix)
+	dir := filepath.Join(l.Dir, d.Node, "keepalived")
+	conf, err := KeepalivedConfig(c, i, fix, dir)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(l.Dir, d.Node, "keepalived")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if fix == FixRedirect {
+		if err := os.WriteFile(filepath.Join(dir, "redirect.sh"), []byte(redirectScript(c)), 0o755); err != nil {
+			return err
+		}
 	}
 	path := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
@@ -128,6 +134,22 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 		"--use-file", path, "--pid", filepath.Join(dir, "keepalived.pid"),
 		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")})
 	return err
+}
+
+// redirectScript is the REDIRECT fix's notify script, as an operator
+// writes it: idempotent, since keepalived may call it for BACKUP twice (a
+// restart, or BACKUP after FAULT), and a leftover rule on a MASTER would
+// take its VIP traffic away from IPVS.
+func redirectScript(c Cluster) string {
+	return fmt.Sprintf(`#!/bin/sh
+# keepalived notify for the REDIRECT fix: add while BACKUP or FAULT, del on
+# MASTER and on stop. VIP traffic goes to the local stack before IPVS.
+rule="-d %s/32 -p tcp --dport %d -j REDIRECT"
+case "$1" in
+add) iptables -t nat -C PREROUTING $rule 2>/dev/null || iptables -t nat -I PREROUTING $rule ;;
+del) while iptables -t nat -D PREROUTING $rule 2>/dev/null; do :; done ;;
+esac
+`, c.VIP, c.Port)
 }
 
 // Mixed runs a different implementation on each director box: keepalived

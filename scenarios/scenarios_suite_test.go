@@ -44,6 +44,7 @@ func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.F
 		scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("%s %s %s: %s (failover %s): %s\n", r.Scenario, r.Implementation, r.Fix, r.Verdict, r.Failover, r.Reason)
+	GinkgoWriter.Printf("ipvs %+v; bounces %+v; frames %+v\n", r.IPVS, r.Bounces, r.Frames)
 	for node, log := range r.Logs {
 		GinkgoWriter.Printf("--- %s's director log ---\n%s", node, log)
 	}
@@ -80,6 +81,7 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("steady state, backup_only + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
 		Entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		Entry("BACKUP's MySQL down: TCP_CHECK takes it out", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
+		Entry("steady state, notify REDIRECT while BACKUP", Label("steady-state"), scenarios.Steady, scenarios.FixRedirect),
 		Entry("VRRP-only switchover, no fix: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
 		Entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
 		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),

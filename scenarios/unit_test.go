@@ -49,8 +49,8 @@ func TestKeepalivedConfigGolden(t *testing.T) {
 		name string
 		i    int
 		fix  Fix
-	}{{"d1-none", 0, FixNone}, {"d2-none", 1, FixNone}, {"d1-fwmark", 0, FixFwmark}, {"d2-fwmark", 1, FixFwmark}, {"d2-backup-only", 1, FixBackupOnly}} {
-		got, err := KeepalivedConfig(c, tc.i, tc.fix)
+	}{{"d1-none", 0, FixNone}, {"d2-none", 1, FixNone}, {"d1-fwmark", 0, FixFwmark}, {"d2-fwmark", 1, FixFwmark}, {"d2-backup-only", 1, FixBackupOnly}, {"d2-redirect", 1, FixRedirect}} {
+		got, err := KeepalivedConfig(c, tc.i, tc.fix, "/run/lvslab/lab/"+c.Directors[tc.i].Node+"/keepalived")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,10 @@ func TestExpected(t *testing.T) {
 		{FixBackupOnly, FailoverKill, Loop}, // its master sync daemon outlives it
 		{FixNone, MySQLDown, Clean},         // nothing is forwarded any more
 		{FixFwmark, MySQLDown, Clean},
-		{FixNone, Switchover, Loop}, // the old MASTER runs on as BACKUP with its rules
+		{FixRedirect, Steady, Clean},
+		{FixRedirect, Switchover, Clean},  // the old MASTER's notify_backup redirects
+		{FixRedirect, FailoverKill, Loop}, // a killed MASTER never redirects
+		{FixNone, Switchover, Loop},       // the old MASTER runs on as BACKUP with its rules
 		{FixFwmark, Switchover, Clean},
 		{FixNone, Failback, Loop},
 		{FixFwmark, Failback, Clean},
