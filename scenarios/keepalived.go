@@ -144,12 +144,30 @@ func redirectScript(c Cluster) string {
 	return fmt.Sprintf(`#!/bin/sh
 # keepalived notify for the REDIRECT fix: add while BACKUP or FAULT, del on
 # MASTER and on stop. VIP traffic goes to the local stack before IPVS.
-rule="-d %s/32 -p tcp --dport %d -j REDIRECT"
+rule="%s"
 case "$1" in
 add) iptables -t nat -C PREROUTING $rule 2>/dev/null || iptables -t nat -I PREROUTING $rule ;;
 del) while iptables -t nat -D PREROUTING $rule 2>/dev/null; do :; done ;;
 esac
-`, c.VIP, c.Port)
+`, strings.Join(redirectRule(c), " "))
+}
+
+// redirectRule is the REDIRECT fix's rule in nat PREROUTING.
+func redirectRule(c Cluster) []string {
+	return []string{"-d", c.VIP.String() + "/32", "-p", "tcp", "--dport", fmt.Sprint(c.Port), "-j", "REDIRECT"}
+}
+
+// redirecting says whether box has the REDIRECT fix's rule.
+func redirecting(box *lab.Box, c Cluster) (bool, error) {
+	var ok bool
+	err := box.Do(func() error {
+		ipt, err := iptables.New()
+		if err == nil {
+			ok, err = ipt.Exists("nat", "PREROUTING", redirectRule(c)...)
+		}
+		return err
+	})
+	return ok, err
 }
 
 // Mixed runs a different implementation on each director box: keepalived

@@ -219,6 +219,19 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
 		return nil, err
 	}
+	if fix == FixRedirect {
+		// Settled: keepalived runs notify_master after taking the VIP,
+		// and until it has, the MASTER redirects all VIP traffic to itself.
+		err := WaitFor(ctx, 15*time.Second, func() string {
+			if on, err := redirecting(l.Box(c.Directors[0].Node), c); err != nil || on {
+				return fmt.Sprintf("the MASTER still redirects VIP traffic (%v)", err)
+			}
+			return ""
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	r.Setup = time.Since(t0)
 	client, vip := clientNode(topo), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
 	// The passive director is the one not holding the VIP: the BACKUP, or
