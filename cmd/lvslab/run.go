@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +23,7 @@ func cmdRun(args []string) error {
 	fs := newFlags("run")
 	mode := fs.String("kernel", "", "where the scenarios run: native or vm (default $LVSLAB_KERNEL, else automatic)")
 	conns := fs.Int("connections", 40, "client connections per scenario")
+	serial := fs.Bool("serial", false, "one scenario at a time (default: each implementation's scenarios in a lab of their own, side by side)")
 	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
 	v := addVMFlags(fs, false)
 	if err := parse(fs, args); err != nil {
@@ -48,7 +51,8 @@ func cmdRun(args []string) error {
 		// Run this very command in the micro-VM; reports land on the host.
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the scenarios in a micro-VM\n", info.Reason)
 		v.shares = append(v.shares, dir)
-		code, err := v.runInVM([]string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns)})
+		code, err := v.runInVM([]string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns),
+			"--serial=" + fmt.Sprint(*serial)})
 		if err != nil {
 			return err
 		}
@@ -68,32 +72,46 @@ func cmdRun(args []string) error {
 	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernel.Release(), Runner: runner}
 	// The headline set, for keepalived and for our Go director: the loop
 	// and its fix in steady state, and the fix through a crash of the
-	// MASTER's director.
-	for _, h := range []struct {
-		impl func() scenarios.Implementation
-		ev   scenarios.Event
-		fix  scenarios.Fix
-	}{
-		{keepalived, scenarios.Steady, scenarios.FixNone},
-		{keepalived, scenarios.Steady, scenarios.FixFwmark},
-		{keepalived, scenarios.FailoverKill, scenarios.FixFwmark},
-		{goDirector(self), scenarios.Steady, scenarios.FixNone},
-		{goDirector(self), scenarios.Steady, scenarios.FixFwmark},
-		{goDirector(self), scenarios.FailoverKill, scenarios.FixFwmark},
-	} {
-		impl := h.impl()
-		fmt.Fprintf(os.Stderr, "lvslab: %s, %s, fix %s: %d connections\n", h.ev, impl.Name(), h.fix, *conns)
-		run := filepath.Join(dir, sum.RunID)
-		r, err := scenarios.Run(ctx, topo, impl, h.fix, h.ev, scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")})
-		if err != nil {
-			return fmt.Errorf("%s, %s, fix %s: %w", h.ev, impl.Name(), h.fix, err)
-		}
-		if r.Pcap, err = filepath.Rel(run, r.Pcap); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "lvslab:   %s (expected %s): %s\n", r.Verdict, r.Expected, r.Reason)
-		sum.Results = append(sum.Results, r)
+	// MASTER's director. Each implementation's scenarios run in order; the
+	// two implementations run side by side (separate labs), unless serial.
+	type cell struct {
+		ev  scenarios.Event
+		fix scenarios.Fix
 	}
+	headline := []cell{{scenarios.Steady, scenarios.FixNone}, {scenarios.Steady, scenarios.FixFwmark}, {scenarios.FailoverKill, scenarios.FixFwmark}}
+	impls := []func() scenarios.Implementation{keepalived, goDirector(self)}
+	results := make([]*scenarios.Result, len(impls)*len(headline))
+	errs := make([]error, len(impls))
+	run := filepath.Join(dir, sum.RunID)
+	runImpl := func(i int) {
+		for j, h := range headline {
+			impl := impls[i]()
+			fmt.Fprintf(os.Stderr, "lvslab: %s, %s, fix %s: %d connections\n", h.ev, impl.Name(), h.fix, *conns)
+			r, err := scenarios.Run(ctx, topo, impl, h.fix, h.ev, scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")})
+			if err == nil {
+				r.Pcap, err = filepath.Rel(run, r.Pcap)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("%s, %s, fix %s: %w", h.ev, impl.Name(), h.fix, err)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "lvslab:   %s, %s, fix %s: %s (expected %s): %s\n", h.ev, impl.Name(), h.fix, r.Verdict, r.Expected, r.Reason)
+			results[i*len(headline)+j] = r
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range impls {
+		if *serial {
+			runImpl(i)
+		} else {
+			wg.Go(func() { runImpl(i) })
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	sum.Results = results
 	out, err := sum.Write(dir)
 	if err != nil {
 		return err
