@@ -65,10 +65,11 @@ const backupOnlySysctl = "/proc/sys/net/ipv4/vs/backup_only"
 // cleanly: priority-0 advert, VIP, IPVS services and guard removed.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	d := &Daemon{cfg: cfg, log: log}
+	// Whatever setup installed before failing is removed too.
+	defer func() { err = errors.Join(err, d.teardown()) }()
 	if err := d.setup(); err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, d.teardown()) }()
 	recv := make(chan received, 8)
 	go d.receive(recv)
 	checks := make(chan checkResult, 16)
@@ -214,8 +215,13 @@ func (d *Daemon) setup() error {
 	}
 	d.fsm = Machine{Priority: uint8(cfg.VRRP.Priority), AdvertInt: cfg.VRRP.AdvertInt, Preempt: *cfg.VRRP.Preempt,
 		PreemptDelay: cfg.VRRP.PreemptDelay, Addr: d.addr.Addr()}
+	// moby/ipvs opens a handle even where the kernel has no IPVS, and its
+	// calls then fail silently: ask for IPVS's netlink family first.
+	if _, err := netlink.GenlFamilyGet("IPVS"); err != nil {
+		return fmt.Errorf("kernel IPVS is not available here (%v): modprobe ip_vs, or see lvslab kernel info", err)
+	}
 	if d.ipvs, err = ipvs.New(""); err != nil {
-		return fmt.Errorf("ipvs: %w (is ip_vs loaded? lvslab kernel info)", err)
+		return fmt.Errorf("ipvs: %w", err)
 	}
 	switch cfg.Guard.Mode {
 	case GuardFwmark:
@@ -488,7 +494,9 @@ func (d *Daemon) teardown() error {
 	if d.ads != nil {
 		d.ads.Close()
 	}
-	errs = append(errs, d.delVIPs())
+	if d.link != nil && d.addr.IsValid() {
+		errs = append(errs, d.delVIPs())
+	}
 	if d.ipvs != nil {
 		if _, err := Reconcile(d.ipvs, d.cfg.Desired(), nil); err != nil {
 			errs = append(errs, err)
@@ -506,7 +514,7 @@ func (d *Daemon) teardown() error {
 		}
 		errs = append(errs, os.WriteFile(backupOnlySysctl, d.backupOnly, 0o644))
 	}
-	d.log.Info("stopped: VIP, IPVS services, guard and sync daemons removed")
+	d.log.Info("stopped: removed what it installed (VIP, IPVS services, guard, sync daemons)")
 	return errors.Join(errs...)
 }
 

@@ -1,9 +1,12 @@
 package director
 
 import (
+	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -121,5 +124,28 @@ func TestGuardRuleWithoutPeerMarksAll(t *testing.T) {
 	g := Guard{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, Protocol: "tcp", Mark: 3}
 	if got, want := strings.Join(g.Rule(), " "), "-d 192.168.1.200/32 -p tcp --dport 3306 -j MARK --set-mark 0x3"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestRunWithoutIPVS: where the kernel has no IPVS, the director says so
+// and installs nothing (moby/ipvs alone would carry on silently).
+func TestRunWithoutIPVS(t *testing.T) {
+	if why, _ := labtest.MissingIPVS(); why == "" {
+		t.Skip("this kernel has IPVS")
+	}
+	l := labtest.Build(t, labtest.DefaultTopology(t), lab.Options{NoServices: true})
+	cfg, err := ParseConfigFile("../fixtures/director/d1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Status.Socket = filepath.Join(t.TempDir(), "d1.sock")
+	box := l.Box("d1")
+	err = box.Do(func() error { return Run(context.Background(), cfg, slog.New(slog.DiscardHandler)) })
+	if err == nil || !strings.Contains(err.Error(), "kernel IPVS is not available") {
+		t.Fatalf("got %v, want 'kernel IPVS is not available'", err)
+	}
+	out, _ := exec.Command("ip", "netns", "exec", box.Path()[len(lab.NetnsDir)+1:], "iptables-save", "-t", "mangle").Output()
+	if strings.Contains(string(out), GuardChain) {
+		t.Errorf("guard installed anyway:\n%s", out)
 	}
 }
