@@ -234,92 +234,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	r.Setup = time.Since(t0)
 	client, vip := clientNode(topo), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
-	// The passive director is the one not holding the VIP: the BACKUP, or
-	// after a failover the old MASTER.
-	passive := c.Directors[1]
-	switch ev {
-	case MySQLDown:
-		t1 := time.Now()
-		if p := l.Process(passive.Node, "mariadbd"); p == nil {
-			return nil, fmt.Errorf("no mariadbd in %s", passive.Node)
-		} else if err := p.Stop(lab.StopGrace); err != nil {
-			return nil, err
-		}
-		err := WaitFor(ctx, 30*time.Second, func() string {
-			for _, d := range c.Directors {
-				if why := serves(l.Box(d.Node), passive.Addr); why != "" {
-					return why
-				}
-			}
-			return ""
-		})
-		if err != nil {
-			return nil, fmt.Errorf("health check: %w", err)
-		}
-		r.Failover = time.Since(t1)
-	case FailoverStop, FailoverKill:
-		// Writes run across the failover; every acknowledged one must
-		// survive it.
-		wstop, wdone := make(chan struct{}), make(chan []Write)
-		go func() {
-			wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
-		}()
-		time.Sleep(5 * writeInterval)
-		t1 := time.Now()
-		err := impl.Stop(0, ev == FailoverStop)
-		if err == nil {
-			err = WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) })
-		}
-		r.Failover = time.Since(t1)
-		time.Sleep(5 * writeInterval)
-		close(wstop)
-		writes := <-wdone
-		if err != nil {
-			return nil, fmt.Errorf("failover: %w", err)
-		}
-		var backends []string
-		for _, d := range c.Directors {
-			backends = append(backends, net.JoinHostPort(d.Addr.String(), fmt.Sprint(c.Port)))
-		}
-		ws, err := CheckWrites(ctx, l.Box(client), backends, writes, opts.Timeout)
-		if err != nil {
-			return nil, err
-		}
-		r.Writes = &ws
-		passive = c.Directors[0]
-		// The writes' packets reach the IPVS counters at the estimator's
-		// next tick: let it pass, or they count as the reads' evidence.
-		time.Sleep(ipvsStatsDelay)
-	case Switchover:
-		t1 := time.Now()
-		c.Directors[1].Priority = 200
-		err := impl.Stop(1, true)
-		if err == nil {
-			err = impl.Start(ctx, l, c, 1, fix)
-		}
-		if err == nil {
-			err = WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 1) })
-		}
-		if err != nil {
-			return nil, fmt.Errorf("switchover: %w", err)
-		}
-		r.Failover = time.Since(t1)
-		passive = c.Directors[0]
-	case Failback:
-		if err := impl.Stop(0, false); err != nil {
-			return nil, err
-		}
-		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
-			return nil, fmt.Errorf("failover before the failback: %w", err)
-		}
-		t1 := time.Now()
-		if err := impl.Start(ctx, l, c, 0, fix); err != nil {
-			return nil, err
-		}
-		if err := WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 0) }); err != nil {
-			return nil, fmt.Errorf("failback: %w", err)
-		}
-		r.Failover = time.Since(t1)
+	passive, err := r.apply(ctx, l, c, impl, fix, ev, opts, client, vip)
+	if err != nil {
+		return nil, err
 	}
 	wantServers := 2
 	if ev == MySQLDown {
@@ -357,6 +274,99 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	r.judge(c, passive.Node, wantServers, before, after)
 	return r, nil
+}
+
+// apply makes event ev happen to the running cluster and returns the
+// passive director after it: the one not holding the VIP (the BACKUP, or
+// after a failover the old MASTER). It records how long the event took to
+// take effect and, across failovers, the write workload.
+func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event, opts Options, client, vip string) (Director, error) {
+	passive := c.Directors[1]
+	switch ev {
+	case MySQLDown:
+		t1 := time.Now()
+		if p := l.Process(passive.Node, "mariadbd"); p == nil {
+			return Director{}, fmt.Errorf("no mariadbd in %s", passive.Node)
+		} else if err := p.Stop(lab.StopGrace); err != nil {
+			return Director{}, err
+		}
+		err := WaitFor(ctx, 30*time.Second, func() string {
+			for _, d := range c.Directors {
+				if why := serves(l.Box(d.Node), passive.Addr); why != "" {
+					return why
+				}
+			}
+			return ""
+		})
+		if err != nil {
+			return Director{}, fmt.Errorf("health check: %w", err)
+		}
+		r.Failover = time.Since(t1)
+	case FailoverStop, FailoverKill:
+		// Writes run across the failover; every acknowledged one must
+		// survive it.
+		wstop, wdone := make(chan struct{}), make(chan []Write)
+		go func() {
+			wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
+		}()
+		time.Sleep(5 * writeInterval)
+		t1 := time.Now()
+		err := impl.Stop(0, ev == FailoverStop)
+		if err == nil {
+			err = WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) })
+		}
+		r.Failover = time.Since(t1)
+		time.Sleep(5 * writeInterval)
+		close(wstop)
+		writes := <-wdone
+		if err != nil {
+			return Director{}, fmt.Errorf("failover: %w", err)
+		}
+		var backends []string
+		for _, d := range c.Directors {
+			backends = append(backends, net.JoinHostPort(d.Addr.String(), fmt.Sprint(c.Port)))
+		}
+		ws, err := CheckWrites(ctx, l.Box(client), backends, writes, opts.Timeout)
+		if err != nil {
+			return Director{}, err
+		}
+		r.Writes = &ws
+		passive = c.Directors[0]
+		// The writes' packets reach the IPVS counters at the estimator's
+		// next tick: let it pass, or they count as the reads' evidence.
+		time.Sleep(ipvsStatsDelay)
+	case Switchover:
+		t1 := time.Now()
+		c.Directors[1].Priority = 200
+		err := impl.Stop(1, true)
+		if err == nil {
+			err = impl.Start(ctx, l, c, 1, fix)
+		}
+		if err == nil {
+			err = WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 1) })
+		}
+		if err != nil {
+			return Director{}, fmt.Errorf("switchover: %w", err)
+		}
+		r.Failover = time.Since(t1)
+		passive = c.Directors[0]
+	case Failback:
+		if err := impl.Stop(0, false); err != nil {
+			return Director{}, err
+		}
+		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
+			return Director{}, fmt.Errorf("failover before the failback: %w", err)
+		}
+		t1 := time.Now()
+		if err := impl.Start(ctx, l, c, 0, fix); err != nil {
+			return Director{}, err
+		}
+		if err := WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 0) }); err != nil {
+			return Director{}, fmt.Errorf("failback: %w", err)
+		}
+		r.Failover = time.Since(t1)
+	}
+	return passive, nil
 }
 
 // kernelState is what a director box holds at the end of a scenario, as
