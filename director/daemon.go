@@ -29,11 +29,12 @@ type Daemon struct {
 	cfg  *Config
 	log  *slog.Logger
 	ifi  *net.Interface
+	nl   Netlink
 	link netlink.Link
 	addr netip.Prefix // our primary address on the VRRP interface
 	vips []netip.Addr
 	ipvs *ipvs.Handle
-	ipt  *iptables.IPTables
+	ipt  IPTables // nil unless the fwmark guard is on
 	conn *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)
 	ads  *advertListener  // receives adverts with the sender's MAC
 	dst  netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
@@ -58,6 +59,18 @@ type Daemon struct {
 	lastCheck   map[[2]int]string
 	asks        chan chan Status
 }
+
+// Netlink is the subset of *netlink.Handle the daemon uses (interface,
+// addresses, neighbours); unit tests fake it.
+type Netlink interface {
+	LinkByName(name string) (netlink.Link, error)
+	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
+	AddrAdd(link netlink.Link, addr *netlink.Addr) error
+	AddrDel(link netlink.Link, addr *netlink.Addr) error
+	NeighList(linkIndex, family int) ([]netlink.Neigh, error)
+}
+
+var _ Netlink = (*netlink.Handle)(nil)
 
 const backupOnlySysctl = "/proc/sys/net/ipv4/vs/backup_only"
 
@@ -179,7 +192,12 @@ func (d *Daemon) entered(s State) {
 func (d *Daemon) setup() error {
 	cfg := d.cfg
 	var err error
-	if d.link, err = netlink.LinkByName(cfg.VRRP.Interface); err != nil {
+	if d.nl == nil {
+		if d.nl, err = netlink.NewHandle(); err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+	}
+	if d.link, err = d.nl.LinkByName(cfg.VRRP.Interface); err != nil {
 		return fmt.Errorf("vrrp interface %s: %w", cfg.VRRP.Interface, err)
 	}
 	if d.ifi, err = net.InterfaceByName(cfg.VRRP.Interface); err != nil {
@@ -192,7 +210,7 @@ func (d *Daemon) setup() error {
 			d.vips = append(d.vips, v)
 		}
 	}
-	addrs, err := netlink.AddrList(d.link, netlink.FAMILY_V4)
+	addrs, err := d.nl.AddrList(d.link, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("addresses of %s: %w", cfg.VRRP.Interface, err)
 	}
@@ -225,9 +243,11 @@ func (d *Daemon) setup() error {
 	}
 	switch cfg.Guard.Mode {
 	case GuardFwmark:
-		if d.ipt, err = iptables.New(); err != nil {
-			return fmt.Errorf("iptables: %w", err)
+		ipt, err := iptables.New()
+		if err != nil {
+			return fmt.Errorf("iptables: %w (install iptables)", err)
 		}
+		d.ipt = ipt
 		if cfg.Guard.PeerMAC != "" {
 			d.peerMAC, d.peerFrom = mustMAC(cfg.Guard.PeerMAC), "config"
 		} else {
@@ -346,7 +366,7 @@ func (d *Daemon) lookForPeer() {
 	if len(others) != 1 {
 		return
 	}
-	neighs, err := netlink.NeighList(d.ifi.Index, netlink.FAMILY_V4)
+	neighs, err := d.nl.NeighList(d.ifi.Index, netlink.FAMILY_V4)
 	if err != nil {
 		return
 	}
@@ -464,7 +484,7 @@ func (d *Daemon) vipAddr(v netip.Addr) *netlink.Addr {
 func (d *Daemon) addVIPs() error {
 	var errs []error
 	for _, v := range d.vips {
-		if err := netlink.AddrAdd(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := d.nl.AddrAdd(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("add VIP %s on %s: %w", v, d.ifi.Name, err))
 			continue
 		}
@@ -478,7 +498,7 @@ func (d *Daemon) addVIPs() error {
 func (d *Daemon) delVIPs() error {
 	var errs []error
 	for _, v := range d.vips {
-		if err := netlink.AddrDel(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		if err := d.nl.AddrDel(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 			errs = append(errs, fmt.Errorf("delete VIP %s from %s: %w", v, d.ifi.Name, err))
 		}
 	}

@@ -1,0 +1,64 @@
+package director
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+// fakeNetlink serves a fixed neighbour table; the daemon's other netlink
+// calls are not used by the code under test here.
+type fakeNetlink struct {
+	Netlink
+	neighs []netlink.Neigh
+}
+
+func (f *fakeNetlink) NeighList(int, int) ([]netlink.Neigh, error) { return f.neighs, nil }
+
+// TestLookForPeer: a MASTER without peer_mac takes its BACKUP's MAC from
+// the neighbour entry of the one realserver that is not itself, and
+// guesses nothing otherwise.
+func TestLookForPeer(t *testing.T) {
+	d1MAC, d2MAC := mustMAC("02:00:c0:a8:01:e9"), mustMAC("02:00:c0:a8:01:d5")
+	neigh := func(ip string, state int, mac net.HardwareAddr) netlink.Neigh {
+		return netlink.Neigh{IP: net.ParseIP(ip), State: state, HardwareAddr: mac}
+	}
+	third := strings.Replace(baseConfig, "      - address: 192.168.1.213", "      - address: 192.168.1.213\n      - address: 192.168.1.50", 1)
+	for _, tc := range []struct {
+		name   string
+		config string
+		neighs []netlink.Neigh
+		want   net.HardwareAddr
+	}{
+		{"the other realserver resolved", baseConfig, []netlink.Neigh{neigh("192.168.1.100", netlink.NUD_REACHABLE, d1MAC), neigh("192.168.1.213", netlink.NUD_STALE, d2MAC)}, d2MAC},
+		{"not resolved yet", baseConfig, []netlink.Neigh{neigh("192.168.1.213", netlink.NUD_INCOMPLETE, nil)}, nil},
+		{"resolution failed", baseConfig, []netlink.Neigh{neigh("192.168.1.213", netlink.NUD_FAILED, d2MAC)}, nil},
+		{"two candidates: no guess", third, []netlink.Neigh{neigh("192.168.1.213", netlink.NUD_REACHABLE, d2MAC)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig("c.yaml", []byte(tc.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ipt := NewFakeIPTables()
+			d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), nl: &fakeNetlink{neighs: tc.neighs}, ipt: ipt,
+				ifi: &net.Interface{Index: 2, Name: "eth0"}, addr: netip.MustParsePrefix("192.168.1.233/24"),
+				vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}}
+			d.lookForPeer()
+			if string(d.peerMAC) != string(tc.want) {
+				t.Fatalf("peer MAC %v, want %v", d.peerMAC, tc.want)
+			}
+			rules := ipt.Save(GuardTable)
+			if tc.want != nil && (d.peerFrom != "neighbour" || !strings.Contains(rules, "! --mac-source "+tc.want.String())) {
+				t.Errorf("from %q, rules:\n%s", d.peerFrom, rules)
+			}
+			if tc.want == nil && strings.Contains(rules, GuardChain) {
+				t.Errorf("a BACKUP that knows no peer marks nothing, got:\n%s", rules)
+			}
+		})
+	}
+}
