@@ -34,7 +34,7 @@ type Daemon struct {
 	addr netip.Prefix // our primary address on the VRRP interface
 	vips []netip.Addr
 	ipvs *ipvs.Handle
-	ipt  IPTables // nil unless the fwmark guard is on
+	ipt  IPTables         // nil unless the fwmark guard is on
 	conn *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)
 	ads  *advertListener  // receives adverts with the sender's MAC
 	dst  netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
