@@ -290,47 +290,40 @@ func (f *FakeIPVS) GetServices() ([]*ipvs.Service, error) {
 	return out, nil
 }
 
-// NewService implements IPVS.
-func (f *FakeIPVS) NewService(s *ipvs.Service) error {
+// serviceOp answers as the kernel does when s's presence is not what the
+// call needs (EEXIST, ESRCH), then stores a copy of s (a new one with no
+// destinations), or deletes it with its destinations.
+func (f *FakeIPVS) serviceOp(s *ipvs.Service, mustExist, del bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Calls++
 	k := serviceKey(s)
-	if f.svcs[k] != nil {
+	switch {
+	case mustExist && f.svcs[k] == nil:
+		return syscall.ESRCH
+	case !mustExist && f.svcs[k] != nil:
 		return syscall.EEXIST
+	case del:
+		delete(f.svcs, k)
+		delete(f.dests, k)
+	case !mustExist:
+		c := *s
+		f.svcs[k], f.dests[k] = &c, map[string]*ipvs.Destination{}
+	default:
+		c := *s
+		f.svcs[k] = &c
 	}
-	c := *s
-	f.svcs[k], f.dests[k] = &c, map[string]*ipvs.Destination{}
 	return nil
 }
+
+// NewService implements IPVS.
+func (f *FakeIPVS) NewService(s *ipvs.Service) error { return f.serviceOp(s, false, false) }
 
 // UpdateService implements IPVS.
-func (f *FakeIPVS) UpdateService(s *ipvs.Service) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
-	k := serviceKey(s)
-	if f.svcs[k] == nil {
-		return syscall.ESRCH
-	}
-	c := *s
-	f.svcs[k] = &c
-	return nil
-}
+func (f *FakeIPVS) UpdateService(s *ipvs.Service) error { return f.serviceOp(s, true, false) }
 
 // DelService implements IPVS.
-func (f *FakeIPVS) DelService(s *ipvs.Service) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
-	k := serviceKey(s)
-	if f.svcs[k] == nil {
-		return syscall.ESRCH
-	}
-	delete(f.svcs, k)
-	delete(f.dests, k)
-	return nil
-}
+func (f *FakeIPVS) DelService(s *ipvs.Service) error { return f.serviceOp(s, true, true) }
 
 // GetDestinations implements IPVS.
 func (f *FakeIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
