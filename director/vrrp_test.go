@@ -31,12 +31,14 @@ func capturedAdvert(t *testing.T) (net.HardwareAddr, netip.Addr, netip.Addr, []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	ip := frame[14:]
-	ihl := int(ip[0]&0x0f) * 4
-	if ip[9] != VRRPProto || ip[8] != 255 {
-		t.Fatalf("fixture: protocol %d TTL %d, want 112 and 255", ip[9], ip[8])
+	p, err := ParseIPv4(frame[14:]) // what the daemon's packet socket delivers
+	if err != nil {
+		t.Fatal(err)
 	}
-	return net.HardwareAddr(frame[6:12]), netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), ip[ihl:]
+	if p.Protocol != VRRPProto || p.TTL != 255 {
+		t.Fatalf("fixture: protocol %d TTL %d, want 112 and 255", p.Protocol, p.TTL)
+	}
+	return net.HardwareAddr(frame[6:12]), p.Src, p.Dst, p.Payload
 }
 
 func TestParseKeepalivedAdvert(t *testing.T) {
