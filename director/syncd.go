@@ -3,6 +3,8 @@ package director
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -24,6 +26,10 @@ const (
 	ipvsDaemonAttrState    = 1 // IPVS_DAEMON_ATTR_STATE, u32
 	ipvsDaemonAttrMcastIfn = 2 // IPVS_DAEMON_ATTR_MCAST_IFN, string
 	ipvsDaemonAttrSyncID   = 3 // IPVS_DAEMON_ATTR_SYNC_ID, u32
+	ipvsDaemonAttrMaxLen   = 4 // IPVS_DAEMON_ATTR_SYNC_MAXLEN, u16
+	ipvsDaemonAttrGroup    = 5 // IPVS_DAEMON_ATTR_MCAST_GROUP, IPv4 address
+	ipvsDaemonAttrPort     = 7 // IPVS_DAEMON_ATTR_MCAST_PORT, u16
+	ipvsDaemonAttrTTL      = 8 // IPVS_DAEMON_ATTR_MCAST_TTL, u8
 )
 
 // SyncState is a sync daemon's role (IP_VS_STATE_MASTER/BACKUP).
@@ -46,24 +52,60 @@ func (s SyncState) String() string {
 }
 
 // SyncDaemon is one running sync daemon, as `ipvsadm -L --daemon` shows it.
+// Started with a zero MaxLen, Group, Port or TTL, the kernel picks its
+// default (the interface's MTU less headers, 224.0.0.81, 8848, 1), and a
+// listing shows what it picked.
 type SyncDaemon struct {
 	State     SyncState
 	Interface string // the multicast interface
 	SyncID    uint32
+	MaxLen    uint16     // UDP payload size
+	Group     netip.Addr // IPv4 multicast group
+	Port      uint16     // UDP port
+	TTL       uint8      // multicast TTL
 }
 
+// String is ipvsadm's line for the daemon.
 func (d SyncDaemon) String() string {
-	return fmt.Sprintf("%s sync daemon (mcast=%s, syncid=%d)", d.State, d.Interface, d.SyncID)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s sync daemon (mcast=%s, syncid=%d", d.State, d.Interface, d.SyncID)
+	if d.MaxLen != 0 {
+		fmt.Fprintf(&b, ", maxlen=%d", d.MaxLen)
+	}
+	if d.Group.IsValid() {
+		fmt.Fprintf(&b, ", group=%s", d.Group)
+	}
+	if d.Port != 0 {
+		fmt.Fprintf(&b, ", port=%d", d.Port)
+	}
+	if d.TTL != 0 {
+		fmt.Fprintf(&b, ", ttl=%d", d.TTL)
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // StartSyncDaemon starts a sync daemon in the current network namespace,
-// as `ipvsadm --start-daemon STATE --mcast-interface IF --syncid ID` does.
-// The kernel refuses a second daemon of the same role with EEXIST.
+// as `ipvsadm --start-daemon STATE --mcast-interface IF --syncid ID` (and
+// --sync-maxlen, --mcast-group, --mcast-port, --mcast-ttl) does. The kernel
+// refuses a second daemon of the same role with EEXIST.
 func StartSyncDaemon(d SyncDaemon) error {
 	attr := nl.NewRtAttr(ipvsCmdAttrDaemon, nil)
 	attr.AddRtAttr(ipvsDaemonAttrState, nl.Uint32Attr(uint32(d.State)))
 	attr.AddRtAttr(ipvsDaemonAttrMcastIfn, nl.ZeroTerminated(d.Interface))
 	attr.AddRtAttr(ipvsDaemonAttrSyncID, nl.Uint32Attr(d.SyncID))
+	if d.MaxLen != 0 {
+		attr.AddRtAttr(ipvsDaemonAttrMaxLen, nl.Uint16Attr(d.MaxLen))
+	}
+	if d.Group.Is4() {
+		attr.AddRtAttr(ipvsDaemonAttrGroup, d.Group.AsSlice())
+	}
+	if d.Port != 0 {
+		attr.AddRtAttr(ipvsDaemonAttrPort, nl.Uint16Attr(d.Port))
+	}
+	if d.TTL != 0 {
+		attr.AddRtAttr(ipvsDaemonAttrTTL, nl.Uint8Attr(d.TTL))
+	}
 	_, err := ipvsGenl(ipvsCmdNewDaemon, 0, attr)
 	if err != nil {
 		return fmt.Errorf("start %s: %w", d, err)
@@ -111,6 +153,14 @@ func SyncDaemons() ([]SyncDaemon, error) {
 					d.Interface = unix.ByteSliceToString(f.Value)
 				case ipvsDaemonAttrSyncID:
 					d.SyncID = nl.NativeEndian().Uint32(f.Value)
+				case ipvsDaemonAttrMaxLen:
+					d.MaxLen = nl.NativeEndian().Uint16(f.Value)
+				case ipvsDaemonAttrGroup:
+					d.Group, _ = netip.AddrFromSlice(f.Value)
+				case ipvsDaemonAttrPort:
+					d.Port = nl.NativeEndian().Uint16(f.Value)
+				case ipvsDaemonAttrTTL:
+					d.TTL = f.Value[0]
 				}
 			}
 			out = append(out, d)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"regexp"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -35,11 +35,15 @@ func TestIPVSSyncDaemon(t *testing.T) {
 		if code, err := box.Run(context.Background(), []string{"ipvsadm", "-L", "--daemon"}, &out, &out); err != nil || code != 0 {
 			t.Fatalf("ipvsadm -L --daemon: exit %d, %v: %s", code, err, out.String())
 		}
-		// "master sync daemon (mcast=eth0, syncid=51, maxlen=1472, ...)" -> the fields we set
-		return regexp.MustCompile(`, maxlen=[^)]*`).ReplaceAllString(out.String(), "")
+		return out.String()
 	}
-	master := SyncDaemon{State: SyncMaster, Interface: "eth0", SyncID: 51}
+	// The master with every option set; the backup with the kernel's
+	// defaults, which a listing shows.
+	master := SyncDaemon{State: SyncMaster, Interface: "eth0", SyncID: 51,
+		MaxLen: 1400, Group: netip.MustParseAddr("224.0.0.82"), Port: 8850, TTL: 2}
 	backup := SyncDaemon{State: SyncBackup, Interface: "eth0", SyncID: 51}
+	backupListed := SyncDaemon{State: SyncBackup, Interface: "eth0", SyncID: 51,
+		MaxLen: 1472, Group: netip.MustParseAddr("224.0.0.81"), Port: 8848, TTL: 1}
 
 	if err := in(func() error { return StartSyncDaemon(master) }); err != nil {
 		t.Fatal(err)
@@ -47,7 +51,7 @@ func TestIPVSSyncDaemon(t *testing.T) {
 	if got := list(); !slices.Equal(got, []SyncDaemon{master}) {
 		t.Errorf("after starting the master: %v", got)
 	}
-	if got, want := ipvsadm(), "master sync daemon (mcast=eth0, syncid=51)\n"; got != want {
+	if got, want := ipvsadm(), "master sync daemon (mcast=eth0, syncid=51, maxlen=1400, group=224.0.0.82, port=8850, ttl=2)\n"; got != want {
 		t.Errorf("ipvsadm after starting the master: %q, want %q", got, want)
 	}
 	if err := in(func() error { return StartSyncDaemon(master) }); !errors.Is(err, unix.EEXIST) {
@@ -57,14 +61,15 @@ func TestIPVSSyncDaemon(t *testing.T) {
 	if err := in(func() error { return switchSyncDaemon(backup) }); err != nil {
 		t.Fatal(err)
 	}
-	if got := list(); !slices.Equal(got, []SyncDaemon{backup}) {
-		t.Errorf("after switching to backup: %v", got)
+	if got := list(); !slices.Equal(got, []SyncDaemon{backupListed}) {
+		t.Errorf("after switching to backup: %v, want %v", got, backupListed)
 	}
-	if got, want := ipvsadm(), "backup sync daemon (mcast=eth0, syncid=51)\n"; got != want {
+	if got, want := ipvsadm(), backupListed.String()+"\n"; got != want {
 		t.Errorf("ipvsadm after switching to backup: %q, want %q", got, want)
 	}
 	// A leftover backup daemon with another sync id is restarted as asked.
-	other := SyncDaemon{State: SyncBackup, Interface: "eth0", SyncID: 7}
+	other := backupListed
+	other.SyncID = 7
 	if err := in(func() error { return switchSyncDaemon(other) }); err != nil {
 		t.Fatal(err)
 	}

@@ -31,10 +31,48 @@ type Implementation interface {
 
 // Keepalived is the reference: Debian's keepalived 2.2.x, one per director
 // namespace, configured as an operator writes it (fixtures/keepalived).
-type Keepalived struct{ directors }
+type Keepalived struct {
+	directors
+	// Sync is how the backup_only fix's sync daemon is configured; the
+	// zero value is SyncForms[0].
+	Sync SyncForm
+}
 
-// Name implements Implementation.
-func (*Keepalived) Name() string { return "keepalived" }
+// SyncForm is one way an operator writes keepalived's IPVS sync daemon: a
+// lvs_sync_daemon line in global_defs or, deprecated, a line in the
+// vrrp_instance.
+type SyncForm struct {
+	Name     string
+	Global   string // in global_defs
+	Instance string // in vrrp_instance VI_1
+}
+
+// SyncForms are the forms keepalived 2.2 accepts (keepalived.conf(5):
+// lvs_sync_daemon <INTERFACE> [[inst] <VRRP_INSTANCE>] [id <SYNC_ID>]
+// [maxlen <LEN>] [port <PORT>] [ttl <TTL>] [group <IP ADDR>]).
+var SyncForms = []SyncForm{
+	{Name: "interface and instance", Global: "lvs_sync_daemon eth0 VI_1"},
+	{Name: "inst keyword and sync id", Global: "lvs_sync_daemon eth0 inst VI_1 id 7"},
+	{Name: "every option", Global: "lvs_sync_daemon eth0 VI_1 id 7 maxlen 1400 port 8850 ttl 2 group 224.0.0.82"},
+	{Name: "interface only", Global: "lvs_sync_daemon eth0"},
+	{Name: "per instance (deprecated)", Instance: "lvs_sync_daemon_interface eth0"},
+}
+
+func (k *Keepalived) syncForm() SyncForm {
+	if k.Sync == (SyncForm{}) {
+		return SyncForms[0]
+	}
+	return k.Sync
+}
+
+// Name implements Implementation: "keepalived", with the sync daemon's
+// form unless it is the first.
+func (k *Keepalived) Name() string {
+	if f := k.syncForm(); f != SyncForms[0] {
+		return "keepalived (sync: " + f.Name + ")"
+	}
+	return "keepalived"
+}
 
 // directors holds the process an implementation runs on each director
 // box, and stops them the same way for every implementation.
@@ -72,14 +110,17 @@ func (d *directors) Logs() map[string]string {
 
 var keepalivedConf = template.Must(template.New("keepalived.conf").Parse(fixtures.KeepalivedConf))
 
-// KeepalivedConfig renders director i's keepalived.conf, whose other files
-// (the REDIRECT fix's notify script) are in dir.
-func KeepalivedConfig(c Cluster, i int, fix Fix, dir string) (string, error) {
+// Config renders director i's keepalived.conf, whose other files (the
+// REDIRECT fix's notify script) are in dir.
+func (k *Keepalived) Config(c Cluster, i int, fix Fix, dir string) (string, error) {
 	d := c.Directors[i]
 	data := map[string]any{
 		"Node": d.Node, "State": "BACKUP", "VRID": c.VRID, "Priority": d.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mark": 0, "PeerMAC": c.Peer(i).MAC,
-		"SyncDaemon": fix == FixBackupOnly, "Redirect": fix == FixRedirect, "Dir": dir,
+		"Redirect": fix == FixRedirect, "Dir": dir,
+	}
+	if fix == FixBackupOnly {
+		data["Sync"] = k.syncForm()
 	}
 	if i == 0 {
 		data["State"] = "MASTER"
@@ -114,7 +155,7 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 		}
 	}
 	dir := filepath.Join(l.Dir, d.Node, "keepalived")
-	conf, err := KeepalivedConfig(c, i, fix, dir)
+	conf, err := k.Config(c, i, fix, dir)
 	if err != nil {
 		return err
 	}

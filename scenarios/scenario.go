@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
@@ -67,7 +68,10 @@ const (
 // notify_master removes it, after the VIP moved: measured, 20 of 20
 // connections in the first second were served by the new MASTER alone (no
 // loop, no balancing), so that case is not in the suite either. The same
-// for every implementation.
+// for every implementation. keepalived's lvs_sync_daemon forms (SyncForms)
+// are all CLEAN in steady state; the one without an instance also stops
+// the MASTER balancing, which the share check catches (the suite's forms
+// table asserts it).
 func Expected(impl string, fix Fix, ev Event) Verdict {
 	switch {
 	case ev == MySQLDown:
@@ -138,6 +142,9 @@ type Result struct {
 	// Pcap the file it was written to, if any.
 	Bounces *Bounces `json:"bounces,omitempty"`
 	Pcap    string   `json:"pcap,omitempty"`
+	// SyncDaemons are the IPVS sync daemons each director ran after the
+	// traffic, under the backup-only fix.
+	SyncDaemons map[string][]director.SyncDaemon `json:"sync_daemons,omitempty"`
 	// Writes is the write workload across a failover (failover events).
 	Writes *WriteStats `json:"writes,omitempty"`
 	// Logs are the directors' logs, by node, and for a failed scenario
@@ -266,6 +273,11 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	r.Bounces = new(CountBounces(frames, []net.HardwareAddr{c.Directors[0].MAC, c.Directors[1].MAC}, c.VIP, uint16(c.Port)))
 	if opts.CaptureDir != "" {
 		if r.Pcap, err = savePcap(opts.CaptureDir, r, frames); err != nil {
+			return nil, err
+		}
+	}
+	if fix == FixBackupOnly {
+		if r.SyncDaemons, err = syncDaemons(l, c); err != nil {
 			return nil, err
 		}
 	}
@@ -437,6 +449,21 @@ func observe(l *lab.Lab, c Cluster) (snapshot, error) {
 		}
 	}
 	return s, nil
+}
+
+// syncDaemons lists the IPVS sync daemons running on each director.
+func syncDaemons(l *lab.Lab, c Cluster) (map[string][]director.SyncDaemon, error) {
+	out := map[string][]director.SyncDaemon{}
+	for _, d := range c.Directors {
+		err := l.Box(d.Node).Do(func() (err error) {
+			out[d.Node], err = director.SyncDaemons()
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sync daemons in %s: %w", d.Node, err)
+		}
+	}
+	return out, nil
 }
 
 // judge: LOOP when the passive director's virtual service counted packets

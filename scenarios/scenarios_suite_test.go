@@ -36,13 +36,19 @@ func requireIPVS() {
 	}
 }
 
-// scenario runs one cell of the matrix and checks it.
-func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) {
+// run runs one cell of the matrix with 20 connections.
+func run(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) *scenarios.Result {
 	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 	Expect(err).NotTo(HaveOccurred())
 	r, err := scenarios.Run(context.Background(), topo, impl, fix, ev,
 		scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
 	Expect(err).NotTo(HaveOccurred())
+	return r
+}
+
+// scenario runs one cell of the matrix and checks it.
+func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) {
+	r := run(impl, ev, fix)
 	GinkgoWriter.Printf("%s %s %s: %s (failover %s): %s\n", r.Scenario, r.Implementation, r.Fix, r.Verdict, r.Failover, r.Reason)
 	GinkgoWriter.Printf("ipvs %+v; bounces %+v; frames %+v\n", r.IPVS, r.Bounces, r.Frames)
 	for node, log := range r.Logs {
@@ -78,7 +84,6 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
 		Entry("MASTER killed, no fix: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
 		Entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
-		Entry("steady state, backup_only + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
 		Entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		Entry("BACKUP's MySQL down: TCP_CHECK takes it out", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
 		Entry("steady state, notify REDIRECT while BACKUP", Label("steady-state"), scenarios.Steady, scenarios.FixRedirect),
@@ -102,6 +107,55 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("VRRP-only switchover, no guard: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
 		Entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
 		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
+	)
+
+	// Each form of keepalived's sync daemon under backup_only (steady state
+	// with backup_only is these specs), and the
+	// daemons the kernel lists for it (ipvsadm -L --daemon lines): what a
+	// form leaves out is the kernel's default (maxlen 1472 for a 1500 MTU,
+	// 224.0.0.81:8848, TTL 1) or keepalived's (sync id: the VRID, but 0 for
+	// the two forms without a global instance).
+	DescribeTable("keepalived's lvs_sync_daemon forms, backup_only",
+		func(form scenarios.SyncForm, options string, d1, d2 []string, balanced bool) {
+			r := run(&scenarios.Keepalived{Sync: form}, scenarios.Steady, scenarios.FixBackupOnly)
+			GinkgoWriter.Printf("%s: %s: %s\n", r.Implementation, r.Verdict, r.Reason)
+			lines := map[string][]string{}
+			for node, ds := range r.SyncDaemons {
+				for _, d := range ds {
+					lines[node] = append(lines[node], d.String())
+				}
+			}
+			for i, l := range d1 {
+				d1[i] = l + options + ")"
+			}
+			for i, l := range d2 {
+				d2[i] = l + options + ")"
+			}
+			Expect(lines).To(Equal(map[string][]string{"d1": d1, "d2": d2}))
+			Expect(r.Verdict).To(Equal(scenarios.Clean), r.Reason)
+			if balanced {
+				Expect(r.Pass).To(BeTrue(), r.Reason)
+				Expect(r.Share).To(HaveLen(2), "both boxes serve")
+			} else {
+				// Caught as a failure of its own: no loop, no balancing.
+				Expect(r.Pass).To(BeFalse(), r.Reason)
+				Expect(r.Share).To(HaveLen(1), "the MASTER serves alone")
+			}
+		},
+		Entry("interface and instance", Label("steady-state", "sync"), scenarios.SyncForms[0], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+			[]string{"master sync daemon (mcast=eth0, syncid=51"}, []string{"backup sync daemon (mcast=eth0, syncid=51"}, true),
+		Entry("inst keyword and sync id", Label("steady-state", "sync"), scenarios.SyncForms[1], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+			[]string{"master sync daemon (mcast=eth0, syncid=7"}, []string{"backup sync daemon (mcast=eth0, syncid=7"}, true),
+		Entry("every option", Label("steady-state", "sync"), scenarios.SyncForms[2], ", maxlen=1400, group=224.0.0.82, port=8850, ttl=2",
+			[]string{"master sync daemon (mcast=eth0, syncid=7"}, []string{"backup sync daemon (mcast=eth0, syncid=7"}, true),
+		Entry("per instance (deprecated): sync id 0", Label("steady-state", "sync"), scenarios.SyncForms[4], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+			[]string{"master sync daemon (mcast=eth0, syncid=0"}, []string{"backup sync daemon (mcast=eth0, syncid=0"}, true),
+		// With no VRRP instance to follow, keepalived runs both daemons on
+		// both boxes from the start: under backup_only the MASTER stops
+		// balancing too and serves every connection itself.
+		Entry("interface only: both daemons on both boxes, no balancing", Label("steady-state", "sync"), scenarios.SyncForms[3], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+			[]string{"master sync daemon (mcast=eth0, syncid=0", "backup sync daemon (mcast=eth0, syncid=0"},
+			[]string{"master sync daemon (mcast=eth0, syncid=0", "backup sync daemon (mcast=eth0, syncid=0"}, false),
 	)
 
 	DescribeTable("keepalived on one box, lvslab on the other",

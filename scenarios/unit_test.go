@@ -50,7 +50,7 @@ func TestKeepalivedConfigGolden(t *testing.T) {
 		i    int
 		fix  Fix
 	}{{"d1-none", 0, FixNone}, {"d2-none", 1, FixNone}, {"d1-fwmark", 0, FixFwmark}, {"d2-fwmark", 1, FixFwmark}, {"d2-backup-only", 1, FixBackupOnly}, {"d2-redirect", 1, FixRedirect}} {
-		got, err := KeepalivedConfig(c, tc.i, tc.fix, "/run/lvslab/lab/"+c.Directors[tc.i].Node+"/keepalived")
+		got, err := (&Keepalived{}).Config(c, tc.i, tc.fix, "/run/lvslab/lab/"+c.Directors[tc.i].Node+"/keepalived")
 		if err != nil {
 			t.Fatal(err)
 		}
