@@ -59,10 +59,12 @@ const (
 // a graceful stop left it no rules; the fwmark guard is CLEAN throughout.
 // backup_only guards a box only while its backup sync daemon runs: a
 // SIGKILLed MASTER keeps its rules and its master sync daemon (kernel
-// threads outlive keepalived), so nothing stops it re-balancing. Measured:
-// LOOP in 1 of 2 runs, CLEAN in the other (a race around the new MASTER's
-// sync daemon switch and the client's ARP entry, not yet understood), so
-// that case is not in the suite. REDIRECT guards a box from its
+// threads outlive the director), and the new MASTER switches to master, so
+// nothing stops the old MASTER re-balancing: LOOP, 9 of 9 runs (3-5
+// segments bounced to TTL 0, 5 ICMP time exceeded, 5 of 20 connections
+// failed), and the suite checks both boxes list master daemons only. An
+// early measurement, before the capture existed, came out CLEAN once in 2
+// runs; it was not reproduced. REDIRECT guards a box from its
 // notify_backup on: a SIGKILLed MASTER never ran it. After a switchover
 // the new MASTER keeps its REDIRECT rule until keepalived's asynchronous
 // notify_master removes it, after the VIP moved: measured, 20 of 20

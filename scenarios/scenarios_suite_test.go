@@ -47,7 +47,7 @@ func run(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) *
 }
 
 // scenario runs one cell of the matrix and checks it.
-func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) {
+func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) *scenarios.Result {
 	r := run(impl, ev, fix)
 	GinkgoWriter.Printf("%s %s %s: %s (failover %s): %s\n", r.Scenario, r.Implementation, r.Fix, r.Verdict, r.Failover, r.Reason)
 	GinkgoWriter.Printf("ipvs %+v; bounces %+v; frames %+v\n", r.IPVS, r.Bounces, r.Frames)
@@ -61,6 +61,30 @@ func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.F
 	}
 	// Failover times are reported (r.Failover, shown by the headline), not
 	// asserted: Run fails if the BACKUP has not taken the VIP within 15 s.
+	return r
+}
+
+// syncDaemons are the result's sync daemons by node, as ipvsadm lines.
+func syncDaemons(r *scenarios.Result) map[string][]string {
+	lines := map[string][]string{}
+	for node, ds := range r.SyncDaemons {
+		for _, d := range ds {
+			lines[node] = append(lines[node], d.String())
+		}
+	}
+	return lines
+}
+
+// backupOnlyKilled runs the backup_only fix through a SIGKILL of the
+// MASTER's director. The killed box keeps its rules and its master sync
+// daemon (a kernel thread), and the new MASTER switches to master: with no
+// backup daemon on either box, backup_only guards neither and the old
+// MASTER re-balances what the new one forwards.
+func backupOnlyKilled(impl scenarios.Implementation) {
+	r := scenario(impl, scenarios.FailoverKill, scenarios.FixBackupOnly)
+	for _, node := range []string{"d1", "d2"} {
+		Expect(syncDaemons(r)[node]).To(HaveExactElements(HavePrefix("master sync daemon (mcast=eth0, syncid=51")), node)
+	}
 }
 
 // lvslabBinary is the lvslab executable the Go director runs from: make
@@ -92,6 +116,10 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
+	It("keepalived MASTER killed, backup_only: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), func() {
+		backupOnlyKilled(&scenarios.Keepalived{})
+	})
+
 	DescribeTable("the lvslab Go director on both boxes",
 		func(ev scenarios.Event, fix scenarios.Fix) {
 			scenario(&scenarios.GoDirector{Binary: lvslabBinary()}, ev, fix)
@@ -109,6 +137,10 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
+	It("lvslab MASTER killed, backup-only guard: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), func() {
+		backupOnlyKilled(&scenarios.GoDirector{Binary: lvslabBinary()})
+	})
+
 	// Each form of keepalived's sync daemon under backup_only (steady state
 	// with backup_only is these specs), and the
 	// daemons the kernel lists for it (ipvsadm -L --daemon lines): what a
@@ -119,19 +151,13 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		func(form scenarios.SyncForm, options string, d1, d2 []string, balanced bool) {
 			r := run(&scenarios.Keepalived{Sync: form}, scenarios.Steady, scenarios.FixBackupOnly)
 			GinkgoWriter.Printf("%s: %s: %s\n", r.Implementation, r.Verdict, r.Reason)
-			lines := map[string][]string{}
-			for node, ds := range r.SyncDaemons {
-				for _, d := range ds {
-					lines[node] = append(lines[node], d.String())
-				}
-			}
 			for i, l := range d1 {
 				d1[i] = l + options + ")"
 			}
 			for i, l := range d2 {
 				d2[i] = l + options + ")"
 			}
-			Expect(lines).To(Equal(map[string][]string{"d1": d1, "d2": d2}))
+			Expect(syncDaemons(r)).To(Equal(map[string][]string{"d1": d1, "d2": d2}))
 			Expect(r.Verdict).To(Equal(scenarios.Clean), r.Reason)
 			if balanced {
 				Expect(r.Pass).To(BeTrue(), r.Reason)
