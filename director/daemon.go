@@ -56,6 +56,7 @@ type Daemon struct {
 	transitions int
 	master      netip.Addr
 	guardRule   string
+	guardSet    bool // guardRule is in force
 	lastCheck   map[[2]int]string
 	asks        chan chan Status
 }
@@ -317,18 +318,33 @@ func (d *Daemon) applyGuard() error {
 	if d.ipt == nil {
 		return nil
 	}
-	if d.peerMAC == nil && d.fsm.State() != Master {
-		d.guardRule = ""
-		return RemoveGuard(d.ipt)
+	var g *Guard // nil: no rule
+	if d.peerMAC != nil || d.fsm.State() == Master {
+		s := d.cfg.Services[0]
+		g = &Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: d.peerMAC, Mark: d.cfg.Guard.Mark}
 	}
-	s := d.cfg.Services[0]
-	g := Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: d.peerMAC, Mark: d.cfg.Guard.Mark}
-	changed, err := EnsureGuard(d.ipt, g)
+	want := ""
+	if g != nil {
+		want = strings.Join(g.Rule(), " ")
+	}
+	// Checking costs several iptables execs (over a second on a loaded
+	// VM), and this runs on the VRRP loop in every transition: a rule this
+	// daemon put in force is not checked again.
+	if d.guardSet && want == d.guardRule {
+		return nil
+	}
+	var err error
+	if g == nil {
+		err = RemoveGuard(d.ipt)
+	} else {
+		var changed bool
+		if changed, err = EnsureGuard(d.ipt, *g); changed {
+			d.log.Info("guard installed", "rule", want)
+		}
+	}
+	d.guardSet = err == nil
 	if err == nil {
-		d.guardRule = strings.Join(g.Rule(), " ")
-	}
-	if changed {
-		d.log.Info("guard installed", "rule", strings.Join(g.Rule(), " "))
+		d.guardRule = want
 	}
 	return err
 }

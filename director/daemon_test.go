@@ -62,3 +62,33 @@ func TestLookForPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyGuardOnce: the guard is checked with iptables only when the
+// rule to be in force changes, not on every VRRP transition (each check
+// is several iptables execs, on the VRRP loop).
+func TestApplyGuardOnce(t *testing.T) {
+	cfg, err := ParseConfig("c.yaml", []byte(baseConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipt := NewFakeIPTables()
+	d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), ipt: ipt, peerMAC: mustMAC("02:00:c0:a8:01:d5")}
+	if err := d.applyGuard(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ipt.Save(GuardTable), "! --mac-source 02:00:c0:a8:01:d5") {
+		t.Fatalf("no guard:\n%s", ipt.Save(GuardTable))
+	}
+	calls, reads := ipt.Calls, ipt.Reads
+	if err := d.applyGuard(); err != nil || ipt.Calls != calls || ipt.Reads != reads {
+		t.Errorf("unchanged rule: %v, %d calls and %d reads; want none", err, ipt.Calls-calls, ipt.Reads-reads)
+	}
+	d.peerMAC = mustMAC("02:00:c0:a8:01:d6")
+	if err := d.applyGuard(); err != nil || !strings.Contains(ipt.Save(GuardTable), "! --mac-source 02:00:c0:a8:01:d6") {
+		t.Errorf("a new peer MAC: %v, rules:\n%s", err, ipt.Save(GuardTable))
+	}
+	d.peerMAC = nil // a BACKUP that knows no peer marks nothing
+	if err := d.applyGuard(); err != nil || strings.Contains(ipt.Save(GuardTable), GuardChain) {
+		t.Errorf("no peer MAC: %v, rules:\n%s", err, ipt.Save(GuardTable))
+	}
+}

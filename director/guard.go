@@ -128,8 +128,9 @@ func RemoveGuard(ipt IPTables) error {
 type FakeIPTables struct {
 	mu     sync.Mutex
 	chains map[string][]string // "table chain" -> rules
-	// Calls counts mutating calls, so tests can see a no-op.
-	Calls int
+	// Calls counts mutating calls, so tests can see a no-op; Reads the
+	// others (each an iptables exec too, on a real system).
+	Calls, Reads int
 }
 
 var _ IPTables = (*FakeIPTables)(nil)
@@ -148,6 +149,7 @@ func (f *FakeIPTables) has(table, chain string) bool {
 func (f *FakeIPTables) ChainExists(table, chain string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	return f.has(table, chain), nil
 }
 
@@ -177,6 +179,7 @@ func (f *FakeIPTables) DeleteChain(table, chain string) error {
 func (f *FakeIPTables) Exists(table, chain string, rulespec ...string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	return slices.Contains(f.chains[table+" "+chain], strings.Join(rulespec, " ")), nil
 }
 
@@ -222,6 +225,7 @@ func (f *FakeIPTables) DeleteIfExists(table, chain string, rulespec ...string) e
 func (f *FakeIPTables) List(table, chain string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	if !f.has(table, chain) {
 		return nil, fmt.Errorf("no chain %s", chain)
 	}

@@ -72,6 +72,9 @@ type Lab struct {
 type undoStep struct {
 	what string
 	fn   func() error
+	// together: consecutive such steps run at once (stopping processes,
+	// which may each wait for a graceful exit).
+	together bool
 }
 
 // Box is a namespace of the lab: a node, or the home of a bridge.
@@ -180,10 +183,12 @@ func (l *Lab) progress(format string, a ...any) {
 	fmt.Fprintf(l.opts.Progress, "lvslab: "+format+"\n", a...)
 }
 
-func (l *Lab) push(what string, fn func() error) {
+func (l *Lab) push(what string, fn func() error) { l.pushStep(undoStep{what: what, fn: fn}) }
+
+func (l *Lab) pushStep(s undoStep) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.undo = append(l.undo, undoStep{what, fn})
+	l.undo = append(l.undo, s)
 }
 
 // Claim creates the run directory of the lab called name, failing with
@@ -417,7 +422,8 @@ func (l *Lab) Boxes() []*Box {
 }
 
 // Close stops the lab's processes and removes everything it created, in
-// reverse order; it keeps going on errors and returns them joined.
+// reverse order (processes started one after another are stopped at once);
+// it keeps going on errors and returns them joined.
 func (l *Lab) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -428,11 +434,19 @@ func (l *Lab) Close() error {
 	undo := l.undo
 	l.undo = nil
 	l.mu.Unlock()
-	var errs []error
-	for i := len(undo) - 1; i >= 0; i-- {
-		if err := undo[i].fn(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", undo[i].what, err))
+	errs := make([]error, len(undo))
+	for i := len(undo) - 1; i >= 0; {
+		var wg sync.WaitGroup
+		for first := true; i >= 0 && (first || undo[i].together && undo[i+1].together); i-- {
+			first = false
+			k, step := i, undo[i]
+			wg.Go(func() {
+				if err := step.fn(); err != nil {
+					errs[k] = fmt.Errorf("%s: %w", step.what, err)
+				}
+			})
 		}
+		wg.Wait()
 	}
 	return errors.Join(errs...)
 }

@@ -201,6 +201,13 @@ func (l *Lab) ServerID(node string) int {
 // OpenMySQL returns a pool that dials addr (host:port) as the lab user from
 // inside box; each new connection is dialled in the box's namespace.
 func (b *Box) OpenMySQL(addr string, timeout time.Duration) *sql.DB {
+	conn, _ := mysql.NewConnector(b.MySQLConfig(addr, timeout)) // only fails on a bad config
+	return sql.OpenDB(conn)
+}
+
+// MySQLConfig is OpenMySQL's driver configuration: the lab user, timeout
+// for the connect and every read and write, dialled from inside box.
+func (b *Box) MySQLConfig(addr string, timeout time.Duration) *mysql.Config {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd = MySQLUser, MySQLPassword
 	cfg.Net, cfg.Addr = "tcp", addr
@@ -209,8 +216,7 @@ func (b *Box) OpenMySQL(addr string, timeout time.Duration) *sql.DB {
 	// Failures come back as errors; the driver's own log lines would only
 	// repeat them on stderr (readiness pings, loop scenarios).
 	cfg.Logger = &mysql.NopLogger{}
-	conn, _ := mysql.NewConnector(cfg) // only fails on a bad config
-	return sql.OpenDB(conn)
+	return cfg
 }
 
 // WaitMySQL pings the node's mariadbd over TCP from inside its namespace

@@ -67,7 +67,7 @@ func (b *Box) Start(name string, argv []string) (*Process, error) {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	l.push(fmt.Sprintf("stop %s in %s", name, b.Name), func() error { return p.Stop(StopGrace) })
+	l.pushStep(undoStep{what: fmt.Sprintf("stop %s in %s", name, b.Name), fn: func() error { return p.Stop(StopGrace) }, together: true})
 	l.mu.Lock()
 	l.procs[b.Name+"."+name] = p
 	l.mu.Unlock()

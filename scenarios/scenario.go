@@ -90,7 +90,11 @@ func Expected(impl string, fix Fix, ev Event) Verdict {
 type Options struct {
 	Connections int           // client connections (default 40)
 	Parallel    int           // at once (default 8)
-	Timeout     time.Duration // per connection: connect and read (default 2s)
+	// DialTimeout bounds a read connection's TCP connect: one SYN
+	// retransmission (after 1 s) is allowed, a SYN lost in the loop
+	// without an ICMP answer (the kernel rate-limits them) is not.
+	DialTimeout time.Duration // default 1.5s
+	Timeout     time.Duration // per connection: each read and write (default 2s)
 	RunDir      string        // for the scenario's lab (default lab.DefaultRunDir)
 	CaptureDir  string        // where to write the bridge capture as pcap; "" for none
 	Progress    io.Writer
@@ -102,6 +106,9 @@ func (o *Options) defaults() {
 	}
 	if o.Parallel == 0 {
 		o.Parallel = 8
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = 1500 * time.Millisecond
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Second
@@ -210,10 +217,14 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	t0 := time.Now()
+	step := func(what string) {
+		fmt.Fprintf(opts.Progress, "lvslab: %s, %s, fix %s: %s at %.1fs\n", ev, impl.Name(), fix, what, time.Since(t0).Seconds())
+	}
 	l, err := lab.Build(ctx, topo, lab.Options{RunDir: opts.RunDir, Progress: opts.Progress})
 	if err != nil {
 		return nil, err
 	}
+	step("lab up")
 	defer func() {
 		r.Logs = impl.Logs()
 		if err != nil || !r.Pass {
@@ -225,13 +236,16 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		if cerr := l.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
+		step("lab down")
 	}()
 	if err := StartBoth(ctx, impl, l, c, fix); err != nil {
 		return nil, err
 	}
+	step("directors started")
 	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
 		return nil, err
 	}
+	step("MASTER holds the VIP, both tables full")
 	if fix == FixRedirect {
 		// Settled: keepalived runs notify_master after taking the VIP,
 		// and until it has, the MASTER redirects all VIP traffic to itself.
@@ -251,6 +265,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err != nil {
 		return nil, err
 	}
+	if ev != Steady {
+		step(string(ev) + " done")
+	}
 	wantServers := 2
 	if ev == MySQLDown {
 		wantServers = 1
@@ -266,8 +283,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
 	}
 	t1 := time.Now()
-	r.Conns = Reads(ctx, l.Box(client), vip, opts.Connections, opts.Parallel, opts.Timeout)
+	r.Conns = Reads(ctx, l.Box(client), vip, opts.Connections, opts.Parallel, opts.DialTimeout, opts.Timeout)
 	r.Traffic = time.Since(t1)
+	step("traffic done")
 	time.Sleep(SampleInterval) // the last interval
 	close(stop)
 	r.Timeline = <-sampled
@@ -291,6 +309,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	r.judge(c, passive.Node, wantServers, before, after)
+	step("judged " + string(r.Verdict))
 	return r, nil
 }
 
@@ -577,11 +596,13 @@ func clientNode(t *lab.Topology) string {
 	return ""
 }
 
-// WaitReady waits until the MASTER holds the VIP on its interface and
+// WaitReady waits until the MASTER alone holds the VIP on its interface and
 // both directors have a virtual service with both realservers.
 func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) error {
 	return WaitFor(ctx, limit, func() string {
-		if why := HoldsVIP(l.Box(c.Directors[0].Node), c); why != "" {
+		// Started at once, both boxes may time out as BACKUP and take the
+		// VIP until the MASTER's adverts reach the other: ready is after.
+		if why := onlyVIP(l, c, 0); why != "" {
 			return why
 		}
 		for _, d := range c.Directors {

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/lvslab/lvslab/lab"
 )
 
@@ -23,10 +25,13 @@ type Conn struct {
 }
 
 // Reads opens n fresh MySQL connections to addr from the client box, at
-// most parallel at once, each bounded by timeout, and asks each which
-// backend serves it.
-func Reads(ctx context.Context, client *lab.Box, addr string, n, parallel int, timeout time.Duration) []Conn {
-	db := client.OpenMySQL(addr, timeout)
+// most parallel at once, each bounded by dial (the TCP connect) and timeout
+// (each read and write), and asks each which backend serves it.
+func Reads(ctx context.Context, client *lab.Box, addr string, n, parallel int, dial, timeout time.Duration) []Conn {
+	cfg := client.MySQLConfig(addr, timeout)
+	cfg.Timeout = dial
+	conn, _ := mysql.NewConnector(cfg) // only fails on a bad config, as OpenMySQL
+	db := sql.OpenDB(conn)
 	defer db.Close()
 	db.SetMaxIdleConns(0) // every query on a new TCP connection
 	out := make([]Conn, n)
@@ -36,7 +41,7 @@ func Reads(ctx context.Context, client *lab.Box, addr string, n, parallel int, t
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			qctx, cancel := context.WithTimeout(ctx, 2*timeout)
+			qctx, cancel := context.WithTimeout(ctx, dial+timeout)
 			defer cancel()
 			t0 := time.Now()
 			err := db.QueryRowContext(qctx, "SELECT @@server_id").Scan(&out[i].ServedBy)

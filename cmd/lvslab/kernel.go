@@ -70,7 +70,7 @@ func orNone(s, none string) string {
 func cmdKexec(args []string) error {
 	fs := newFlags("kexec")
 	mode := fs.String("kernel", "", "native or vm (default $LVSLAB_KERNEL, else automatic)")
-	v := addVMFlags(fs, true)
+	v := addVMFlags(fs, true, 2048)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

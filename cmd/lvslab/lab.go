@@ -23,7 +23,7 @@ func cmdUp(args []string) error {
 	topoFile := fs.String("t", "", "topology file (default: the built-in "+fixtures.DefaultTopologyName+")")
 	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
 	mode := fs.String("kernel", "", "where the lab runs: native, or vm (a micro-VM with IPVS); default $LVSLAB_KERNEL, else vm when the host kernel has no ip_vs")
-	v := addVMFlags(fs, false)
+	v := addVMFlags(fs, false, 2048)
 	name, runDir := labFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err

@@ -25,11 +25,11 @@ type stringList []string
 func (s *stringList) String() string     { return fmt.Sprint(*s) }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func addVMFlags(fs *flag.FlagSet, withTimeout bool) *vmFlags {
+func addVMFlags(fs *flag.FlagSet, withTimeout bool, memory int) *vmFlags {
 	v := &vmFlags{}
 	fs.StringVar(&v.vmlinuz, "vmlinuz", "", "boot this kernel image instead of the distro's (with --modules)")
 	fs.StringVar(&v.modules, "modules", "", "module tree of --vmlinuz: a …/lib/modules/<version> directory with modules.dep")
-	fs.IntVar(&v.memory, "memory", 2048, "guest memory in MiB")
+	fs.IntVar(&v.memory, "memory", memory, "guest memory in MiB")
 	if withTimeout {
 		fs.DurationVar(&v.timeout, "timeout", 30*time.Minute, "kill the VM after this long")
 		fs.Var(&v.shares, "share", "host directory mounted read-write at the same path in the guest (repeatable)")
@@ -82,7 +82,7 @@ func (v *vmFlags) runInVM(argv []string) (int, error) {
 
 func cmdVM(args []string) error {
 	fs := newFlags("vm")
-	v := addVMFlags(fs, true)
+	v := addVMFlags(fs, true, 2048)
 	if _, err := parseVerb(fs, args, "run"); err != nil {
 		return err
 	}
