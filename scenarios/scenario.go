@@ -88,8 +88,8 @@ func Expected(impl string, fix Fix, ev Event) Verdict {
 
 // Options bound a scenario's workload.
 type Options struct {
-	Connections int           // client connections (default 40)
-	Parallel    int           // at once (default 8)
+	Connections int // client connections (default 40)
+	Parallel    int // at once (default 8)
 	// DialTimeout bounds a read connection's TCP connect: one SYN
 	// retransmission (after 1 s) is allowed, a SYN lost in the loop
 	// without an ICMP answer (the kernel rate-limits them) is not.
