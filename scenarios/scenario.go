@@ -245,7 +245,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
 		return nil, err
 	}
-	step("MASTER holds the VIP, both tables full")
+	step("MASTER alone holds the VIP, both tables full")
 	if fix == FixRedirect {
 		// Settled: keepalived runs notify_master after taking the VIP,
 		// and until it has, the MASTER redirects all VIP traffic to itself.

@@ -111,6 +111,7 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		Entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		Entry("BACKUP's MySQL down: TCP_CHECK takes it out", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
 		Entry("steady state, notify REDIRECT while BACKUP", Label("steady-state"), scenarios.Steady, scenarios.FixRedirect),
+		Entry("MASTER killed, notify REDIRECT: the killed box never ran notify_backup, the loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixRedirect),
 		Entry("VRRP-only switchover, no fix: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
 		Entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
 		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),

@@ -25,6 +25,7 @@ func cmdRun(args []string) error {
 	conns := fs.Int("connections", 40, "client connections per scenario")
 	jobs := fs.Int("jobs", 6, "scenarios run at once, each in a lab of its own (1: one at a time)")
 	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
+	verbose := fs.Bool("v", false, "print each scenario's steps (lab up, directors ready, traffic, verdict) with their times")
 	// Six labs at once peak at 1.7 GiB in the guest (twelve mariadbd, their
 	// datadirs on its tmpfs).
 	v := addVMFlags(fs, false, 4096)
@@ -32,7 +33,7 @@ func cmdRun(args []string) error {
 		return err
 	}
 	if *jobs < 1 {
-		return fmt.Errorf("--jobs %d: want 1 or more", *jobs)
+		return usageError("--jobs %d: want 1 or more", *jobs)
 	}
 	if os.Geteuid() != 0 {
 		return lab.ErrNotRoot
@@ -57,7 +58,7 @@ func cmdRun(args []string) error {
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the scenarios in a micro-VM\n", info.Reason)
 		v.shares = append(v.shares, dir)
 		code, err := v.runInVM([]string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns),
-			"--jobs", fmt.Sprint(*jobs)})
+			"--jobs", fmt.Sprint(*jobs), "-v=" + fmt.Sprint(*verbose)})
 		if err != nil {
 			return err
 		}
@@ -90,9 +91,13 @@ func cmdRun(args []string) error {
 		cells = append(cells, cell{impl, scenarios.Steady, scenarios.FixNone}, cell{impl, scenarios.Steady, scenarios.FixFwmark},
 			cell{impl, scenarios.FailoverKill, scenarios.FixFwmark})
 	}
+	run := filepath.Join(dir, sum.RunID)
+	opts := scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")}
+	if *verbose {
+		opts.Progress = os.Stderr
+	}
 	results := make([]*scenarios.Result, len(cells))
 	errs := make([]error, len(cells))
-	run := filepath.Join(dir, sum.RunID)
 	slots := make(chan struct{}, *jobs)
 	var wg sync.WaitGroup
 	for i, c := range cells {
@@ -102,7 +107,7 @@ func cmdRun(args []string) error {
 			impl := c.impl()
 			name := fmt.Sprintf("%s, %s, fix %s", c.ev, impl.Name(), c.fix)
 			fmt.Fprintf(os.Stderr, "lvslab: %s: %d connections\n", name, *conns)
-			r, err := scenarios.Run(ctx, topo, impl, c.fix, c.ev, scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")})
+			r, err := scenarios.Run(ctx, topo, impl, c.fix, c.ev, opts)
 			if err == nil {
 				r.Pcap, err = filepath.Rel(run, r.Pcap)
 			}
