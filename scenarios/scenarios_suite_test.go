@@ -142,23 +142,23 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 		backupOnlyKilled(&scenarios.GoDirector{Binary: lvslabBinary()})
 	})
 
-	// Each form of keepalived's sync daemon under backup_only (steady state
-	// with backup_only is these specs), and the
-	// daemons the kernel lists for it (ipvsadm -L --daemon lines): what a
-	// form leaves out is the kernel's default (maxlen 1472 for a 1500 MTU,
-	// 224.0.0.81:8848, TTL 1) or keepalived's (sync id: the VRID, but 0 for
-	// the two forms without a global instance).
+	// keepalived's sync daemon in each of its forms, under backup_only in
+	// steady state, and the daemons the kernel then lists on each box
+	// (ipvsadm -L --daemon lines, each ending in options): what a form
+	// leaves out is the kernel's default (maxlen 1472 for a 1500 MTU,
+	// 224.0.0.81:8848, TTL 1) or keepalived's (the sync id: the VRID, but 0
+	// for the two forms without a global instance).
 	DescribeTable("keepalived's lvs_sync_daemon forms, backup_only",
 		func(form scenarios.SyncForm, options string, d1, d2 []string, balanced bool) {
 			r := run(&scenarios.Keepalived{Sync: form}, scenarios.Steady, scenarios.FixBackupOnly)
 			GinkgoWriter.Printf("%s: %s: %s\n", r.Implementation, r.Verdict, r.Reason)
-			for i, l := range d1 {
-				d1[i] = l + options + ")"
+			with := func(lines []string) (out []string) {
+				for _, l := range lines {
+					out = append(out, l+options+")")
+				}
+				return out
 			}
-			for i, l := range d2 {
-				d2[i] = l + options + ")"
-			}
-			Expect(syncDaemons(r)).To(Equal(map[string][]string{"d1": d1, "d2": d2}))
+			Expect(syncDaemons(r)).To(Equal(map[string][]string{"d1": with(d1), "d2": with(d2)}))
 			Expect(r.Verdict).To(Equal(scenarios.Clean), r.Reason)
 			if balanced {
 				Expect(r.Pass).To(BeTrue(), r.Reason)
