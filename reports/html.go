@@ -105,6 +105,10 @@ far outnumber the client's.</small></p>
 <polyline class="dir" points="{{.Directors}}"/><polyline class="cli" points="{{.Client}}"/>
 </svg></figure>
 {{end}}
+{{with .Findings}}<h2>Expectations the kernel contradicted, investigated</h2>
+<dl id="findings">
+{{range .}}<dt><strong>{{.Title}}</strong></dt><dd>{{.Text}}</dd>
+{{end}}</dl>{{end}}
 <p><small>Raw data: <a href="summary.json">summary.json</a>. Re-render with <code>lvslab report</code>.</small></p>
 </body></html>
 `))

@@ -25,6 +25,8 @@ type Summary struct {
 	Kernel  string              `json:"kernel"`
 	Runner  string              `json:"runner"`
 	Results []*scenarios.Result `json:"results"`
+	// Findings are the expectations investigated, as known at the run.
+	Findings []scenarios.Finding `json:"findings,omitempty"`
 }
 
 // Pass reports whether every verdict matched its expectation.

@@ -20,7 +20,8 @@ func sample() *Summary {
 	clean := &scenarios.Result{Scenario: scenarios.FailoverKill, Implementation: "keepalived", Fix: scenarios.FixFwmark,
 		Verdict: scenarios.Clean, Expected: scenarios.Clean, Pass: true, Reason: "40 of 40 served",
 		Connections: 40, Served: 40, Failover: 3600 * time.Millisecond}
-	return &Summary{RunID: "20261125-000000", Kernel: "6.1.0-56-amd64", Runner: "vm", Results: []*scenarios.Result{loop, clean}}
+	return &Summary{RunID: "20261125-000000", Kernel: "6.1.0-56-amd64", Runner: "vm", Results: []*scenarios.Result{loop, clean},
+		Findings: []scenarios.Finding{{Title: "A graceful stop leaves nothing to loop on", Text: "CLEAN & without a fix."}}}
 }
 
 func TestWriteAndRender(t *testing.T) {
@@ -44,6 +45,7 @@ func TestWriteAndRender(t *testing.T) {
 		`<polyline class="cli" points="0.0,105.0 360.0,112.5"/>`,
 		">25%</text>", // (3 hung + 7 failed) / 40
 		"every verdict matches its expectation",
+		`<dt><strong>A graceful stop leaves nothing to loop on</strong></dt><dd>CLEAN &amp; without a fix.</dd>`,
 	} {
 		if !strings.Contains(html, want) {
 			t.Errorf("index.html lacks %q", want)

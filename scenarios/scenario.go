@@ -56,24 +56,11 @@ const (
 
 // Expected is the one table of expected outcomes. Without a guard, the
 // passive director re-balances what the active one forwards (LOOP), unless
-// a graceful stop left it no rules; the fwmark guard is CLEAN throughout.
-// backup_only guards a box only while its backup sync daemon runs: a
-// SIGKILLed MASTER keeps its rules and its master sync daemon (kernel
-// threads outlive the director), and the new MASTER switches to master, so
-// nothing stops the old MASTER re-balancing: LOOP, 9 of 9 runs (3-5
-// segments bounced to TTL 0, 5 ICMP time exceeded, 5 of 20 connections
-// failed), and the suite checks both boxes list master daemons only. An
-// early measurement, before the capture existed, came out CLEAN once in 2
-// runs; it was not reproduced. REDIRECT guards a box from its
-// notify_backup on: a SIGKILLed MASTER never ran it. After a switchover
-// the new MASTER keeps its REDIRECT rule until keepalived's asynchronous
-// notify_master removes it, after the VIP moved: measured, 20 of 20
-// connections in the first second were served by the new MASTER alone (no
-// loop, no balancing), so that case is not in the suite either. The same
-// for every implementation. keepalived's lvs_sync_daemon forms (SyncForms)
-// are all CLEAN in steady state; the one without an instance also stops
-// the MASTER balancing, which the share check catches (the suite's forms
-// table asserts it).
+// a graceful stop left it no rules; the fwmark guard is CLEAN throughout;
+// backup_only and REDIRECT do not guard a box whose director was SIGKILLed
+// as MASTER. The same for every implementation. Findings explains each
+// outcome that contradicted a first expectation; the REDIRECT fix through a
+// switchover is not in the suite (see there).
 func Expected(impl string, fix Fix, ev Event) Verdict {
 	switch {
 	case ev == MySQLDown:

@@ -75,7 +75,8 @@ func cmdRun(args []string) error {
 	if os.Getenv(kernel.InVMEnv) != "" {
 		runner = kernel.VM
 	}
-	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernel.Release(), Runner: runner}
+	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernel.Release(), Runner: runner,
+		Findings: scenarios.Findings}
 	// The headline set, for keepalived and for our Go director: the loop
 	// and its fix in steady state, and the fix through a crash of the
 	// MASTER's director. Every scenario has a lab of its own; most of a

@@ -1,0 +1,47 @@
+package scenarios
+
+// Finding is something the kernel or keepalived did that a first
+// expectation got wrong, how it was investigated, and what the suite does
+// about it. The report shows them beside the matrix; Expected encodes the
+// outcomes.
+type Finding struct {
+	Title string `json:"title"`
+	Text  string `json:"text"`
+}
+
+// Findings are the investigated expectations, newest last.
+var Findings = []Finding{
+	{"A looping SYN fails the connect rather than hanging it",
+		"Current kernels decrement the TTL when IPVS forwards in DR mode, so a SYN bouncing between the directors dies " +
+			"after ~64 hops with ICMP time exceeded, and the client's connect fails with \"no route to host\" in " +
+			"milliseconds. The kernel rate-limits those ICMP messages, so some SYNs vanish silently and their " +
+			"connects time out instead. Failed and hung connections both count as loop evidence."},
+	{"IPVS publishes its counters every 2 s",
+		"Per-service counters come from the rate estimator's timer (ip_vs_est.c), so a read right after the traffic " +
+			"misses it. The observers read after one tick (2.2 s)."},
+	{"A graceful stop leaves nothing to loop on",
+		"A director stopped gracefully removes its VIP and IPVS rules, so even without a fix the failover is CLEAN."},
+	{"A SIGKILLed MASTER keeps its VIP and answers ARP",
+		"Its rules stay, and clients may still reach it: a mixed-pair failover counted 7 packets at the killed box's " +
+			"service although nothing bounced. The passive box's IPVS counters are loop evidence only when the " +
+			"bridge capture is missing or saw bounces."},
+	{"backup_only does not guard a box whose director died as MASTER",
+		"Its master sync daemon is a kernel thread and outlives the director; the new MASTER switches its own to " +
+			"master, so no box runs a backup daemon and the old MASTER re-balances: LOOP in 9 of 9 runs, keepalived " +
+			"and lvslab, and the suite checks both boxes list master daemons only. An early run before the capture " +
+			"existed came out CLEAN once in 2; that was not reproduced."},
+	{"lvs_sync_daemon without an instance stops all balancing",
+		"keepalived then runs both sync daemons on both boxes from the start (sync id 0): under backup_only the " +
+			"MASTER stops balancing too and serves every connection itself (20 of 20). The verdict is CLEAN but the " +
+			"balance check fails it; the suite asserts exactly that. The deprecated per-instance " +
+			"lvs_sync_daemon_interface follows VRRP but with sync id 0."},
+	{"REDIRECT lags a switchover",
+		"keepalived runs notify_master after taking the VIP, asynchronously, so a new MASTER keeps its BACKUP-time " +
+			"REDIRECT rule for a while and serves every connection itself (20 of 20 in the first second). Steady " +
+			"state waits until the MASTER's rule is gone; the switchover case stays out of the suite. Through a " +
+			"SIGKILL the fix is LOOP: the killed box never ran notify_backup."},
+	{"Directors started together may both become MASTER for a moment",
+		"Both time out as BACKUP after about 3.5 s and take the VIP until the higher priority's adverts are heard " +
+			"(1.5 s once, with six scenarios on a loaded micro-VM). A scenario starts only when one box alone " +
+			"holds the VIP."},
+}
