@@ -37,7 +37,7 @@ build: ## build bin/lvslab (static: it is also the micro-VM's /init)
 install: build ## copy bin/lvslab to /usr/local/bin
 	install -m 0755 $(BIN) /usr/local/bin/lvslab
 
-run: deps kernel ## the headline: reproduce the ping-pong loop with keepalived, prove the fwmark fix, write reports/latest
+run: deps kernel ## the headline: the ping-pong loop and the fwmark fix, keepalived and lvslab, six scenarios at once; writes reports/latest
 	$(BIN) run
 
 conformance: deps kernel ## the Ginkgo conformance specs, through the kernel runner; JUnit in reports/junit.xml
