@@ -156,6 +156,11 @@ func Reconcile(h IPVS, previous, desired []Service) (Changes, error) {
 				continue
 			}
 			c.ServicesAdded++
+			// A new service has no destinations: no dump to ask for.
+			if err := applyDests(h, ks, d, nil, &c); err != nil {
+				errs = append(errs, err)
+			}
+			continue
 		case cur.SchedName != ks.SchedName || cur.Flags&ipvsPersistent != ks.Flags || cur.Timeout != ks.Timeout:
 			if err := h.UpdateService(ks); err != nil {
 				errs = append(errs, fmt.Errorf("update IPVS service %s: %w", d.Key(), err))
@@ -191,6 +196,12 @@ func reconcileDests(h IPVS, ks *ipvs.Service, d Service, c *Changes) error {
 		a, _ := netip.AddrFromSlice(x.Address)
 		have[netip.AddrPortFrom(a.Unmap(), x.Port)] = x
 	}
+	return applyDests(h, ks, d, have, c)
+}
+
+// applyDests makes service ks's destinations d's, given those it has: adds,
+// updates, deletes.
+func applyDests(h IPVS, ks *ipvs.Service, d Service, have map[netip.AddrPort]*ipvs.Destination, c *Changes) error {
 	var errs []error
 	seen := map[netip.AddrPort]bool{}
 	for _, dst := range d.Dests {
@@ -263,8 +274,9 @@ type FakeIPVS struct {
 	mu    sync.Mutex
 	svcs  map[string]*ipvs.Service
 	dests map[string]map[string]*ipvs.Destination
-	// Calls counts mutating calls, so tests can see a no-op.
-	Calls int
+	// Calls counts mutating calls, so tests can see a no-op; Reads the
+	// listings (each a netlink dump, on a real system).
+	Calls, Reads int
 }
 
 var _ IPVS = (*FakeIPVS)(nil)
@@ -282,6 +294,7 @@ func destKey(d *ipvs.Destination) string {
 func (f *FakeIPVS) GetServices() ([]*ipvs.Service, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	var out []*ipvs.Service
 	for _, s := range f.svcs {
 		c := *s
@@ -329,6 +342,7 @@ func (f *FakeIPVS) DelService(s *ipvs.Service) error { return f.serviceOp(s, tru
 func (f *FakeIPVS) GetDestinations(s *ipvs.Service) ([]*ipvs.Destination, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	ds, ok := f.dests[serviceKey(s)]
 	if !ok {
 		return nil, syscall.ESRCH

@@ -39,6 +39,9 @@ func TestReconcileFromEmptyAndNoop(t *testing.T) {
 		if want := (Changes{ServicesAdded: 1, DestsAdded: 2}); c != want {
 			t.Errorf("%s from empty: got %+v, want %+v", tc.name, c, want)
 		}
+		if f.Reads != 1 {
+			t.Errorf("%s from empty: %d listings; want 1 (a new service has no destinations to list)", tc.name, f.Reads)
+		}
 		got, _ := Render(f)
 		golden(t, tc.name, got)
 		calls := f.Calls
