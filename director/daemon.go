@@ -36,7 +36,7 @@ type Daemon struct {
 	ipvs *ipvs.Handle
 	ipt  IPTables         // nil unless the fwmark guard is on
 	conn *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)
-	ads  *advertListener  // receives adverts with the sender's MAC
+	ads  *PacketConn      // receives adverts with the sender's MAC
 	dst  netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
 	fsm  Machine
 	// peerMAC is the MAC the guard excludes (nil while unknown), and
@@ -450,7 +450,7 @@ var dropAll, _ = bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
 func (d *Daemon) receive(out chan<- received) {
 	buf := make([]byte, 1500)
 	for {
-		p, mac, err := d.ads.Read(buf)
+		p, mac, err := readAdvert(d.ads, buf)
 		if err != nil {
 			return // closed by teardown
 		}
@@ -584,5 +584,3 @@ func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int) error {
 	}
 	return nil
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }

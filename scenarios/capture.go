@@ -1,14 +1,16 @@
 package scenarios
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
 	"net/netip"
-	"os"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
 	"golang.org/x/sys/unix"
 )
@@ -29,7 +31,7 @@ const (
 // AF_PACKET socket in the bridge's namespace, bound to all its interfaces.
 // A frame the bridge forwards is seen once, on the port it came in by.
 type Capture struct {
-	f      *os.File
+	conn   *director.PacketConn
 	mu     sync.Mutex
 	frames []Frame
 	done   chan struct{}
@@ -37,36 +39,21 @@ type Capture struct {
 
 // StartCapture opens the socket inside bridge and reads until Stop.
 func StartCapture(bridge *lab.Box) (*Capture, error) {
-	var fd int
+	c := &Capture{done: make(chan struct{})}
 	err := bridge.Do(func() (err error) {
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		c.conn, err = director.ListenPacket(unix.SOCK_RAW, unix.ETH_P_ALL, "capture-"+bridge.Name)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{f: os.NewFile(uintptr(fd), "capture-"+bridge.Name), done: make(chan struct{})}
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		c.f.Close()
-		return nil, err
-	}
 	go func() {
 		defer close(c.done)
-		buf := make([]byte, 65536)
+		buf := make([]byte, snapLen)
 		for {
-			var n int
-			var from unix.Sockaddr
-			var rerr error
-			err := rc.Read(func(fd uintptr) bool {
-				n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
-				return rerr != unix.EAGAIN
-			})
-			if err != nil || rerr != nil {
+			n, _, err := c.conn.Recv(buf)
+			if err != nil {
 				return // closed by Stop
-			}
-			if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Pkttype == unix.PACKET_OUTGOING {
-				continue
 			}
 			c.mu.Lock()
 			if len(c.frames) < maxFrames {
@@ -80,14 +67,12 @@ func StartCapture(bridge *lab.Box) (*Capture, error) {
 
 // Stop ends the capture and returns the frames.
 func (c *Capture) Stop() []Frame {
-	c.f.Close()
+	c.conn.Close()
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.frames
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // WritePcap writes frames as a classic pcap file (Ethernet link type), as
 // tcpdump -w does: tcpdump -r and Wireshark open it.
@@ -137,12 +122,7 @@ type Bounces struct {
 // is not counted as a hop.
 func CountBounces(frames []Frame, directors []net.HardwareAddr, vip netip.Addr, port uint16) Bounces {
 	isDirector := func(mac []byte) bool {
-		for _, d := range directors {
-			if string(d) == string(mac) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(directors, func(d net.HardwareAddr) bool { return bytes.Equal(d, mac) })
 	}
 	type key struct {
 		src   netip.AddrPort
