@@ -193,10 +193,15 @@ func reconcileDests(h IPVS, ks *ipvs.Service, d Service, c *Changes) error {
 	}
 	have := map[netip.AddrPort]*ipvs.Destination{}
 	for _, x := range cur {
-		a, _ := netip.AddrFromSlice(x.Address)
-		have[netip.AddrPortFrom(a.Unmap(), x.Port)] = x
+		have[destAddrPort(x)] = x
 	}
 	return applyDests(h, ks, d, have, c)
+}
+
+// destAddrPort is a kernel destination's address and port.
+func destAddrPort(x *ipvs.Destination) netip.AddrPort {
+	a, _ := netip.AddrFromSlice(x.Address)
+	return netip.AddrPortFrom(a.Unmap(), x.Port)
 }
 
 // applyDests makes service ks's destinations d's, given those it has: adds,

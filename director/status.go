@@ -99,21 +99,21 @@ func (d *Daemon) status() Status {
 	}
 	for i, want := range d.cfg.Desired() {
 		ss := ServiceStatus{Service: want.Key(), Scheduler: want.Scheduler}
-		dests := map[string]*ipvs.Destination{}
+		dests := map[netip.AddrPort]*ipvs.Destination{}
 		if ks := kernel[want.Key()]; ks != nil {
 			ss.Conns, ss.InPkts, ss.OutPkts = uint64(ks.Stats.Connections), uint64(ks.Stats.PacketsIn), uint64(ks.Stats.PacketsOut)
 			ss.InBytes, ss.OutBytes = ks.Stats.BytesIn, ks.Stats.BytesOut
 			if ds, err := d.ipvs.GetDestinations(ks); err == nil {
 				for _, kd := range ds {
-					dests[net.JoinHostPort(kd.Address.String(), fmt.Sprint(kd.Port))] = kd
+					dests[destAddrPort(kd)] = kd
 				}
 			}
 		}
 		for j, rs := range want.Dests {
 			// A fwmark service's destinations carry the realserver's port as
 			// configured (the kernel keeps it).
-			addr := netip.AddrPortFrom(rs.Addr, rs.Port).String()
-			r := RealserverStatus{Address: addr, Up: d.health[[2]int{i, j}].Up(), Check: d.lastCheck[[2]int{i, j}]}
+			addr := netip.AddrPortFrom(rs.Addr, rs.Port)
+			r := RealserverStatus{Address: addr.String(), Up: d.health[[2]int{i, j}].Up(), Check: d.lastCheck[[2]int{i, j}]}
 			if kd := dests[addr]; kd != nil {
 				r.InKernel, r.Weight = true, kd.Weight
 				r.ActiveConns, r.InactiveConns = kd.ActiveConnections, kd.InactiveConnections
