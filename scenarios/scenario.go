@@ -61,7 +61,7 @@ const (
 // as MASTER. The same for every implementation. Findings explains each
 // outcome that contradicted a first expectation; the REDIRECT fix through a
 // switchover is not in the suite (see there).
-func Expected(impl string, fix Fix, ev Event) Verdict {
+func Expected(fix Fix, ev Event) Verdict {
 	switch {
 	case ev == MySQLDown:
 		return Clean // nothing is forwarded to the other box any more
@@ -198,7 +198,7 @@ func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{
 // the client, and judges. The lab is torn down before it returns.
 func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, ev Event, opts Options) (_ *Result, err error) {
 	opts.defaults()
-	r := &Result{Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: Expected(impl.Name(), fix, ev)}
+	r := &Result{Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: Expected(fix, ev)}
 	c, err := NewCluster(topo)
 	if err != nil {
 		return nil, err

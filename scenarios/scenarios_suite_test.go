@@ -54,7 +54,7 @@ func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.F
 	for node, log := range r.Logs {
 		GinkgoWriter.Printf("--- %s's director log ---\n%s", node, log)
 	}
-	Expect(r.Verdict).To(Equal(scenarios.Expected(r.Implementation, fix, ev)), r.Reason)
+	Expect(r.Verdict).To(Equal(scenarios.Expected(fix, ev)), r.Reason)
 	Expect(r.Pass).To(BeTrue(), r.Reason)
 	if fix == scenarios.FixFwmark && ev != scenarios.MySQLDown {
 		Expect(r.Share).To(HaveLen(2), "both boxes serve")

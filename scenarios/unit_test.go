@@ -93,7 +93,7 @@ func TestJudge(t *testing.T) {
 		{"passive count from clients, no bounce", FixFwmark, served(1, 2), snap(7, 0), Clean, true, "passive d2's service counted 7 packets, all from clients: no segment bounced", nil, &Bounces{Forwarded: 40, MaxDepth: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Fix: tc.fix, Expected: Expected("keepalived", tc.fix, Steady), Conns: tc.conns, Writes: tc.writes, Bounces: tc.bounces}
+			r := &Result{Fix: tc.fix, Expected: Expected(tc.fix, Steady), Conns: tc.conns, Writes: tc.writes, Bounces: tc.bounces}
 			r.judge(c, "d2", 2, snap(0, 0), tc.after)
 			if r.Verdict != tc.wantVerdict || r.Pass != tc.wantPass || !strings.Contains(r.Reason, tc.wantReason) {
 				t.Errorf("got %s pass=%v %q; want %s pass=%v containing %q", r.Verdict, r.Pass, r.Reason, tc.wantVerdict, tc.wantPass, tc.wantReason)
@@ -127,7 +127,7 @@ func TestExpected(t *testing.T) {
 		{FixNone, Failback, Loop},
 		{FixFwmark, Failback, Clean},
 	} {
-		if got := Expected("keepalived", tc.fix, tc.ev); got != tc.want {
+		if got := Expected(tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)
 		}
 	}
