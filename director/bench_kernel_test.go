@@ -21,9 +21,9 @@ import (
 // each in kernel IPVS. empty-N: lvslab's Reconcile from an empty table,
 // against `ipvsadm -R` restoring the same table (reference; Debian's
 // ipvsadm-restore is a shell script around it that adds about 0.3 s under
-// TCG). noop-N: Reconcile
-// on the installed table, against `ipvsadm -Ln` reading it (reference): any
-// check of the kernel's table costs at least that one dump per service.
+// TCG). noop-N: Reconcile on the installed table, against `ipvsadm -Ln`
+// reading it (reference): any check of the kernel's table costs at least
+// that one dump per service.
 // The table is flushed between iterations, untimed.
 func BenchmarkIPVSReconcile(b *testing.B) {
 	labtest.RequireIPVS(b)
