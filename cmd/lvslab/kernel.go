@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 func cmdKernel(args []string) error {
 	fs := newFlags("kernel")
 	mode := fs.String("kernel", "", "runner to report on: native or vm (default $LVSLAB_KERNEL, else automatic)")
+	accel := fs.String("accel", "", "accelerator to report on: auto, kvm or tcg (default $LVSLAB_ACCEL, else auto)")
 	verb, err := parseVerb(fs, args, "info", "fetch")
 	if err != nil {
 		return err
@@ -25,8 +27,13 @@ func cmdKernel(args []string) error {
 		fmt.Fprintf(w, "host kernel:\t%s\n", info.HostKernel)
 		fmt.Fprintf(w, "root:\t%s\n", yesNo(info.Root, ""))
 		fmt.Fprintf(w, "ip_vs:\t%s\n", yesNo(info.IPVS, info.IPVSWhy))
-		fmt.Fprintf(w, "kvm:\t%s\n", yesNo(info.KVM, "/dev/kvm not usable: qemu emulates the CPU (TCG)"))
 		fmt.Fprintf(w, "qemu:\t%s\n", orNone(info.QEMU, "not found: install qemu-system-x86 (make deps)"))
+		a, aerr := kernel.ChooseAccel(context.Background(), *accel, probe(info))
+		if aerr != nil {
+			fmt.Fprintf(w, "accel:\t%v\n", aerr)
+		} else {
+			fmt.Fprintf(w, "accel:\t%s\n", a)
+		}
 		if k := info.Cached; k != nil {
 			fmt.Fprintf(w, "cached kernel:\t%s (%s)\n", k.Version, k.Vmlinuz)
 		} else {
@@ -34,7 +41,7 @@ func cmdKernel(args []string) error {
 		}
 		fmt.Fprintf(w, "runner:\t%s (%s)\n", info.Mode, info.Reason)
 		w.Flush()
-		return err
+		return errors.Join(err, aerr)
 	case "fetch":
 		k, err := kernel.Fetch(context.Background(), os.Stderr)
 		if err != nil {
@@ -43,6 +50,16 @@ func cmdKernel(args []string) error {
 		fmt.Printf("%s\t%s\t%s\n", k.Version, k.Vmlinuz, k.Modules)
 	}
 	return nil
+}
+
+// probe boots the cached kernel under KVM for ChooseAccel; nil (leave KVM
+// undecided) when no kernel is cached, qemu is missing or not root.
+func probe(info kernel.Info) func(context.Context) error {
+	self, err := os.Executable()
+	if info.Cached == nil || info.QEMU == "" || !info.Root || err != nil {
+		return nil
+	}
+	return (&kernel.MicroVM{Kernel: info.Cached, Init: self}).ProbeKVM
 }
 
 func yesNo(ok bool, why string) string {

@@ -15,6 +15,7 @@ import (
 // vmFlags are the flags of commands that may boot a micro-VM.
 type vmFlags struct {
 	vmlinuz, modules string
+	accel            string
 	memory           int
 	timeout          time.Duration
 	shares           stringList
@@ -30,6 +31,7 @@ func addVMFlags(fs *flag.FlagSet, withTimeout bool, memory int) *vmFlags {
 	fs.StringVar(&v.vmlinuz, "vmlinuz", "", "boot this kernel image instead of the distro's (with --modules)")
 	fs.StringVar(&v.modules, "modules", "", "module tree of --vmlinuz: a …/lib/modules/<version> directory with modules.dep")
 	fs.IntVar(&v.memory, "memory", memory, "guest memory in MiB")
+	fs.StringVar(&v.accel, "accel", "", "qemu accelerator: auto, kvm or tcg (default $LVSLAB_ACCEL, else auto: KVM only where a guest boots under it)")
 	if withTimeout {
 		fs.DurationVar(&v.timeout, "timeout", 30*time.Minute, "kill the VM after this long")
 		fs.Var(&v.shares, "share", "host directory mounted read-write at the same path in the guest (repeatable)")
@@ -38,7 +40,7 @@ func addVMFlags(fs *flag.FlagSet, withTimeout bool, memory int) *vmFlags {
 }
 
 // microVM prepares a micro-VM: kernel from the flags or the cache (fetched
-// on first use), this executable as /init.
+// on first use), this executable as /init, the accelerator by evidence.
 func (v *vmFlags) microVM(ctx context.Context) (*kernel.MicroVM, error) {
 	if _, err := kernel.QEMU(); err != nil {
 		return nil, err
@@ -60,7 +62,11 @@ func (v *vmFlags) microVM(ctx context.Context) (*kernel.MicroVM, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kernel.MicroVM{Kernel: k, Init: self, MemoryMB: v.memory, Timeout: v.timeout}, nil
+	vm := &kernel.MicroVM{Kernel: k, Init: self, MemoryMB: v.memory, Timeout: v.timeout}
+	if vm.Accel, err = kernel.ChooseAccel(ctx, v.accel, vm.ProbeKVM); err != nil {
+		return nil, err
+	}
+	return vm, nil
 }
 
 // runInVM runs argv in a micro-VM with this process's working directory

@@ -23,7 +23,6 @@ type Info struct {
 	// IPVS says whether the host kernel has ip_vs; IPVSWhy explains.
 	IPVS    bool
 	IPVSWhy string
-	KVM     bool
 	QEMU    string // path, "" when missing
 	Cached  *Kernel
 	// Mode is the runner that would run, and Reason why.
@@ -57,7 +56,7 @@ var ErrNoIPVS = errors.New("the host kernel has no ip_vs")
 // Detect decides where IPVS work runs. requested is "native", "vm", or ""
 // for $LVSLAB_KERNEL and then automatic: native if the host has ip_vs.
 func Detect(requested string) (Info, error) {
-	info := Info{HostKernel: Release(), Root: os.Geteuid() == 0, KVM: KVMUsable(), Cached: Cached()}
+	info := Info{HostKernel: Release(), Root: os.Geteuid() == 0, Cached: Cached()}
 	info.QEMU, _ = exec.LookPath("qemu-system-x86_64")
 	info.IPVS, info.IPVSWhy = HostHasIPVS()
 	source := "--kernel"

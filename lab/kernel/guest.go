@@ -36,9 +36,12 @@ const (
 	tagCtl     = "ctl"
 	GuestCtl   = "/run/lvslab-vm" // the control share, in the guest
 	statusFile = "status"
-	specFile   = "spec.json"
-	portOut    = "lvslab.stdout"
-	portErr    = "lvslab.stderr"
+	// startedFile appears when /init starts the command: from then on a
+	// failed boot is not retried (the command may have had effects).
+	startedFile = "started"
+	specFile    = "spec.json"
+	portOut     = "lvslab.stdout"
+	portErr     = "lvslab.stderr"
 	// exitInitFailed is the status when /init could not run the command.
 	exitInitFailed = 125
 )
@@ -183,6 +186,9 @@ func guestRun() error {
 	unix.Sethostname([]byte("lvslab-vm"))
 	if lo, err := netlink.LinkByName("lo"); err == nil {
 		netlink.LinkSetUp(lo)
+	}
+	if err := os.WriteFile(filepath.Join(GuestCtl, startedFile), nil, 0o644); err != nil {
+		return fmt.Errorf("report start: %w", err)
 	}
 	st := Status{Boot: uptime()}
 	st.Code = runCommand(spec, out, errOut)

@@ -34,21 +34,12 @@ type MicroVM struct {
 	Timeout time.Duration
 	// BootArgs replaces the kernel command line (default: bootArgs).
 	BootArgs string
+	// Accel is the accelerator (default TCG): see ChooseAccel.
+	Accel Accel
 }
 
 // ErrTimeout is returned when a micro-VM run hits its Timeout.
 var ErrTimeout = errors.New("micro-VM timed out")
-
-// KVMUsable reports whether /dev/kvm can be opened for hardware
-// virtualisation; otherwise qemu emulates the CPU (TCG).
-func KVMUsable() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
-}
 
 // QEMU returns the path of qemu-system-x86_64 or an error naming the package.
 func QEMU() (string, error) {
@@ -61,14 +52,29 @@ func QEMU() (string, error) {
 
 // Run boots the VM, runs spec inside it with stdout and stderr streamed to
 // the given writers, and returns the command's exit code with guest-side
-// timings. Cancelling ctx (Ctrl-C) or the Timeout kills qemu.
+// timings. Cancelling ctx (Ctrl-C) or the Timeout kills qemu. A KVM boot
+// whose guest dies or stays silent before /init starts the command is
+// booted again under TCG, once, with a warning on stderr, when the
+// accelerator was chosen automatically (Accel.Fallback).
 func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) (Status, error) {
-	var st Status
 	if v.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, v.Timeout, ErrTimeout)
 		defer cancel()
 	}
+	accel := cmp.Or(v.Accel.Name, TCG)
+	st, err := v.runOnce(ctx, accel, spec, stdout, stderr)
+	if accel == KVM && v.Accel.Fallback && errors.Is(err, errNotStarted) {
+		fmt.Fprintf(stderr, "lvslab vm: warning: KVM boot failed, running again under TCG: %s\n", firstLine(err.Error()))
+		st, err = v.runOnce(ctx, TCG, spec, stdout, stderr)
+	} else if accel == KVM && errors.Is(err, errNotStarted) {
+		err = fmt.Errorf("%w (%s: try --accel tcg)", err, v.Accel)
+	}
+	return st, err
+}
+
+func (v *MicroVM) runOnce(ctx context.Context, accel string, spec Spec, stdout, stderr io.Writer) (Status, error) {
+	var st Status
 	ctl, err := os.MkdirTemp("", "lvslab-vm-")
 	if err != nil {
 		return st, err
@@ -92,7 +98,7 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 		return st, err
 	}
 	defer errR.Close()
-	cmd, err := v.command(ctl, spec, "/proc/self/fd/3", "/proc/self/fd/4")
+	cmd, err := v.command(ctl, accel, spec, "/proc/self/fd/3", "/proc/self/fd/4")
 	if err != nil {
 		outW.Close()
 		errW.Close()
@@ -119,26 +125,51 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	go func() { io.Copy(stderr, errR); copied <- struct{}{} }()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// Under KVM, a guest that has not started the command within
+	// kvmBootBound never will (an emulation failure leaves qemu paused).
+	var silent <-chan time.Time
+	if accel == KVM {
+		silent = time.After(kvmBootBound)
+	}
+	started := func() bool { _, err := os.Stat(filepath.Join(ctl, startedFile)); return err == nil }
 	var werr error
-	killed := false
-	select {
-	case werr = <-exited:
-	case <-ctx.Done():
+	var killed error
+wait:
+	for {
+		select {
+		case werr = <-exited:
+			break wait
+		case <-ctx.Done():
+			killed = context.Cause(ctx)
+		case <-silent:
+			if started() {
+				silent = nil
+				continue
+			}
+			killed = fmt.Errorf("%w: no report from /init within %s", errNotStarted, kvmBootBound)
+		}
 		cmd.Process.Kill()
-		werr, killed = <-exited, true
+		werr = <-exited
+		break
 	}
 	<-copied
 	<-copied
 	console := filepath.Join(ctl, consoleFile)
 	switch {
-	case killed && errors.Is(context.Cause(ctx), ErrTimeout):
+	case errors.Is(killed, ErrTimeout):
 		return st, fmt.Errorf("%w after %s: qemu killed; guest console: %s", ErrTimeout, v.Timeout, consoleTail(console))
-	case killed:
-		return st, fmt.Errorf("micro-VM: %w: qemu killed", context.Cause(ctx))
+	case errors.Is(killed, errNotStarted):
+		return st, fmt.Errorf("%w; qemu killed (%s); guest console: %s", killed, qemuTail(&qemuOut), consoleTail(console))
+	case killed != nil:
+		return st, fmt.Errorf("micro-VM: %w: qemu killed", killed)
 	}
 	status, err := os.ReadFile(filepath.Join(ctl, statusFile))
 	if err != nil {
-		return st, fmt.Errorf("micro-VM ended without an exit status (qemu: %v %s); guest console: %s", werr, strings.TrimSpace(qemuOut.String()), consoleTail(console))
+		err = fmt.Errorf("micro-VM ended without an exit status (qemu: %v %s); guest console: %s", werr, qemuTail(&qemuOut), consoleTail(console))
+		if !started() {
+			err = fmt.Errorf("%w: %w", errNotStarted, err)
+		}
+		return st, err
 	}
 	if err := json.Unmarshal(status, &st); err != nil {
 		return st, fmt.Errorf("micro-VM status %q: %w", status, err)
@@ -149,6 +180,16 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 	return st, nil
 }
 
+// qemuTail is the end of qemu's own messages: a KVM failure dumps every
+// register, and the first lines say what happened.
+func qemuTail(out *bytes.Buffer) string {
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) > 3 {
+		lines = append(lines[:3], "...")
+	}
+	return strings.Join(lines, " ")
+}
+
 // Start boots the VM in the background with ctl as its control directory
 // and returns qemu's process. The command's stdout and stderr go to
 // ctl/stdout.log and ctl/stderr.log; a further virtio-serial port named
@@ -156,7 +197,7 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 // session of its own and outlives the caller: stop it through the agent,
 // or kill it.
 func (v *MicroVM) Start(ctl string, spec Spec) (*os.Process, error) {
-	cmd, err := v.command(ctl, spec, filepath.Join(ctl, "stdout.log"), filepath.Join(ctl, "stderr.log"))
+	cmd, err := v.command(ctl, cmp.Or(v.Accel.Name, TCG), spec, filepath.Join(ctl, "stdout.log"), filepath.Join(ctl, "stderr.log"))
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +227,7 @@ const (
 
 // command writes the spec and the initramfs into ctl and returns the qemu
 // command; the guest's stdout and stderr go to the files out and errOut.
-func (v *MicroVM) command(ctl string, spec Spec, out, errOut string) (*exec.Cmd, error) {
+func (v *MicroVM) command(ctl, accel string, spec Spec, out, errOut string) (*exec.Cmd, error) {
 	qemu, err := QEMU()
 	if err != nil {
 		return nil, err
@@ -208,10 +249,10 @@ func (v *MicroVM) command(ctl string, spec Spec, out, errOut string) (*exec.Cmd,
 	if err != nil {
 		return nil, fmt.Errorf("write initramfs: %w", err)
 	}
-	return exec.Command(qemu, v.args(initrd, ctl, out, errOut, spec.Shares)...), nil
+	return exec.Command(qemu, v.args(accel, initrd, ctl, out, errOut, spec.Shares)...), nil
 }
 
-func (v *MicroVM) args(initrd, ctl, out, errOut string, shares []string) []string {
+func (v *MicroVM) args(accel, initrd, ctl, out, errOut string, shares []string) []string {
 	mem, cpus := v.MemoryMB, v.CPUs
 	if mem == 0 {
 		mem = 2048
@@ -219,13 +260,13 @@ func (v *MicroVM) args(initrd, ctl, out, errOut string, shares []string) []strin
 	if cpus == 0 {
 		cpus = runtime.NumCPU()
 	}
-	accel, cpu := "tcg,thread=multi", "max"
-	if KVMUsable() {
-		accel, cpu = "kvm", "host"
+	accelOpt, cpu := "tcg,thread=multi", "max"
+	if accel == KVM {
+		accelOpt, cpu = "kvm", "host"
 	}
 	a := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-machine", "q35", "-accel", accel, "-cpu", cpu,
+		"-machine", "q35", "-accel", accelOpt, "-cpu", cpu,
 		"-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-kernel", v.Kernel.Vmlinuz, "-initrd", initrd,
 		"-append", cmp.Or(v.BootArgs, bootArgs),

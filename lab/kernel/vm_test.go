@@ -179,3 +179,82 @@ func (f *firstWrite) Write(p []byte) (int, error) {
 	}
 	return f.buf.Write(p)
 }
+
+// fakeQEMU puts a qemu-system-x86_64 first on PATH that fails under
+// `-accel kvm` as KVM does on a host without vmx/svm (mode "abort": qemu's
+// MSR 0x10a assertion; "hang": a guest that never prints), or ("works")
+// boots under TCG in KVM's place; without `-accel kvm` it runs the real
+// qemu.
+func fakeQEMU(t *testing.T, mode string) {
+	t.Helper()
+	real, err := kernel.QEMU()
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	script := fmt.Sprintf(`#!/bin/sh
+case " $* " in
+*" -accel kvm "*)
+	case %s in
+	abort)	echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69" >&2
+		kill -ABRT $$ ;;
+	hang)	exec sleep 600 ;;
+	works)	for a; do shift; case $a in kvm) a=tcg ;; host) a=max ;; esac; set -- "$@" "$a"; done ;;
+	esac ;;
+esac
+exec %s "$@"
+`, mode, real)
+	if err := os.WriteFile(filepath.Join(dir, "qemu-system-x86_64"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+}
+
+// TestVMRunKVMFallback: a KVM boot that aborts or stays silent is booted
+// again under TCG, once, with a warning, and the command runs there.
+func TestVMRunKVMFallback(t *testing.T) {
+	for _, mode := range []string{"abort", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			vm := requireVM(t)
+			fakeQEMU(t, mode)
+			vm.Accel = kernel.Accel{Name: kernel.KVM, Reason: "test", Fallback: true}
+			out, stderr, code, err := run(t, vm, "sh", "-c", "echo served; exit 3")
+			if err != nil || code != 3 || out != "served\n" {
+				t.Fatalf("got stdout %q, code %d, err %v, stderr %q; want the command run once under TCG", out, code, err, stderr)
+			}
+			if n := strings.Count(stderr, "warning: KVM boot failed, running again under TCG"); n != 1 || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("stderr %q: want exactly the one-line warning", stderr)
+			}
+			if mode == "hang" {
+				return
+			}
+			// Chosen by hand, KVM does not fall back: the error says so.
+			vm.Accel.Fallback = false
+			if _, _, _, err := run(t, vm, "true"); err == nil || !strings.Contains(err.Error(), "try --accel tcg") {
+				t.Errorf("--accel kvm on a broken KVM: got %v, want an error suggesting --accel tcg", err)
+			}
+		})
+	}
+}
+
+// TestVMRunNoRerunAfterStart: a guest that dies after /init started the
+// command is not booted again, under any accelerator.
+func TestVMRunNoRerunAfterStart(t *testing.T) {
+	vm := requireVM(t)
+	fakeQEMU(t, "works")
+	vm.Accel = kernel.Accel{Name: kernel.KVM, Reason: "test", Fallback: true}
+	share := t.TempDir()
+	marks := filepath.Join(share, "ran")
+	var out, stderr bytes.Buffer
+	wd, _ := os.Getwd()
+	_, err := vm.Run(context.Background(), kernel.Spec{
+		Argv: []string{"sh", "-c", "echo ran >> " + marks + "; echo o > /proc/sysrq-trigger; sleep 30"},
+		Env:  os.Environ(), Dir: wd, Shares: []string{share},
+	}, &out, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "without an exit status") {
+		t.Errorf("got %v, want the guest's power-off reported as an error", err)
+	}
+	if data, _ := os.ReadFile(marks); string(data) != "ran\n" || strings.Contains(stderr.String(), "running again") {
+		t.Errorf("the command ran %q (stderr %q); want once, and no second boot", data, stderr.String())
+	}
+}
