@@ -23,6 +23,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// InVMEnv is set to "1" in the environment of commands that the kernel
+// runner runs in a micro-VM.
+const InVMEnv = "LVSLAB_IN_VM"
+
+// HostEnv names the machine a run is on, for reports: the kernel runner
+// sets it for its micro-VMs, whose hostname is lvslab-vm.
+const HostEnv = "LVSLAB_HOST"
+
 // DefaultRunDir holds one directory per running lab: its state file, logs,
 // pid files and MariaDB data (on a tmpfs the lab mounts).
 const DefaultRunDir = "/run/lvslab"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,6 +73,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
 .PASS { background: #d9f2d9; } .FAIL { background: #f7d4d4; }
 .LOOP { color: #b00; font-weight: bold; } .CLEAN { color: #070; font-weight: bold; }
+.ERROR { color: #b60; font-weight: bold; }
 svg { background: #fafafa; border: 1px solid #ddd; }
 .dir { stroke: #c33; fill: none; stroke-width: 1.5; } .cli { stroke: #36c; fill: none; stroke-width: 1.5; }
 .bar { fill: #c33; } small { color: #666; }
@@ -81,12 +83,13 @@ svg { background: #fafafa; border: 1px solid #ddd; }
 Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{else}}a verdict does not match its expectation{{end}}</strong>.</p>
 <h2>Matrix</h2>
 <table id="matrix">
-<tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th></tr>
+<tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th>{{if .Merged}}<th>ran on</th>{{end}}</tr>
 {{range .Cells}}<tr class="{{if .Pass}}PASS{{else}}FAIL{{end}}">
 <td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
 <td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
 <td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td>
-<td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcap</a>{{end}}</td><td>{{.Reason}}</td></tr>
+<td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcap</a>{{end}}</td><td>{{.Reason}}</td>
+{{- if $.Merged}}<td>shard {{.Shard}} on {{.Host}}, kernel {{.Kernel}}</td>{{end}}</tr>
 {{end}}</table>
 <h2>Connections hung or failed, per cell</h2>
 <svg width="{{.BarsW}}" height="{{.BarsH}}" role="img" aria-label="hung or failed share per cell">
@@ -119,6 +122,12 @@ type view struct {
 	Cells []cell
 }
 
+// Merged reports whether the results come from several shards (lvslab
+// report merge): the matrix then says where each cell ran.
+func (v view) Merged() bool {
+	return slices.ContainsFunc(v.Results, func(r *scenarios.Result) bool { return r.Shard != "" })
+}
+
 func (v view) BarsW() int              { return 260 + barW + 60 }
 func (v view) BarsH() int              { return 20*len(v.Cells) + 8 }
 func (v view) BarY(i, off int) int     { return 4 + 20*i + off - 4 }
@@ -133,15 +142,25 @@ func (s *Summary) WriteHTML(w io.Writer) error {
 	return page.Execute(w, v)
 }
 
-// Render writes index.html beside dir/summary.json.
-func Render(dir string) error {
-	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+// Load reads dir/summary.json.
+func Load(dir string) (*Summary, error) {
+	path := filepath.Join(dir, "summary.json")
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("read summary: %w", err)
+		return nil, fmt.Errorf("read summary: %w", err)
 	}
 	var s Summary
 	if err := json.Unmarshal(data, &s); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, "summary.json"), err)
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &s, nil
+}
+
+// Render writes index.html beside dir/summary.json.
+func Render(dir string) error {
+	s, err := Load(dir)
+	if err != nil {
+		return err
 	}
 	f, err := os.Create(filepath.Join(dir, "index.html"))
 	if err != nil {

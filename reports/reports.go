@@ -25,6 +25,12 @@ type Summary struct {
 	Kernel  string              `json:"kernel"`
 	Runner  string              `json:"runner"`
 	Results []*scenarios.Result `json:"results"`
+	// Shard is "i/N" when this run was one shard of a suite, Host the
+	// machine (a CI runner) it ran on. Cells names every cell of the
+	// suite, run here or in another shard: a merge needs each exactly once.
+	Shard string   `json:"shard,omitempty"`
+	Host  string   `json:"host,omitempty"`
+	Cells []string `json:"cells,omitempty"`
 	// Findings are the expectations investigated, as known at the run.
 	Findings []scenarios.Finding `json:"findings,omitempty"`
 }
@@ -54,6 +60,9 @@ func (s *Summary) Write(dir string) (string, error) {
 		return "", fmt.Errorf("write summary: %w", err)
 	}
 	if err := Render(run); err != nil {
+		return "", err
+	}
+	if err := s.writeJUnit(filepath.Join(run, "junit.xml")); err != nil {
 		return "", err
 	}
 	latest := filepath.Join(dir, "latest")

@@ -25,6 +25,9 @@ type Verdict string
 const (
 	Loop  Verdict = "LOOP"
 	Clean Verdict = "CLEAN"
+	// Error: the run failed before the observers could judge (a lab that
+	// did not come up, a spec that timed out); Reason says how.
+	Error Verdict = "ERROR"
 )
 
 // Event is what happens to the MASTER's director before the traffic.
@@ -107,6 +110,13 @@ func (o *Options) defaults() {
 
 // Result is one scenario run: verdict, expectation and the evidence.
 type Result struct {
+	// Cell names the result in a suite (the conformance spec's text); in
+	// a merged report, Shard, Host and Kernel say where it ran.
+	Cell   string `json:"cell,omitempty"`
+	Shard  string `json:"shard,omitempty"`
+	Host   string `json:"host,omitempty"`
+	Kernel string `json:"kernel,omitempty"`
+
 	Scenario       Event   `json:"scenario"`
 	Implementation string  `json:"implementation"`
 	Fix            Fix     `json:"fix"`

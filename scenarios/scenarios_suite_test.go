@@ -1,9 +1,9 @@
 package scenarios_test
 
 import (
-	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
@@ -36,19 +36,31 @@ func requireIPVS() {
 	}
 }
 
+// specTimeout bounds one spec: a scenario takes 10-20 s alone and about a
+// minute beside five others under TCG; one that cannot converge fails
+// with Ginkgo's timeout report, long before the suite's --timeout.
+const specTimeout = 4 * time.Minute
+
+// entry is a table entry bounded by specTimeout (a table takes no
+// SpecTimeout of its own).
+func entry(description string, args ...any) TableEntry {
+	return Entry(description, append(args, SpecTimeout(specTimeout))...)
+}
+
 // run runs one cell of the matrix with 20 connections.
-func run(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) *scenarios.Result {
+func run(ctx SpecContext, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) *scenarios.Result {
 	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 	Expect(err).NotTo(HaveOccurred())
-	r, err := scenarios.Run(context.Background(), topo, impl, fix, ev,
+	r, err := scenarios.Run(ctx, topo, impl, fix, ev,
 		scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
 	Expect(err).NotTo(HaveOccurred())
+	record(r)
 	return r
 }
 
 // scenario runs one cell of the matrix and checks it.
-func scenario(impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) *scenarios.Result {
-	r := run(impl, ev, fix)
+func scenario(ctx SpecContext, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix) *scenarios.Result {
+	r := run(ctx, impl, ev, fix)
 	GinkgoWriter.Printf("%s %s %s: %s (failover %s): %s\n", r.Scenario, r.Implementation, r.Fix, r.Verdict, r.Failover, r.Reason)
 	GinkgoWriter.Printf("ipvs %+v; bounces %+v; frames %+v\n", r.IPVS, r.Bounces, r.Frames)
 	for node, log := range r.Logs {
@@ -80,8 +92,8 @@ func syncDaemons(r *scenarios.Result) map[string][]string {
 // daemon (a kernel thread), and the new MASTER switches to master: with no
 // backup daemon on either box, backup_only guards neither and the old
 // MASTER re-balances what the new one forwards.
-func backupOnlyKilled(impl scenarios.Implementation) {
-	r := scenario(impl, scenarios.FailoverKill, scenarios.FixBackupOnly)
+func backupOnlyKilled(ctx SpecContext, impl scenarios.Implementation) {
+	r := scenario(ctx, impl, scenarios.FailoverKill, scenarios.FixBackupOnly)
 	for _, node := range []string{"d1", "d2"} {
 		Expect(syncDaemons(r)[node]).To(HaveExactElements(HavePrefix("master sync daemon (mcast=eth0, syncid=51")), node)
 	}
@@ -97,49 +109,54 @@ func lvslabBinary() string {
 	return bin
 }
 
-var _ = Describe("Two-box LVS-DR", Serial, func() {
-	BeforeEach(requireIPVS)
+var _ = Describe("Two-box LVS-DR", func() {
+	BeforeEach(func() {
+		inShard()
+		requireIPVS()
+	})
 
 	DescribeTable("keepalived on both boxes",
-		func(ev scenarios.Event, fix scenarios.Fix) { scenario(&scenarios.Keepalived{}, ev, fix) },
-		Entry("steady state, no fix: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
-		Entry("steady state, fwmark + MAC guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
-		Entry("MASTER stopped gracefully, no fix: nothing left to loop on", Label("failover"), scenarios.FailoverStop, scenarios.FixNone),
-		Entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
-		Entry("MASTER killed, no fix: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
-		Entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
-		Entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
-		Entry("BACKUP's MySQL down: TCP_CHECK takes it out", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
-		Entry("steady state, notify REDIRECT while BACKUP", Label("steady-state"), scenarios.Steady, scenarios.FixRedirect),
-		Entry("MASTER killed, notify REDIRECT: the killed box never ran notify_backup, the loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixRedirect),
-		Entry("VRRP-only switchover, no fix: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
-		Entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
-		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
+		func(ctx SpecContext, ev scenarios.Event, fix scenarios.Fix) {
+			scenario(ctx, &scenarios.Keepalived{}, ev, fix)
+		},
+		entry("steady state, no fix: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
+		entry("steady state, fwmark + MAC guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
+		entry("MASTER stopped gracefully, no fix: nothing left to loop on", Label("failover"), scenarios.FailoverStop, scenarios.FixNone),
+		entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
+		entry("MASTER killed, no fix: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
+		entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
+		entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
+		entry("BACKUP's MySQL down: TCP_CHECK takes it out", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
+		entry("steady state, notify REDIRECT while BACKUP", Label("steady-state"), scenarios.Steady, scenarios.FixRedirect),
+		entry("MASTER killed, notify REDIRECT: the killed box never ran notify_backup, the loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixRedirect),
+		entry("VRRP-only switchover, no fix: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
+		entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
+		entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
-	It("keepalived MASTER killed, backup_only: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), func() {
-		backupOnlyKilled(&scenarios.Keepalived{})
+	It("keepalived MASTER killed, backup_only: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), SpecTimeout(specTimeout), func(ctx SpecContext) {
+		backupOnlyKilled(ctx, &scenarios.Keepalived{})
 	})
 
 	DescribeTable("the lvslab Go director on both boxes",
-		func(ev scenarios.Event, fix scenarios.Fix) {
-			scenario(&scenarios.GoDirector{Binary: lvslabBinary()}, ev, fix)
+		func(ctx SpecContext, ev scenarios.Event, fix scenarios.Fix) {
+			scenario(ctx, &scenarios.GoDirector{Binary: lvslabBinary()}, ev, fix)
 		},
-		Entry("steady state, no guard: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
-		Entry("steady state, fwmark guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
-		Entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
-		Entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
-		Entry("MASTER killed, no guard: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
-		Entry("steady state, backup-only guard + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
-		Entry("MASTER stopped gracefully, backup-only guard", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
-		Entry("BACKUP's MySQL down: the health check quiesces it", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
-		Entry("VRRP-only switchover, no guard: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
-		Entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
-		Entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
+		entry("steady state, no guard: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
+		entry("steady state, fwmark guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
+		entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
+		entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
+		entry("MASTER killed, no guard: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
+		entry("steady state, backup-only guard + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
+		entry("MASTER stopped gracefully, backup-only guard", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
+		entry("BACKUP's MySQL down: the health check quiesces it", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
+		entry("VRRP-only switchover, no guard: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
+		entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
+		entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
-	It("lvslab MASTER killed, backup-only guard: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), func() {
-		backupOnlyKilled(&scenarios.GoDirector{Binary: lvslabBinary()})
+	It("lvslab MASTER killed, backup-only guard: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), SpecTimeout(specTimeout), func(ctx SpecContext) {
+		backupOnlyKilled(ctx, &scenarios.GoDirector{Binary: lvslabBinary()})
 	})
 
 	// keepalived's sync daemon in each of its forms, under backup_only in
@@ -149,8 +166,8 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 	// 224.0.0.81:8848, TTL 1) or keepalived's (the sync id: the VRID, but 0
 	// for the two forms without a global instance).
 	DescribeTable("keepalived's lvs_sync_daemon forms, backup_only",
-		func(form scenarios.SyncForm, options string, d1, d2 []string, balanced bool) {
-			r := run(&scenarios.Keepalived{Sync: form}, scenarios.Steady, scenarios.FixBackupOnly)
+		func(ctx SpecContext, form scenarios.SyncForm, options string, d1, d2 []string, balanced bool) {
+			r := run(ctx, &scenarios.Keepalived{Sync: form}, scenarios.Steady, scenarios.FixBackupOnly)
 			GinkgoWriter.Printf("%s: %s: %s\n", r.Implementation, r.Verdict, r.Reason)
 			with := func(lines []string) (out []string) {
 				for _, l := range lines {
@@ -169,34 +186,34 @@ var _ = Describe("Two-box LVS-DR", Serial, func() {
 				Expect(r.Share).To(HaveLen(1), "the MASTER serves alone")
 			}
 		},
-		Entry("interface and instance", Label("steady-state", "sync"), scenarios.SyncForms[0], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+		entry("interface and instance", Label("steady-state", "sync"), scenarios.SyncForms[0], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
 			[]string{"master sync daemon (mcast=eth0, syncid=51"}, []string{"backup sync daemon (mcast=eth0, syncid=51"}, true),
-		Entry("inst keyword and sync id", Label("steady-state", "sync"), scenarios.SyncForms[1], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+		entry("inst keyword and sync id", Label("steady-state", "sync"), scenarios.SyncForms[1], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
 			[]string{"master sync daemon (mcast=eth0, syncid=7"}, []string{"backup sync daemon (mcast=eth0, syncid=7"}, true),
-		Entry("every option", Label("steady-state", "sync"), scenarios.SyncForms[2], ", maxlen=1400, group=224.0.0.82, port=8850, ttl=2",
+		entry("every option", Label("steady-state", "sync"), scenarios.SyncForms[2], ", maxlen=1400, group=224.0.0.82, port=8850, ttl=2",
 			[]string{"master sync daemon (mcast=eth0, syncid=7"}, []string{"backup sync daemon (mcast=eth0, syncid=7"}, true),
-		Entry("per instance (deprecated): sync id 0", Label("steady-state", "sync"), scenarios.SyncForms[4], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+		entry("per instance (deprecated): sync id 0", Label("steady-state", "sync"), scenarios.SyncForms[4], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
 			[]string{"master sync daemon (mcast=eth0, syncid=0"}, []string{"backup sync daemon (mcast=eth0, syncid=0"}, true),
 		// With no VRRP instance to follow, keepalived runs both daemons on
 		// both boxes from the start: under backup_only the MASTER stops
 		// balancing too and serves every connection itself.
-		Entry("interface only: both daemons on both boxes, no balancing", Label("steady-state", "sync"), scenarios.SyncForms[3], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+		entry("interface only: both daemons on both boxes, no balancing", Label("steady-state", "sync"), scenarios.SyncForms[3], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
 			[]string{"master sync daemon (mcast=eth0, syncid=0", "backup sync daemon (mcast=eth0, syncid=0"},
 			[]string{"master sync daemon (mcast=eth0, syncid=0", "backup sync daemon (mcast=eth0, syncid=0"}, false),
 	)
 
 	DescribeTable("keepalived on one box, lvslab on the other",
-		func(keepalivedFirst bool, ev scenarios.Event, fix scenarios.Fix) {
+		func(ctx SpecContext, keepalivedFirst bool, ev scenarios.Event, fix scenarios.Fix) {
 			pair := scenarios.Mixed{&scenarios.GoDirector{Binary: lvslabBinary(), LearnPeerMAC: true}, &scenarios.Keepalived{}}
 			if keepalivedFirst {
 				pair[0], pair[1] = pair[1], pair[0]
 			}
-			scenario(pair, ev, fix)
+			scenario(ctx, pair, ev, fix)
 		},
-		Entry("keepalived MASTER, lvslab BACKUP, no fix: the loop", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixNone),
-		Entry("keepalived MASTER, lvslab BACKUP, fwmark guard", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixFwmark),
-		Entry("lvslab MASTER, keepalived BACKUP, fwmark guard", Label("steady-state", "mixed"), false, scenarios.Steady, scenarios.FixFwmark),
-		Entry("keepalived MASTER killed, fwmark guard: lvslab takes over", Label("failover", "mixed"), true, scenarios.FailoverKill, scenarios.FixFwmark),
-		Entry("lvslab MASTER killed, fwmark guard: keepalived takes over", Label("failover", "mixed"), false, scenarios.FailoverKill, scenarios.FixFwmark),
+		entry("keepalived MASTER, lvslab BACKUP, no fix: the loop", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixNone),
+		entry("keepalived MASTER, lvslab BACKUP, fwmark guard", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixFwmark),
+		entry("lvslab MASTER, keepalived BACKUP, fwmark guard", Label("steady-state", "mixed"), false, scenarios.Steady, scenarios.FixFwmark),
+		entry("keepalived MASTER killed, fwmark guard: lvslab takes over", Label("failover", "mixed"), true, scenarios.FailoverKill, scenarios.FixFwmark),
+		entry("lvslab MASTER killed, fwmark guard: keepalived takes over", Label("failover", "mixed"), false, scenarios.FailoverKill, scenarios.FixFwmark),
 	)
 })

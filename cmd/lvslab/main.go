@@ -27,7 +27,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"run", "[--connections N] [--reports DIR] [--kernel native|vm]", "the headline: reproduce the two-box ping-pong loop with keepalived and prove the fwmark fix", cmdRun},
-		{"report", "[--reports DIR] [RUN-ID]", "re-render a run's index.html from its summary.json (default: latest)", cmdReport},
+		{"report", "[--reports DIR] [RUN-ID] | merge [--run-id ID] SHARD-DIR...", "re-render a run's index.html from its summary.json (default: latest), or merge the reports of a suite's shards into one", cmdReport},
 		{"up", "[-t topology.yaml] [--lab NAME] [--kernel native|vm]", "build a lab, start its MariaDB backends, leave it running (in a micro-VM if the host has no IPVS)", cmdUp},
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
 		{"exec", "[--lab NAME] NODE -- CMD [ARG...]", "run a command inside a node's namespace; exits with its code", cmdExec},

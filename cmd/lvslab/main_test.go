@@ -164,7 +164,7 @@ func TestSweepAfterKilledUp(t *testing.T) {
 // lab still has it, and exec, status and down reach it through the agent.
 func TestUpInVM(t *testing.T) {
 	labtest.RequireRoot(t)
-	if os.Getenv(kernel.InVMEnv) != "" {
+	if os.Getenv(lab.InVMEnv) != "" {
 		t.Skip("already inside a micro-VM")
 	}
 	if _, err := kernel.QEMU(); err != nil {

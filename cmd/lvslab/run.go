@@ -72,10 +72,10 @@ func cmdRun(args []string) error {
 		return err
 	}
 	runner := kernel.Native
-	if os.Getenv(kernel.InVMEnv) != "" {
+	if os.Getenv(lab.InVMEnv) != "" {
 		runner = kernel.VM
 	}
-	sum := &reports.Summary{RunID: time.Now().UTC().Format("20060102-150405"), Started: time.Now(), Kernel: kernel.Release(), Runner: runner,
+	sum := &reports.Summary{RunID: reports.RunID(time.Now()), Started: time.Now(), Kernel: kernel.Release(), Runner: runner,
 		Findings: scenarios.Findings}
 	// The headline set, for keepalived and for our Go director: the loop
 	// and its fix in steady state, and the fix through a crash of the
@@ -132,7 +132,7 @@ func cmdRun(args []string) error {
 	fmt.Println()
 	sum.Matrix(os.Stdout)
 	fmt.Printf("\nReport: %s/index.html (data: summary.json)\n", out)
-	if os.Getenv(kernel.InVMEnv) == "" {
+	if os.Getenv(lab.InVMEnv) == "" {
 		screenshot(out)
 	}
 	if !sum.Pass() {
@@ -141,8 +141,12 @@ func cmdRun(args []string) error {
 	return nil
 }
 
-// cmdReport re-renders index.html of a run from its summary.json.
+// cmdReport re-renders index.html of a run from its summary.json, or
+// merges the reports of a suite's shards.
 func cmdReport(args []string) error {
+	if len(args) > 0 && args[0] == "merge" {
+		return cmdReportMerge(args[1:])
+	}
 	fs := newFlags("report")
 	reportDir := fs.String("reports", "reports", "the reports directory")
 	if err := parse(fs, args); err != nil {
@@ -157,6 +161,42 @@ func cmdReport(args []string) error {
 		return err
 	}
 	fmt.Println(filepath.Join(dir, "index.html"))
+	return nil
+}
+
+// cmdReportMerge writes one report from the run directories of a suite's
+// shards: every cell exactly once, each naming its shard, host and kernel.
+func cmdReportMerge(args []string) error {
+	fs := newFlags("report merge")
+	reportDir := fs.String("reports", "reports", "where the merged run goes: DIR/<run-id>/, and DIR/latest")
+	runID := fs.String("run-id", reports.RunID(time.Now())+"-merged", "the merged run's name")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError("want: lvslab report merge [--reports DIR] [--run-id ID] SHARD-RUN-DIR...")
+	}
+	var shards []*reports.Summary
+	for _, dir := range fs.Args() {
+		s, err := reports.Load(dir)
+		if err != nil {
+			return err
+		}
+		shards = append(shards, s)
+	}
+	sum, err := reports.Merge(*runID, shards)
+	if err != nil {
+		return err
+	}
+	out, err := sum.Write(*reportDir)
+	if err != nil {
+		return err
+	}
+	sum.Matrix(os.Stdout)
+	fmt.Printf("\nMerged %d shards, %d cells: %s/index.html\n", len(shards), len(sum.Results), out)
+	if !sum.Pass() {
+		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lvslab/lvslab/lab"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -73,9 +74,6 @@ func uptime() time.Duration {
 	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
 	return time.Duration(ts.Nano())
 }
-
-// InVMEnv is set to "1" in the environment of commands run in a micro-VM.
-const InVMEnv = "LVSLAB_IN_VM"
 
 // IsGuestInit reports whether this process is the micro-VM's /init.
 func IsGuestInit() bool { return os.Getpid() == 1 && os.Args[0] == "/init" }
@@ -156,6 +154,11 @@ func guestRun() error {
 		{tagCtl, nr + GuestCtl, "9p", 0, ninep},
 	}); err != nil {
 		return err
+	}
+	// What udev or systemd would link in /dev: bash's process
+	// substitution needs /dev/fd.
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"} {
+		os.Symlink(target, nr+"/dev/"+name)
 	}
 	data, err := os.ReadFile(nr + GuestCtl + "/" + specFile)
 	if err != nil {
@@ -255,7 +258,7 @@ func runCommand(spec Spec, stdout, stderr *os.File) int {
 		}
 	}
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
-	cmd.Env, cmd.Dir = append(spec.Env, InVMEnv+"=1"), spec.Dir
+	cmd.Env, cmd.Dir = append(spec.Env, lab.InVMEnv+"=1"), spec.Dir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// The command leads its own session, as in a shell.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,6 +62,10 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, v.Timeout, ErrTimeout)
 		defer cancel()
+	}
+	if !slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, lab.HostEnv+"=") }) {
+		host, _ := os.Hostname()
+		spec.Env = append(slices.Clip(spec.Env), lab.HostEnv+"="+host)
 	}
 	accel := cmp.Or(v.Accel.Name, TCG)
 	st, err := v.runOnce(ctx, accel, spec, stdout, stderr)

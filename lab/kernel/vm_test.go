@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 func requireVM(t testing.TB) *kernel.MicroVM {
 	t.Helper()
 	labtest.RequireRoot(t)
-	if os.Getenv(kernel.InVMEnv) != "" {
+	if os.Getenv(lab.InVMEnv) != "" {
 		t.Skip("already inside a micro-VM")
 	}
 	if _, err := kernel.QEMU(); err != nil {

@@ -1,0 +1,189 @@
+package scenarios_test
+
+import (
+	"cmp"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/lvslab/lvslab/reports"
+	"github.com/lvslab/lvslab/scenarios"
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
+)
+
+// Flags of the conformance suite (after `--` on a ginkgo command line).
+var (
+	reportDir = flag.String("lvslab.reports", "", "write the suite's summary.json, junit.xml and index.html into DIR/<run-id>/")
+	runID     = flag.String("lvslab.run-id", "", "the run's name under -lvslab.reports (default: the start time, and the shard)")
+	shardFlag = flag.String("lvslab.shard", "", "run only shard I of N (\"I/N\", 1-based): a stable partition of the specs by their text")
+)
+
+// shard is the -lvslab.shard partition: spec i of N by an FNV hash of its
+// full text, so a spec stays in its shard when others are added.
+type shard struct{ i, n uint32 }
+
+func parseShard(s string) (shard, error) {
+	if s == "" {
+		return shard{1, 1}, nil
+	}
+	var sh shard
+	if _, err := fmt.Sscanf(s, "%d/%d", &sh.i, &sh.n); err != nil || sh.n == 0 || sh.i < 1 || sh.i > sh.n {
+		return sh, fmt.Errorf("-lvslab.shard %q: want I/N with 1 <= I <= N", s)
+	}
+	return sh, nil
+}
+
+func (sh shard) has(text string) bool {
+	h := fnv.New32a()
+	h.Write([]byte(text))
+	return h.Sum32()%sh.n == sh.i-1
+}
+
+func (sh shard) String() string {
+	if sh.n <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("%d/%d", sh.i, sh.n)
+}
+
+var suiteStart = time.Now()
+
+// inShard skips the specs of other shards.
+func inShard() {
+	sh, err := parseShard(*shardFlag)
+	if err != nil {
+		Fail(err.Error())
+	}
+	if !sh.has(CurrentSpecReport().FullText()) {
+		Skip("in another shard than " + sh.String())
+	}
+}
+
+// record puts a spec's result into Ginkgo's report: an entry carries it as
+// JSON from any parallel process to the report of the whole suite.
+func record(r *scenarios.Result) {
+	r.Cell = CurrentSpecReport().FullText()
+	AddReportEntry(resultEntry, r, ReportEntryVisibilityNever)
+}
+
+const resultEntry = "lvslab result"
+
+// specResult is the result a spec recorded; for a spec that failed before
+// it had a verdict, an ERROR result with Ginkgo's failure; nil for a spec
+// that did not run here (another shard's).
+func specResult(spec types.SpecReport) *scenarios.Result {
+	for _, e := range spec.ReportEntries {
+		if e.Name != resultEntry {
+			continue
+		}
+		data, _ := json.Marshal(e.GetRawValue())
+		var r scenarios.Result
+		if err := json.Unmarshal(data, &r); err != nil {
+			return &scenarios.Result{Cell: spec.FullText(), Verdict: scenarios.Error, Reason: "unreadable result: " + err.Error()}
+		}
+		return &r
+	}
+	if spec.State.Is(types.SpecStateFailureStates) {
+		return &scenarios.Result{Cell: spec.FullText(), Verdict: scenarios.Error,
+			Reason: fmt.Sprintf("%s: %s", spec.State, spec.Failure.Message)}
+	}
+	return nil
+}
+
+// The suite's summary, written once from the report of every process.
+var _ = ReportAfterSuite("lvslab summary", func(rep Report) {
+	if *reportDir == "" {
+		return
+	}
+	sh, _ := parseShard(*shardFlag)
+	runner := kernel.Native
+	if os.Getenv(lab.InVMEnv) != "" {
+		runner = kernel.VM
+	}
+	host, _ := os.Hostname()
+	sum := &reports.Summary{RunID: *runID, Started: suiteStart, Kernel: kernel.Release(), Runner: runner,
+		Shard: sh.String(), Host: cmp.Or(os.Getenv(lab.HostEnv), host), Findings: scenarios.Findings}
+	if sum.RunID == "" {
+		sum.RunID = reports.RunID(suiteStart)
+		if sh.n > 1 {
+			sum.RunID += fmt.Sprintf("-shard%dof%d", sh.i, sh.n)
+		}
+	}
+	for _, spec := range rep.SpecReports {
+		if spec.LeafNodeType != types.NodeTypeIt {
+			continue
+		}
+		sum.Cells = append(sum.Cells, spec.FullText())
+		if r := specResult(spec); r != nil {
+			sum.Results = append(sum.Results, r)
+		}
+	}
+	dir, err := sum.Write(*reportDir)
+	if err != nil {
+		Fail(err.Error())
+	}
+	fmt.Printf("lvslab: %d of %d cells in %s\n", len(sum.Results), len(sum.Cells), dir)
+})
+
+// TestShardsPartitionTheSuite lists the suite's specs with a Ginkgo dry
+// run of this binary and checks what a merge of shards relies on: every
+// spec's text is unique (it names the cell), and for N shards each spec
+// falls in exactly one of them, none empty.
+func TestShardsPartitionTheSuite(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "dry-run.json")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestIPVSScenarios$", "-ginkgo.dry-run", "-ginkgo.json-report="+report)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reps []types.Report
+	if err := json.Unmarshal(data, &reps); err != nil || len(reps) != 1 {
+		t.Fatalf("%s: %d reports, %v", report, len(reps), err)
+	}
+	seen := map[string]bool{}
+	for _, spec := range reps[0].SpecReports {
+		if spec.LeafNodeType != types.NodeTypeIt {
+			continue
+		}
+		if seen[spec.FullText()] {
+			t.Errorf("two specs are named %q: a merge cannot tell their cells apart", spec.FullText())
+		}
+		seen[spec.FullText()] = true
+	}
+	if len(seen) < 30 {
+		t.Fatalf("the dry run listed %d specs; the suite has more than 30", len(seen))
+	}
+	for _, n := range []uint32{1, 2, 3, 5} {
+		size := make([]int, n)
+		for text := range seen {
+			var in []uint32
+			for i := uint32(1); i <= n; i++ {
+				if (shard{i, n}).has(text) {
+					in = append(in, i)
+				}
+			}
+			if len(in) != 1 {
+				t.Errorf("%d shards: %q is in shards %v, want exactly one", n, text, in)
+				continue
+			}
+			size[in[0]-1]++
+		}
+		t.Logf("%d shards of %d specs: %v", n, len(seen), size)
+		if slices.Contains(size, 0) {
+			t.Errorf("%d shards of %d specs: sizes %v, an empty shard", n, len(seen), size)
+		}
+	}
+}
