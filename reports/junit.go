@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"cmp"
 	"encoding/xml"
 	"fmt"
 	"os"
@@ -75,10 +76,12 @@ func (s *Summary) writeJUnit(path string) error {
 	return nil
 }
 
-// cellName is a result's name in a suite.
+// cellName is a result's name in a suite, with its kernel in a merged
+// report (the same cell runs once per kernel there).
 func cellName(r *scenarios.Result) string {
-	if r.Cell != "" {
-		return r.Cell
+	name := cmp.Or(r.Cell, fmt.Sprintf("%s, %s, fix %s", r.Scenario, r.Implementation, r.Fix))
+	if r.Kernel != "" {
+		name += " [" + r.Kernel + "]"
 	}
-	return fmt.Sprintf("%s, %s, fix %s", r.Scenario, r.Implementation, r.Fix)
+	return name
 }

@@ -37,6 +37,9 @@ type MicroVM struct {
 	BootArgs string
 	// Accel is the accelerator (default TCG): see ChooseAccel.
 	Accel Accel
+	// KVMBootBound is how long a KVM guest may take to report from /init
+	// before it counts as not booting (default 10 s).
+	KVMBootBound time.Duration
 }
 
 // ErrTimeout is returned when a micro-VM run hits its Timeout.
@@ -133,8 +136,9 @@ func (v *MicroVM) runOnce(ctx context.Context, accel string, spec Spec, stdout, 
 	// Under KVM, a guest that has not started the command within
 	// kvmBootBound never will (an emulation failure leaves qemu paused).
 	var silent <-chan time.Time
+	bound := cmp.Or(v.KVMBootBound, kvmBootBound)
 	if accel == KVM {
-		silent = time.After(kvmBootBound)
+		silent = time.After(bound)
 	}
 	started := func() bool { _, err := os.Stat(filepath.Join(ctl, startedFile)); return err == nil }
 	var werr error
@@ -151,7 +155,7 @@ wait:
 				silent = nil
 				continue
 			}
-			killed = fmt.Errorf("%w: no report from /init within %s", errNotStarted, kvmBootBound)
+			killed = fmt.Errorf("%w: no report from /init within %s", errNotStarted, bound)
 		}
 		cmd.Process.Kill()
 		werr = <-exited

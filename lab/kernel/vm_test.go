@@ -218,6 +218,7 @@ func TestVMRunKVMFallback(t *testing.T) {
 			vm := requireVM(t)
 			fakeQEMU(t, mode)
 			vm.Accel = kernel.Accel{Name: kernel.KVM, Reason: "test", Fallback: true}
+			vm.KVMBootBound = 2 * time.Second // TCG reaches /init in ~3.5 s; the fake KVM never does
 			out, stderr, code, err := run(t, vm, "sh", "-c", "echo served; exit 3")
 			if err != nil || code != 3 || out != "served\n" {
 				t.Fatalf("got stdout %q, code %d, err %v, stderr %q; want the command run once under TCG", out, code, err, stderr)
