@@ -20,20 +20,22 @@ IPVS_BINS   := $(foreach p,$(IPVS_PKGS) scenarios,$(p)/$(notdir $(p)).test)
 # another, for debugging). Each spec has its own lab; six labs peak at
 # 1.7 GiB in the guest, so VM_MEMORY leaves room for eight.
 # SHARD=I/N runs a stable part of them (see conformance-sharded); RUN_ID
-# names the run's report directory, reports/<RUN_ID>/.
+# names the run's report directory, reports/<RUN_ID>/; REPEAT=K runs each
+# cell K times and counts its verdicts (UNSTABLE when they differ).
 PROCS       ?= 6
 VM_MEMORY   ?= 6144
 SHARD       ?=
 RUN_ID      ?=
+REPEAT      ?= 1
 # Generous bounds: a spec that cannot converge fails on its own 4-minute
-# SpecTimeout; these only stop a run that hangs as a whole.
-SUITE_TIMEOUT ?= 20m
+# SpecTimeout (per run); these only stop a run that hangs as a whole.
+SUITE_TIMEOUT ?= $(shell echo $$((20 * $(REPEAT))))m
 GINKGO_FLAGS  ?=
 IN_KERNEL   := LVSLAB_REQUIRE_IPVS=1 LVSLAB_BIN=$(CURDIR)/$(BIN) $(BIN) kexec --share $(CURDIR)/reports --memory $(VM_MEMORY)
 GINKGO_RUN   = $(CURDIR)/$(GINKGO) --procs=$(PROCS) --timeout=$(SUITE_TIMEOUT) \
 	--junit-report=$(CURDIR)/reports/junit$(if $(SHARD),-shard$(subst /,of,$(SHARD))).xml $(GINKGO_FLAGS) \
 	scenarios/scenarios.test -- -test.run='^TestIPVSScenarios$$' -lvslab.reports=$(CURDIR)/reports \
-	$(if $(SHARD),-lvslab.shard=$(SHARD)) $(if $(RUN_ID),-lvslab.run-id=$(RUN_ID))
+	-lvslab.repeat=$(REPEAT) $(if $(SHARD),-lvslab.shard=$(SHARD)) $(if $(RUN_ID),-lvslab.run-id=$(RUN_ID))
 
 # IPVS_TESTS runs in the micro-VM: the director's and the kernel runner's
 # TestIPVS*, then the conformance specs. They run one after the other: the
@@ -132,7 +134,7 @@ BENCH_KERNEL = $$($(BIN) vm run -- uname -r) in the micro-VM (TCG) when the host
 
 # make bench BENCH_SETS="director run" reruns some sets; BENCH.md is
 # always regenerated from every raw file (each names its date).
-BENCH_SETS ?= lab kernel director scenarios run
+BENCH_SETS ?= lab kernel director scenarios run suite
 bench: export LVSLAB_BIN := $(CURDIR)/$(BIN)
 bench: export LVSLAB_REQUIRE_IPVS := 1
 bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate reports/bench/BENCH.md (root)
@@ -141,6 +143,12 @@ bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate repor
 	$(if $(filter director,$(BENCH_SETS)),$(call bench_raw,./director/,director,Director: IPVS reconcile vs ipvsadm; failover vs keepalived,$(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter scenarios,$(BENCH_SETS)),$(call bench_raw,./scenarios/,scenarios,Conformance: one steady-state scenario from nothing to a verdict vs a shell script,$(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter run,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,run,The headline job: lvslab run (six scenarios at once) from start to exit,,$(BENCH_KERNEL)))
+	$(if $(filter suite,$(BENCH_SETS)),@echo "bench: make test and the conformance suite -> reports/bench/raw/suite.txt (about 25 minutes)"; \
+	{ echo "# title: Test suite: make test on a clean clone (warm caches); conformance in $(PROCS) Ginkgo processes vs serial (PROCS=1), one VM each"; \
+	  echo "# command: fixtures/bench/suite.sh . $(PROCS)"; \
+	  echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
+	  echo "# kernel: $(BENCH_KERNEL)"; echo "# date: $$(date -u +%F)"; \
+	  fixtures/bench/suite.sh . $(PROCS); } > reports/bench/raw/suite.txt.new && mv reports/bench/raw/suite.txt.new reports/bench/raw/suite.txt)
 	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 
 clean: ## remove build outputs

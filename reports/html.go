@@ -73,7 +73,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
 .PASS { background: #d9f2d9; } .FAIL { background: #f7d4d4; }
 .LOOP { color: #b00; font-weight: bold; } .CLEAN { color: #070; font-weight: bold; }
-.ERROR, .NO-BALANCE { color: #b60; font-weight: bold; }
+.ERROR, .NO-BALANCE, .UNSTABLE { color: #b60; font-weight: bold; }
 svg { background: #fafafa; border: 1px solid #ddd; }
 .dir { stroke: #c33; fill: none; stroke-width: 1.5; } .cli { stroke: #36c; fill: none; stroke-width: 1.5; }
 .bar { fill: #c33; } small { color: #666; }
@@ -86,7 +86,7 @@ Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{
 <tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th>{{if .Merged}}<th>ran on</th>{{end}}</tr>
 {{range .Cells}}<tr class="{{if .Pass}}PASS{{else}}FAIL{{end}}">
 <td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
-<td class="{{.Verdict}}">{{.Verdict}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
+<td class="{{.Verdict}}">{{.VerdictText}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
 <td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td>
 <td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcap</a>{{end}}</td><td>{{.Reason}}</td>
 {{- if $.Merged}}<td>shard {{.Shard}} on {{.Host}}, kernel {{.Kernel}}</td>{{end}}</tr>

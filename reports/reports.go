@@ -88,7 +88,7 @@ func (s *Summary) Matrix(w io.Writer) {
 			failover = fmt.Sprintf("%.1fs", r.Failover.Seconds())
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", r.Scenario, r.Implementation, r.Fix,
-			r.Verdict, r.Expected, res, r.Served, r.Connections, r.Hung, failover, r.Reason)
+			r.VerdictText(), r.Expected, res, r.Served, r.Connections, r.Hung, failover, r.Reason)
 	}
 	tw.Flush()
 }

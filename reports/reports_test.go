@@ -68,6 +68,14 @@ func TestMatrix(t *testing.T) {
 	if !strings.Contains(b.String(), "failover-kill  keepalived      fwmark  CLEAN    CLEAN     PASS    40/40   0     3.6s") {
 		t.Errorf("matrix:\n%s", b.String())
 	}
+	// A cell run K times shows its counts (lvslab run --repeat).
+	s := sample()
+	s.Results[1].Runs = map[scenarios.Verdict]int{scenarios.Clean: 9}
+	b.Reset()
+	s.Matrix(&b)
+	if !strings.Contains(b.String(), "fwmark  CLEAN 9/9  CLEAN") {
+		t.Errorf("matrix with counts:\n%s", b.String())
+	}
 }
 
 // TestMatrixVisibleInChromium renders a report in headless Chromium and

@@ -36,6 +36,9 @@ const (
 	FixRedirect Fix = "redirect"
 )
 
+// Fixes lists every fix.
+var Fixes = []Fix{FixNone, FixFwmark, FixBackupOnly, FixRedirect}
+
 // Director is one of the two boxes that direct and serve at once.
 type Director struct {
 	Node string

@@ -32,14 +32,18 @@ var Findings = []Finding{
 			"existed came out CLEAN once in 2; that was not reproduced."},
 	{"lvs_sync_daemon without an instance stops all balancing",
 		"keepalived then runs both sync daemons on both boxes from the start (sync id 0): under backup_only the " +
-			"MASTER stops balancing too and serves every connection itself (20 of 20). The verdict is CLEAN but the " +
-			"balance check fails it; the suite asserts exactly that. The deprecated per-instance " +
+			"MASTER stops balancing too and serves every connection itself (20 of 20): NO-BALANCE, which the suite " +
+			"expects for that form. The deprecated per-instance " +
 			"lvs_sync_daemon_interface follows VRRP but with sync id 0."},
-	{"REDIRECT lags a switchover",
-		"keepalived runs notify_master after taking the VIP, asynchronously, so a new MASTER keeps its BACKUP-time " +
-			"REDIRECT rule for a while and serves every connection itself (20 of 20 in the first second). Steady " +
-			"state waits until the MASTER's rule is gone; the switchover case stays out of the suite. Through a " +
-			"SIGKILL the fix is LOOP: the killed box never ran notify_backup."},
+	{"REDIRECT races a switchover: never CLEAN",
+		"keepalived runs notify scripts asynchronously, after the state change. Through a VRRP switchover the new " +
+			"MASTER keeps its BACKUP-time REDIRECT rule for a while and serves every connection itself, and the old " +
+			"MASTER balances without its REDIRECT rule until notify_backup adds it. lvslab run --repeat 6 " +
+			"--cell vrrp-switchover/keepalived/redirect: UNSTABLE, NO-BALANCE in 4 of 6 runs (20 of 20 served by the " +
+			"new MASTER) and LOOP in 2 (4 of 20 connections broken, once a segment bounced to TTL 0 with 35 packets " +
+			"on the old MASTER's service). The cell stays out of the suite: its outcome is a race. Steady state waits " +
+			"until the MASTER's rule is gone. Through a SIGKILL the fix is LOOP: the killed box never ran " +
+			"notify_backup."},
 	{"Directors started together may both become MASTER for a moment",
 		"Both time out as BACKUP after about 3.5 s and take the VIP until the higher priority's adverts are heard " +
 			"(1.5 s once, with six scenarios on a loaded micro-VM). A scenario starts only when one box alone " +

@@ -26,6 +26,7 @@ var (
 	reportDir = flag.String("lvslab.reports", "", "write the suite's summary.json, junit.xml and index.html into DIR/<run-id>/")
 	runID     = flag.String("lvslab.run-id", "", "the run's name under -lvslab.reports (default: the start time, and the shard)")
 	shardFlag = flag.String("lvslab.shard", "", "run only shard I of N (\"I/N\", 1-based): a stable partition of the specs by their text")
+	repeat    = flag.Int("lvslab.repeat", 1, "run each spec's cell K times and count its verdicts; runs that disagree are UNSTABLE and fail")
 )
 
 // shard is the -lvslab.shard partition: spec i of N by an FNV hash of its

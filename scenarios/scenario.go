@@ -29,6 +29,8 @@ const (
 	// NoBalance: no loop, but fewer boxes served than should have (the
 	// passive box's realserver got nothing).
 	NoBalance Verdict = "NO-BALANCE"
+	// Unstable: repeated runs of one cell disagreed (see Tally).
+	Unstable Verdict = "UNSTABLE"
 	// Error: the run failed before the observers could judge (a lab that
 	// did not come up, a spec that timed out); Reason says how.
 	Error Verdict = "ERROR"
@@ -60,6 +62,9 @@ const (
 	// keeps its rules.
 	Failback Event = "failback"
 )
+
+// Events lists every event.
+var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback}
 
 // Expected is the one table of expected outcomes. Without a guard, the
 // passive director re-balances what the active one forwards (LOOP), unless
@@ -160,6 +165,8 @@ type Result struct {
 	SyncDaemons map[string][]director.SyncDaemon `json:"sync_daemons,omitempty"`
 	// Writes is the write workload across a failover (failover events).
 	Writes *WriteStats `json:"writes,omitempty"`
+	// Runs counts the verdicts of a cell run several times (Tally).
+	Runs map[Verdict]int `json:"runs,omitempty"`
 	// Logs are the directors' logs, by node, and for a failed scenario
 	// each director's IPVS, mangle and nat tables at the end.
 	Logs map[string]string `json:"logs,omitempty"`

@@ -36,19 +36,24 @@ func requireIPVS() {
 	}
 }
 
-// specTimeout bounds one spec: a scenario takes 10-20 s alone and about a
-// minute beside five others under TCG; one that cannot converge fails
-// with Ginkgo's timeout report, long before the suite's --timeout.
+// specTimeout bounds one run of a spec: a scenario takes 10-20 s alone
+// and about a minute beside five others under TCG; one that cannot
+// converge fails with Ginkgo's timeout report, long before the suite's
+// --timeout.
 const specTimeout = 4 * time.Minute
 
-// entry is a table entry bounded by specTimeout (a table takes no
-// SpecTimeout of its own).
+// timeout is a spec's SpecTimeout: specTimeout for each of its runs.
+func timeout() SpecTimeout { return SpecTimeout(time.Duration(*repeat) * specTimeout) }
+
+// entry is a table entry bounded by timeout (a table takes no SpecTimeout
+// of its own).
 func entry(description string, args ...any) TableEntry {
-	return Entry(description, append(args, SpecTimeout(specTimeout))...)
+	return Entry(description, append(args, timeout())...)
 }
 
-// run runs one cell of the matrix with 20 connections; expected, if
-// given, replaces the table's expectation.
+// run runs one cell of the matrix with 20 connections, -lvslab.repeat
+// times (then tallied: the first run's evidence, every run's verdict);
+// expected, if given, replaces the table's expectation.
 func run(ctx SpecContext, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
 	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 	Expect(err).NotTo(HaveOccurred())
@@ -56,8 +61,17 @@ func run(ctx SpecContext, impl scenarios.Implementation, ev scenarios.Event, fix
 	if len(expected) > 0 {
 		opts.Expected = expected[0]
 	}
-	r, err := scenarios.Run(ctx, topo, impl, fix, ev, opts)
-	Expect(err).NotTo(HaveOccurred())
+	var runs []*scenarios.Result
+	for range *repeat {
+		r, err := scenarios.Run(ctx, topo, impl, fix, ev, opts)
+		Expect(err).NotTo(HaveOccurred())
+		runs = append(runs, r)
+	}
+	r := runs[0]
+	if *repeat > 1 {
+		r = scenarios.Tally(runs)
+		GinkgoWriter.Printf("%d runs: %s\n", *repeat, r.VerdictText())
+	}
 	record(r)
 	return r
 }
@@ -138,7 +152,7 @@ var _ = Describe("Two-box LVS-DR", func() {
 		entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
-	It("keepalived MASTER killed, backup_only: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), SpecTimeout(specTimeout), func(ctx SpecContext) {
+	It("keepalived MASTER killed, backup_only: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), timeout(), func(ctx SpecContext) {
 		backupOnlyKilled(ctx, &scenarios.Keepalived{})
 	})
 
@@ -159,7 +173,7 @@ var _ = Describe("Two-box LVS-DR", func() {
 		entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
-	It("lvslab MASTER killed, backup-only guard: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), SpecTimeout(specTimeout), func(ctx SpecContext) {
+	It("lvslab MASTER killed, backup-only guard: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), timeout(), func(ctx SpecContext) {
 		backupOnlyKilled(ctx, &scenarios.GoDirector{Binary: lvslabBinary()})
 	})
 

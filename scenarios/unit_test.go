@@ -132,3 +132,24 @@ func TestExpected(t *testing.T) {
 		}
 	}
 }
+
+func TestTally(t *testing.T) {
+	loop := func(pass bool) *Result { return &Result{Verdict: Loop, Expected: Loop, Pass: pass, Reason: "bounced"} }
+	clean := &Result{Verdict: Clean, Expected: Loop, Reason: "20 of 20 served"}
+
+	stable := Tally([]*Result{loop(true), loop(true), loop(true)})
+	if stable.Verdict != Loop || !stable.Pass || stable.Counts() != "LOOP 3/3" || stable.Reason != "bounced" {
+		t.Errorf("3 LOOPs: got %s pass=%v %q %q", stable.Verdict, stable.Pass, stable.Counts(), stable.Reason)
+	}
+	if r := Tally([]*Result{loop(true), loop(false)}); r.Verdict != Loop || r.Pass {
+		t.Errorf("2 LOOPs, one failing on its own: got %s pass=%v, want LOOP failing", r.Verdict, r.Pass)
+	}
+	flaky := Tally([]*Result{loop(true), clean, loop(true)})
+	if flaky.Verdict != Unstable || flaky.Pass || flaky.Counts() != "CLEAN 1/3, LOOP 2/3" ||
+		flaky.Reason != "CLEAN in 1 of 3 runs: 20 of 20 served | LOOP in 2 of 3 runs: bounced" {
+		t.Errorf("LOOP, CLEAN, LOOP: got %s pass=%v %q %q", flaky.Verdict, flaky.Pass, flaky.Counts(), flaky.Reason)
+	}
+	if stable.VerdictText() != "LOOP 3/3" || flaky.VerdictText() != "UNSTABLE (CLEAN 1/3, LOOP 2/3)" || (&Result{Verdict: Loop}).VerdictText() != "LOOP" {
+		t.Errorf("verdict texts %q, %q", stable.VerdictText(), flaky.VerdictText())
+	}
+}

@@ -213,3 +213,20 @@ func TestDirectorCheckConfig(t *testing.T) {
 		t.Errorf("bad config: exit %d, %q; want exit 2 and file:line", code, stderr)
 	}
 }
+
+// TestRunBadFlags: a bad --cell or --repeat is a one-line usage error
+// (exit 2) before anything is built.
+func TestRunBadFlags(t *testing.T) {
+	for args, want := range map[string]string{
+		"--cell steady-state/keepalived":          "want EVENT/IMPLEMENTATION/FIX",
+		"--cell steady/keepalived/none":           `event "steady": want one of [steady-state`,
+		"--cell steady-state/haproxy/none":        `implementation "haproxy": want keepalived or lvslab`,
+		"--cell steady-state/keepalived/iptables": `fix "iptables": want one of [none fwmark backup-only redirect]`,
+		"--repeat 0":                              "--repeat 0: want 1 or more",
+	} {
+		_, stderr, code := cli(t, append([]string{"run"}, strings.Fields(args)...)...)
+		if code != 2 || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("lvslab run %s: exit %d, stderr %q; want exit 2 and one line with %q", args, code, stderr, want)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +28,9 @@ func cmdRun(args []string) error {
 	jobs := fs.Int("jobs", 6, "scenarios run at once, each in a lab of its own (1: one at a time)")
 	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
 	verbose := fs.Bool("v", false, "print each scenario's steps (lab up, directors ready, traffic, verdict) with their times")
+	repeat := fs.Int("repeat", 1, "run each cell K times and count its verdicts (a cell whose runs disagree is UNSTABLE)")
+	var cellArgs stringList
+	fs.Var(&cellArgs, "cell", "run this cell instead of the headline set: EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect (repeatable)")
 	// Six labs at once peak at 1.7 GiB in the guest (twelve mariadbd, their
 	// datadirs on its tmpfs).
 	v := addVMFlags(fs, false, 4096)
@@ -34,6 +39,17 @@ func cmdRun(args []string) error {
 	}
 	if *jobs < 1 {
 		return usageError("--jobs %d: want 1 or more", *jobs)
+	}
+	if *repeat < 1 {
+		return usageError("--repeat %d: want 1 or more", *repeat)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cells, err := parseCells(cellArgs, self)
+	if err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return lab.ErrNotRoot
@@ -49,16 +65,16 @@ func cmdRun(args []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	if info.Mode == kernel.VM {
 		// Run this very command in the micro-VM; reports land on the host.
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the scenarios in a micro-VM\n", info.Reason)
 		v.shares = append(v.shares, dir)
-		code, err := v.runInVM([]string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns),
-			"--jobs", fmt.Sprint(*jobs), "-v=" + fmt.Sprint(*verbose)})
+		argv := []string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns),
+			"--jobs", fmt.Sprint(*jobs), "--repeat", fmt.Sprint(*repeat), "-v=" + fmt.Sprint(*verbose)}
+		for _, c := range cellArgs {
+			argv = append(argv, "--cell", c)
+		}
+		code, err := v.runInVM(argv)
 		if err != nil {
 			return err
 		}
@@ -77,54 +93,59 @@ func cmdRun(args []string) error {
 	}
 	sum := &reports.Summary{RunID: reports.RunID(time.Now()), Started: time.Now(), Kernel: kernel.Release(), Runner: runner,
 		Findings: scenarios.Findings}
-	// The headline set, for keepalived and for our Go director: the loop
-	// and its fix in steady state, and the fix through a crash of the
-	// MASTER's director. Every scenario has a lab of its own; most of a
-	// scenario is waiting on timers (VRRP's Master_Down_Interval, the IPVS
-	// estimator), so several run at once.
-	type cell struct {
-		impl func() scenarios.Implementation
-		ev   scenarios.Event
-		fix  scenarios.Fix
-	}
-	var cells []cell
-	for _, impl := range []func() scenarios.Implementation{keepalived, goDirector(self)} {
-		cells = append(cells, cell{impl, scenarios.Steady, scenarios.FixNone}, cell{impl, scenarios.Steady, scenarios.FixFwmark},
-			cell{impl, scenarios.FailoverKill, scenarios.FixFwmark})
-	}
 	run := filepath.Join(dir, sum.RunID)
 	opts := scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")}
 	if *verbose {
 		opts.Progress = os.Stderr
 	}
-	results := make([]*scenarios.Result, len(cells))
-	errs := make([]error, len(cells))
+	// Every run of every cell has a lab of its own; most of a scenario is
+	// waiting on timers (VRRP's Master_Down_Interval, the IPVS
+	// estimator), so several run at once.
+	runs := make([][]*scenarios.Result, len(cells))
+	for i := range runs {
+		runs[i] = make([]*scenarios.Result, *repeat)
+	}
+	var errs []error
+	var mu sync.Mutex
 	slots := make(chan struct{}, *jobs)
 	var wg sync.WaitGroup
-	for i, c := range cells {
-		slots <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-slots }()
-			impl := c.impl()
-			name := fmt.Sprintf("%s, %s, fix %s", c.ev, impl.Name(), c.fix)
-			fmt.Fprintf(os.Stderr, "lvslab: %s: %d connections\n", name, *conns)
-			r, err := scenarios.Run(ctx, topo, impl, c.fix, c.ev, opts)
-			if err == nil {
-				r.Pcap, err = filepath.Rel(run, r.Pcap)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("%s: %w", name, err)
-				return
-			}
-			fmt.Fprintf(os.Stderr, "lvslab:   %s: %s (expected %s): %s\n", name, r.Verdict, r.Expected, r.Reason)
-			results[i] = r
-		})
+	for k := range *repeat {
+		for i, c := range cells {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				impl := c.impl()
+				name := fmt.Sprintf("%s, %s, fix %s", c.ev, impl.Name(), c.fix)
+				if *repeat > 1 {
+					name += fmt.Sprintf(", run %d of %d", k+1, *repeat)
+				}
+				fmt.Fprintf(os.Stderr, "lvslab: %s: %d connections\n", name, *conns)
+				r, err := scenarios.Run(ctx, topo, impl, c.fix, c.ev, opts)
+				if err == nil {
+					r.Pcap, err = filepath.Rel(run, r.Pcap)
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", name, err))
+					mu.Unlock()
+					return
+				}
+				fmt.Fprintf(os.Stderr, "lvslab:   %s: %s (expected %s): %s\n", name, r.Verdict, r.Expected, r.Reason)
+				runs[i][k] = r
+			})
+		}
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	sum.Results = results
+	for _, rs := range runs {
+		r := rs[0]
+		if *repeat > 1 {
+			r = scenarios.Tally(rs)
+		}
+		sum.Results = append(sum.Results, r)
+	}
 	out, err := sum.Write(dir)
 	if err != nil {
 		return err
@@ -210,6 +231,48 @@ func screenshot(dir string) {
 	} else {
 		fmt.Printf("Screenshot: %s\n", png)
 	}
+}
+
+// cell is one scenario of a run: an event, an implementation on both
+// boxes and a fix.
+type cell struct {
+	impl func() scenarios.Implementation
+	ev   scenarios.Event
+	fix  scenarios.Fix
+}
+
+// parseCells reads --cell EVENT/IMPLEMENTATION/FIX arguments; with none,
+// the headline set, for keepalived and for our Go director: the loop and
+// its fix in steady state, and the fix through a crash of the MASTER's
+// director.
+func parseCells(args []string, self string) ([]cell, error) {
+	impls := map[string]func() scenarios.Implementation{"keepalived": keepalived, "lvslab": goDirector(self)}
+	if len(args) == 0 {
+		var cells []cell
+		for _, impl := range []string{"keepalived", "lvslab"} {
+			cells = append(cells, cell{impls[impl], scenarios.Steady, scenarios.FixNone}, cell{impls[impl], scenarios.Steady, scenarios.FixFwmark},
+				cell{impls[impl], scenarios.FailoverKill, scenarios.FixFwmark})
+		}
+		return cells, nil
+	}
+	var cells []cell
+	for _, a := range args {
+		parts := strings.Split(a, "/")
+		if len(parts) != 3 {
+			return nil, usageError("--cell %q: want EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect", a)
+		}
+		ev, impl, fix := scenarios.Event(parts[0]), impls[parts[1]], scenarios.Fix(parts[2])
+		switch {
+		case !slices.Contains(scenarios.Events, ev):
+			return nil, usageError("--cell %q: event %q: want one of %v", a, parts[0], scenarios.Events)
+		case impl == nil:
+			return nil, usageError("--cell %q: implementation %q: want keepalived or lvslab", a, parts[1])
+		case !slices.Contains(scenarios.Fixes, fix):
+			return nil, usageError("--cell %q: fix %q: want one of %v", a, parts[2], scenarios.Fixes)
+		}
+		cells = append(cells, cell{impl, ev, fix})
+	}
+	return cells, nil
 }
 
 func keepalived() scenarios.Implementation { return &scenarios.Keepalived{} }
