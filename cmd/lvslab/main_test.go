@@ -222,7 +222,7 @@ func TestRunBadFlags(t *testing.T) {
 		"--cell steady/keepalived/none":           `event "steady": want one of [steady-state`,
 		"--cell steady-state/haproxy/none":        `implementation "haproxy": want keepalived or lvslab`,
 		"--cell steady-state/keepalived/iptables": `fix "iptables": want one of [none fwmark backup-only redirect]`,
-		"--repeat 0":                              "--repeat 0: want 1 or more",
+		"--repeat 0": "--repeat 0: want 1 or more",
 	} {
 		_, stderr, code := cli(t, append([]string{"run"}, strings.Fields(args)...)...)
 		if code != 2 || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
