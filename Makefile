@@ -132,6 +132,19 @@ endef
 BENCH_KEXEC := -exec "$(CURDIR)/$(BIN) kexec"
 BENCH_KERNEL = $$($(BIN) vm run -- uname -r) in the micro-VM (TCG) when the host lacks ip_vs
 
+# suite_raw times make test on a clean clone of HEAD and the conformance
+# suite in PROCS processes against serial (fixtures/bench/suite.sh).
+define suite_raw
+	@echo "bench: make test and the conformance suite -> reports/bench/raw/suite.txt (about 25 minutes)"
+	@{ echo "# title: Test suite: make test on a clean clone (warm caches); conformance in $(PROCS) Ginkgo processes vs serial (PROCS=1)"; \
+	   echo "# command: fixtures/bench/suite.sh . $(PROCS)"; \
+	   echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
+	   echo "# kernel: $(BENCH_KERNEL)"; \
+	   echo "# date: $$(date -u +%F)"; \
+	   fixtures/bench/suite.sh . $(PROCS); } > reports/bench/raw/suite.txt.new
+	@mv reports/bench/raw/suite.txt.new reports/bench/raw/suite.txt
+endef
+
 # make bench BENCH_SETS="director run" reruns some sets; BENCH.md is
 # always regenerated from every raw file (each names its date).
 BENCH_SETS ?= lab kernel director scenarios run suite
@@ -143,12 +156,7 @@ bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate repor
 	$(if $(filter director,$(BENCH_SETS)),$(call bench_raw,./director/,director,Director: IPVS reconcile vs ipvsadm; failover vs keepalived,$(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter scenarios,$(BENCH_SETS)),$(call bench_raw,./scenarios/,scenarios,Conformance: one steady-state scenario from nothing to a verdict vs a shell script,$(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter run,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,run,The headline job: lvslab run (six scenarios at once) from start to exit,,$(BENCH_KERNEL)))
-	$(if $(filter suite,$(BENCH_SETS)),@echo "bench: make test and the conformance suite -> reports/bench/raw/suite.txt (about 25 minutes)"; \
-	{ echo "# title: Test suite: make test on a clean clone (warm caches); conformance in $(PROCS) Ginkgo processes vs serial (PROCS=1), one VM each"; \
-	  echo "# command: fixtures/bench/suite.sh . $(PROCS)"; \
-	  echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
-	  echo "# kernel: $(BENCH_KERNEL)"; echo "# date: $$(date -u +%F)"; \
-	  fixtures/bench/suite.sh . $(PROCS); } > reports/bench/raw/suite.txt.new && mv reports/bench/raw/suite.txt.new reports/bench/raw/suite.txt)
+	$(if $(filter suite,$(BENCH_SETS)),$(suite_raw))
 	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 
 clean: ## remove build outputs
