@@ -2,9 +2,11 @@ package director
 
 import (
 	"fmt"
+	"math/bits"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -85,6 +87,12 @@ type GuardConfig struct {
 	// Mode: fwmark (default), backup-only, or none (reproduces the bug).
 	Mode string `yaml:"mode,omitempty"`
 	Mark uint32 `yaml:"mark,omitempty"`
+	// Mask is the mark bits the guard sets (--set-xmark mark/mask); the
+	// packet's other bits stay as other software set them. Default: the
+	// bits up to the mark's highest (0x3 for mark 3). IPVS matches a
+	// fwmark service against the whole mark, so a packet someone else
+	// marked too is served locally, not balanced.
+	Mask uint32 `yaml:"mask,omitempty"`
 	// PeerMAC is the other director's MAC; learned from its VRRP adverts
 	// when empty.
 	PeerMAC string `yaml:"peer_mac,omitempty"`
@@ -100,6 +108,15 @@ const (
 // Schedulers Linux IPVS provides (ip_vs_*.ko); a kernel may lack some,
 // which the kernel reports when the service is added.
 var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+const (
+	// maxWeight is the largest realserver weight ipvsadm accepts; the
+	// kernel's field is 32 bits, and a larger YAML number wrapped.
+	maxWeight = 65535
+	// minCheckInterval bounds how often a realserver is probed: 1ns once
+	// kept a director at 1.7 vCPUs.
+	minCheckInterval = 100 * time.Millisecond
+)
 
 var (
 	forwards   = map[string]string{"dr": Route, "nat": Masq, "tun": Tunnel}
@@ -157,6 +174,9 @@ func (c *Config) validate() error {
 		t := true
 		v.Preempt = &t
 	}
+	if v.PreemptDelay < 0 || v.PreemptDelay > time.Hour {
+		k.fail("vrrp.preempt_delay", "preempt_delay %s: want 0 to 1h", v.PreemptDelay)
+	}
 	if v.UnicastPeer != "" {
 		if a, err := netip.ParseAddr(v.UnicastPeer); err != nil || !a.Is4() {
 			k.fail("vrrp.unicast_peer", "bad IPv4 address %q", v.UnicastPeer)
@@ -178,13 +198,19 @@ func (c *Config) validate() error {
 		if g.Mark == 0 {
 			k.fail("guard.mark", "fwmark guard needs a mark (the seed uses 3 on one box, 4 on the other)")
 		}
+		if g.Mask == 0 {
+			g.Mask = 1<<bits.Len32(g.Mark) - 1
+		}
+		if g.Mark&^g.Mask != 0 {
+			k.fail("guard.mask", "mark %#x has bits outside mask %#x", g.Mark, g.Mask)
+		}
 		// One mark declares one virtual service.
 		if len(c.Services) > 1 {
 			k.fail("guard.mode", "the fwmark guard covers one service; this config has %d", len(c.Services))
 		}
 	case GuardBackupOnly, GuardNone:
-		if g.Mark != 0 {
-			k.fail("guard.mark", "mark is only for mode fwmark")
+		if g.Mark != 0 || g.Mask != 0 {
+			k.fail("guard.mark", "mark and mask are only for mode fwmark")
 		}
 	default:
 		k.fail("guard.mode", "unknown mode %q: want fwmark, backup-only or none", g.Mode)
@@ -196,6 +222,9 @@ func (c *Config) validate() error {
 	}
 	if c.Status.Socket == "" {
 		c.Status.Socket = DefaultStatusSocket
+	}
+	if err := checkSocketPath(c.Status.Socket); err != nil {
+		k.fail("status.socket", "%v", err)
 	}
 	if m := c.Status.Metrics; m != "" {
 		if ap, err := netip.ParseAddrPort(m); err != nil || !ap.Addr().IsLoopback() {
@@ -262,8 +291,8 @@ func (s *ServiceConfig) validate(k *checker, p string, seen map[string]string) {
 			w := 1
 			r.Weight = &w
 		}
-		if *r.Weight < 0 {
-			k.fail(rp+".weight", "weight %d is negative", *r.Weight)
+		if *r.Weight < 0 || *r.Weight > maxWeight {
+			k.fail(rp+".weight", "weight %d: want 0-%d", *r.Weight, maxWeight)
 		}
 		if id := fmt.Sprintf("%s:%d", r.Address, r.Port); dup[id] {
 			k.fail(rp, "duplicate realserver %s", id)
@@ -287,7 +316,12 @@ func (ch *CheckConfig) validate(k *checker, p string) {
 	if ch.Timeout == 0 {
 		ch.Timeout = time.Second
 	}
-	if ch.Timeout > ch.Interval {
+	switch {
+	case ch.Interval < minCheckInterval || ch.Interval > time.Hour:
+		k.fail(p+".interval", "interval %s: want %s to 1h", ch.Interval, minCheckInterval)
+	case ch.Timeout < 0:
+		k.fail(p+".timeout", "timeout %s is negative", ch.Timeout)
+	case ch.Timeout > ch.Interval:
 		k.fail(p+".timeout", "timeout %s is longer than the interval %s", ch.Timeout, ch.Interval)
 	}
 	if ch.Rise == 0 {
@@ -296,11 +330,14 @@ func (ch *CheckConfig) validate(k *checker, p string) {
 	if ch.Fall == 0 {
 		ch.Fall = 3
 	}
-	if ch.Rise < 0 || ch.Fall < 0 {
-		k.fail(p, "rise and fall must be positive")
+	if ch.Rise < 1 || ch.Rise > 100 || ch.Fall < 1 || ch.Fall > 100 {
+		k.fail(p, "rise %d, fall %d: want 1-100 each", ch.Rise, ch.Fall)
 	}
 	if ch.Type == "mysql-replica" && ch.MaxLag == 0 {
 		ch.MaxLag = time.Minute
+	}
+	if ch.MaxLag < 0 {
+		k.fail(p+".max_lag", "max_lag %s is negative", ch.MaxLag)
 	}
 	if ch.MaxLag != 0 && ch.Type != "mysql-replica" {
 		k.fail(p+".max_lag", "max_lag is only for mysql-replica checks")
@@ -314,6 +351,32 @@ func (ch *CheckConfig) validate(k *checker, p string) {
 	if ch.OnFail != "quiesce" && ch.OnFail != "remove" {
 		k.fail(p+".on_fail", "on_fail %q: want quiesce or remove", ch.OnFail)
 	}
+}
+
+// checkSocketPath refuses a status socket path the director could not
+// own: not absolute, or something other than a socket is already there
+// (the director replaces a stale socket at start and removes it at stop).
+func checkSocketPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("socket %q: want an absolute path", path)
+	}
+	fi, err := os.Lstat(path)
+	if err == nil && fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("socket %s: a %s is there, not a socket; the director would replace it", path, describeMode(fi.Mode()))
+	}
+	return nil
+}
+
+func describeMode(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "file of mode " + m.Type().String()
 }
 
 // Desired is the IPVS table the config asks for, every realserver healthy:

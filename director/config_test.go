@@ -77,6 +77,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{"two services, one mark", "guard:", "  - name: other\n    vip: 192.168.1.200\n    port: 3307\n    realservers: [{address: 192.168.1.233}]\nguard:", "guard.mode: the fwmark guard covers one service"},
 		{"metrics not loopback", "  mark: 3", "  mark: 3\nstatus: {metrics: \"0.0.0.0:9101\"}", `status.metrics: metrics address "0.0.0.0:9101": want a loopback host:port`},
 		{"advert_int", "  priority: 150", "  priority: 150\n  advert_int: 50s", "VRRPv3 carries centiseconds"},
+		{"negative interval", "      - address: 192.168.1.213", "      - address: 192.168.1.213\n        check: {interval: -2s}", "c.yaml:12: services[0].realservers[1].check.interval: interval -2s: want 100ms to 1h"},
+		{"interval 1ns", "      - address: 192.168.1.213", "      - address: 192.168.1.213\n        check: {interval: 1ns}", "check.interval: interval 1ns: want 100ms to 1h"},
+		{"negative timeout", "      - address: 192.168.1.213", "      - address: 192.168.1.213\n        check: {timeout: -3s}", "check.timeout: timeout -3s is negative"},
+		{"rise", "      - address: 192.168.1.213", "      - address: 192.168.1.213\n        check: {rise: -1}", "rise -1, fall 3: want 1-100 each"},
+		{"weight over 32 bits", "      - address: 192.168.1.213", "      - address: 192.168.1.213\n        weight: 4294967297", "c.yaml:12: services[0].realservers[1].weight: weight 4294967297: want 0-65535"},
+		{"preempt_delay", "  priority: 150", "  priority: 150\n  preempt_delay: -1s", "vrrp.preempt_delay: preempt_delay -1s: want 0 to 1h"},
+		{"socket is a file", "  mark: 3", "  mark: 3\nstatus: {socket: /etc/passwd}", "status.socket: socket /etc/passwd: a regular file is there, not a socket"},
+		{"socket is a directory", "  mark: 3", "  mark: 3\nstatus: {socket: /etc}", "socket /etc: a directory is there"},
+		{"mark outside mask", "  mark: 3", "  mark: 3\n  mask: 0x1", "guard.mask: mark 0x3 has bits outside mask 0x1"},
+		{"socket relative", "  mark: 3", "  mark: 3\nstatus: {socket: director.sock}", `socket "director.sock": want an absolute path`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := strings.Replace(baseConfig, tc.old, tc.new, 1)

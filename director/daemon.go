@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -33,12 +37,23 @@ type Daemon struct {
 	link netlink.Link
 	addr netip.Prefix // our primary address on the VRRP interface
 	vips []netip.Addr
-	ipvs *ipvs.Handle
-	ipt  IPTables         // nil unless the fwmark guard is on
-	conn *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)
-	ads  *PacketConn      // receives adverts with the sender's MAC
-	dst  netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
-	fsm  Machine
+	// ipvs is the worker's IPVS handle, stats a second one for status
+	// reads, which run in the status server's goroutines.
+	ipvs, stats IPVS
+	closers     []func()
+	ipt         IPTables         // nil unless the fwmark guard is on
+	conn        *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)
+	ads         *PacketConn      // receives adverts with the sender's MAC
+	dst         netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
+	fsm         Machine
+	// work runs what may block (iptables, IPVS, sync daemons) off the VRRP
+	// loop; transmit sends an advert and announce a VIP (gratuitous ARP),
+	// both without blocking the loop. Unit tests replace them.
+	work     *worker
+	transmit func(Advert) error
+	announce func(netip.Addr)
+	crashed  chan error // a goroutine's panic (spawn)
+	started  bool       // the loop ran: VIPs may be up
 	// peerMAC is the MAC the guard excludes (nil while unknown), and
 	// peerFrom where it came from: "config", "adverts" or "neighbour".
 	peerMAC  net.HardwareAddr
@@ -51,14 +66,16 @@ type Daemon struct {
 	backupOnly []byte
 
 	// For the status: the last state change, how many, the MASTER heard
-	// last, the guard rule in force, each realserver's last check.
+	// last, each realserver's last check.
 	since       time.Time
 	transitions int
 	master      netip.Addr
-	guardRule   string
-	guardSet    bool // guardRule is in force
 	lastCheck   map[[2]int]string
 	asks        chan chan Status
+	// The guard rule in force, kept by the worker.
+	guardMu   sync.Mutex
+	guardRule string
+	guardSet  bool // guardRule is in force
 }
 
 // Netlink is the subset of *netlink.Handle the daemon uses (interface,
@@ -78,16 +95,25 @@ const backupOnlySysctl = "/proc/sys/net/ipv4/vs/backup_only"
 // Run starts the director and blocks until ctx ends, then shuts down
 // cleanly: priority-0 advert, VIP, IPVS services and guard removed.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
-	d := &Daemon{cfg: cfg, log: log}
-	// Whatever setup installed before failing is removed too.
-	defer func() { err = errors.Join(err, d.teardown()) }()
+	d := &Daemon{cfg: cfg, log: log, crashed: make(chan error, 1)}
+	d.work = newWorker(d.spawn)
+	// Whatever setup installed before failing is removed too, also after
+	// a panic here or in any of the daemon's goroutines (spawn).
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v\n%s", ErrPanic, p, debug.Stack())
+		}
+		err = errors.Join(err, d.teardown())
+	}()
 	if err := d.setup(); err != nil {
 		return err
 	}
 	recv := make(chan received, 8)
-	go d.receive(recv)
+	d.spawn(func() { d.receive(recv) })
 	checks := make(chan checkResult, 16)
-	if err := runChecks(ctx, cfg, checks); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the checks before the teardown
+	if err := runChecks(ctx, cfg, checks, d.spawn); err != nil {
 		return err
 	}
 	d.asks = make(chan chan Status)
@@ -97,6 +123,36 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	}
 	defer srv.Close()
 	log.Info("starting", "priority", d.fsm.Priority, "guard", cfg.Guard.Mode)
+	return d.loop(ctx, recv, checks)
+}
+
+// ErrPanic is wrapped by the error Run returns after a panic, once it has
+// removed what it installed.
+var ErrPanic = errors.New("director panicked")
+
+// spawn runs fn in a goroutine whose panic ends the daemon through its
+// loop, so the teardown still runs: a goroutine's panic would otherwise
+// kill the process with the VIP, the IPVS services and the guard left in
+// place.
+func (d *Daemon) spawn(fn func()) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				select {
+				case d.crashed <- fmt.Errorf("%w: %v\n%s", ErrPanic, p, debug.Stack()):
+				default: // one is enough
+				}
+			}
+		}()
+		fn()
+	}()
+}
+
+// loop is the VRRP loop: timers, adverts, state changes and the VIP. It
+// never waits on anything slow; that goes to the worker. It ends with ctx,
+// or with the panic of one of the daemon's goroutines.
+func (d *Daemon) loop(ctx context.Context, recv <-chan received, checks <-chan checkResult) error {
+	d.started = true
 	d.transition("start", func(m *Machine) []Action { return m.Start(time.Now()) })
 	for {
 		wait := time.Until(d.fsm.Deadline())
@@ -106,6 +162,10 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			timer.Stop()
 			d.transition("shutdown", (*Machine).Shutdown)
 			return nil
+		case err := <-d.crashed:
+			timer.Stop()
+			d.transition("panic", (*Machine).Shutdown)
+			return err
 		case r := <-recv:
 			timer.Stop()
 			d.heard(r)
@@ -122,12 +182,14 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 			d.lookForPeer()
 		case reply := <-d.asks:
 			timer.Stop()
-			reply <- d.status()
+			reply <- d.snapshot()
 		}
 	}
 }
 
-// ask gets a Status from the daemon's loop, for the status server.
+// ask gets a Status for the status server: the loop's state from the
+// loop, then the kernel's side (IPVS counters, sync daemons, the guard
+// rule) read here, in the server's goroutine.
 func (d *Daemon) ask(ctx context.Context) (Status, error) {
 	reply := make(chan Status, 1)
 	select {
@@ -137,6 +199,7 @@ func (d *Daemon) ask(ctx context.Context) (Status, error) {
 	}
 	select {
 	case st := <-reply:
+		d.kernelStatus(&st)
 		return st, nil
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
@@ -146,8 +209,10 @@ func (d *Daemon) ask(ctx context.Context) (Status, error) {
 // transition feeds the state machine one event, logs a state change with
 // its reason, and performs the actions. A new state is prepared (guard,
 // sync daemon) after the adverts, which tell the peer at once, and before
-// the VIP moves, which draws traffic: a new MASTER balances from its first
-// connection.
+// the VIP moves, which draws traffic. The preparing runs on the worker, so
+// the VIP may arrive first: a new MASTER then serves its first
+// connections itself for as long as the iptables execs take (no loop: a
+// MASTER's own traffic is never forwarded back to it).
 func (d *Daemon) transition(reason string, event func(*Machine) []Action) {
 	before := d.fsm.State()
 	actions := event(&d.fsm)
@@ -169,16 +234,19 @@ func (d *Daemon) transition(reason string, event func(*Machine) []Action) {
 	}
 }
 
-// entered prepares a new VRRP state: the guard rule, which may depend on
-// it, and in guard mode backup-only the sync daemon: with backup_only=1 a
-// box whose backup daemon runs does not balance what the MASTER forwards.
+// entered prepares a new VRRP state, on the worker: the guard rule, which
+// may depend on it, and in guard mode backup-only the sync daemon: with
+// backup_only=1 a box whose backup daemon runs does not balance what the
+// MASTER forwards.
 func (d *Daemon) entered(s State) {
-	if err := d.applyGuard(); err != nil {
-		d.log.Error("guard", "err", err)
-	}
+	d.queueGuard()
 	if d.cfg.Guard.Mode != GuardBackupOnly || s == Initialize {
 		return
 	}
+	d.work.do(func() { d.switchSync(s) })
+}
+
+func (d *Daemon) switchSync(s State) {
 	sd := SyncDaemon{State: SyncMaster, Interface: d.cfg.VRRP.Interface, SyncID: uint32(d.cfg.VRRP.VRID)}
 	if s == Backup {
 		sd.State = SyncBackup
@@ -226,21 +294,22 @@ func (d *Daemon) setup() error {
 	if !d.addr.IsValid() {
 		return fmt.Errorf("%s has no IPv4 address of its own", cfg.VRRP.Interface)
 	}
-	d.health, d.down, d.lastCheck = map[[2]int]*Health{}, map[[2]int]bool{}, map[[2]int]string{}
-	for i, s := range cfg.Services {
-		for j, r := range s.Realservers {
-			d.health[[2]int{i, j}] = &Health{Rise: r.Check.Rise, Fall: r.Check.Fall}
-		}
-	}
-	d.fsm = Machine{Priority: uint8(cfg.VRRP.Priority), AdvertInt: cfg.VRRP.AdvertInt, Preempt: *cfg.VRRP.Preempt,
-		PreemptDelay: cfg.VRRP.PreemptDelay, Addr: d.addr.Addr()}
+	d.initState()
 	// moby/ipvs opens a handle even where the kernel has no IPVS, and its
 	// calls then fail silently: ask for IPVS's netlink family first.
+	// Where ip_vs is a module not yet loaded, load it, as keepalived does.
 	if _, err := netlink.GenlFamilyGet("IPVS"); err != nil {
-		return fmt.Errorf("kernel IPVS is not available here (%v): modprobe ip_vs, or see lvslab kernel info", err)
+		out, merr := exec.Command("modprobe", "ip_vs").CombinedOutput()
+		if _, err2 := netlink.GenlFamilyGet("IPVS"); err2 != nil {
+			return fmt.Errorf("kernel IPVS is not available here (%v; modprobe ip_vs: %v %s): see lvslab kernel info", err, merr, bytes.TrimSpace(out))
+		}
 	}
-	if d.ipvs, err = ipvs.New(""); err != nil {
-		return fmt.Errorf("ipvs: %w", err)
+	for _, h := range []*IPVS{&d.ipvs, &d.stats} {
+		kh, err := ipvs.New("")
+		if err != nil {
+			return fmt.Errorf("ipvs: %w", err)
+		}
+		*h, d.closers = kh, append(d.closers, kh.Close)
 	}
 	switch cfg.Guard.Mode {
 	case GuardFwmark:
@@ -254,7 +323,7 @@ func (d *Daemon) setup() error {
 		} else {
 			d.log.Info("guard learns the peer's MAC from its VRRP adverts")
 		}
-		if err := d.applyGuard(); err != nil {
+		if err := d.applyGuard(d.fsm.State(), d.peerMAC); err != nil {
 			return err
 		}
 	case GuardBackupOnly:
@@ -277,6 +346,14 @@ func (d *Daemon) setup() error {
 		return fmt.Errorf("vrrp socket: %w", err)
 	}
 	d.conn = ipv4.NewPacketConn(pc)
+	d.transmit = d.send
+	d.announce = func(v netip.Addr) {
+		d.spawn(func() {
+			if err := GratuitousARP(d.ifi, v, 3); err != nil {
+				d.log.Error("gratuitous ARP", "err", err)
+			}
+		})
+	}
 	d.dst = VRRPGroup
 	if cfg.VRRP.UnicastPeer != "" {
 		d.dst = netip.MustParseAddr(cfg.VRRP.UnicastPeer)
@@ -298,6 +375,19 @@ func (d *Daemon) setup() error {
 	return nil
 }
 
+// initState sets up what the loop keeps: the state machine, and each
+// realserver's health, all up.
+func (d *Daemon) initState() {
+	d.health, d.down, d.lastCheck = map[[2]int]*Health{}, map[[2]int]bool{}, map[[2]int]string{}
+	for i, s := range d.cfg.Services {
+		for j, r := range s.Realservers {
+			d.health[[2]int{i, j}] = &Health{Rise: r.Check.Rise, Fall: r.Check.Fall}
+		}
+	}
+	v := d.cfg.VRRP
+	d.fsm = Machine{Priority: uint8(v.Priority), AdvertInt: v.AdvertInt, Preempt: *v.Preempt, PreemptDelay: v.PreemptDelay, Addr: d.addr.Addr()}
+}
+
 func mustMAC(s string) net.HardwareAddr {
 	mac, err := net.ParseMAC(s)
 	if err != nil {
@@ -314,23 +404,28 @@ func mustMAC(s string) net.HardwareAddr {
 // MASTER's MAC before it could re-balance; a MASTER finds its BACKUP's in
 // the neighbour table after the first health check (lookForPeer), so a
 // crash leaves no mark-all rule behind past the first seconds.
-func (d *Daemon) applyGuard() error {
+func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 	if d.ipt == nil {
 		return nil
 	}
 	var g *Guard // nil: no rule
-	if d.peerMAC != nil || d.fsm.State() == Master {
+	if peer != nil || state == Master {
 		s := d.cfg.Services[0]
-		g = &Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: d.peerMAC, Mark: d.cfg.Guard.Mark}
+		g = &Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: peer, Mark: d.cfg.Guard.Mark, Mask: d.cfg.Guard.Mask}
 	}
 	want := ""
 	if g != nil {
 		want = strings.Join(g.Rule(), " ")
 	}
 	// Checking costs several iptables execs (over a second on a loaded
-	// VM), and this runs on the VRRP loop in every transition: a rule this
-	// daemon put in force is not checked again.
-	if d.guardSet && want == d.guardRule {
+	// VM), and every transition asks: a rule this daemon put in force is
+	// not checked again.
+	// Only the worker (and setup, before it) writes the rule; the lock is
+	// for status readers, which never wait on an exec.
+	d.guardMu.Lock()
+	inForce := d.guardSet && want == d.guardRule
+	d.guardMu.Unlock()
+	if inForce {
 		return nil
 	}
 	var err error
@@ -342,24 +437,48 @@ func (d *Daemon) applyGuard() error {
 			d.log.Info("guard installed", "rule", want)
 		}
 	}
+	d.guardMu.Lock()
 	d.guardSet = err == nil
 	if err == nil {
 		d.guardRule = want
 	}
+	d.guardMu.Unlock()
 	return err
 }
 
 // heard learns the peer's MAC from an advert, in fwmark mode without a
 // configured peer_mac; a changed MAC re-installs the rule. Adverts are the
-// authority: they replace a MAC found in the neighbour table.
+// authority: they replace a MAC found in the neighbour table. Only adverts
+// from a possible peer count (unicast_peer, or a realserver that is not
+// this box): VRRP adverts are unauthenticated, and any host on the segment
+// could otherwise choose whose traffic this box re-balances.
 func (d *Daemon) heard(r received) {
 	switch {
 	case d.ipt == nil || d.peerFrom == "config":
+	case !slices.Contains(d.peers(), r.src):
+		d.log.Debug("advert from a host that is no peer: its MAC is not learned", "src", r.src, "mac", r.mac.String())
 	case bytes.Equal(r.mac, d.peerMAC):
 		d.peerFrom = "adverts" // confirmed
 	default:
 		d.learnPeer(r.mac, "adverts", "peer", r.src)
 	}
+}
+
+// peers are the addresses the other director may have: the unicast peer
+// if configured, else every realserver that is not this box or a VIP.
+func (d *Daemon) peers() []netip.Addr {
+	if p := d.cfg.VRRP.UnicastPeer; p != "" {
+		return []netip.Addr{netip.MustParseAddr(p)}
+	}
+	var out []netip.Addr
+	for _, s := range d.cfg.Services {
+		for _, r := range s.Realservers {
+			if a := netip.MustParseAddr(r.Address); a != d.addr.Addr() && !slices.Contains(d.vips, a) && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // lookForPeer fills in the peer's MAC when adverts have not told it: a
@@ -371,14 +490,7 @@ func (d *Daemon) lookForPeer() {
 	if d.ipt == nil || d.peerMAC != nil {
 		return
 	}
-	var others []netip.Addr
-	for _, s := range d.cfg.Services {
-		for _, r := range s.Realservers {
-			if a := netip.MustParseAddr(r.Address); a != d.addr.Addr() && !slices.Contains(d.vips, a) && !slices.Contains(others, a) {
-				others = append(others, a)
-			}
-		}
-	}
+	others := d.peers()
 	if len(others) != 1 {
 		return
 	}
@@ -398,15 +510,32 @@ func (d *Daemon) lookForPeer() {
 func (d *Daemon) learnPeer(mac net.HardwareAddr, from, role string, addr netip.Addr) {
 	d.log.Info("peer MAC learned", "from", from, role, addr, "mac", mac.String(), "was", d.peerMAC.String())
 	d.peerMAC, d.peerFrom = mac, from
-	if err := d.applyGuard(); err != nil {
-		d.log.Error("guard", "err", err)
-	}
+	d.queueGuard()
+}
+
+// queueGuard has the worker put in force the guard rule for the state and
+// peer MAC known now.
+func (d *Daemon) queueGuard() {
+	state, peer := d.fsm.State(), slices.Clone(d.peerMAC)
+	d.work.do(func() {
+		if err := d.applyGuard(state, peer); err != nil {
+			d.log.Error("guard", "err", err)
+		}
+	})
 }
 
 // Reconcile installs the configured IPVS table, adopting what is there.
+// It owns every address service on a managed VIP, not only the configured
+// ones: a service an earlier run left with another config (VIP:3306 after
+// a restart with the fwmark guard) would take the unmarked traffic the
+// peer forwards and re-balance it, the very loop the guard prevents.
 func (d *Daemon) Reconcile() (Changes, error) {
 	want := d.cfg.Desired()
-	return Reconcile(d.ipvs, want, want)
+	owned, err := ServicesOn(d.ipvs, d.vips)
+	if err != nil {
+		return Changes{}, err
+	}
+	return Reconcile(d.ipvs, append(owned, want...), want)
 }
 
 // checked applies a health check result: a realserver that turned down is
@@ -428,12 +557,15 @@ func (d *Daemon) checked(cr checkResult) {
 		reason = cr.err.Error()
 	}
 	d.log.Info("realserver health", "realserver", rs.Address, "up", h.Up(), "on_fail", rs.Check.OnFail, "reason", reason)
-	c, err := Reconcile(d.ipvs, d.cfg.Desired(), d.cfg.DesiredWith(d.down))
-	if err != nil {
-		d.log.Error("ipvs reconcile after health change", "err", err)
-		return
-	}
-	d.log.Info("ipvs reconciled", "changes", fmt.Sprintf("%+v", c))
+	want := d.cfg.DesiredWith(maps.Clone(d.down))
+	d.work.do(func() {
+		c, err := Reconcile(d.ipvs, d.cfg.Desired(), want)
+		if err != nil {
+			d.log.Error("ipvs reconcile after health change", "err", err)
+			return
+		}
+		d.log.Info("ipvs reconciled", "changes", fmt.Sprintf("%+v", c))
+	})
 }
 
 type received struct {
@@ -472,9 +604,9 @@ func (d *Daemon) act(a Action) {
 	var err error
 	switch a {
 	case SendAdvert:
-		err = d.send(d.fsm.Priority)
+		err = d.transmit(d.advert(d.fsm.Priority))
 	case SendAdvertZero:
-		err = d.send(0)
+		err = d.transmit(d.advert(0))
 	case AddVIP:
 		err = d.addVIPs()
 	case DelVIP:
@@ -485,8 +617,11 @@ func (d *Daemon) act(a Action) {
 	}
 }
 
-func (d *Daemon) send(prio uint8) error {
-	a := Advert{VRID: uint8(d.cfg.VRRP.VRID), Priority: prio, Interval: d.cfg.VRRP.AdvertInt, Addrs: d.vips}
+func (d *Daemon) advert(prio uint8) Advert {
+	return Advert{VRID: uint8(d.cfg.VRRP.VRID), Priority: prio, Interval: d.cfg.VRRP.AdvertInt, Addrs: d.vips}
+}
+
+func (d *Daemon) send(a Advert) error {
 	_, err := d.conn.WriteTo(a.Marshal(d.addr.Addr(), d.dst), nil, &net.IPAddr{IP: d.dst.AsSlice()})
 	return err
 }
@@ -496,7 +631,8 @@ func (d *Daemon) vipAddr(v netip.Addr) *netlink.Addr {
 }
 
 // addVIPs puts the VIPs on the interface and announces them with
-// gratuitous ARP, so the client and switch learn our MAC at once.
+// gratuitous ARP (in the background: 200 ms of pauses), so the client and
+// switch learn our MAC at once.
 func (d *Daemon) addVIPs() error {
 	var errs []error
 	for _, v := range d.vips {
@@ -504,9 +640,7 @@ func (d *Daemon) addVIPs() error {
 			errs = append(errs, fmt.Errorf("add VIP %s on %s: %w", v, d.ifi.Name, err))
 			continue
 		}
-		if err := GratuitousARP(d.ifi, v, 3); err != nil {
-			errs = append(errs, err)
-		}
+		d.announce(v)
 	}
 	return errors.Join(errs...)
 }
@@ -521,26 +655,36 @@ func (d *Daemon) delVIPs() error {
 	return errors.Join(errs...)
 }
 
-// teardown removes what setup installed: VIPs, IPVS services, guard.
+// teardown removes what setup and the loop installed: VIPs, IPVS
+// services, guard, sync daemons; it logs what it removed, and nothing
+// when setup failed before installing anything. The worker's queued jobs
+// run first, so none installs anything afterwards.
 func (d *Daemon) teardown() error {
+	d.work.close()
 	var errs []error
+	var removed []string
 	if d.conn != nil {
 		d.conn.Close()
 	}
 	if d.ads != nil {
 		d.ads.Close()
 	}
-	if d.link != nil && d.addr.IsValid() {
+	if d.started {
 		errs = append(errs, d.delVIPs())
+		removed = append(removed, "VIPs")
 	}
 	if d.ipvs != nil {
 		if _, err := Reconcile(d.ipvs, d.cfg.Desired(), nil); err != nil {
 			errs = append(errs, err)
 		}
-		d.ipvs.Close()
+		removed = append(removed, "IPVS services")
+	}
+	for _, c := range d.closers {
+		c()
 	}
 	if d.ipt != nil {
 		errs = append(errs, RemoveGuard(d.ipt))
+		removed = append(removed, "guard")
 	}
 	if d.backupOnly != nil {
 		for _, s := range []SyncState{SyncMaster, SyncBackup} {
@@ -549,8 +693,11 @@ func (d *Daemon) teardown() error {
 			}
 		}
 		errs = append(errs, os.WriteFile(backupOnlySysctl, d.backupOnly, 0o644))
+		removed = append(removed, "sync daemons", "backup_only restored")
 	}
-	d.log.Info("stopped: removed what it installed (VIP, IPVS services, guard, sync daemons)")
+	if len(removed) > 0 {
+		d.log.Info("stopped: removed what it installed", "removed", strings.Join(removed, ", "))
+	}
 	return errors.Join(errs...)
 }
 

@@ -47,8 +47,10 @@ func TestLookForPeer(t *testing.T) {
 			ipt := NewFakeIPTables()
 			d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), nl: &fakeNetlink{neighs: tc.neighs}, ipt: ipt,
 				ifi: &net.Interface{Index: 2, Name: "eth0"}, addr: netip.MustParsePrefix("192.168.1.233/24"),
-				vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}}
+				vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}, work: newWorker(goSpawn)}
+			defer d.work.close()
 			d.lookForPeer()
+			d.work.flush()
 			if string(d.peerMAC) != string(tc.want) {
 				t.Fatalf("peer MAC %v, want %v", d.peerMAC, tc.want)
 			}
@@ -72,23 +74,50 @@ func TestApplyGuardOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	ipt := NewFakeIPTables()
-	d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), ipt: ipt, peerMAC: mustMAC("02:00:c0:a8:01:d5")}
-	if err := d.applyGuard(); err != nil {
+	d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), ipt: ipt}
+	peer := mustMAC("02:00:c0:a8:01:d5")
+	if err := d.applyGuard(Backup, peer); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(ipt.Save(GuardTable), "! --mac-source 02:00:c0:a8:01:d5") {
 		t.Fatalf("no guard:\n%s", ipt.Save(GuardTable))
 	}
 	calls, reads := ipt.Calls, ipt.Reads
-	if err := d.applyGuard(); err != nil || ipt.Calls != calls || ipt.Reads != reads {
+	if err := d.applyGuard(Master, peer); err != nil || ipt.Calls != calls || ipt.Reads != reads {
 		t.Errorf("unchanged rule: %v, %d calls and %d reads; want none", err, ipt.Calls-calls, ipt.Reads-reads)
 	}
-	d.peerMAC = mustMAC("02:00:c0:a8:01:d6")
-	if err := d.applyGuard(); err != nil || !strings.Contains(ipt.Save(GuardTable), "! --mac-source 02:00:c0:a8:01:d6") {
+	if err := d.applyGuard(Backup, mustMAC("02:00:c0:a8:01:d6")); err != nil || !strings.Contains(ipt.Save(GuardTable), "! --mac-source 02:00:c0:a8:01:d6") {
 		t.Errorf("a new peer MAC: %v, rules:\n%s", err, ipt.Save(GuardTable))
 	}
-	d.peerMAC = nil // a BACKUP that knows no peer marks nothing
-	if err := d.applyGuard(); err != nil || strings.Contains(ipt.Save(GuardTable), GuardChain) {
+	// a BACKUP that knows no peer marks nothing
+	if err := d.applyGuard(Backup, nil); err != nil || strings.Contains(ipt.Save(GuardTable), GuardChain) {
 		t.Errorf("no peer MAC: %v, rules:\n%s", err, ipt.Save(GuardTable))
+	}
+}
+
+func goSpawn(fn func()) { go fn() }
+
+// TestHeardLearnsOnlyFromPeers: the guard takes the peer MAC from adverts
+// of the other director's address only; an advert from any other host
+// (unauthenticated VRRP) changes nothing.
+func TestHeardLearnsOnlyFromPeers(t *testing.T) {
+	cfg, err := ParseConfig("c.yaml", []byte(baseConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipt := NewFakeIPTables()
+	d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), ipt: ipt, work: newWorker(goSpawn),
+		addr: netip.MustParsePrefix("192.168.1.233/24"), vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}}
+	defer d.work.close()
+	intruder, peer := mustMAC("02:00:00:00:00:66"), mustMAC("02:00:c0:a8:01:d5")
+	d.heard(received{src: netip.MustParseAddr("192.168.1.66"), mac: intruder})
+	d.work.flush()
+	if d.peerMAC != nil || strings.Contains(ipt.Save(GuardTable), intruder.String()) {
+		t.Fatalf("learned %v from a host that is no realserver; rules:\n%s", d.peerMAC, ipt.Save(GuardTable))
+	}
+	d.heard(received{src: netip.MustParseAddr("192.168.1.213"), mac: peer})
+	d.work.flush()
+	if d.peerFrom != "adverts" || !strings.Contains(ipt.Save(GuardTable), "! --mac-source "+peer.String()) {
+		t.Errorf("the peer's advert: from %q, rules:\n%s", d.peerFrom, ipt.Save(GuardTable))
 	}
 }

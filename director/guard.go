@@ -1,6 +1,7 @@
 package director
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -44,7 +45,9 @@ type Guard struct {
 	Port     uint16
 	Protocol string // tcp or udp
 	PeerMAC  net.HardwareAddr
-	Mark     uint32
+	// Mark is set within Mask; the packet's other mark bits are left to
+	// whoever else marks (kube-proxy, Cilium, Tailscale). 0: every bit.
+	Mark, Mask uint32
 }
 
 // Rule is the guard's rulespec, as iptables takes it. Without a PeerMAC
@@ -54,7 +57,8 @@ func (g Guard) Rule() []string {
 	if g.PeerMAC != nil {
 		r = append(r, "-m", "mac", "!", "--mac-source", g.PeerMAC.String())
 	}
-	return append(r, "-j", "MARK", "--set-mark", fmt.Sprintf("%#x", g.Mark))
+	mask := cmp.Or(g.Mask, 0xffffffff)
+	return append(r, "-j", "MARK", "--set-xmark", fmt.Sprintf("%#x/%#x", g.Mark, mask))
 }
 
 var jump = []string{"-j", GuardChain}

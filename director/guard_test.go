@@ -18,7 +18,7 @@ import (
 // d2Guard is the seed's rule on d2: mark 4 unless from d1's MAC.
 func d2Guard() Guard {
 	mac, _ := net.ParseMAC("02:00:c0:a8:01:e9")
-	return Guard{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, Protocol: "tcp", PeerMAC: mac, Mark: 4}
+	return Guard{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, Protocol: "tcp", PeerMAC: mac, Mark: 4, Mask: 0x7}
 }
 
 func TestEnsureGuardIdempotent(t *testing.T) {
@@ -57,9 +57,7 @@ func TestEnsureGuardIdempotent(t *testing.T) {
 // back with iptables-save as an independent observer.
 func TestGuardWithRealIPTables(t *testing.T) {
 	labtest.RequireRoot(t)
-	if _, err := exec.LookPath("iptables"); err != nil {
-		t.Skip("needs iptables (make deps)")
-	}
+	labtest.RequireTool(t, "iptables", "iptables")
 	l := labtest.Build(t, labtest.DefaultTopology(t), lab.Options{NoServices: true})
 	box := l.Box("d2")
 	ensure := func() (changed bool) {
@@ -92,7 +90,7 @@ func TestGuardWithRealIPTables(t *testing.T) {
 	got := save()
 	// iptables-nft prints MACs in lower case, iptables-legacy in upper.
 	for _, want := range []string{"-A PREROUTING -j LVSLAB-GUARD", "-d 192.168.1.200/32 -p tcp", "--dport 3306",
-		"! --mac-source 02:00:c0:a8:01:e9", "-j MARK --set-xmark 0x4/0xffffffff"} {
+		"! --mac-source 02:00:c0:a8:01:e9", "-j MARK --set-xmark 0x4/0x7"} {
 		if !strings.Contains(strings.ToLower(got), strings.ToLower(want)) {
 			t.Errorf("iptables-save lacks %q:\n%s", want, got)
 		}
@@ -121,8 +119,8 @@ func TestGuardWithRealIPTables(t *testing.T) {
 }
 
 func TestGuardRuleWithoutPeerMarksAll(t *testing.T) {
-	g := Guard{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, Protocol: "tcp", Mark: 3}
-	if got, want := strings.Join(g.Rule(), " "), "-d 192.168.1.200/32 -p tcp --dport 3306 -j MARK --set-mark 0x3"; got != want {
+	g := Guard{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, Protocol: "tcp", Mark: 3, Mask: 0x3}
+	if got, want := strings.Join(g.Rule(), " "), "-d 192.168.1.200/32 -p tcp --dport 3306 -j MARK --set-xmark 0x3/0x3"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }

@@ -165,15 +165,16 @@ type checkResult struct {
 	err     error
 }
 
-// runChecks probes every realserver at its interval until ctx ends.
-func runChecks(ctx context.Context, cfg *Config, out chan<- checkResult) error {
+// runChecks probes every realserver at its interval until ctx ends, each
+// in a goroutine started by spawn.
+func runChecks(ctx context.Context, cfg *Config, out chan<- checkResult, spawn func(func())) error {
 	for i, s := range cfg.Services {
 		for j, r := range s.Realservers {
 			probe, err := NewProbe(r.Check, netip.MustParseAddr(r.Address), r.Port)
 			if err != nil {
 				return fmt.Errorf("services[%d].realservers[%d].check: %w", i, j, err)
 			}
-			go func() {
+			spawn(func() {
 				tick := time.NewTicker(r.Check.Interval)
 				defer tick.Stop()
 				for {
@@ -191,7 +192,7 @@ func runChecks(ctx context.Context, cfg *Config, out chan<- checkResult) error {
 						return
 					}
 				}
-			}()
+			})
 		}
 	}
 	return nil

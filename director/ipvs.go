@@ -82,6 +82,28 @@ func serviceKey(s *ipvs.Service) string {
 	return fmt.Sprintf("%s %s", proto, net.JoinHostPort(s.Address.String(), fmt.Sprint(s.Port)))
 }
 
+// ServicesOn lists the kernel's address services on vips, whatever their
+// port and protocol, as Services a Reconcile can own (its previous).
+func ServicesOn(h IPVS, vips []netip.Addr) ([]Service, error) {
+	actual, err := h.GetServices()
+	if err != nil {
+		return nil, fmt.Errorf("list IPVS services: %w", err)
+	}
+	var out []Service
+	for _, s := range actual {
+		a, _ := netip.AddrFromSlice(s.Address)
+		if s.FWMark != 0 || !slices.Contains(vips, a.Unmap()) {
+			continue
+		}
+		proto := "tcp"
+		if s.Protocol == syscall.IPPROTO_UDP {
+			proto = "udp"
+		}
+		out = append(out, Service{Protocol: proto, VIP: a.Unmap(), Port: s.Port})
+	}
+	return out, nil
+}
+
 // kernel turns a desired Service into moby/ipvs's form.
 func (s Service) kernel() *ipvs.Service {
 	k := &ipvs.Service{AddressFamily: syscall.AF_INET, SchedName: s.Scheduler, Netmask: 0xffffffff}

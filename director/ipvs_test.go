@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/moby/ipvs"
 )
@@ -91,5 +92,34 @@ func TestReconcileReportsKernelErrors(t *testing.T) {
 	_, err := Reconcile(f, nil, bad)
 	if err == nil {
 		t.Fatal("got no error for a duplicate destination")
+	}
+}
+
+// TestDaemonOwnsItsVIPs: a director restarted with the fwmark guard
+// removes the VIP:port service an earlier run (guard none) left, and any
+// other address service on its VIP, and leaves other VIPs' services alone.
+func TestDaemonOwnsItsVIPs(t *testing.T) {
+	f := NewFakeIPVS()
+	other := Service{Protocol: "tcp", VIP: netip.MustParseAddr("192.168.1.50"), Port: 80, Scheduler: "rr"}
+	udp := Service{Protocol: "udp", VIP: netip.MustParseAddr("192.168.1.200"), Port: 53, Scheduler: "rr"}
+	if _, err := Reconcile(f, nil, append(seed(0), other, udp)); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig("c.yaml", []byte(baseConfig)) // fwmark guard, mark 3
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{cfg: cfg, ipvs: f, vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}}
+	c, err := d.Reconcile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	svcs, _ := f.GetServices()
+	for _, s := range svcs {
+		keys = append(keys, serviceKey(s))
+	}
+	if diff := cmp.Diff([]string{"FWM 3", "TCP 192.168.1.50:80"}, keys, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" || c.ServicesDeleted != 2 {
+		t.Errorf("after the restart (%+v), services (-want +got):\n%s", c, diff)
 	}
 }

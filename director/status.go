@@ -74,73 +74,102 @@ type RealserverStatus struct {
 	InPkts        uint64 `json:"in_pkts"`
 }
 
-// status builds the Status; it runs in the daemon's loop, which owns the
-// state and the IPVS handle.
-func (d *Daemon) status() Status {
+// snapshot is the loop's part of a Status: VRRP state, peer, and each
+// realserver's health. It runs in the loop, which owns that state, and
+// reads nothing from the kernel.
+func (d *Daemon) snapshot() Status {
 	st := Status{VRID: d.cfg.VRRP.VRID, Interface: d.cfg.VRRP.Interface, Address: d.addr.String(),
 		State: d.fsm.State().String(), Priority: int(d.fsm.Priority), Since: d.since, Transitions: d.transitions,
-		Guard: GuardStatus{Mode: d.cfg.Guard.Mode, Rule: d.guardRule}}
+		Guard: GuardStatus{Mode: d.cfg.Guard.Mode}}
 	if d.master.IsValid() && d.fsm.State() == Backup {
 		st.Master = d.master.String()
 	}
 	if d.peerMAC != nil {
 		st.Guard.PeerMAC, st.Guard.PeerMACFrom = d.peerMAC.String(), d.peerFrom
 	}
-	if ds, err := SyncDaemons(); err == nil {
-		for _, sd := range ds {
-			st.SyncDaemons = append(st.SyncDaemons, sd.String())
-		}
-	}
-	kernel := map[string]*ipvs.Service{}
-	if svcs, err := d.ipvs.GetServices(); err == nil {
-		for _, s := range svcs {
-			kernel[serviceKey(s)] = s
-		}
-	}
 	for i, want := range d.cfg.Desired() {
 		ss := ServiceStatus{Service: want.Key(), Scheduler: want.Scheduler}
-		dests := map[netip.AddrPort]*ipvs.Destination{}
-		if ks := kernel[want.Key()]; ks != nil {
-			ss.Conns, ss.InPkts, ss.OutPkts = uint64(ks.Stats.Connections), uint64(ks.Stats.PacketsIn), uint64(ks.Stats.PacketsOut)
-			ss.InBytes, ss.OutBytes = ks.Stats.BytesIn, ks.Stats.BytesOut
-			if ds, err := d.ipvs.GetDestinations(ks); err == nil {
-				for _, kd := range ds {
-					dests[destAddrPort(kd)] = kd
-				}
-			}
-		}
 		for j, rs := range want.Dests {
 			// A fwmark service's destinations carry the realserver's port as
 			// configured (the kernel keeps it).
-			addr := netip.AddrPortFrom(rs.Addr, rs.Port)
-			r := RealserverStatus{Address: addr.String(), Up: d.health[[2]int{i, j}].Up(), Check: d.lastCheck[[2]int{i, j}]}
-			if kd := dests[addr]; kd != nil {
-				r.InKernel, r.Weight = true, kd.Weight
-				r.ActiveConns, r.InactiveConns = kd.ActiveConnections, kd.InactiveConnections
-				r.Conns, r.InPkts = uint64(kd.Stats.Connections), uint64(kd.Stats.PacketsIn)
-			}
-			ss.Realservers = append(ss.Realservers, r)
+			ss.Realservers = append(ss.Realservers, RealserverStatus{Address: netip.AddrPortFrom(rs.Addr, rs.Port).String(),
+				Up: d.health[[2]int{i, j}].Up(), Check: d.lastCheck[[2]int{i, j}]})
 		}
 		st.Services = append(st.Services, ss)
 	}
 	return st
 }
 
+// kernelStatus adds the kernel's side to a snapshot: the guard rule in
+// force, the sync daemons, and the IPVS counters, read with the status
+// handle outside the loop.
+func (d *Daemon) kernelStatus(st *Status) {
+	d.guardMu.Lock()
+	st.Guard.Rule = d.guardRule
+	d.guardMu.Unlock()
+	if ds, err := SyncDaemons(); err == nil {
+		for _, sd := range ds {
+			st.SyncDaemons = append(st.SyncDaemons, sd.String())
+		}
+	}
+	kernel := map[string]*ipvs.Service{}
+	if svcs, err := d.stats.GetServices(); err == nil {
+		for _, s := range svcs {
+			kernel[serviceKey(s)] = s
+		}
+	}
+	for i := range st.Services {
+		ss := &st.Services[i]
+		ks := kernel[ss.Service]
+		if ks == nil {
+			continue
+		}
+		ss.Conns, ss.InPkts, ss.OutPkts = uint64(ks.Stats.Connections), uint64(ks.Stats.PacketsIn), uint64(ks.Stats.PacketsOut)
+		ss.InBytes, ss.OutBytes = ks.Stats.BytesIn, ks.Stats.BytesOut
+		ds, err := d.stats.GetDestinations(ks)
+		if err != nil {
+			continue
+		}
+		dests := map[string]*ipvs.Destination{}
+		for _, kd := range ds {
+			dests[destAddrPort(kd).String()] = kd
+		}
+		for j := range ss.Realservers {
+			r := &ss.Realservers[j]
+			if kd := dests[r.Address]; kd != nil {
+				r.InKernel, r.Weight = true, kd.Weight
+				r.ActiveConns, r.InactiveConns = kd.ActiveConnections, kd.InactiveConnections
+				r.Conns, r.InPkts = uint64(kd.Stats.Connections), uint64(kd.Stats.PacketsIn)
+			}
+		}
+	}
+}
+
 // statusServer answers on the status socket and, if configured, serves
-// Prometheus metrics on a loopback address. Each answer is a fresh Status
-// from the daemon's loop.
+// Prometheus metrics on a loopback address. Each answer is a fresh Status:
+// the loop's snapshot and the kernel's counters.
 type statusServer struct {
 	servers []*http.Server
 	socket  string
+	madeDir bool // the socket's directory was made for it
 }
 
-// serveStatus starts the servers; ask hands a reply channel to the loop.
+// serveStatus starts the servers; ask gets a fresh Status.
 func serveStatus(cfg StatusConfig, ask func(context.Context) (Status, error)) (*statusServer, error) {
 	s := &statusServer{socket: cfg.Socket}
-	if err := os.MkdirAll(filepath.Dir(cfg.Socket), 0o755); err != nil {
-		return nil, fmt.Errorf("status socket: %w", err)
+	// Checked again at start: the path may have changed since the config
+	// was read. Only a socket (a crashed run's) is replaced.
+	if err := checkSocketPath(cfg.Socket); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
 	}
-	os.Remove(cfg.Socket) // a crashed run's
+	dir := filepath.Dir(cfg.Socket)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("status socket: %w", err)
+		}
+		s.madeDir = true
+	}
+	os.Remove(cfg.Socket)
 	ln, err := net.Listen("unix", cfg.Socket)
 	if err != nil {
 		return nil, fmt.Errorf("status socket: %w", err)
@@ -183,10 +212,12 @@ func (s *statusServer) Close() error {
 	for _, srv := range s.servers {
 		errs = append(errs, srv.Close())
 	}
-	if err := os.Remove(s.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
+	if fi, err := os.Lstat(s.socket); err == nil && fi.Mode().Type() == os.ModeSocket {
+		errs = append(errs, os.Remove(s.socket))
 	}
-	os.Remove(filepath.Dir(s.socket)) // created for the socket; kept if anything else is there
+	if s.madeDir {
+		os.Remove(filepath.Dir(s.socket)) // fails, and stays, if anything else is there now
+	}
 	return errors.Join(errs...)
 }
 

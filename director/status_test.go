@@ -1,6 +1,10 @@
 package director
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,5 +30,43 @@ FWM 4 rr: 7 conns, 70/0 pkts in/out
 `
 	if got := b.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestStatusSocketOwnsOnlyWhatItMade: the status server refuses to replace
+// a file that is not a socket, and on close removes its socket and only a
+// directory it created.
+func TestStatusSocketOwnsOnlyWhatItMade(t *testing.T) {
+	ask := func(context.Context) (Status, error) { return Status{}, nil }
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "passwd")
+	os.WriteFile(victim, []byte("root:x:0:0\n"), 0o644)
+	if _, err := serveStatus(StatusConfig{Socket: victim}, ask); err == nil || !strings.Contains(err.Error(), "regular file is there") {
+		t.Errorf("socket over a regular file: %v, want refused", err)
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "root:x:0:0\n" {
+		t.Errorf("the file was touched: %q", data)
+	}
+	for _, tc := range []struct {
+		name    string
+		socket  string
+		dirLeft bool
+	}{
+		{"directory there before", filepath.Join(dir, "existing", "d.sock"), true},
+		{"directory made for it", filepath.Join(dir, "made", "d.sock"), false},
+	} {
+		if tc.dirLeft {
+			os.Mkdir(filepath.Dir(tc.socket), 0o755)
+		}
+		srv, err := serveStatus(StatusConfig{Socket: tc.socket}, ask)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		srv.Close()
+		_, sockErr := os.Lstat(tc.socket)
+		_, dirErr := os.Stat(filepath.Dir(tc.socket))
+		if !errors.Is(sockErr, os.ErrNotExist) || (dirErr == nil) != tc.dirLeft {
+			t.Errorf("%s: after close, socket: %v, directory: %v; want the socket gone, the directory left=%v", tc.name, sockErr, dirErr, tc.dirLeft)
+		}
 	}
 }

@@ -1,0 +1,212 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+)
+
+// stall is how long each slow fake call below takes: iptables under load,
+// a reconcile of a large table, a status client reading IPVS. A test's
+// end cuts the stalls short (so the worker drains at once).
+type stall chan struct{}
+
+func (s stall) wait() {
+	select {
+	case <-time.After(3 * time.Second):
+	case <-s:
+	}
+}
+
+// slowIPTables stalls the calls the guard makes.
+type slowIPTables struct {
+	IPTables
+	stall
+}
+
+func (s slowIPTables) ChainExists(table, chain string) (bool, error) {
+	s.wait()
+	return s.IPTables.ChainExists(table, chain)
+}
+
+func (s slowIPTables) Exists(table, chain string, rule ...string) (bool, error) {
+	s.wait()
+	return s.IPTables.Exists(table, chain, rule...)
+}
+
+// slowIPVS stalls every table dump: reconciles and status reads.
+type slowIPVS struct {
+	IPVS
+	stall
+}
+
+func (s slowIPVS) GetServices() ([]*ipvs.Service, error) {
+	s.wait()
+	return s.IPVS.GetServices()
+}
+
+// loopNetlink takes VIPs without a kernel.
+type loopNetlink struct{ fakeNetlink }
+
+func (loopNetlink) AddrAdd(netlink.Link, *netlink.Addr) error { return nil }
+func (loopNetlink) AddrDel(netlink.Link, *netlink.Addr) error { return nil }
+
+type sent struct {
+	at   time.Time
+	prio uint8
+}
+
+// stalledDaemon is a daemon whose every slow dependency stalls, with
+// advert_int 300ms; sends records its adverts.
+func stalledDaemon(t *testing.T, priority string) (d *Daemon, sends func() []sent) {
+	src := strings.Replace(baseConfig, "  priority: 150", "  priority: "+priority+"\n  advert_int: 300ms", 1)
+	cfg, err := ParseConfig("c.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := make(stall)
+	d = &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), nl: &loopNetlink{}, ipt: slowIPTables{NewFakeIPTables(), st},
+		ipvs: slowIPVS{NewFakeIPVS(), st}, stats: slowIPVS{NewFakeIPVS(), st}, work: newWorker(goSpawn),
+		ifi: &net.Interface{Index: 2, Name: "eth0"}, addr: netip.MustParsePrefix("192.168.1.233/24"),
+		vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}, asks: make(chan chan Status)}
+	t.Cleanup(func() { close(st); d.work.close() })
+	d.initState()
+	var mu sync.Mutex
+	var log []sent
+	d.transmit = func(a Advert) error {
+		mu.Lock()
+		defer mu.Unlock()
+		log = append(log, sent{time.Now(), a.Priority})
+		return nil
+	}
+	d.announce = func(netip.Addr) {}
+	return d, func() []sent { mu.Lock(); defer mu.Unlock(); return append([]sent(nil), log...) }
+}
+
+// stallEverything keeps the worker and the status path busy while the
+// loop runs: a realserver failing its checks (a stalled reconcile each time
+// it turns down) and status clients reading the stalled IPVS table.
+func stallEverything(ctx context.Context, d *Daemon, checks chan<- checkResult) {
+	for range 3 {
+		go func() {
+			for ctx.Err() == nil {
+				d.ask(ctx)
+			}
+		}()
+	}
+	go func() {
+		for ctx.Err() == nil {
+			select {
+			case checks <- checkResult{svc: 0, rs: 1, err: errors.New("refused")}:
+			case <-ctx.Done():
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+}
+
+// TestLoopMasterKeepsAdvertInterval: a MASTER sends its adverts every
+// advert_int, within 10 %, while guard execs, reconciles and status reads
+// each stall 3 s.
+func TestLoopMasterKeepsAdvertInterval(t *testing.T) {
+	t.Parallel()
+	d, sends := stalledDaemon(t, "150")
+	ctx, cancel := context.WithCancel(context.Background())
+	checks := make(chan checkResult)
+	stallEverything(ctx, d, checks)
+	done := make(chan struct{})
+	go func() { d.loop(ctx, nil, checks); close(done) }()
+	// Master_Down_Interval (3 × 300 ms + skew), then 3 s of adverts.
+	time.Sleep(1100*time.Millisecond + 3*time.Second)
+	cancel()
+	<-done
+	var adverts []time.Time
+	for _, s := range sends() {
+		if s.prio > 0 {
+			adverts = append(adverts, s.at)
+		}
+	}
+	if len(adverts) < 8 {
+		t.Fatalf("%d adverts in 3 s as MASTER, want about 10", len(adverts))
+	}
+	for i := 1; i < len(adverts); i++ {
+		if gap := adverts[i].Sub(adverts[i-1]); gap < 270*time.Millisecond || gap > 330*time.Millisecond {
+			t.Errorf("advert %d came %s after the one before; want 300ms ± 10%%", i, gap)
+		}
+	}
+}
+
+// TestLoopBackupHearsItsPeer: a BACKUP whose peer advertises every
+// advert_int never becomes MASTER while guard execs (its peer MAC learned
+// from those adverts), reconciles and status reads each stall 3 s.
+func TestLoopBackupHearsItsPeer(t *testing.T) {
+	t.Parallel()
+	d, sends := stalledDaemon(t, "100")
+	ctx, cancel := context.WithCancel(context.Background())
+	checks, recv := make(chan checkResult), make(chan received, 8)
+	stallEverything(ctx, d, checks)
+	peer := Advert{VRID: 51, Priority: 150, Interval: 300 * time.Millisecond, Addrs: d.vips}
+	go func() {
+		for ctx.Err() == nil {
+			select {
+			case recv <- received{peer, netip.MustParseAddr("192.168.1.213"), mustMAC("02:00:c0:a8:01:d5")}:
+			case <-ctx.Done():
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	done := make(chan struct{})
+	go func() { d.loop(ctx, recv, checks); close(done) }()
+	time.Sleep(4 * time.Second) // over three Master_Down_Intervals
+	st, err := d.ask(ctx)
+	cancel()
+	<-done
+	for _, s := range sends() {
+		if s.prio > 0 {
+			t.Fatalf("the BACKUP sent an advert at priority %d: it became MASTER while its peer advertised", s.prio)
+		}
+	}
+	if err != nil || st.State != "BACKUP" || st.Guard.PeerMAC != "02:00:c0:a8:01:d5" {
+		t.Errorf("status %+v, %v; want BACKUP with the peer MAC learned", st, err)
+	}
+}
+
+// TestPanicEndsTheLoopAndTearsDown: a panic in any of the daemon's
+// goroutines ends the loop with ErrPanic, and the teardown that follows
+// removes the IPVS services and the guard.
+func TestPanicEndsTheLoopAndTearsDown(t *testing.T) {
+	d, _ := stalledDaemon(t, "150")
+	fast, ipt := NewFakeIPVS(), NewFakeIPTables()
+	d.ipvs, d.ipt, d.crashed = fast, ipt, make(chan error, 1)
+	if _, err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.applyGuard(Master, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- d.loop(context.Background(), nil, nil) }()
+	d.spawn(func() { panic("boom") })
+	err := <-done
+	if !errors.Is(err, ErrPanic) || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("loop ended with %v, want ErrPanic with the panic's value", err)
+	}
+	if err := d.teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if svcs, _ := fast.GetServices(); len(svcs) != 0 {
+		t.Errorf("%d IPVS services left after the panic", len(svcs))
+	}
+	if rules := ipt.Save(GuardTable); strings.Contains(rules, GuardChain) {
+		t.Errorf("guard left after the panic:\n%s", rules)
+	}
+}
