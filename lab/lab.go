@@ -43,6 +43,27 @@ var ErrExists = errors.New("already exists")
 
 var labNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,19}$`)
 
+// ErrBadName is wrapped by the errors of CheckLabName and CheckNodeName:
+// names become parts of paths (/run/lvslab/<lab>, /run/netns/lvslab-<lab>.<node>),
+// so one that is not a plain name is refused before it reaches any.
+var ErrBadName = errors.New("bad name")
+
+// CheckLabName refuses a lab name that is empty or not a plain name.
+func CheckLabName(name string) error {
+	if !labNameRE.MatchString(name) {
+		return fmt.Errorf("%w: lab name %q: use 1 to 20 lower-case letters, digits and '-'", ErrBadName, name)
+	}
+	return nil
+}
+
+// CheckNodeName refuses a node name a topology could not have.
+func CheckNodeName(name string) error {
+	if !nameRE.MatchString(name) || len(name) > maxNameLen {
+		return fmt.Errorf("%w: node name %q: a topology's node names are lower-case letters, digits and '-', at most %d", ErrBadName, name, maxNameLen)
+	}
+	return nil
+}
+
 // Options tune Build.
 type Options struct {
 	// Name of the lab; a random "t1a2b3c" when empty. Two labs need two names.
@@ -121,8 +142,8 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 	if opts.Name == "" {
 		opts.Name = RandomName()
 	}
-	if !labNameRE.MatchString(opts.Name) {
-		return nil, fmt.Errorf("lab name %q: use at most 20 lower-case letters, digits and '-'", opts.Name)
+	if err := CheckLabName(opts.Name); err != nil {
+		return nil, err
 	}
 	if opts.RunDir == "" {
 		opts.RunDir = DefaultRunDir

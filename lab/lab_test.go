@@ -2,9 +2,12 @@ package lab_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,23 +89,30 @@ func TestTwoLabsFromOneTopology(t *testing.T) {
 
 func TestProcessStopAndKill(t *testing.T) {
 	l := labtest.Build(t, labtest.DefaultTopology(t), lab.Options{NoServices: true})
-	p, err := l.Box("d1").Start("sleeper", []string{"sh", "-c", "trap '' TERM; sleep 60"})
+	// The shell ignores SIGTERM, and so does its sleep (an ignored signal
+	// stays ignored across exec): Stop must fall back to SIGKILL.
+	p, err := l.Box("d1").Start("sleeper", []string{"sh", "-c", "trap '' TERM; echo ignoring; sleep 60"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The shell ignores SIGTERM: Stop must fall back to SIGKILL.
-	time.Sleep(50 * time.Millisecond)
-	start := time.Now()
+	for data, _ := os.ReadFile(p.Log); !strings.Contains(string(data), "ignoring"); data, _ = os.ReadFile(p.Log) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := p.Stop(200 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-p.Done():
-	default:
-		t.Fatalf("process %d still running after Stop (%s)", p.Pid(), time.Since(start))
+	var ee *exec.ExitError
+	if err := p.Err(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("the process ended with %v; want killed by SIGKILL after ignoring SIGTERM", err)
 	}
-	if left := lab.ProcessesMentioning("trap '' TERM; sleep 60"); len(left) > 0 {
-		t.Errorf("process group not killed: %v", left)
+	// The sleep died with the group; init reaps it soon after.
+	err = syscall.Kill(-p.Pid(), 0)
+	for i := 0; i < 200 && err == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+		err = syscall.Kill(-p.Pid(), 0)
+	}
+	if !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process group %d not killed (its sleep): kill 0 gives %v", p.Pid(), err)
 	}
 }
 

@@ -81,12 +81,23 @@ func doIn(path string, f func() error) error {
 	return t.run(f)
 }
 
+// enterPath moves this thread into the network namespace mounted at path,
+// by the descriptor it opened, once fstatfs says the descriptor is a
+// namespace (nsfs), as containernetworking's ns package checks: a path
+// that is not a namespace mount is refused, not entered.
 func enterPath(path string) error {
 	h, err := netns.GetFromPath(path)
 	if err != nil {
 		return fmt.Errorf("open namespace %s: %w", path, err)
 	}
 	defer h.Close()
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(h), &fs); err != nil {
+		return fmt.Errorf("open namespace %s: %w", path, err)
+	}
+	if fs.Type != unix.NSFS_MAGIC {
+		return fmt.Errorf("open namespace %s: not a namespace (filesystem type %#x)", path, fs.Type)
+	}
 	if err := netns.Set(h); err != nil {
 		return fmt.Errorf("enter namespace %s: %w", path, err)
 	}

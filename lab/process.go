@@ -1,12 +1,14 @@
 package lab
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -62,7 +64,7 @@ func (b *Box) Start(name string, argv []string) (*Process, error) {
 		return nil, fmt.Errorf("start %s in %s: %w", name, b.Name, err)
 	}
 	p.pidFile = filepath.Join(pidDir, b.Name+"."+name+".pid")
-	os.WriteFile(p.pidFile, []byte(strconv.Itoa(p.cmd.Process.Pid)+"\n"), 0o644)
+	writePIDFile(p.pidFile, p.cmd.Process.Pid)
 	go func() {
 		p.err = p.cmd.Wait()
 		close(p.done)
@@ -79,6 +81,9 @@ func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is how the process ended (os/exec's Wait error), once Done.
+func (p *Process) Err() error { <-p.done; return p.err }
 
 // Stop sends SIGTERM to the process group, then SIGKILL after grace.
 func (p *Process) Stop(grace time.Duration) error {
@@ -105,4 +110,55 @@ func (p *Process) Stop(grace time.Duration) error {
 func (p *Process) Kill() {
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
+}
+
+// RecordPID records a process that works for the lab in dir from outside
+// its namespaces (the qemu of a lab in a micro-VM), for status and sweep.
+func RecordPID(dir, name string, pid int) error {
+	if err := os.MkdirAll(filepath.Join(dir, "pids"), 0o755); err != nil {
+		return err
+	}
+	return writePIDFile(filepath.Join(dir, "pids", name+".pid"), pid)
+}
+
+// A pid file holds "PID START": START is the process's start time in
+// clock ticks since boot (/proc/PID/stat, field 22), so a pid the kernel
+// has given to another process since is not taken for the lab's.
+func writePIDFile(path string, pid int) error {
+	start, err := procStart(pid)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, fmt.Appendf(nil, "%d %d\n", pid, start), 0o644)
+}
+
+// readPIDFile returns the pid a pid file names and whether that very
+// process still runs.
+func readPIDFile(path string) (pid int, alive bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	var start uint64
+	if n, _ := fmt.Sscan(string(data), &pid, &start); n != 2 || pid <= 0 {
+		return pid, false
+	}
+	now, err := procStart(pid)
+	return pid, err == nil && now == start
+}
+
+// procStart is a process's start time, in clock ticks since boot.
+func procStart(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: count
+	// from the last ')'. Field 3 is then the first.
+	i := bytes.LastIndexByte(data, ')')
+	fields := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(fields) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -69,11 +68,9 @@ func Inspect(runDir, name string) (*Status, error) {
 	pids, _ := filepath.Glob(filepath.Join(runDir, name, "pids", "*.pid"))
 	for _, f := range pids {
 		box, proc, _ := strings.Cut(strings.TrimSuffix(filepath.Base(f), ".pid"), ".")
-		data, _ := os.ReadFile(f)
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
-		s.Processes = append(s.Processes, ProcStatus{Box: box, Name: proc, PID: pid,
-			Alive: pid > 0 && syscall.Kill(pid, 0) == nil,
-			Log:   filepath.Join(runDir, name, "logs", box+"."+proc+".log")})
+		pid, alive := readPIDFile(f)
+		s.Processes = append(s.Processes, ProcStatus{Box: box, Name: proc, PID: pid, Alive: alive,
+			Log: filepath.Join(runDir, name, "logs", box+"."+proc+".log")})
 	}
 	return s, nil
 }
@@ -116,6 +113,9 @@ func inspectBox(lab, box string) (BoxStatus, error) {
 // Exec replaces this process with argv running inside a box of a running
 // lab, so the command's exit code is lvslab's. It returns only on error.
 func Exec(lab, box string, argv []string) error {
+	if err := errors.Join(CheckLabName(lab), CheckNodeName(box)); err != nil {
+		return err
+	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return err
@@ -141,4 +141,25 @@ func (b *Box) Run(ctx context.Context, argv []string, stdout, stderr io.Writer) 
 		return ee.ExitCode(), nil
 	}
 	return 0, err
+}
+
+// Problems is nil for a whole lab, else an error naming the boxes whose
+// namespace is missing and the processes that are gone (a killed up, a
+// backend that died): status exits non-zero on it.
+func (s *Status) Problems() error {
+	var bad []string
+	for _, b := range s.Boxes {
+		if !b.Up {
+			bad = append(bad, "box "+b.Name+" missing")
+		}
+	}
+	for _, p := range s.Processes {
+		if !p.Alive {
+			bad = append(bad, fmt.Sprintf("%s in %s exited (pid %d)", p.Name, p.Box, p.PID))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("lab is not whole: %s", strings.Join(bad, "; "))
 }

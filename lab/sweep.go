@@ -77,10 +77,14 @@ func remove(runDir, nsPrefix string, dirMatch func(string) bool, grace time.Dura
 		}
 		dir := filepath.Join(runDir, e.Name())
 		// Processes outside the lab's namespaces that work for it, such as
-		// the qemu of a lab in a micro-VM, name the run dir.
-		for _, p := range ProcessesMentioning(dir + "/") {
-			syscall.Kill(p.PID, syscall.SIGKILL)
-			r.Processes = append(r.Processes, p.PID)
+		// the qemu of a lab in a micro-VM, are those it recorded, if still
+		// the same processes: never a process found by its command line.
+		pidFiles, _ := filepath.Glob(filepath.Join(dir, "pids", "*.pid"))
+		for _, f := range pidFiles {
+			if pid, alive := readPIDFile(f); alive {
+				syscall.Kill(pid, syscall.SIGKILL)
+				r.Processes = append(r.Processes, pid)
+			}
 		}
 		// The lab mounted a tmpfs here; a crash may leave it mounted.
 		for unix.Unmount(dir, unix.MNT_DETACH) == nil {
@@ -131,6 +135,9 @@ func waitGone(inodes map[uint64]bool, d time.Duration) bool {
 
 // ReadState reads the state file of the lab called name.
 func ReadState(runDir, name string) (*State, error) {
+	if err := CheckLabName(name); err != nil {
+		return nil, err
+	}
 	data, err := os.ReadFile(filepath.Join(runDir, name, "lab.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no lab %q is up (no %s): start one with `lvslab up`", name, filepath.Join(runDir, name, "lab.json"))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -72,6 +73,19 @@ var (
 	// Names become parts of namespace and interface names.
 	nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 )
+
+// sysctlRE is a net.* sysctl key: dotted words, nothing that could leave
+// /proc/sys/net or end a line.
+var sysctlRE = regexp.MustCompile(`^net(\.[A-Za-z0-9_-]+)+$`)
+
+// netnsCoreSysctls are the net.core keys every kernel the runner boots
+// (5.10 on) gives each network namespace (netns_core_table in
+// net/core/sysctl_net_core.c); the rest of net.core is the host's and
+// read-only inside a lab's namespace (6.9 added optmem_max, 5.19 txrehash).
+var netnsCoreSysctls = []string{"net.core.somaxconn"}
+
+// MaxNodes bounds a topology's nodes and bridges.
+const MaxNodes = 64
 
 // maxNameLen keeps "<node>-<iface>" bridge-port names readable and
 // namespace names short; the kernel's own limit is IFNAMSIZ-1 = 15.
@@ -192,6 +206,10 @@ func DecodeYAML(file string, data []byte, v any, validate func() error) (err err
 			err = ValidationError{{File: file, Msg: fmt.Sprintf("malformed YAML (the decoder failed: %v)", r)}}
 		}
 	}()
+	if fe := checkYAMLLimits(data); fe != nil {
+		fe.File = file
+		return ValidationError{fe}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
 	if err := dec.Decode(v); err != nil {
 		fe := &FieldError{File: file, Msg: err.Error()}
@@ -272,8 +290,15 @@ func (v *validator) run() {
 	if t.Name == "" {
 		v.fail("name", "topology name is required")
 	}
-	if len(t.Nodes) == 0 {
+	switch {
+	case len(t.Nodes) == 0:
 		v.fail("nodes", "a topology needs at least one node")
+	case len(t.Nodes) > MaxNodes || len(t.Bridges) > MaxNodes:
+		// Each node is a namespace, each link two interfaces, a bridge a
+		// namespace too: beyond this a lab runs out of file descriptors
+		// half-built.
+		v.fail("nodes", "%d nodes and %d bridges; a lab has at most %d of each", len(t.Nodes), len(t.Bridges), MaxNodes)
+		return
 	}
 	bridges := map[string]bool{}
 	for i, b := range t.Bridges {
@@ -305,12 +330,17 @@ func (v *validator) node(i int, bridges map[string]bool) {
 		}
 	}
 	for k := range n.Sysctls {
-		if !strings.HasPrefix(k, "net.") || strings.ContainsAny(k, "/ ") {
-			v.fail(p+".sysctls."+k, "sysctl %q: only net.* keys are per-namespace", k)
+		// A quoted path element: the key's dots are not YAML path steps.
+		kp := fmt.Sprintf("%s.sysctls.'%s'", p, strings.ReplaceAll(k, "'", `\'`))
+		switch {
+		case !sysctlRE.MatchString(k): // the key may not be printable: point at the map
+			v.fail(p+".sysctls", "sysctl %q: only net.* keys are per-namespace", k)
+		case strings.HasPrefix(k, "net.core.") && !slices.Contains(netnsCoreSysctls, k):
+			v.fail(kp, "sysctl %q: net.core keys but %s are the host's, not writable in a lab namespace", k, strings.Join(netnsCoreSysctls, ", "))
 		}
 	}
-	if n.ServerID < 0 {
-		v.fail(p+".server_id", "server_id %d is negative", n.ServerID)
+	if n.ServerID < 0 || n.ServerID > math.MaxUint32 {
+		v.fail(p+".server_id", "server_id %d: want 0 to %d (mariadbd's range)", n.ServerID, uint32(math.MaxUint32))
 	}
 	if len(n.Interfaces) == 0 {
 		v.fail(p+".interfaces", "node %q has no interfaces", n.Name)

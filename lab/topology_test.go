@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"time"
+	"fmt"
 	"errors"
 	"os"
 	"strings"
@@ -96,6 +98,9 @@ func TestParseTopologyErrors(t *testing.T) {
 		{"unknown service", `[mysql]`, `[postgres]`, `t.yaml:8: nodes[0].services[0]: unknown service "postgres"`},
 		{"bad node name", `  - name: b`, `  - name: B_1`, `nodes[1].name: node name "B_1"`},
 		{"non-net sysctl", `    roles: [client]`, "    roles: [client]\n    sysctls: {kernel.panic: \"1\"}", `sysctl "kernel.panic": only net.* keys`},
+		{"host-wide sysctl", `    roles: [client]`, "    roles: [client]\n    sysctls:\n      net.core.rmem_max: \"1\"", `t.yaml:17: nodes[1].sysctls.'net.core.rmem_max': sysctl "net.core.rmem_max": net.core keys but net.core.somaxconn are the host's`},
+		{"sysctl key with a newline", `    roles: [client]`, "    roles: [client]\n    sysctls: {\"net.ipv4.ip_forward\\n\": \"1\"}", `t.yaml:16: nodes[1].sysctls: sysctl "net.ipv4.ip_forward\n": only net.* keys`},
+		{"server_id past 32 bits", `    roles: [client]`, "    roles: [client]\n    server_id: 4294967296", `t.yaml:16: nodes[1].server_id: server_id 4294967296: want 0 to 4294967295`},
 		{"syntax error", `  - name: b`, `  - name: [b`, `t.yaml:15: ',' or ']' must be specified`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,4 +147,36 @@ func TestFixtureTopologiesParse(t *testing.T) {
 			t.Errorf("%s: %v", f.Name(), err)
 		}
 	}
+}
+
+// FuzzParseTopology: the parser never panics; what it accepts names only
+// plain nodes (their names become paths) within the limits, and each
+// error is one line.
+func FuzzParseTopology(f *testing.F) {
+	def, err := os.ReadFile("../fixtures/topologies/two-director.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(def)
+	f.Add([]byte("name: x\nnodes: [{name: a, interfaces: [{name: eth0, peer: b.eth0}]}, {name: b, interfaces: [{name: eth0, peer: a.eth0}]}]\n"))
+	f.Add([]byte("a: &a [x, x]\nb: &b [*a, *a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		slow := time.AfterFunc(5*time.Second, func() { panic(fmt.Sprintf("ParseTopology takes over 5 s on %q", data)) })
+		defer slow.Stop()
+		topo, err := ParseTopology("fuzz.yaml", data)
+		if err != nil {
+			if strings.Contains(strings.TrimSpace(err.Error()), "\n") && !errors.As(err, new(ValidationError)) {
+				t.Errorf("error spans lines: %q", err)
+			}
+			return
+		}
+		if len(topo.Nodes) > MaxNodes {
+			t.Errorf("accepted %d nodes, over MaxNodes", len(topo.Nodes))
+		}
+		for _, n := range topo.Nodes {
+			if err := CheckNodeName(n.Name); err != nil {
+				t.Errorf("accepted node name %q: %v", n.Name, err)
+			}
+		}
+	})
 }

@@ -99,7 +99,7 @@ func cmdStatus(args []string) error {
 		return err
 	}
 	printStatus(s, *name)
-	return nil
+	return s.Problems()
 }
 
 // inspect asks the kernel, or the agent of a lab in a micro-VM.
@@ -176,6 +176,9 @@ func cmdExec(args []string) error {
 	}
 	if len(rest) < 2 {
 		return usageError("want NODE -- CMD [ARG...]")
+	}
+	if err := lab.CheckNodeName(rest[0]); err != nil {
+		return &exitError{2, err}
 	}
 	st, err := lab.ReadState(*runDir, *name)
 	if err != nil {

@@ -93,7 +93,7 @@ func run(args []string) int {
 		if ee != nil {
 			return ee.code
 		}
-		if errors.Is(err, lab.ErrInvalid) {
+		if errors.Is(err, lab.ErrInvalid) || errors.Is(err, lab.ErrBadName) {
 			return 2
 		}
 		return 1
@@ -144,7 +144,8 @@ func labFlags(fs *flag.FlagSet) (name, runDir *string) {
 	return name, runDir
 }
 
-// parse parses flags; bad flags are usage errors (exit 2).
+// parse parses flags; bad flags are usage errors (exit 2). A --lab flag,
+// given or defaulted, must be a plain lab name: it becomes a path.
 func parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
@@ -152,6 +153,15 @@ func parse(fs *flag.FlagSet, args []string) error {
 			return err
 		}
 		return &exitError{2, err}
+	}
+	if f := fs.Lookup("lab"); f != nil {
+		given := false
+		fs.Visit(func(v *flag.Flag) { given = given || v == f })
+		if given || f.DefValue != "" {
+			if err := lab.CheckLabName(f.Value.String()); err != nil {
+				return &exitError{2, err}
+			}
+		}
 	}
 	return nil
 }

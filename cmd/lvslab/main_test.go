@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,7 @@ func TestHelp(t *testing.T) {
 
 func TestUpBadTopology(t *testing.T) {
 	labtest.RequireRoot(t)
+	snap := labtest.Snapshot(t) // before: a check after would compare with itself
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(bad, []byte("name: x\nnodes:\n  - name: a\n    interfaces:\n      - name: eth0\n        bridge: nowhere\n"), 0o644)
 	runDir := t.TempDir()
@@ -75,11 +77,12 @@ func TestUpBadTopology(t *testing.T) {
 	if n := strings.Count(strings.TrimSpace(stderr), "\n"); n > 1 {
 		t.Errorf("error spans %d lines, want the building line and one error line:\n%s", n+1, stderr)
 	}
-	labtest.Snapshot(t).ExpectClean(t, runDir, "badtopo")
+	snap.ExpectClean(t, runDir, "badtopo")
 }
 
 func TestUpNotRoot(t *testing.T) {
 	labtest.RequireRoot(t)
+	snap := labtest.Snapshot(t)
 	runDir := t.TempDir()
 	cmd := exec.Command(lvslab, "up", "--lab", "notroot", "--run-dir", runDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -87,7 +90,7 @@ func TestUpNotRoot(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "needs root") {
 		t.Errorf("as nobody: got exit %d, output %q; want exit 1 and 'needs root'", code, out)
 	}
-	labtest.Snapshot(t).ExpectClean(t, runDir, "notroot")
+	snap.ExpectClean(t, runDir, "notroot")
 }
 
 func TestUpExecStatusDown(t *testing.T) {
@@ -113,8 +116,24 @@ func TestUpExecStatusDown(t *testing.T) {
 	if _, _, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d1", "--", "sh", "-c", "exit 7"); code != 7 {
 		t.Errorf("exec exit code: got %d, want 7", code)
 	}
-	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "running") {
-		t.Errorf("status shows no running process:\n%s", out)
+	if out, _, code := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "running") || code != 0 {
+		t.Errorf("status: exit %d, shows no running process:\n%s", code, out)
+	}
+	// A backend that died makes status fail, naming it.
+	data, _ := os.ReadFile(filepath.Join(runDir, name, "pids", "d2.mariadbd.pid"))
+	var pid int
+	fmt.Sscan(string(data), &pid)
+	if pid <= 0 || syscall.Kill(pid, syscall.SIGKILL) != nil {
+		t.Fatalf("d2's mariadbd pid file: %q", data)
+	}
+	for range 100 {
+		if syscall.Kill(pid, 0) != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, stderr, code := cli(t, "status", "--lab", name, "--run-dir", runDir); code != 1 || !strings.Contains(stderr, "mariadbd in d2 exited") {
+		t.Errorf("status with d2's mariadbd killed: exit %d, %q; want exit 1 naming it", code, stderr)
 	}
 	if _, stderr, code := cli(t, "down", "--lab", name, "--run-dir", runDir); code != 0 || !strings.Contains(stderr, "removed 4 namespaces") {
 		t.Errorf("down: exit %d, %q; want exit 0 and 4 namespaces removed", code, stderr)
@@ -168,7 +187,7 @@ func TestUpInVM(t *testing.T) {
 		t.Skip("already inside a micro-VM")
 	}
 	if _, err := kernel.QEMU(); err != nil {
-		t.Skip(err)
+		labtest.Missing(t, err.Error())
 	}
 	runDir, name := t.TempDir(), lab.RandomName()
 	snap := labtest.Snapshot(t)
@@ -227,6 +246,26 @@ func TestRunBadFlags(t *testing.T) {
 		_, stderr, code := cli(t, append([]string{"run"}, strings.Fields(args)...)...)
 		if code != 2 || !strings.Contains(stderr, want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 			t.Errorf("lvslab run %s: exit %d, stderr %q; want exit 2 and one line with %q", args, code, stderr, want)
+		}
+	}
+}
+
+// TestNamesThatArePaths: a lab or node name that is not a plain name is
+// refused (exit 2) before it becomes part of a path: no command may enter
+// another namespace, read another file, or sweep every lab by accident.
+func TestNamesThatArePaths(t *testing.T) {
+	for _, args := range [][]string{
+		{"exec", "--lab", "rel1", "../../../../proc/self/ns/net", "--", "readlink", "/proc/self/ns/net"},
+		{"status", "--lab", "../x"},
+		{"exec", "--lab", "../x", "d1", "--", "true"},
+		{"down", "--lab", "../x"},
+		{"up", "--lab", ""},
+		{"sweep", "--lab", ""},
+		{"sweep", "--lab", "a/b"},
+	} {
+		stdout, stderr, code := cli(t, args...)
+		if code != 2 || !strings.Contains(stderr, "bad name") || stdout != "" {
+			t.Errorf("lvslab %q: exit %d, stdout %q, stderr %q; want exit 2 and a bad-name error", args, code, stdout, stderr)
 		}
 	}
 }

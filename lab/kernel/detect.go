@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -29,25 +31,33 @@ type Info struct {
 	Mode, Reason string
 }
 
-// HostHasIPVS reports whether the running kernel has ip_vs, loading the
-// module if it can, with the reason.
+// HostHasIPVS reports whether the running kernel has ip_vs, loaded or as
+// a module modprobe can load, with the reason. It changes nothing (unit
+// tests and `lvslab kernel info` call it); LoadIPVS loads the module.
 func HostHasIPVS() (bool, string) {
 	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
 		return true, "/proc/net/ip_vs exists"
 	}
-	out, err := exec.Command("modprobe", "ip_vs").CombinedOutput()
-	if err == nil {
-		if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
-			return true, "modprobe ip_vs loaded it"
+	dir := filepath.Join("/lib/modules", Release())
+	for _, index := range []string{"modules.builtin", "modules.dep"} {
+		data, err := os.ReadFile(filepath.Join(dir, index))
+		if err == nil && regexp.MustCompile(`(?m)^kernel/net/netfilter/ipvs/ip_vs\.ko`).Match(data) {
+			return true, "ip_vs is a module of this kernel (" + index + "); loaded when used"
 		}
 	}
-	why := "no /proc/net/ip_vs"
-	if msg := strings.TrimSpace(string(out)); msg != "" {
-		why += "; modprobe ip_vs: " + lastLine(msg)
-	} else if err != nil {
-		why += "; modprobe ip_vs: " + err.Error()
+	return false, "no /proc/net/ip_vs, and no ip_vs in " + dir + "/modules.dep"
+}
+
+// LoadIPVS loads ip_vs where HostHasIPVS found it as a module: for native
+// runs, before anything uses IPVS.
+func LoadIPVS() error {
+	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+		return nil
 	}
-	return false, why
+	if out, err := exec.Command("modprobe", "ip_vs").CombinedOutput(); err != nil {
+		return fmt.Errorf("modprobe ip_vs: %v: %s", err, lastLine(strings.TrimSpace(string(out))))
+	}
+	return nil
 }
 
 // ErrNoIPVS is returned when native mode is asked for without ip_vs.

@@ -56,7 +56,7 @@ func requireVM(t testing.TB) *kernel.MicroVM {
 		t.Skip("already inside a micro-VM")
 	}
 	if _, err := kernel.QEMU(); err != nil {
-		t.Skip(err)
+		labtest.Missing(t, err.Error())
 	}
 	init, err := staticLvslab()
 	if err != nil {
@@ -189,7 +189,7 @@ func fakeQEMU(t *testing.T, mode string) {
 	t.Helper()
 	real, err := kernel.QEMU()
 	if err != nil {
-		t.Skip(err)
+		labtest.Missing(t, err.Error())
 	}
 	dir := t.TempDir()
 	script := fmt.Sprintf(`#!/bin/sh

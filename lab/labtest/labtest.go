@@ -4,6 +4,7 @@
 package labtest
 
 import (
+	"fmt"
 	"context"
 	"os"
 	"os/exec"
@@ -117,6 +118,25 @@ func (h HostState) ExpectClean(t testing.TB, runDir, name string) {
 	}
 }
 
+// RequireTool skips the test unless the program is on PATH, naming the
+// package to install. Under CI=true (GitHub Actions, and .ci/run) a
+// missing tool fails the test instead: a CI run must not skip silently.
+func RequireTool(t testing.TB, program, pkg string) {
+	t.Helper()
+	if _, err := exec.LookPath(program); err != nil {
+		Missing(t, fmt.Sprintf("needs %s (install %s: make deps)", program, pkg))
+	}
+}
+
+// Missing skips the test for why, or fails it under CI=true.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why + " (CI=true: missing tools fail)")
+	}
+	t.Skip(why)
+}
+
 // RequireIPVS skips the test unless the kernel has ip_vs (loading it if it
 // can). With LVSLAB_REQUIRE_IPVS=1, as `make test` sets for its kexec runs,
 // a missing ip_vs fails the test instead: CI must not skip silently.
@@ -140,6 +160,9 @@ func MissingIPVS() (why string, fail bool) {
 			return "kernel IPVS required (LVSLAB_REQUIRE_IPVS=1) but missing: " + reason, true
 		}
 		return "needs kernel IPVS (" + reason + "): make test runs this through `lvslab kexec`", false
+	}
+	if err := kernel.LoadIPVS(); err != nil {
+		return err.Error(), os.Getenv("LVSLAB_REQUIRE_IPVS") == "1"
 	}
 	return "", false
 }

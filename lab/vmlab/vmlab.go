@@ -205,7 +205,7 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []
 	}
 	defer func() {
 		if err != nil {
-			lab.Sweep(runDir, name) // kills qemu (its command line names dir)
+			lab.Sweep(runDir, name) // kills qemu (recorded in dir/pids)
 		}
 	}()
 	if err := os.WriteFile(filepath.Join(dir, "topology.yaml"), topoData, 0o644); err != nil {
@@ -223,6 +223,10 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []
 		Env: []string{"PATH=" + os.Getenv("PATH"), "HOME=/root"}, Dir: "/"}
 	proc, err := vm.Start(dir, spec)
 	if err != nil {
+		return nil, err
+	}
+	if err := lab.RecordPID(dir, "vm.qemu", proc.Pid); err != nil {
+		proc.Kill()
 		return nil, err
 	}
 	proc.Release()
