@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"github.com/lvslab/lvslab/lab/labtest"
 	imagepng "image/png"
 	"os"
 	"path/filepath"
@@ -84,7 +85,7 @@ func TestMatrix(t *testing.T) {
 // report.
 func TestMatrixVisibleInChromium(t *testing.T) {
 	if Chromium() == "" {
-		t.Skip("needs chromium (make deps installs it)")
+		labtest.Missing(t, "needs chromium (install chromium: make deps)")
 	}
 	dir := t.TempDir()
 	run, err := sample().Write(dir)

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/lvslab/lvslab/lab/labtest"
 	"net"
 	"os"
 	"os/exec"
@@ -58,7 +59,7 @@ func TestCountBounces(t *testing.T) {
 // TestWritePcap checks that tcpdump reads what WritePcap writes.
 func TestWritePcap(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Skip("needs tcpdump (make deps)")
+		labtest.Missing(t, "needs tcpdump (install tcpdump: make deps)")
 	}
 	c := testCluster(t)
 	var b bytes.Buffer

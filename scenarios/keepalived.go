@@ -146,8 +146,8 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 			}
 		case FixBackupOnly:
 			// net.ipv4.vs.* exists once ip_vs is loaded.
-			if ok, why := kernel.HostHasIPVS(); !ok {
-				return fmt.Errorf("backup_only needs ip_vs: %s", why)
+			if err := kernel.LoadIPVS(); err != nil {
+				return fmt.Errorf("backup_only needs ip_vs: %w", err)
 			}
 			if err := box.SetSysctls(map[string]string{"net.ipv4.vs.backup_only": "1"}); err != nil {
 				return err

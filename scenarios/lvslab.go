@@ -60,31 +60,37 @@ func (d *GoDirector) StatusSocket(l *lab.Lab, i int, c Cluster) string {
 	return filepath.Join(l.Dir, c.Directors[i].Node, "director.sock")
 }
 
-// Start implements Implementation.
-func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error {
+// Config renders director i's config for fix, with its status socket.
+func (d *GoDirector) Config(c Cluster, i int, fix Fix, socket string) (string, error) {
 	mode := map[Fix]string{FixNone: "none", FixFwmark: "fwmark", FixBackupOnly: "backup-only"}[fix]
 	if mode == "" {
-		return fmt.Errorf("the lvslab director does not do fix %s", fix)
+		return "", fmt.Errorf("the lvslab director does not do fix %s", fix)
 	}
 	dir := c.Directors[i]
 	peerMAC := c.Peer(i).MAC.String()
 	if d.LearnPeerMAC {
 		peerMAC = ""
 	}
-	path := filepath.Join(l.Dir, dir.Node, "director.yaml")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
 	var conf bytes.Buffer
 	err := directorConf.Execute(&conf, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": peerMAC,
-		"Socket": d.StatusSocket(l, i, c)})
+		"Socket": socket})
+	return conf.String(), err
+}
+
+// Start implements Implementation.
+func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error {
+	conf, err := d.Config(c, i, fix, d.StatusSocket(l, i, c))
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(path, conf.Bytes(), 0o644); err != nil {
+	path := filepath.Join(l.Dir, c.Directors[i].Node, "director.yaml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	d.procs[i], err = l.Box(dir.Node).Start("director", []string{d.Binary, "director", "run", path})
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return err
+	}
+	d.procs[i], err = l.Box(c.Directors[i].Node).Start("director", []string{d.Binary, "director", "run", path})
 	return err
 }

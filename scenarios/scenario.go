@@ -61,10 +61,16 @@ const (
 	// then the MASTER's director restarts and preempts back; the BACKUP
 	// keeps its rules.
 	Failback Event = "failback"
+	// Reconfigure: both directors start without a fix; each is SIGKILLed
+	// (a crash, an upgrade) and started again with the cell's fix, the
+	// BACKUP first. What the first config installed must not survive:
+	// a VIP:port service left beside the fwmark one re-balances the
+	// unmarked traffic the peer forwards.
+	Reconfigure Event = "reconfigure"
 )
 
 // Events lists every event.
-var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback}
+var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback, Reconfigure}
 
 // Expected is the one table of expected outcomes. Without a guard, the
 // passive director re-balances what the active one forwards (LOOP), unless
@@ -249,7 +255,11 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		}
 		step("lab down")
 	}()
-	if err := StartBoth(ctx, impl, l, c, fix); err != nil {
+	startFix := fix
+	if ev == Reconfigure {
+		startFix = FixNone
+	}
+	if err := StartBoth(ctx, impl, l, c, startFix); err != nil {
 		return nil, err
 	}
 	step("directors started")
@@ -398,6 +408,20 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		}
 		r.Failover = time.Since(t1)
 		passive = c.Directors[0]
+	case Reconfigure:
+		t1 := time.Now()
+		for _, i := range []int{1, 0} {
+			if err := impl.Stop(i, false); err != nil {
+				return Director{}, err
+			}
+			if err := impl.Start(ctx, l, c, i, fix); err != nil {
+				return Director{}, err
+			}
+		}
+		if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
+			return Director{}, fmt.Errorf("after the restarts: %w", err)
+		}
+		r.Failover = time.Since(t1)
 	case Failback:
 		if err := impl.Stop(0, false); err != nil {
 			return Director{}, err

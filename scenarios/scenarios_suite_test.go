@@ -171,6 +171,7 @@ var _ = Describe("Two-box LVS-DR", func() {
 		entry("VRRP-only switchover, no guard: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
 		entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
 		entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
+		entry("restarted with the fwmark guard after running without one: no stale VIP:port service", Label("failover"), scenarios.Reconfigure, scenarios.FixFwmark),
 	)
 
 	It("lvslab MASTER killed, backup-only guard: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), timeout(), func(ctx SpecContext) {

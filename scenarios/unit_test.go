@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"github.com/lvslab/lvslab/director"
 	"net"
 	"net/netip"
 	"strings"
@@ -39,6 +40,32 @@ func TestNewCluster(t *testing.T) {
 func mustMAC(s string) net.HardwareAddr {
 	m, _ := net.ParseMAC(s)
 	return m
+}
+
+// TestDirectorConfigGolden: the lvslab director's rendered configs pass
+// its own validation (director.ParseConfig) and match the files under
+// fixtures/golden; LVSLAB_UPDATE_GOLDEN=1 rewrites them.
+func TestDirectorConfigGolden(t *testing.T) {
+	c := testCluster(t)
+	for _, tc := range []struct {
+		name  string
+		i     int
+		fix   Fix
+		learn bool
+	}{{"d1-none", 0, FixNone, false}, {"d2-fwmark", 1, FixFwmark, false}, {"d1-fwmark-learn", 0, FixFwmark, true}, {"d2-backup-only", 1, FixBackupOnly, false}} {
+		got, err := (&GoDirector{LearnPeerMAC: tc.learn}).Config(c, tc.i, tc.fix, "/run/lvslab/lab/"+c.Directors[tc.i].Node+"/director.sock")
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "director-" + tc.name + ".yaml"
+		if _, err := director.ParseConfig(name, []byte(got)); err != nil {
+			t.Errorf("the rendered config does not validate: %v", err)
+		}
+		labtest.Golden(t, "../fixtures/golden/"+name, got)
+	}
+	if _, err := (&GoDirector{}).Config(c, 0, FixRedirect, "/x.sock"); err == nil {
+		t.Errorf("the lvslab director rendered a config for fix redirect, which it does not do")
+	}
 }
 
 // TestKeepalivedConfigGolden compares the rendered configs with the files
