@@ -31,7 +31,14 @@ REPEAT      ?= 1
 # SpecTimeout (per run); these only stop a run that hangs as a whole.
 SUITE_TIMEOUT ?= $(shell echo $$((20 * $(REPEAT))))m
 GINKGO_FLAGS  ?=
-IN_KERNEL   := LVSLAB_REQUIRE_IPVS=1 LVSLAB_BIN=$(CURDIR)/$(BIN) $(BIN) kexec --share $(CURDIR)/reports --memory $(VM_MEMORY)
+# KERNELS="bullseye bookworm trixie" runs the conformance specs once per
+# Debian suite's kernel (fetched beside the default by `make kernel`) and
+# merges the runs into one report with a kernel column; VM_KERNEL picks
+# one cached kernel (a suite or a version: lvslab kernel list).
+KERNELS     ?=
+VM_KERNEL   ?=
+IN_KERNEL    = LVSLAB_REQUIRE_IPVS=1 LVSLAB_BIN=$(CURDIR)/$(BIN) $(BIN) kexec --share $(CURDIR)/reports --memory $(VM_MEMORY) \
+	$(if $(VM_KERNEL),--vm-kernel $(VM_KERNEL))
 GINKGO_RUN   = $(CURDIR)/$(GINKGO) --procs=$(PROCS) --timeout=$(SUITE_TIMEOUT) \
 	--junit-report=$(CURDIR)/reports/junit$(if $(SHARD),-shard$(subst /,of,$(SHARD))).xml $(GINKGO_FLAGS) \
 	scenarios/scenarios.test -- -test.run='^TestIPVSScenarios$$' -lvslab.reports=$(CURDIR)/reports \
@@ -53,7 +60,7 @@ endef
 export IPVS_TESTS
 
 .DEFAULT_GOAL := help
-.PHONY: help deps kernel build install run conformance conformance-sharded lab-up lab-down test unit bench sweep clean ipvs-bins
+.PHONY: help deps kernel build install run conformance conformance-sharded lab-up lab-down test unit fuzz bench sweep clean ipvs-bins
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,8 +72,9 @@ deps: ## install the Debian packages lvslab needs (idempotent; root)
 		echo "deps: installing" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
-kernel: build ## fetch the micro-VM kernel into the cache unless the host has ip_vs
-	@if $(BIN) kernel info | grep -q '^runner: *vm'; then $(BIN) kernel fetch; else echo "kernel: host has ip_vs, no VM kernel needed"; fi
+kernel: build ## fetch the micro-VM kernel (and those of KERNELS) into the cache unless the host has ip_vs
+	@if $(BIN) kernel info | grep -q '^runner: *vm'; then $(BIN) kernel fetch $(foreach k,$(KERNELS),&& $(BIN) kernel fetch --suite $(k)); \
+	else echo "kernel: host has ip_vs, no VM kernel needed"; fi
 
 build: ## build bin/lvslab (static: it is also the micro-VM's /init)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/lvslab
@@ -83,9 +91,15 @@ install: build ## copy bin/lvslab to /usr/local/bin
 run: deps kernel ## the headline: the ping-pong loop and the fwmark fix, keepalived and lvslab, six scenarios at once; writes reports/latest
 	$(BIN) run
 
-conformance: deps kernel ipvs-bins ## the Ginkgo conformance specs in PROCS processes (default 6), through the kernel runner; JUnit in reports/junit.xml
+conformance: deps kernel ipvs-bins ## the Ginkgo conformance specs in PROCS processes (default 6), through the kernel runner; SHARD, REPEAT, KERNELS
 	@mkdir -p reports
+ifeq ($(KERNELS),)
 	$(IN_KERNEL) $(GINKGO_RUN)
+else
+	@rc=0; for k in $(KERNELS); do \
+		$(MAKE) --no-print-directory conformance KERNELS= VM_KERNEL=$$k RUN_ID=$(STAMP)-$$k || rc=1; done; \
+	$(BIN) report merge --run-id $(STAMP)-kernels $(foreach k,$(KERNELS),reports/$(STAMP)-$(k)) && exit $$rc
+endif
 
 # Three shards here, one after the other, merged into one report (a CI
 # matrix runs them on three runners: .github/workflows/conformance.yml).
@@ -105,6 +119,12 @@ lab-down: build ## stop the default lab and remove everything it made
 
 unit: ## unit tests only: no root, no kernel state
 	$(GO) test -count=1 -short ./...
+
+# FUZZ_EXECS inputs per target (Go's -fuzztime Nx): 10^6 in all.
+FUZZ_EXECS ?= 500000
+fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director config)
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTopology$$' -fuzztime $(FUZZ_EXECS)x ./lab/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZ_EXECS)x ./director/
 
 test: deps kernel ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
 	$(GO) test -count=1 -p 1 -timeout $(SUITE_TIMEOUT) ./...

@@ -2,7 +2,6 @@ package director
 
 import (
 	"fmt"
-	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -11,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/yamlcheck"
 )
 
 // Config is a director's configuration as plain data: what
@@ -136,16 +135,16 @@ func ParseConfigFile(path string) (*Config, error) {
 // name file:line and the field.
 func ParseConfig(file string, data []byte) (*Config, error) {
 	var c Config
-	if err := lab.DecodeYAML(file, data, &c, c.validate); err != nil {
+	if err := yamlcheck.Decode(file, data, &c, c.validate); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-type checker struct{ errs lab.ValidationError }
+type checker struct{ errs yamlcheck.ValidationError }
 
 func (k *checker) fail(path, format string, a ...any) {
-	k.errs = append(k.errs, &lab.FieldError{Path: path, Msg: fmt.Sprintf(format, a...)})
+	k.errs = append(k.errs, &yamlcheck.FieldError{Path: path, Msg: fmt.Sprintf(format, a...)})
 }
 
 // validate fills defaults and checks every field.
@@ -199,7 +198,7 @@ func (c *Config) validate() error {
 			k.fail("guard.mark", "fwmark guard needs a mark (the seed uses 3 on one box, 4 on the other)")
 		}
 		if g.Mask == 0 {
-			g.Mask = 1<<bits.Len32(g.Mark) - 1
+			g.Mask = DefaultMask(g.Mark)
 		}
 		if g.Mark&^g.Mask != 0 {
 			k.fail("guard.mask", "mark %#x has bits outside mask %#x", g.Mark, g.Mask)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/yamlcheck"
 )
 
 func TestParseFixtureConfigs(t *testing.T) {
@@ -94,7 +94,7 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatal("case does not change the base config")
 			}
 			_, err := ParseConfig("c.yaml", []byte(src))
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, lab.ErrInvalid) {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, yamlcheck.ErrInvalid) {
 				t.Errorf("got %v, want an ErrInvalid containing %q", err, tc.want)
 			}
 		})

@@ -3,6 +3,7 @@ package director
 import (
 	"cmp"
 	"fmt"
+	"math/bits"
 	"net"
 	"net/netip"
 	"slices"
@@ -60,6 +61,10 @@ func (g Guard) Rule() []string {
 	mask := cmp.Or(g.Mask, 0xffffffff)
 	return append(r, "-j", "MARK", "--set-xmark", fmt.Sprintf("%#x/%#x", g.Mark, mask))
 }
+
+// DefaultMask is the guard's mask when the config gives none: the bits up
+// to the mark's highest (0x3 for mark 3, 0x7 for 4).
+func DefaultMask(mark uint32) uint32 { return 1<<bits.Len32(mark) - 1 }
 
 var jump = []string{"-j", GuardChain}
 

@@ -162,7 +162,8 @@ func testPair(t *testing.T, pair scenarios.Mixed) {
 // all) and its IPVS table declares the service by its mark.
 func expectGuard(t *testing.T, box *lab.Box, c scenarios.Cluster, i int, mac net.HardwareAddr) {
 	t.Helper()
-	g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", PeerMAC: mac, Mark: uint32(c.Directors[i].Mark)}
+	mark := uint32(c.Directors[i].Mark)
+	g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", PeerMAC: mac, Mark: mark, Mask: director.DefaultMask(mark)}
 	err := scenarios.WaitFor(context.Background(), 5*time.Second, func() string {
 		var ok bool
 		err := box.Do(func() error {

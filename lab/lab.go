@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"io"
 	"net"
 	"net/netip"
@@ -23,13 +24,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InVMEnv is set to "1" in the environment of commands that the kernel
-// runner runs in a micro-VM.
-const InVMEnv = "LVSLAB_IN_VM"
-
-// HostEnv names the machine a run is on, for reports: the kernel runner
-// sets it for its micro-VMs, whose hostname is lvslab-vm.
-const HostEnv = "LVSLAB_HOST"
+// InVMEnv and HostEnv: see lab/runenv.
+const (
+	InVMEnv = runenv.InVM
+	HostEnv = runenv.Host
+)
 
 // DefaultRunDir holds one directory per running lab: its state file, logs,
 // pid files and MariaDB data (on a tmpfs the lab mounts).
@@ -184,22 +183,8 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 	return l, nil
 }
 
-// CacheDir is where lvslab keeps what outlives a lab (kernels for the
-// micro-VM, MariaDB templates): $LVSLAB_CACHE, else $XDG_CACHE_HOME/lvslab,
-// else ~/.cache/lvslab.
-func CacheDir() string {
-	if d := os.Getenv("LVSLAB_CACHE"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "lvslab")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		home = "/root"
-	}
-	return filepath.Join(home, ".cache", "lvslab")
-}
+// CacheDir is where lvslab keeps what outlives a lab: see lab/runenv.
+func CacheDir() string { return runenv.CacheDir() }
 
 // RandomName returns a fresh lab name such as "t3f9a1c".
 func RandomName() string {

@@ -8,10 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -348,24 +348,8 @@ func (l *Lab) WaitMySQL(ctx context.Context, node string, p *Process) error {
 	}
 }
 
-// LogTail is the last n lines of a log file on one line, for errors.
-func LogTail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	return Tail(string(data), n)
-}
+// LogTail is the last n lines of a log file on one line: see lab/runenv.
+func LogTail(path string, n int) string { return runenv.LogTail(path, n) }
 
 // Tail is the last n lines of s joined with " | ", or "(empty)".
-func Tail(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return "(empty)"
-	}
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
-}
+func Tail(s string, n int) string { return runenv.Tail(s, n) }

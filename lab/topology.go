@@ -1,9 +1,8 @@
 package lab
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/lab/yamlcheck"
 	"math"
 	"net"
 	"net/netip"
@@ -11,8 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-
-	"github.com/goccy/go-yaml"
 )
 
 // Topology is a lab described as plain data: bridges, nodes and their
@@ -133,46 +130,15 @@ func (i *Interface) HardwareAddr() net.HardwareAddr {
 	return m
 }
 
-// FieldError is one validation problem, located by a YAML path such as
-// "nodes[1].interfaces[0].mac" and, when parsed from a file, by file:line.
-type FieldError struct {
-	File string
-	Line int
-	Path string
-	Msg  string
-}
+// The validation error types, shared with the director's config
+// (lab/yamlcheck).
+type (
+	FieldError      = yamlcheck.FieldError
+	ValidationError = yamlcheck.ValidationError
+)
 
-func (e *FieldError) Error() string {
-	loc := ""
-	if e.File != "" {
-		loc = e.File + ":"
-		if e.Line > 0 {
-			loc += fmt.Sprint(e.Line) + ":"
-		}
-		loc += " "
-	}
-	if e.Path == "" {
-		return loc + e.Msg
-	}
-	return loc + e.Path + ": " + e.Msg
-}
-
-// ErrInvalid marks every topology validation error (errors.Is).
-var ErrInvalid = errors.New("invalid topology")
-
-// ValidationError holds every problem found; Error shows the first on one
-// line and counts the rest.
-type ValidationError []*FieldError
-
-func (v ValidationError) Error() string {
-	if len(v) == 1 {
-		return v[0].Error()
-	}
-	return fmt.Sprintf("%s (and %d more)", v[0].Error(), len(v)-1)
-}
-
-// Is makes errors.Is(err, ErrInvalid) true.
-func (v ValidationError) Is(target error) bool { return target == ErrInvalid }
+// ErrInvalid marks every validation error (errors.Is).
+var ErrInvalid = yamlcheck.ErrInvalid
 
 // ParseTopologyFile reads and validates a topology file.
 func ParseTopologyFile(path string) (*Topology, error) {
@@ -187,63 +153,10 @@ func ParseTopologyFile(path string) (*Topology, error) {
 // validates it; errors carry file:line and the field's path.
 func ParseTopology(file string, data []byte) (*Topology, error) {
 	var t Topology
-	if err := DecodeYAML(file, data, &t, t.Validate); err != nil {
+	if err := yamlcheck.Decode(file, data, &t, t.Validate); err != nil {
 		return nil, err
 	}
 	return &t, nil
-}
-
-// DecodeYAML decodes data into v strictly, then runs validate; every error
-// is a ValidationError whose FieldErrors carry file:line. validate reports
-// fields by YAML path ("nodes[1].mac"), which DecodeYAML turns into lines.
-// The director's config uses it too.
-func DecodeYAML(file string, data []byte, v any, validate func() error) (err error) {
-	// goccy/go-yaml v1.19.2 panics on some malformed input (a tag on an
-	// empty sequence, found by FuzzParseConfig): a bad file must give an
-	// error, not a crash.
-	defer func() {
-		if r := recover(); r != nil {
-			err = ValidationError{{File: file, Msg: fmt.Sprintf("malformed YAML (the decoder failed: %v)", r)}}
-		}
-	}()
-	if fe := checkYAMLLimits(data); fe != nil {
-		fe.File = file
-		return ValidationError{fe}
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
-	if err := dec.Decode(v); err != nil {
-		fe := &FieldError{File: file, Msg: err.Error()}
-		var ye yaml.Error
-		if errors.As(err, &ye) {
-			fe.Msg = ye.GetMessage()
-			if tok := ye.GetToken(); tok != nil && tok.Position != nil {
-				fe.Line = tok.Position.Line
-			}
-		}
-		return ValidationError{fe}
-	}
-	err = validate()
-	var verr ValidationError
-	if errors.As(err, &verr) {
-		locate(file, data, verr)
-	}
-	return err
-}
-
-// locate fills in File and Line of each error from its YAML path.
-func locate(file string, data []byte, errs ValidationError) {
-	for _, e := range errs {
-		e.File = file
-		p, err := yaml.PathString("$." + e.Path)
-		if err != nil {
-			continue
-		}
-		if n, err := p.ReadNode(bytes.NewReader(data)); err == nil && n != nil {
-			if tok := n.GetToken(); tok != nil && tok.Position != nil {
-				e.Line = tok.Position.Line
-			}
-		}
-	}
 }
 
 // Validate checks the topology without touching the kernel.

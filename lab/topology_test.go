@@ -1,12 +1,12 @@
 package lab
 
 import (
-	"time"
-	"fmt"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDefaultTopology(t *testing.T) {

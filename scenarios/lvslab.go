@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/lvslab/lvslab/director"
 	"os"
 	"path/filepath"
 	"text/template"
+	"time"
 
 	"github.com/lvslab/lvslab/lab"
 )
@@ -93,4 +95,26 @@ func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	}
 	d.procs[i], err = l.Box(c.Directors[i].Node).Start("director", []string{d.Binary, "director", "run", path})
 	return err
+}
+
+// Settle waits until both directors, restarted, report the states the
+// cluster wants: director 0 MASTER, director 1 BACKUP. A VIP left by a
+// SIGKILL and the old services make a cluster look ready before its
+// daemons have taken over.
+func (d *GoDirector) Settle(ctx context.Context, l *lab.Lab, c Cluster) error {
+	want := [2]string{"MASTER", "BACKUP"}
+	return WaitFor(ctx, 30*time.Second, func() string {
+		for i := range c.Directors {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := director.ReadStatus(sctx, d.StatusSocket(l, i, c))
+			cancel()
+			if err != nil {
+				return fmt.Sprintf("%s: status: %v", c.Directors[i].Node, err)
+			}
+			if st.State != want[i] {
+				return fmt.Sprintf("%s is %s, not %s", c.Directors[i].Node, st.State, want[i])
+			}
+		}
+		return ""
+	})
 }

@@ -264,15 +264,20 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	step("directors started")
 	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (%s)", err, logTails(impl))
 	}
 	step("MASTER alone holds the VIP, both tables full")
 	if fix == FixRedirect {
-		// Settled: keepalived runs notify_master after taking the VIP,
-		// and until it has, the MASTER redirects all VIP traffic to itself.
+		// Settled: keepalived runs its notify scripts asynchronously, after
+		// the state changes. Until notify_master has run, the MASTER
+		// redirects all VIP traffic to itself; until notify_backup has,
+		// the BACKUP does not, and re-balances.
 		err := WaitFor(ctx, 15*time.Second, func() string {
 			if on, err := redirecting(l.Box(c.Directors[0].Node), c); err != nil || on {
 				return fmt.Sprintf("the MASTER still redirects VIP traffic (%v)", err)
+			}
+			if on, err := redirecting(l.Box(c.Directors[1].Node), c); err != nil || !on {
+				return fmt.Sprintf("the BACKUP does not redirect VIP traffic yet (%v)", err)
 			}
 			return ""
 		})
@@ -409,6 +414,12 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		r.Failover = time.Since(t1)
 		passive = c.Directors[0]
 	case Reconfigure:
+		settler, ok := impl.(interface {
+			Settle(context.Context, *lab.Lab, Cluster) error
+		})
+		if !ok {
+			return Director{}, fmt.Errorf("%s cannot say when its restarted directors have settled: no reconfigure event", impl.Name())
+		}
 		t1 := time.Now()
 		for _, i := range []int{1, 0} {
 			if err := impl.Stop(i, false); err != nil {
@@ -417,6 +428,9 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 			if err := impl.Start(ctx, l, c, i, fix); err != nil {
 				return Director{}, err
 			}
+		}
+		if err := settler.Settle(ctx, l, c); err != nil {
+			return Director{}, fmt.Errorf("after the restarts: %w", err)
 		}
 		if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
 			return Director{}, fmt.Errorf("after the restarts: %w", err)
@@ -439,6 +453,17 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		r.Failover = time.Since(t1)
 	}
 	return passive, nil
+}
+
+// logTails is the end of each director's log, for an error that happened
+// before there was a verdict to carry the logs.
+func logTails(impl Implementation) string {
+	var out []string
+	for node, log := range impl.Logs() {
+		out = append(out, node+"'s log: "+lab.Tail(log, 6))
+	}
+	slices.Sort(out)
+	return strings.Join(out, "; ")
 }
 
 // kernelState is what a director box holds at the end of a scenario, as

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -16,7 +18,8 @@ func cmdKernel(args []string) error {
 	fs := newFlags("kernel")
 	mode := fs.String("kernel", "", "runner to report on: native or vm (default $LVSLAB_KERNEL, else automatic)")
 	accel := fs.String("accel", "", "accelerator to report on: auto, kvm or tcg (default $LVSLAB_ACCEL, else auto)")
-	verb, err := parseVerb(fs, args, "info", "fetch")
+	suite := fs.String("suite", "", "fetch: the current kernel of this Debian suite (bullseye, bookworm, bookworm-backports, trixie), cached beside the others; default: the distro's, which becomes the default")
+	verb, err := parseVerb(fs, args, "info", "fetch", "list")
 	if err != nil {
 		return err
 	}
@@ -43,11 +46,24 @@ func cmdKernel(args []string) error {
 		w.Flush()
 		return errors.Join(err, aerr)
 	case "fetch":
-		k, err := kernel.Fetch(context.Background(), os.Stderr)
+		fetch := kernel.Fetch
+		if *suite != "" {
+			fetch = func(ctx context.Context, w io.Writer) (*kernel.Kernel, error) {
+				return kernel.FetchSuite(ctx, *suite, w)
+			}
+		}
+		k, err := fetch(context.Background(), os.Stderr)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("%s\t%s\t%s\n", k.Version, k.Vmlinuz, k.Modules)
+	case "list":
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(w, "VERSION\tSUITES\tDEFAULT\tIMAGE\n")
+		for _, l := range kernel.List() {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", l.Version, orNone(strings.Join(l.Suites, ","), "-"), yesNo(l.Default, ""), l.Vmlinuz)
+		}
+		w.Flush()
 	}
 	return nil
 }

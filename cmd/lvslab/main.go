@@ -34,7 +34,7 @@ func init() {
 		{"down", "[--lab NAME]", "stop a lab's processes and remove everything it created", cmdDown},
 		{"director", "check-config|run FILE | status", "the Go director: validate a config (exit 2 with file:line), run it in this network namespace, or show a running one's state", cmdDirector},
 		{"vm", "run [--timeout D] [--memory MB] [--share DIR] -- CMD [ARG...]", "run a command in a micro-VM booted with a stock distro kernel (for IPVS)", cmdVM},
-		{"kernel", "info|fetch [--kernel native|vm]", "say where IPVS work would run and why; prefetch the micro-VM kernel", cmdKernel},
+		{"kernel", "info|fetch|list [--kernel native|vm] [--suite SUITE]", "say where IPVS work would run and why; fetch micro-VM kernels (the distro's, or a Debian suite's), list them", cmdKernel},
 		{"agent", "--lab NAME -t FILE", "(internal) inside the micro-VM of `up --kernel vm`: build the lab, serve the host", cmdAgent},
 		{"kexec", "[--kernel native|vm] BINARY [ARG...]", "go test -exec wrapper: run BINARY where the kernel has IPVS", cmdKexec},
 		{"sweep", "[--lab NAME]", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},

@@ -1,15 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -31,6 +30,8 @@ func cmdRun(args []string) error {
 	repeat := fs.Int("repeat", 1, "run each cell K times and count its verdicts (a cell whose runs disagree is UNSTABLE)")
 	var cellArgs stringList
 	fs.Var(&cellArgs, "cell", "run this cell instead of the headline set: EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect (repeatable)")
+	kernels := fs.String("kernels", "", "run the cells on each of these cached kernels, in turn (comma-separated versions or suites, see lvslab kernel list), into one report with a kernel column")
+	runID := fs.String("run-id", "", "the run's name under --reports (default: its start time)")
 	// Six labs at once peak at 1.7 GiB in the guest (twelve mariadbd, their
 	// datadirs on its tmpfs).
 	v := addVMFlags(fs, false, 4096)
@@ -47,9 +48,16 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	cells, err := parseCells(cellArgs, self)
-	if err != nil {
-		return err
+	cells := scenarios.Headline(self)
+	if len(cellArgs) > 0 {
+		cells = nil
+	}
+	for _, a := range cellArgs {
+		c, err := scenarios.ParseCell(a, self)
+		if err != nil {
+			return usageError("--%v", err)
+		}
+		cells = append(cells, c)
 	}
 	if os.Geteuid() != 0 {
 		return lab.ErrNotRoot
@@ -65,8 +73,14 @@ func cmdRun(args []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	started := time.Now()
+	id := cmp.Or(*runID, reports.RunID(started))
+	if *kernels != "" && info.Mode != kernel.VM {
+		return usageError("--kernels needs the micro-VM runner (--kernel vm)")
+	}
 	if info.Mode == kernel.VM {
-		// Run this very command in the micro-VM; reports land on the host.
+		// Run this very command in the micro-VM (once per kernel); reports
+		// land on the host.
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the scenarios in a micro-VM\n", info.Reason)
 		v.shares = append(v.shares, dir)
 		argv := []string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns),
@@ -74,12 +88,15 @@ func cmdRun(args []string) error {
 		for _, c := range cellArgs {
 			argv = append(argv, "--cell", c)
 		}
-		code, err := v.runInVM(argv)
-		if err != nil {
-			return err
+		if *kernels == "" {
+			code, err := v.runInVM(append(argv, "--run-id", id))
+			if err != nil {
+				return err
+			}
+			screenshot(filepath.Join(dir, "latest")) // on the host: Chromium under TCG is slow
+			return exitCode(code)
 		}
-		screenshot(filepath.Join(dir, "latest")) // on the host: Chromium under TCG is slow
-		return exitCode(code)
+		return runKernels(v, argv, strings.Split(*kernels, ","), dir, id)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -91,60 +108,24 @@ func cmdRun(args []string) error {
 	if os.Getenv(lab.InVMEnv) != "" {
 		runner = kernel.VM
 	}
-	sum := &reports.Summary{RunID: reports.RunID(time.Now()), Started: time.Now(), Kernel: kernel.Release(), Runner: runner,
+	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: runner,
 		Findings: scenarios.Findings}
+	for _, c := range cells {
+		sum.Cells = append(sum.Cells, c.Name())
+	}
 	run := filepath.Join(dir, sum.RunID)
 	opts := scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")}
 	if *verbose {
 		opts.Progress = os.Stderr
 	}
-	// Every run of every cell has a lab of its own; most of a scenario is
-	// waiting on timers (VRRP's Master_Down_Interval, the IPVS
-	// estimator), so several run at once.
-	runs := make([][]*scenarios.Result, len(cells))
-	for i := range runs {
-		runs[i] = make([]*scenarios.Result, *repeat)
-	}
-	var errs []error
-	var mu sync.Mutex
-	slots := make(chan struct{}, *jobs)
-	var wg sync.WaitGroup
-	for k := range *repeat {
-		for i, c := range cells {
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				impl := c.impl()
-				name := fmt.Sprintf("%s, %s, fix %s", c.ev, impl.Name(), c.fix)
-				if *repeat > 1 {
-					name += fmt.Sprintf(", run %d of %d", k+1, *repeat)
-				}
-				fmt.Fprintf(os.Stderr, "lvslab: %s: %d connections\n", name, *conns)
-				r, err := scenarios.Run(ctx, topo, impl, c.fix, c.ev, opts)
-				if err == nil {
-					r.Pcap, err = filepath.Rel(run, r.Pcap)
-				}
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s: %w", name, err))
-					mu.Unlock()
-					return
-				}
-				fmt.Fprintf(os.Stderr, "lvslab:   %s: %s (expected %s): %s\n", name, r.Verdict, r.Expected, r.Reason)
-				runs[i][k] = r
-			})
-		}
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	sum.Results, err = scenarios.RunMatrix(ctx, topo, cells, *repeat, *jobs, opts, os.Stderr)
+	if err != nil {
 		return err
 	}
-	for _, rs := range runs {
-		r := rs[0]
-		if *repeat > 1 {
-			r = scenarios.Tally(rs)
+	for _, r := range sum.Results {
+		if r.Pcap != "" {
+			r.Pcap, _ = filepath.Rel(run, r.Pcap)
 		}
-		sum.Results = append(sum.Results, r)
 	}
 	out, err := sum.Write(dir)
 	if err != nil {
@@ -158,6 +139,46 @@ func cmdRun(args []string) error {
 	}
 	if !sum.Pass() {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
+	}
+	return nil
+}
+
+// runKernels runs argv (a `lvslab run` in the guest) once per kernel, then
+// merges the runs into one report, a kernel column in its matrix.
+func runKernels(v *vmFlags, argv, kernels []string, dir, id string) error {
+	var runs []*reports.Summary
+	var failed []string
+	for _, k := range kernels {
+		fmt.Fprintf(os.Stderr, "lvslab: kernel %s\n", k)
+		v.vmKernel = k
+		runDir := id + "-" + k
+		code, err := v.runInVM(append(slices.Clone(argv), "--run-id", runDir))
+		if err != nil {
+			return fmt.Errorf("kernel %s: %w", k, err)
+		}
+		if code != 0 {
+			failed = append(failed, k)
+		}
+		s, err := reports.Load(filepath.Join(dir, runDir))
+		if err != nil {
+			return fmt.Errorf("kernel %s: %w", k, err)
+		}
+		runs = append(runs, s)
+	}
+	sum, err := reports.Merge(id, runs)
+	if err != nil {
+		return err
+	}
+	out, err := sum.Write(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	sum.Matrix(os.Stdout)
+	fmt.Printf("\nReport: %s/index.html (%d kernels: %s)\n", out, len(kernels), sum.Kernel)
+	screenshot(out)
+	if len(failed) > 0 || !sum.Pass() {
+		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation (kernels with a failure: %s)", strings.Join(failed, ", "))}
 	}
 	return nil
 }
@@ -231,52 +252,4 @@ func screenshot(dir string) {
 	} else {
 		fmt.Printf("Screenshot: %s\n", png)
 	}
-}
-
-// cell is one scenario of a run: an event, an implementation on both
-// boxes and a fix.
-type cell struct {
-	impl func() scenarios.Implementation
-	ev   scenarios.Event
-	fix  scenarios.Fix
-}
-
-// parseCells reads --cell EVENT/IMPLEMENTATION/FIX arguments; with none,
-// the headline set, for keepalived and for our Go director: the loop and
-// its fix in steady state, and the fix through a crash of the MASTER's
-// director.
-func parseCells(args []string, self string) ([]cell, error) {
-	impls := map[string]func() scenarios.Implementation{"keepalived": keepalived, "lvslab": goDirector(self)}
-	if len(args) == 0 {
-		var cells []cell
-		for _, impl := range []string{"keepalived", "lvslab"} {
-			cells = append(cells, cell{impls[impl], scenarios.Steady, scenarios.FixNone}, cell{impls[impl], scenarios.Steady, scenarios.FixFwmark},
-				cell{impls[impl], scenarios.FailoverKill, scenarios.FixFwmark})
-		}
-		return cells, nil
-	}
-	var cells []cell
-	for _, a := range args {
-		parts := strings.Split(a, "/")
-		if len(parts) != 3 {
-			return nil, usageError("--cell %q: want EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect", a)
-		}
-		ev, impl, fix := scenarios.Event(parts[0]), impls[parts[1]], scenarios.Fix(parts[2])
-		switch {
-		case !slices.Contains(scenarios.Events, ev):
-			return nil, usageError("--cell %q: event %q: want one of %v", a, parts[0], scenarios.Events)
-		case impl == nil:
-			return nil, usageError("--cell %q: implementation %q: want keepalived or lvslab", a, parts[1])
-		case !slices.Contains(scenarios.Fixes, fix):
-			return nil, usageError("--cell %q: fix %q: want one of %v", a, parts[2], scenarios.Fixes)
-		}
-		cells = append(cells, cell{impl, ev, fix})
-	}
-	return cells, nil
-}
-
-func keepalived() scenarios.Implementation { return &scenarios.Keepalived{} }
-
-func goDirector(bin string) func() scenarios.Implementation {
-	return func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }
 }

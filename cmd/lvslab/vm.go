@@ -15,6 +15,7 @@ import (
 // vmFlags are the flags of commands that may boot a micro-VM.
 type vmFlags struct {
 	vmlinuz, modules string
+	vmKernel         string
 	accel            string
 	memory           int
 	timeout          time.Duration
@@ -29,6 +30,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func addVMFlags(fs *flag.FlagSet, withTimeout bool, memory int) *vmFlags {
 	v := &vmFlags{}
 	fs.StringVar(&v.vmlinuz, "vmlinuz", "", "boot this kernel image instead of the distro's (with --modules)")
+	fs.StringVar(&v.vmKernel, "vm-kernel", os.Getenv("LVSLAB_VM_KERNEL"), "boot this cached kernel: a version or the suite it was fetched for (lvslab kernel list; env LVSLAB_VM_KERNEL)")
 	fs.StringVar(&v.modules, "modules", "", "module tree of --vmlinuz: a …/lib/modules/<version> directory with modules.dep")
 	fs.IntVar(&v.memory, "memory", memory, "guest memory in MiB")
 	fs.StringVar(&v.accel, "accel", "", "qemu accelerator: auto, kvm or tcg (default $LVSLAB_ACCEL, else auto: KVM only where a guest boots under it)")
@@ -52,6 +54,8 @@ func (v *vmFlags) microVM(ctx context.Context) (*kernel.MicroVM, error) {
 			return nil, usageError("--vmlinuz and --modules go together")
 		}
 		k, err = kernel.Local(v.vmlinuz, v.modules)
+	} else if v.vmKernel != "" {
+		k, err = kernel.Lookup(v.vmKernel)
 	} else {
 		k, err = kernel.Find(ctx, os.Stderr)
 	}

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -168,7 +168,7 @@ func autoAccel(ctx context.Context, ev Evidence, probe func(context.Context) err
 func accelCachePath(ev Evidence) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%s\n", Release(), qemuVersion(), strings.Join(ev.CPUFlags, " "))
-	return filepath.Join(lab.CacheDir(), "accel", hex.EncodeToString(h.Sum(nil))[:16]+".json")
+	return filepath.Join(runenv.CacheDir(), "accel", hex.EncodeToString(h.Sum(nil))[:16]+".json")
 }
 
 func qemuVersion() string {

@@ -3,19 +3,22 @@ package kernel
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
-	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/runenv"
 )
 
 // Kernel is a bootable kernel and its modules.
@@ -63,18 +66,91 @@ func DistroPackage(ctx context.Context) (string, error) {
 	return string(m[1]), nil
 }
 
-// Cached returns the newest kernel in the cache, or nil.
+// Cached returns the default kernel in the cache (the one plain `lvslab
+// kernel fetch` got: the distro's), else the newest there, or nil.
 func Cached() *Kernel {
-	dirs, _ := filepath.Glob(filepath.Join(lab.CacheDir(), "kernels", "*", "vmlinuz"))
+	root := filepath.Join(runenv.CacheDir(), "kernels")
+	if v, err := os.ReadFile(filepath.Join(root, defaultFile)); err == nil {
+		if k := cachedIn(filepath.Join(root, strings.TrimSpace(string(v)))); k != nil {
+			return k
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(root, "*", "vmlinuz"))
 	if len(dirs) == 0 {
 		return nil
 	}
 	return cachedIn(filepath.Dir(dirs[len(dirs)-1]))
 }
 
+// defaultFile names the default kernel's version in the cache; suite-S
+// files name the version fetched for suite S.
+const defaultFile = "default"
+
+// Lookup finds a cached kernel by version ("5.10.0-32-amd64") or by the
+// suite it was fetched for ("bullseye"); the error lists what there is.
+func Lookup(name string) (*Kernel, error) {
+	root := filepath.Join(runenv.CacheDir(), "kernels")
+	v := name
+	if data, err := os.ReadFile(filepath.Join(root, "suite-"+name)); err == nil {
+		v = strings.TrimSpace(string(data))
+	}
+	if k := cachedIn(filepath.Join(root, v)); k != nil && filepath.Base(v) == v {
+		return k, nil
+	}
+	var have []string
+	for _, l := range List() {
+		have = append(have, l.String())
+	}
+	return nil, fmt.Errorf("no cached kernel %q (have: %s): lvslab kernel fetch --suite SUITE", name, cmp.Or(strings.Join(have, "; "), "none"))
+}
+
+// Listed is a cached kernel and the suites it was fetched for.
+type Listed struct {
+	*Kernel
+	Suites  []string
+	Default bool
+}
+
+func (l Listed) String() string {
+	s := l.Version
+	if len(l.Suites) > 0 {
+		s += " (" + strings.Join(l.Suites, ", ") + ")"
+	}
+	if l.Default {
+		s += " default"
+	}
+	return s
+}
+
+// List returns the cached kernels, oldest version first.
+func List() []Listed {
+	root := filepath.Join(runenv.CacheDir(), "kernels")
+	def := Cached()
+	dirs, _ := filepath.Glob(filepath.Join(root, "*", "vmlinuz"))
+	var out []Listed
+	for _, d := range dirs {
+		k := cachedIn(filepath.Dir(d))
+		if k == nil {
+			continue
+		}
+		l := Listed{Kernel: k, Default: def != nil && def.Version == k.Version}
+		files, _ := filepath.Glob(filepath.Join(root, "suite-*"))
+		for _, f := range files {
+			if v, _ := os.ReadFile(f); strings.TrimSpace(string(v)) == k.Version {
+				l.Suites = append(l.Suites, strings.TrimPrefix(filepath.Base(f), "suite-"))
+			}
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
 func cachedIn(dir string) *Kernel {
 	v := filepath.Base(dir)
 	bz := filepath.Join(dir, "vmlinuz")
+	if _, err := os.Stat(bz); err != nil {
+		return nil
+	}
 	k := &Kernel{Version: v, Vmlinuz: bz, BzImage: bz, Modules: filepath.Join(dir, "lib", "modules", v)}
 	if _, err := os.Stat(filepath.Join(dir, "vmlinux")); err == nil {
 		k.Vmlinuz = filepath.Join(dir, "vmlinux")
@@ -94,14 +170,80 @@ func Find(ctx context.Context, progress io.Writer) (*Kernel, error) {
 
 // Fetch returns the distro's current kernel from the cache, downloading and
 // unpacking it first if needed (apt-get download + dpkg-deb -x + depmod;
-// nothing is installed on the host). progress gets one line per slow step.
+// nothing is installed on the host), and makes it the default.
+// progress gets one line per slow step.
 func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
 	pkg, err := DistroPackage(ctx)
 	if err != nil {
 		return nil, err
 	}
+	k, err := fetchPackage(ctx, pkg, nil, progress)
+	if err != nil {
+		return nil, err
+	}
+	return k, os.WriteFile(filepath.Join(runenv.CacheDir(), "kernels", defaultFile), []byte(k.Version+"\n"), 0o644)
+}
+
+// Suites are the Debian suites whose kernels FetchSuite gets, by the line
+// of their private apt sources list. Measured: bullseye 5.10, bookworm
+// 6.1, bookworm-backports and trixie 6.12.
+var Suites = map[string]string{
+	"bullseye":           "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main",
+	"bookworm":           "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main",
+	"bookworm-backports": "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main",
+	"trixie":             "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main",
+}
+
+// FetchSuite gets the current generic kernel of a Debian suite into the
+// cache beside the others, through a private apt sources list and state
+// directory (never the host's: nothing on the host changes).
+func FetchSuite(ctx context.Context, suite string, progress io.Writer) (*Kernel, error) {
+	line, ok := Suites[suite]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown suite %q: want one of %s", ErrNoKernel, suite, strings.Join(slices.Sorted(maps.Keys(Suites)), ", "))
+	}
+	dir := filepath.Join(runenv.CacheDir(), "apt", suite)
+	for _, d := range []string{"lists/partial", "archives/partial"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sources.list"), []byte(line+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "status"), nil, 0o644); err != nil {
+		return nil, err
+	}
+	apt := []string{"-o", "Dir::Etc::SourceList=" + filepath.Join(dir, "sources.list"), "-o", "Dir::Etc::SourceParts=/nonexistent",
+		"-o", "Dir::State::Lists=" + filepath.Join(dir, "lists"), "-o", "Dir::State::status=" + filepath.Join(dir, "status"),
+		"-o", "Dir::Cache=" + dir, "-o", "Dir::Cache::archives=" + filepath.Join(dir, "archives"),
+		"-o", "Dir::Etc::Preferences=/nonexistent", "-o", "Dir::Etc::PreferencesParts=/nonexistent"}
+	fmt.Fprintf(progress, "lvslab: apt-get update for %s (private lists in %s)\n", suite, dir)
+	if err := run(ctx, dir, "apt-get", append(apt, "-q", "update")...); err != nil {
+		return nil, fmt.Errorf("%w: apt-get update for %s: %v", ErrNoKernel, suite, err)
+	}
+	out, err := exec.CommandContext(ctx, "apt-cache", append(apt, "depends", "linux-image-amd64")...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("%w: apt-cache depends linux-image-amd64 in %s: %v", ErrNoKernel, suite, err)
+	}
+	m := regexp.MustCompile(`Depends: (linux-image-(\S+))`).FindSubmatch(out)
+	if m == nil {
+		return nil, fmt.Errorf("%w: linux-image-amd64 in %s depends on no kernel package", ErrNoKernel, suite)
+	}
+	k, err := fetchPackage(ctx, string(m[1]), apt, progress)
+	if err != nil {
+		return nil, err
+	}
+	return k, os.WriteFile(filepath.Join(runenv.CacheDir(), "kernels", "suite-"+suite), []byte(k.Version+"\n"), 0o644)
+}
+
+// fetchPackage puts kernel package pkg into the cache unless it is there:
+// apt-get download (with the apt options given), dpkg-deb -x, the modules
+// moved to lib/modules if the package has them under usr/ (merged /usr,
+// as from 6.12 on), depmod, and the ELF vmlinux taken out for PVH boot.
+func fetchPackage(ctx context.Context, pkg string, apt []string, progress io.Writer) (*Kernel, error) {
 	version := strings.TrimPrefix(pkg, "linux-image-")
-	dir := filepath.Join(lab.CacheDir(), "kernels", version)
+	dir := filepath.Join(runenv.CacheDir(), "kernels", version)
 	if _, err := os.Stat(filepath.Join(dir, "lib", "modules", version, "modules.dep")); err == nil {
 		return cachedIn(dir), nil
 	}
@@ -116,7 +258,7 @@ func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
 		return nil, fmt.Errorf("create kernel cache: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := run(ctx, tmp, "apt-get", "download", pkg); err != nil {
+	if err := run(ctx, tmp, "apt-get", append(slices.Clone(apt), "download", pkg)...); err != nil {
 		return nil, fmt.Errorf("%w: download %s failed (%v): check apt sources, or give --vmlinuz and --modules", ErrNoKernel, pkg, err)
 	}
 	debs, _ := filepath.Glob(filepath.Join(tmp, pkg+"_*.deb"))
@@ -126,6 +268,14 @@ func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
 	root := filepath.Join(tmp, "root")
 	if err := run(ctx, tmp, "dpkg-deb", "-x", debs[0], root); err != nil {
 		return nil, fmt.Errorf("unpack %s: %w", debs[0], err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "lib", "modules")); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Join(root, "lib"), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(filepath.Join(root, "usr", "lib", "modules"), filepath.Join(root, "lib", "modules")); err != nil {
+			return nil, fmt.Errorf("%s has no modules in lib/ or usr/lib/: %w", pkg, err)
+		}
 	}
 	// The package's postinst would run depmod; we run it on the copy.
 	if err := run(ctx, tmp, "depmod", "-b", root, version); err != nil {

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -258,7 +258,7 @@ func runCommand(spec Spec, stdout, stderr *os.File) int {
 		}
 	}
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
-	cmd.Env, cmd.Dir = append(spec.Env, lab.InVMEnv+"=1"), spec.Dir
+	cmd.Env, cmd.Dir = append(spec.Env, runenv.InVM+"=1"), spec.Dir
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// The command leads its own session, as in a shell.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"debug/elf"
 	"fmt"
+	"github.com/ulikunitz/xz"
 	"io"
 	"os"
 	"path/filepath"
@@ -92,13 +93,38 @@ func WriteInitramfs(w io.Writer, init string, k *Kernel) error {
 	c.dir("modules")
 	c.file("init", 0o755, initData)
 	for i, m := range mods {
-		data, err := os.ReadFile(filepath.Join(k.Modules, m))
+		data, err := readModule(filepath.Join(k.Modules, m))
 		if err != nil {
-			return fmt.Errorf("read module: %w", err)
+			return err
 		}
-		c.file(fmt.Sprintf("modules/%02d-%s", i, filepath.Base(m)), 0o644, data)
+		c.file(fmt.Sprintf("modules/%02d-%s", i, strings.TrimSuffix(filepath.Base(m), ".xz")), 0o644, data)
 	}
 	return c.close()
+}
+
+// readModule reads a module file, decompressing a .ko.xz (Debian's
+// modules from 6.12 on): /init loads modules with finit_module and no
+// flags, which takes only an uncompressed module.
+func readModule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read module: %w", err)
+	}
+	defer f.Close()
+	var r io.Reader = f
+	switch {
+	case strings.HasSuffix(path, ".ko.xz"):
+		if r, err = xz.NewReader(f); err != nil {
+			return nil, fmt.Errorf("module %s: %w", path, err)
+		}
+	case !strings.HasSuffix(path, ".ko"):
+		return nil, fmt.Errorf("module %s: compressed in a way lvslab cannot read (want .ko or .ko.xz)", path)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	return data, nil
 }
 
 // checkStatic refuses a dynamically linked /init: the initramfs has no libc.

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"bytes"
+	"github.com/ulikunitz/xz"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,5 +121,28 @@ func TestWriteInitramfsRejectsDynamicInit(t *testing.T) {
 func TestDetectRejectsUnknownMode(t *testing.T) {
 	if _, err := Detect("xen"); err == nil || !strings.Contains(err.Error(), "want native or vm") {
 		t.Errorf("Detect(xen): got %v, want an error listing native and vm", err)
+	}
+}
+
+// TestReadModuleXZ: a .ko.xz module (Debian from 6.12 on) goes into the
+// initramfs decompressed, as finit_module without flags needs it; an
+// unknown compression is refused by name.
+func TestReadModuleXZ(t *testing.T) {
+	dir := t.TempDir()
+	want := []byte("\x7fELF a module's bytes")
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(want)
+	w.Close()
+	os.WriteFile(filepath.Join(dir, "9p.ko.xz"), buf.Bytes(), 0o644)
+	if got, err := readModule(filepath.Join(dir, "9p.ko.xz")); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("readModule(.ko.xz) = %q, %v; want the decompressed bytes", got, err)
+	}
+	os.WriteFile(filepath.Join(dir, "9p.ko.zst"), []byte("(zstd)"), 0o644)
+	if _, err := readModule(filepath.Join(dir, "9p.ko.zst")); err == nil || !strings.Contains(err.Error(), "want .ko or .ko.xz") {
+		t.Errorf("readModule(.ko.zst): %v, want refused", err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/runenv"
 )
 
 // MicroVM runs commands in a throwaway qemu VM booted from Kernel with the
@@ -66,9 +66,9 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 		ctx, cancel = context.WithTimeoutCause(ctx, v.Timeout, ErrTimeout)
 		defer cancel()
 	}
-	if !slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, lab.HostEnv+"=") }) {
+	if !slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, runenv.Host+"=") }) {
 		host, _ := os.Hostname()
-		spec.Env = append(slices.Clip(spec.Env), lab.HostEnv+"="+host)
+		spec.Env = append(slices.Clip(spec.Env), runenv.Host+"="+host)
 	}
 	accel := cmp.Or(v.Accel.Name, TCG)
 	st, err := v.runOnce(ctx, accel, spec, stdout, stderr)
@@ -311,4 +311,4 @@ func virtfs(path, tag string, ro bool) []string {
 }
 
 // consoleTail is the end of the guest's console log, for errors.
-func consoleTail(path string) string { return lab.LogTail(path, 8) }
+func consoleTail(path string) string { return runenv.LogTail(path, 8) }

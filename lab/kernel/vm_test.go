@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"io"
 	"os"
 	"os/exec"
@@ -52,7 +53,7 @@ func TestMain(m *testing.M) {
 func requireVM(t testing.TB) *kernel.MicroVM {
 	t.Helper()
 	labtest.RequireRoot(t)
-	if os.Getenv(lab.InVMEnv) != "" {
+	if os.Getenv(runenv.InVM) != "" {
 		t.Skip("already inside a micro-VM")
 	}
 	if _, err := kernel.QEMU(); err != nil {

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"github.com/lvslab/lvslab/lab/yamlcheck"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestYAMLLimits(t *testing.T) {
 		"alias bomb": {bomb, "t.yaml:6: more than 100000 values once aliases are expanded"},
 		"deep flow":  {"name: " + strings.Repeat("[", 250000) + strings.Repeat("]", 250000), "t.yaml:1: nested 65 deep or more; the limit is 64"},
 		"deep block": {block.String(), "nested 65 deep or more"},
-		"too large":  {"name: x\n" + strings.Repeat("# padding\n", MaxYAMLBytes/10), "bytes; the limit is 1048576"},
+		"too large":  {"name: x\n" + strings.Repeat("# padding\n", yamlcheck.MaxYAMLBytes/10), "bytes; the limit is 1048576"},
 		"many nodes": {nodes.String(), "65 nodes and 0 bridges; a lab has at most 64 of each"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -1,0 +1,122 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/lvslab/lvslab/lab"
+)
+
+// Cell is one scenario of a matrix: an event, an implementation on both
+// boxes (made fresh for every run) and a fix.
+type Cell struct {
+	Impl  func() Implementation
+	Event Event
+	Fix   Fix
+}
+
+// Name is the cell's name: EVENT/IMPLEMENTATION/FIX, as ParseCell reads it.
+func (c Cell) Name() string { return fmt.Sprintf("%s/%s/%s", c.Event, c.Impl().Name(), c.Fix) }
+
+// Implementations by the names cells use; bin is the lvslab binary the Go
+// director runs as.
+func Implementations(bin string) map[string]func() Implementation {
+	return map[string]func() Implementation{
+		"keepalived": func() Implementation { return &Keepalived{} },
+		"lvslab":     func() Implementation { return &GoDirector{Binary: bin} },
+	}
+}
+
+// Headline is the set `lvslab run` runs by default, for keepalived and for
+// the Go director: the loop and its fix in steady state, and the fix
+// through a crash of the MASTER's director.
+func Headline(bin string) []Cell {
+	impls := Implementations(bin)
+	var cells []Cell
+	for _, name := range []string{"keepalived", "lvslab"} {
+		cells = append(cells, Cell{impls[name], Steady, FixNone}, Cell{impls[name], Steady, FixFwmark},
+			Cell{impls[name], FailoverKill, FixFwmark})
+	}
+	return cells
+}
+
+// ParseCell reads EVENT/IMPLEMENTATION/FIX, e.g.
+// vrrp-switchover/keepalived/redirect.
+func ParseCell(s, bin string) (Cell, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 {
+		return Cell{}, fmt.Errorf("cell %q: want EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect", s)
+	}
+	c := Cell{Implementations(bin)[parts[1]], Event(parts[0]), Fix(parts[2])}
+	switch {
+	case !slices.Contains(Events, c.Event):
+		return c, fmt.Errorf("cell %q: event %q: want one of %v", s, parts[0], Events)
+	case c.Impl == nil:
+		return c, fmt.Errorf("cell %q: implementation %q: want keepalived or lvslab", s, parts[1])
+	case !slices.Contains(Fixes, c.Fix):
+		return c, fmt.Errorf("cell %q: fix %q: want one of %v", s, parts[2], Fixes)
+	}
+	return c, nil
+}
+
+// RunMatrix runs every cell repeat times, jobs at once, each run in a lab
+// of its own (most of a scenario is waiting on timers: VRRP's
+// Master_Down_Interval, the IPVS estimator). It returns a result per cell,
+// in order, tallied over its runs when repeat > 1; log gets a line as
+// each run starts and ends.
+func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jobs int, opts Options, log io.Writer) ([]*Result, error) {
+	runs := make([][]*Result, len(cells))
+	for i := range runs {
+		runs[i] = make([]*Result, repeat)
+	}
+	var mu sync.Mutex
+	var errs []error
+	slots := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for k := range repeat {
+		for i, c := range cells {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				impl := c.Impl()
+				name := fmt.Sprintf("%s, %s, fix %s", c.Event, impl.Name(), c.Fix)
+				if repeat > 1 {
+					name += fmt.Sprintf(", run %d of %d", k+1, repeat)
+				}
+				fmt.Fprintf(log, "lvslab: %s: %d connections\n", name, opts.Connections)
+				o := opts
+				if repeat > 1 && o.CaptureDir != "" {
+					o.CaptureDir = filepath.Join(o.CaptureDir, fmt.Sprintf("run%d", k+1)) // one pcap per run
+				}
+				r, err := Run(ctx, topo, impl, c.Fix, c.Event, o)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", name, err))
+					mu.Unlock()
+					return
+				}
+				fmt.Fprintf(log, "lvslab:   %s: %s (expected %s): %s\n", name, r.Verdict, r.Expected, r.Reason)
+				runs[i][k] = r
+			})
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := make([]*Result, len(cells))
+	for i, rs := range runs {
+		out[i] = rs[0]
+		if repeat > 1 {
+			out[i] = Tally(rs)
+		}
+		out[i].Cell = cells[i].Name()
+	}
+	return out, nil
+}
