@@ -7,7 +7,7 @@ BENCH_COUNT ?= 6
 # Debian/Ubuntu packages the lab, the backends and the directors use.
 DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepalived \
 	socat tcpdump iputils-ping \
-	qemu-system-x86 kmod xz-utils cpio chromium
+	qemu-system-x86 kmod xz-utils zstd cpio chromium
 GINKGO      := bin/ginkgo
 # Tests that need kernel IPVS are named TestIPVS*. `make test` and `make
 # conformance` run them through `lvslab kexec`: natively where the host has

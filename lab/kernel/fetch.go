@@ -297,8 +297,16 @@ func fetchPackage(ctx context.Context, pkg string, apt []string, progress io.Wri
 	return k, CheckModules(k)
 }
 
-// xzMagic starts the xz stream that holds the kernel inside a bzImage.
-var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
+// The compressed payloads a Debian bzImage holds (xz up to 6.1, zstd from
+// 6.12 on), by magic, and the command that decompresses each.
+var payloads = []struct {
+	magic []byte
+	argv  []string
+	pkg   string
+}{
+	{[]byte{0xfd, '7', 'z', 'X', 'Z', 0}, []string{"xz", "-dc", "--single-stream"}, "xz-utils"},
+	{[]byte{0x28, 0xb5, 0x2f, 0xfd}, []string{"zstd", "-dcq"}, "zstd"},
+}
 
 // extractVmlinux unpacks the ELF kernel from a bzImage, if it can boot by
 // PVH. qemu then jumps straight to the kernel's 64-bit entry: no firmware
@@ -308,21 +316,31 @@ func extractVmlinux(ctx context.Context, bzImage, out string) error {
 	if err != nil {
 		return err
 	}
-	i := bytes.Index(data, xzMagic)
-	if i < 0 {
-		return fmt.Errorf("no xz payload in %s", bzImage)
+	for _, p := range payloads {
+		i := bytes.Index(data, p.magic)
+		if i < 0 {
+			continue
+		}
+		f, err := os.Create(out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cmd := exec.CommandContext(ctx, p.argv[0], p.argv[1:]...)
+		cmd.Stdin, cmd.Stdout = bytes.NewReader(data[i:]), f
+		// zstd stops at the end of its frame but complains about the
+		// bytes after it: the ELF it wrote is what counts.
+		if err := cmd.Run(); err != nil && !hasPVHNote(out) {
+			os.Remove(out)
+			return fmt.Errorf("%s -d (install %s): %w", p.argv[0], p.pkg, err)
+		}
+		return checkPVH(out)
 	}
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	cmd := exec.CommandContext(ctx, "xz", "-dc", "--single-stream")
-	cmd.Stdin, cmd.Stdout = bytes.NewReader(data[i:]), f
-	if err := cmd.Run(); err != nil {
-		os.Remove(out)
-		return fmt.Errorf("xz -d (install xz-utils): %w", err)
-	}
+	return fmt.Errorf("no xz or zstd payload in %s", bzImage)
+}
+
+// checkPVH removes out unless it has a PVH entry.
+func checkPVH(out string) error {
 	if !hasPVHNote(out) {
 		os.Remove(out)
 		return fmt.Errorf("kernel has no PVH entry note")
