@@ -163,3 +163,27 @@ func (s *Status) Problems() error {
 	}
 	return fmt.Errorf("lab is not whole: %s", strings.Join(bad, "; "))
 }
+
+// Stacks describes every process in the box's namespace for a report of a
+// hang: "pid comm: wchan" and the kernel stack (/proc/PID/stack, root
+// only), one process a line.
+func (b *Box) Stacks() string {
+	ino, err := nsInode(b.Path())
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, pid := range pidsInNS(map[uint64]bool{ino: true}) {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+		stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
+		var frames []string
+		for _, l := range strings.Split(strings.TrimSpace(string(stack)), "\n") {
+			if f := strings.Fields(l); len(f) > 1 {
+				frames = append(frames, f[1])
+			}
+		}
+		out = append(out, fmt.Sprintf("%d %s: %s [%s]", pid, strings.TrimSpace(string(comm)), wchan, strings.Join(frames, " < ")))
+	}
+	return strings.Join(out, "; ")
+}

@@ -264,7 +264,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	step("directors started")
 	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, logTails(impl))
+		// Evidence of a hang: where each director box's processes wait.
+		return nil, fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
+			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
 	}
 	step("MASTER alone holds the VIP, both tables full")
 	if fix == FixRedirect {
