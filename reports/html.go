@@ -89,7 +89,7 @@ Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{
 <td class="{{.Verdict}}">{{.VerdictText}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
 <td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td>
 <td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcap</a>{{end}}</td><td>{{.Reason}}</td>
-{{- if $.Merged}}<td>shard {{.Shard}} on {{.Host}}, kernel {{.Kernel}}</td>{{end}}</tr>
+{{- if $.Merged}}<td>{{if .Shard}}shard {{.Shard}} on {{.Host}}, {{end}}kernel {{.Kernel}}</td>{{end}}</tr>
 {{end}}</table>
 <h2>Connections hung or failed, per cell</h2>
 <svg width="{{.BarsW}}" height="{{.BarsH}}" role="img" aria-label="hung or failed share per cell">
@@ -122,10 +122,11 @@ type view struct {
 	Cells []cell
 }
 
-// Merged reports whether the results come from several shards (lvslab
-// report merge): the matrix then says where each cell ran.
+// Merged reports whether the results come from several shards or kernels
+// (lvslab report merge, run --kernels): the matrix then says where each
+// cell ran.
 func (v view) Merged() bool {
-	return slices.ContainsFunc(v.Results, func(r *scenarios.Result) bool { return r.Shard != "" })
+	return slices.ContainsFunc(v.Results, func(r *scenarios.Result) bool { return r.Shard != "" || r.Kernel != "" })
 }
 
 func (v view) BarsW() int              { return 260 + barW + 60 }

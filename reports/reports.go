@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -77,7 +78,13 @@ func (s *Summary) Write(dir string) (string, error) {
 // expectation, evidence.
 func (s *Summary) Matrix(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "SCENARIO\tIMPLEMENTATION\tFIX\tVERDICT\tEXPECTED\tRESULT\tSERVED\tHUNG\tFAILOVER\tEVIDENCE\n")
+	// A merged run names each cell's kernel: a column of its own.
+	kernels := slices.ContainsFunc(s.Results, func(r *scenarios.Result) bool { return r.Kernel != "" })
+	head := "SCENARIO\tIMPLEMENTATION\tFIX\tVERDICT\tEXPECTED\tRESULT\tSERVED\tHUNG\tFAILOVER\tEVIDENCE\n"
+	if kernels {
+		head = "KERNEL\t" + head
+	}
+	fmt.Fprint(tw, head)
 	for _, r := range s.Results {
 		res := "PASS"
 		if !r.Pass {
@@ -86,6 +93,9 @@ func (s *Summary) Matrix(w io.Writer) {
 		failover := "-"
 		if r.Failover > 0 {
 			failover = fmt.Sprintf("%.1fs", r.Failover.Seconds())
+		}
+		if kernels {
+			fmt.Fprintf(tw, "%s\t", r.Kernel)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", r.Scenario, r.Implementation, r.Fix,
 			r.VerdictText(), r.Expected, res, r.Served, r.Connections, r.Hung, failover, r.Reason)

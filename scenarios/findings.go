@@ -44,6 +44,14 @@ var Findings = []Finding{
 			"on the old MASTER's service). The cell stays out of the suite: its outcome is a race. Steady state waits " +
 			"until the MASTER's rule is gone. Through a SIGKILL the fix is LOOP: the killed box never ran " +
 			"notify_backup."},
+	{"Three kernels, the same verdicts",
+		"lvslab run --kernels bullseye,default,trixie (5.10.0-32, 6.1.0-57, 6.12.117): the headline cells come out " +
+			"alike on each, LOOP without a fix (3-5 of 29-51 forwarded segments bounced to TTL 0 after 63 hops, 5 ICMP " +
+			"time exceeded, 5 of 20 connections failed, 199-208 packets on the passive service), CLEAN with the fwmark " +
+			"guard in steady state and through a SIGKILL (0 writes lost). What differs is around IPVS, not in it: " +
+			"net.ipv4.vs has 26, 27 (+run_estimation) and 29 (+est_cpulist, est_nice: estimator kthreads) sysctls; " +
+			"6.12 ships its modules as .ko.xz under usr/lib/modules and a zstd bzImage. ipvsadm shows Route, not Local, " +
+			"for a realserver that is a local address on all three."},
 	{"Directors started together may both become MASTER for a moment",
 		"Both time out as BACKUP after about 3.5 s and take the VIP until the higher priority's adverts are heard " +
 			"(1.5 s once, with six scenarios on a loaded micro-VM). A scenario starts only when one box alone " +

@@ -86,10 +86,16 @@ func Cached() *Kernel {
 // files name the version fetched for suite S.
 const defaultFile = "default"
 
-// Lookup finds a cached kernel by version ("5.10.0-32-amd64") or by the
-// suite it was fetched for ("bullseye"); the error lists what there is.
+// Lookup finds a cached kernel by version ("5.10.0-32-amd64"), by the
+// suite it was fetched for ("bullseye"), or "default"; the error lists
+// what there is.
 func Lookup(name string) (*Kernel, error) {
 	root := filepath.Join(runenv.CacheDir(), "kernels")
+	if name == defaultFile {
+		if k := Cached(); k != nil {
+			return k, nil
+		}
+	}
 	v := name
 	if data, err := os.ReadFile(filepath.Join(root, "suite-"+name)); err == nil {
 		v = strings.TrimSpace(string(data))
