@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/director/afpacket"
 	"log/slog"
 	"maps"
 	"net"
@@ -43,7 +44,7 @@ type Daemon struct {
 	closers     []func()
 	ipt         IPTables         // nil unless the fwmark guard is on
 	conn        *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)
-	ads         *PacketConn      // receives adverts with the sender's MAC
+	ads         *afpacket.Conn   // receives adverts with the sender's MAC
 	dst         netip.Addr       // where adverts go: 224.0.0.18 or the unicast peer
 	fsm         Machine
 	// work runs what may block (iptables, IPVS, sync daemons) off the VRRP
@@ -704,13 +705,13 @@ func (d *Daemon) teardown() error {
 // GratuitousARP broadcasts n ARP requests for addr from ifi's MAC (RFC
 // 5227 announcements), one every 100 ms.
 func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int) error {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)))
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(afpacket.Htons(unix.ETH_P_ARP)))
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP socket: %w", err)
 	}
 	defer unix.Close(fd)
 	bcast := [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index, Halen: 6, Addr: bcast}
+	to := &unix.SockaddrLinklayer{Protocol: afpacket.Htons(unix.ETH_P_ARP), Ifindex: ifi.Index, Halen: 6, Addr: bcast}
 	ip := addr.As4()
 	frame := make([]byte, 0, 42)
 	frame = append(frame, bcast[:6]...)

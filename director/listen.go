@@ -3,10 +3,9 @@ package director
 import (
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/director/afpacket"
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -35,73 +34,12 @@ func ParseIPv4(b []byte) (IPv4Packet, error) {
 		TTL: b[8], Protocol: b[9], Payload: b[ihl:total]}, nil
 }
 
-// PacketConn is an AF_PACKET socket on Go's poller, so Close ends a Recv:
-// the daemon's advert receiver and the scenarios' bridge capture.
-type PacketConn struct {
-	f  *os.File
-	rc syscall.RawConn
-}
-
-// ListenPacket opens an AF_PACKET socket of type typ (unix.SOCK_RAW:
-// frames from the Ethernet header; unix.SOCK_DGRAM: from the network
-// header) for ethertype proto (unix.ETH_P_ALL for every frame), in the
-// network namespace of the calling thread; it is bound to no interface.
-func ListenPacket(typ int, proto uint16, name string) (*PacketConn, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(proto)))
-	if err != nil {
-		return nil, fmt.Errorf("packet socket %s: %w", name, err)
-	}
-	f := os.NewFile(uintptr(fd), name)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &PacketConn{f, rc}, nil
-}
-
-// Control runs fn on the socket's descriptor: a filter, a bind.
-func (c *PacketConn) Control(fn func(fd int) error) error {
-	var err error
-	if cerr := c.rc.Control(func(fd uintptr) { err = fn(int(fd)) }); cerr != nil {
-		return cerr
-	}
-	return err
-}
-
-// Recv reads the next frame another host sent into buf, skipping those
-// this host sent. It returns the frame's length on the wire (MSG_TRUNC:
-// more than len(buf) when cut) and the link-layer source.
-func (c *PacketConn) Recv(buf []byte) (int, *unix.SockaddrLinklayer, error) {
-	for {
-		var n int
-		var from unix.Sockaddr
-		var rerr error
-		err := c.rc.Read(func(fd uintptr) bool {
-			n, from, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_TRUNC)
-			return rerr != unix.EAGAIN
-		})
-		if err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype != unix.PACKET_OUTGOING {
-			return n, ll, nil
-		}
-	}
-}
-
-// Close closes the socket, ending a Recv.
-func (c *PacketConn) Close() error { return c.f.Close() }
-
 // listenAdverts opens a packet socket on ifi whose kernel filter passes
 // IPv4 protocol 112 only: the raw IP socket the daemon sends on cannot
 // tell the sender's MAC, and the fwmark guard learns the peer's MAC from
 // its adverts.
-func listenAdverts(ifi *net.Interface) (*PacketConn, error) {
-	c, err := ListenPacket(unix.SOCK_DGRAM, unix.ETH_P_IP, "vrrp-"+ifi.Name)
+func listenAdverts(ifi *net.Interface) (*afpacket.Conn, error) {
+	c, err := afpacket.Listen(unix.SOCK_DGRAM, unix.ETH_P_IP, "vrrp-"+ifi.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +56,7 @@ func listenAdverts(ifi *net.Interface) (*PacketConn, error) {
 			if err != nil {
 				return err
 			}
-			return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifi.Index})
+			return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: afpacket.Htons(unix.ETH_P_IP), Ifindex: ifi.Index})
 		})
 	}
 	if err != nil {
@@ -130,7 +68,7 @@ func listenAdverts(ifi *net.Interface) (*PacketConn, error) {
 
 // readAdvert returns the next VRRP packet another host sent on c, with
 // its source MAC.
-func readAdvert(c *PacketConn, buf []byte) (IPv4Packet, net.HardwareAddr, error) {
+func readAdvert(c *afpacket.Conn, buf []byte) (IPv4Packet, net.HardwareAddr, error) {
 	for {
 		n, ll, err := c.Recv(buf)
 		if err != nil {
@@ -141,5 +79,3 @@ func readAdvert(c *PacketConn, buf []byte) (IPv4Packet, net.HardwareAddr, error)
 		}
 	}
 }
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }

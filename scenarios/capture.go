@@ -3,6 +3,7 @@ package scenarios
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/lvslab/lvslab/director/afpacket"
 	"io"
 	"net"
 	"net/netip"
@@ -10,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +31,7 @@ const (
 // AF_PACKET socket in the bridge's namespace, bound to all its interfaces.
 // A frame the bridge forwards is seen once, on the port it came in by.
 type Capture struct {
-	conn   *director.PacketConn
+	conn   *afpacket.Conn
 	mu     sync.Mutex
 	frames []Frame
 	done   chan struct{}
@@ -41,7 +41,7 @@ type Capture struct {
 func StartCapture(bridge *lab.Box) (*Capture, error) {
 	c := &Capture{done: make(chan struct{})}
 	err := bridge.Do(func() (err error) {
-		c.conn, err = director.ListenPacket(unix.SOCK_RAW, unix.ETH_P_ALL, "capture-"+bridge.Name)
+		c.conn, err = afpacket.Listen(unix.SOCK_RAW, unix.ETH_P_ALL, "capture-"+bridge.Name)
 		return err
 	})
 	if err != nil {
