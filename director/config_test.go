@@ -3,6 +3,7 @@ package director
 import (
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/director/fake"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestParseFixtureConfigs(t *testing.T) {
 		if got := c.Services[0].Realservers[0].Check; got.Type != "mysql-ping" || got.Rise != 2 || got.Fall != 3 || got.OnFail != "quiesce" {
 			t.Errorf("%s: check defaults: got %+v", tc.file, got)
 		}
-		f := NewFakeIPVS()
+		f := fake.NewIPVS()
 		if _, err := Reconcile(f, nil, c.Desired()); err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +112,7 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := Reconcile(NewFakeIPVS(), nil, c.Desired()); err != nil {
+		if _, err := Reconcile(fake.NewIPVS(), nil, c.Desired()); err != nil {
 			t.Errorf("accepted config gives a table the fake refuses: %v", err)
 		}
 	})

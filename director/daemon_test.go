@@ -1,6 +1,7 @@
 package director
 
 import (
+	"github.com/lvslab/lvslab/director/fake"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,7 +45,7 @@ func TestLookForPeer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ipt := NewFakeIPTables()
+			ipt := fake.NewIPTables()
 			d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), nl: &fakeNetlink{neighs: tc.neighs}, ipt: ipt,
 				ifi: &net.Interface{Index: 2, Name: "eth0"}, addr: netip.MustParsePrefix("192.168.1.233/24"),
 				vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}, work: newWorker(goSpawn)}
@@ -73,7 +74,7 @@ func TestApplyGuardOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ipt := NewFakeIPTables()
+	ipt := fake.NewIPTables()
 	d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), ipt: ipt}
 	peer := mustMAC("02:00:c0:a8:01:d5")
 	if err := d.applyGuard(Backup, peer); err != nil {
@@ -105,7 +106,7 @@ func TestHeardLearnsOnlyFromPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ipt := NewFakeIPTables()
+	ipt := fake.NewIPTables()
 	d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), ipt: ipt, work: newWorker(goSpawn),
 		addr: netip.MustParsePrefix("192.168.1.233/24"), vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}}
 	defer d.work.close()
@@ -121,3 +122,9 @@ func TestHeardLearnsOnlyFromPeers(t *testing.T) {
 		t.Errorf("the peer's advert: from %q, rules:\n%s", d.peerFrom, ipt.Save(GuardTable))
 	}
 }
+
+// The fakes stand in for the kernel's IPVS and iptables.
+var (
+	_ IPVS     = (*fake.IPVS)(nil)
+	_ IPTables = (*fake.IPTables)(nil)
+)

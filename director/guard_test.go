@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"github.com/lvslab/lvslab/director/fake"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -22,7 +23,7 @@ func d2Guard() Guard {
 }
 
 func TestEnsureGuardIdempotent(t *testing.T) {
-	f := NewFakeIPTables()
+	f := fake.NewIPTables()
 	changed, err := EnsureGuard(f, d2Guard())
 	if err != nil || !changed {
 		t.Fatalf("first ensure: changed=%v, %v; want a change", changed, err)

@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"github.com/lvslab/lvslab/director/fake"
 	"net"
 	"net/netip"
 	"strings"
@@ -49,7 +50,7 @@ func TestDesiredWithDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := NewFakeIPVS()
+	f := fake.NewIPVS()
 	Reconcile(f, nil, c.DesiredWith(map[[2]int]bool{{0, 0}: true, {0, 1}: true}))
 	got, _ := Render(f)
 	// .233 quiesces (default on_fail), .213 is removed.

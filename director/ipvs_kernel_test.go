@@ -1,6 +1,7 @@
 package director
 
 import (
+	"github.com/lvslab/lvslab/director/fake"
 	"testing"
 
 	"github.com/lvslab/lvslab/lab"
@@ -19,7 +20,7 @@ func TestIPVSReconcileMatchesKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	fake := NewFakeIPVS()
+	fake := fake.NewIPVS()
 	quiesced := seed(3)
 	quiesced[0].Dests[1].Weight = 0
 	steps := [][]Service{seed(0), seed(3), quiesced, nil}

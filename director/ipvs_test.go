@@ -1,6 +1,7 @@
 package director
 
 import (
+	"github.com/lvslab/lvslab/director/fake"
 	"net"
 	"net/netip"
 	"syscall"
@@ -32,7 +33,7 @@ func TestReconcileFromEmptyAndNoop(t *testing.T) {
 		name string
 		mark uint32
 	}{{"ipvs-vip.golden", 0}, {"ipvs-fwmark.golden", 3}} {
-		f := NewFakeIPVS()
+		f := fake.NewIPVS()
 		c, err := Reconcile(f, nil, seed(tc.mark))
 		if err != nil {
 			t.Fatal(err)
@@ -53,7 +54,7 @@ func TestReconcileFromEmptyAndNoop(t *testing.T) {
 }
 
 func TestReconcileChangesOnlyWhatDiffers(t *testing.T) {
-	f := NewFakeIPVS()
+	f := fake.NewIPVS()
 	// Someone else's service: never touched.
 	foreign := &ipvs.Service{AddressFamily: syscall.AF_INET, Protocol: syscall.IPPROTO_TCP, Address: net.ParseIP("10.0.0.1"), Port: 80, SchedName: "wlc"}
 	f.NewService(foreign)
@@ -86,7 +87,7 @@ func TestReconcileChangesOnlyWhatDiffers(t *testing.T) {
 }
 
 func TestReconcileReportsKernelErrors(t *testing.T) {
-	f := NewFakeIPVS()
+	f := fake.NewIPVS()
 	bad := seed(0)
 	bad[0].Dests = append(bad[0].Dests, bad[0].Dests[0]) // a duplicate: EEXIST from the table
 	_, err := Reconcile(f, nil, bad)
@@ -99,7 +100,7 @@ func TestReconcileReportsKernelErrors(t *testing.T) {
 // removes the VIP:port service an earlier run (guard none) left, and any
 // other address service on its VIP, and leaves other VIPs' services alone.
 func TestDaemonOwnsItsVIPs(t *testing.T) {
-	f := NewFakeIPVS()
+	f := fake.NewIPVS()
 	other := Service{Protocol: "tcp", VIP: netip.MustParseAddr("192.168.1.50"), Port: 80, Scheduler: "rr"}
 	udp := Service{Protocol: "udp", VIP: netip.MustParseAddr("192.168.1.200"), Port: 53, Scheduler: "rr"}
 	if _, err := Reconcile(f, nil, append(seed(0), other, udp)); err != nil {

@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"errors"
+	"github.com/lvslab/lvslab/director/fake"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -74,8 +75,8 @@ func stalledDaemon(t *testing.T, priority string) (d *Daemon, sends func() []sen
 		t.Fatal(err)
 	}
 	st := make(stall)
-	d = &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), nl: &loopNetlink{}, ipt: slowIPTables{NewFakeIPTables(), st},
-		ipvs: slowIPVS{NewFakeIPVS(), st}, stats: slowIPVS{NewFakeIPVS(), st}, work: newWorker(goSpawn),
+	d = &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), nl: &loopNetlink{}, ipt: slowIPTables{fake.NewIPTables(), st},
+		ipvs: slowIPVS{fake.NewIPVS(), st}, stats: slowIPVS{fake.NewIPVS(), st}, work: newWorker(goSpawn),
 		ifi: &net.Interface{Index: 2, Name: "eth0"}, addr: netip.MustParsePrefix("192.168.1.233/24"),
 		vips: []netip.Addr{netip.MustParseAddr("192.168.1.200")}, asks: make(chan chan Status)}
 	t.Cleanup(func() { close(st); d.work.close() })
@@ -185,7 +186,7 @@ func TestLoopBackupHearsItsPeer(t *testing.T) {
 // removes the IPVS services and the guard.
 func TestPanicEndsTheLoopAndTearsDown(t *testing.T) {
 	d, _ := stalledDaemon(t, "150")
-	fast, ipt := NewFakeIPVS(), NewFakeIPTables()
+	fast, ipt := fake.NewIPVS(), fake.NewIPTables()
 	d.ipvs, d.ipt, d.crashed = fast, ipt, make(chan error, 1)
 	if _, err := d.Reconcile(); err != nil {
 		t.Fatal(err)
