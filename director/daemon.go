@@ -39,8 +39,10 @@ type Daemon struct {
 	addr netip.Prefix // our primary address on the VRRP interface
 	vips []netip.Addr
 	// ipvs is the worker's IPVS handle, stats a second one for status
-	// reads, which run in the status server's goroutines.
+	// reads, which run in the status server's goroutines, one at a time
+	// (statsMu): a netlink socket answers one request at a time.
 	ipvs, stats IPVS
+	statsMu     sync.Mutex
 	closers     []func()
 	ipt         IPTables         // nil unless the fwmark guard is on
 	conn        *ipv4.PacketConn // sends adverts; receives nothing (a filter drops all)

@@ -112,6 +112,8 @@ func (d *Daemon) kernelStatus(st *Status) {
 			st.SyncDaemons = append(st.SyncDaemons, sd.String())
 		}
 	}
+	d.statsMu.Lock()
+	defer d.statsMu.Unlock()
 	kernel := map[string]*ipvs.Service{}
 	if svcs, err := d.stats.GetServices(); err == nil {
 		for _, s := range svcs {

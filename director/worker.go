@@ -24,18 +24,19 @@ func newWorker(spawn func(func())) *worker {
 	return w
 }
 
-// do queues job. After close it does nothing.
-func (w *worker) do(job func()) {
+// do queues job and reports whether it did: after close it does nothing.
+func (w *worker) do(job func()) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return
+		return false
 	}
 	w.jobs = append(w.jobs, job)
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 func (w *worker) run() {
@@ -59,11 +60,7 @@ func (w *worker) run() {
 // flush waits until every job queued before it has run.
 func (w *worker) flush() {
 	ran := make(chan struct{})
-	w.do(func() { close(ran) })
-	w.mu.Lock()
-	closed := w.closed
-	w.mu.Unlock()
-	if !closed {
+	if w.do(func() { close(ran) }) {
 		<-ran
 	}
 }
