@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/lvslab/lvslab/lab/runenv"
 	"io"
 	"net"
 	"net/netip"
@@ -22,12 +21,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
-
-// InVMEnv and HostEnv: see lab/runenv.
-const (
-	InVMEnv = runenv.InVM
-	HostEnv = runenv.Host
 )
 
 // DefaultRunDir holds one directory per running lab: its state file, logs,
@@ -182,9 +175,6 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 	}
 	return l, nil
 }
-
-// CacheDir is where lvslab keeps what outlives a lab: see lab/runenv.
-func CacheDir() string { return runenv.CacheDir() }
 
 // RandomName returns a fresh lab name such as "t3f9a1c".
 func RandomName() string {

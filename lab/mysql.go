@@ -120,7 +120,7 @@ func templateCache() (string, error) {
 	}
 	id := fmt.Sprintf("%s %d %d %s", path, fi.Size(), fi.ModTime().UnixNano(), innodbLogSize)
 	sum := sha256.Sum256([]byte(id))
-	return filepath.Join(CacheDir(), "mariadb", hex.EncodeToString(sum[:6])), nil
+	return filepath.Join(runenv.CacheDir(), "mariadb", hex.EncodeToString(sum[:6])), nil
 }
 
 // stageTemplate returns where labs copy a cached template from. In the
@@ -129,7 +129,7 @@ func templateCache() (string, error) {
 // own CPU): the template is copied once per VM onto the guest's /run, a
 // tmpfs that goes with the VM. Natively the cache is read as it is.
 func stageTemplate(cached string) string {
-	if os.Getenv(InVMEnv) == "" {
+	if !runenv.InMicroVM() {
 		return cached
 	}
 	staged := filepath.Join("/run", "lvslab-mariadb", filepath.Base(cached))
@@ -236,7 +236,7 @@ func copyDir(dst, src string) error {
 // copySparse copies the file src to dst, leaving holes where src has holes
 // or 4 KiB pages of zeros. A fresh InnoDB datadir is mostly zeros (here
 // 2037 of ib_logfile0's 2048 pages, 2638 of ibdata1's 3072): its copies
-// write 6.5 MB instead of 25 MB, which under TCG is most of a lab's CPU.
+// write 6.7 MB instead of 26 MB, which under TCG is most of a lab's CPU.
 func copySparse(dst, src string) error {
 	in, err := os.Open(src)
 	if err != nil {

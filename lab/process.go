@@ -125,7 +125,7 @@ func RecordPID(dir, name string, pid int) error {
 // clock ticks since boot (/proc/PID/stat, field 22), so a pid the kernel
 // has given to another process since is not taken for the lab's.
 func writePIDFile(path string, pid int) error {
-	start, err := procStart(pid)
+	start, _, err := procStat(pid)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func writePIDFile(path string, pid int) error {
 }
 
 // readPIDFile returns the pid a pid file names and whether that very
-// process still runs.
+// process still runs (a zombie does not).
 func readPIDFile(path string) (pid int, alive bool) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -143,22 +143,24 @@ func readPIDFile(path string) (pid int, alive bool) {
 	if n, _ := fmt.Sscan(string(data), &pid, &start); n != 2 || pid <= 0 {
 		return pid, false
 	}
-	now, err := procStart(pid)
-	return pid, err == nil && now == start
+	now, zombie, err := procStat(pid)
+	return pid, err == nil && now == start && !zombie
 }
 
-// procStart is a process's start time, in clock ticks since boot.
-func procStart(pid int) (uint64, error) {
+// procStat reads a process's start time, in clock ticks since boot, and
+// whether it is a zombie.
+func procStat(pid int) (start uint64, zombie bool, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	// The command name (field 2) may hold spaces and parentheses: count
 	// from the last ')'. Field 3 is then the first.
 	i := bytes.LastIndexByte(data, ')')
 	fields := strings.Fields(string(data[i+1:]))
 	if i < 0 || len(fields) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+		return 0, false, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	start, err = strconv.ParseUint(fields[19], 10, 64)
+	return start, fields[0] == "Z", err
 }

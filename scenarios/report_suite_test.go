@@ -1,10 +1,10 @@
 package scenarios_test
 
 import (
-	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"hash/fnv"
 	"os"
 	"os/exec"
@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/reports"
 	"github.com/lvslab/lvslab/scenarios"
@@ -107,13 +106,8 @@ var _ = ReportAfterSuite("lvslab summary", func(rep Report) {
 		return
 	}
 	sh, _ := parseShard(*shardFlag)
-	runner := kernel.Native
-	if os.Getenv(lab.InVMEnv) != "" {
-		runner = kernel.VM
-	}
-	host, _ := os.Hostname()
-	sum := &reports.Summary{RunID: *runID, Started: suiteStart, Kernel: kernel.Release(), Runner: runner,
-		Shard: sh.String(), Host: cmp.Or(os.Getenv(lab.HostEnv), host), Findings: scenarios.Findings}
+	sum := &reports.Summary{RunID: *runID, Started: suiteStart, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
+		Shard: sh.String(), Host: runenv.HostName(), Findings: scenarios.Findings}
 	if sum.RunID == "" {
 		sum.RunID = reports.RunID(suiteStart)
 		if sh.n > 1 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -183,7 +184,7 @@ func TestSweepAfterKilledUp(t *testing.T) {
 // lab still has it, and exec, status and down reach it through the agent.
 func TestUpInVM(t *testing.T) {
 	labtest.RequireRoot(t)
-	if os.Getenv(lab.InVMEnv) != "" {
+	if runenv.InMicroVM() {
 		t.Skip("already inside a micro-VM")
 	}
 	if _, err := kernel.QEMU(); err != nil {

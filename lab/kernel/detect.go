@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,15 @@ func Detect(requested string) (Info, error) {
 		return info, fmt.Errorf("%s=%q: want native or vm", source, requested)
 	}
 	return info, nil
+}
+
+// CurrentRunner is the runner this process is under: VM inside the
+// micro-VM, else Native.
+func CurrentRunner() string {
+	if runenv.InMicroVM() {
+		return VM
+	}
+	return Native
 }
 
 // Release is the running kernel's release, as uname -r prints it.

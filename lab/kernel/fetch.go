@@ -69,7 +69,7 @@ func DistroPackage(ctx context.Context) (string, error) {
 // Cached returns the default kernel in the cache (the one plain `lvslab
 // kernel fetch` got: the distro's), else the newest there, or nil.
 func Cached() *Kernel {
-	root := filepath.Join(runenv.CacheDir(), "kernels")
+	root := kernelsDir()
 	if v, err := os.ReadFile(filepath.Join(root, defaultFile)); err == nil {
 		if k := cachedIn(filepath.Join(root, strings.TrimSpace(string(v)))); k != nil {
 			return k
@@ -82,6 +82,9 @@ func Cached() *Kernel {
 	return cachedIn(filepath.Dir(dirs[len(dirs)-1]))
 }
 
+// kernelsDir holds one directory per cached kernel, named by version.
+func kernelsDir() string { return filepath.Join(runenv.CacheDir(), "kernels") }
+
 // defaultFile names the default kernel's version in the cache; suite-S
 // files name the version fetched for suite S.
 const defaultFile = "default"
@@ -90,7 +93,7 @@ const defaultFile = "default"
 // suite it was fetched for ("bullseye"), or "default"; the error lists
 // what there is.
 func Lookup(name string) (*Kernel, error) {
-	root := filepath.Join(runenv.CacheDir(), "kernels")
+	root := kernelsDir()
 	if name == defaultFile {
 		if k := Cached(); k != nil {
 			return k, nil
@@ -130,7 +133,7 @@ func (l Listed) String() string {
 
 // List returns the cached kernels, oldest version first.
 func List() []Listed {
-	root := filepath.Join(runenv.CacheDir(), "kernels")
+	root := kernelsDir()
 	def := Cached()
 	dirs, _ := filepath.Glob(filepath.Join(root, "*", "vmlinuz"))
 	var out []Listed
@@ -187,7 +190,7 @@ func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return k, os.WriteFile(filepath.Join(runenv.CacheDir(), "kernels", defaultFile), []byte(k.Version+"\n"), 0o644)
+	return k, os.WriteFile(filepath.Join(kernelsDir(), defaultFile), []byte(k.Version+"\n"), 0o644)
 }
 
 // Suites are the Debian suites whose kernels FetchSuite gets, by the line
@@ -240,7 +243,7 @@ func FetchSuite(ctx context.Context, suite string, progress io.Writer) (*Kernel,
 	if err != nil {
 		return nil, err
 	}
-	return k, os.WriteFile(filepath.Join(runenv.CacheDir(), "kernels", "suite-"+suite), []byte(k.Version+"\n"), 0o644)
+	return k, os.WriteFile(filepath.Join(kernelsDir(), "suite-"+suite), []byte(k.Version+"\n"), 0o644)
 }
 
 // fetchPackage puts kernel package pkg into the cache unless it is there:
@@ -249,7 +252,7 @@ func FetchSuite(ctx context.Context, suite string, progress io.Writer) (*Kernel,
 // as from 6.12 on), depmod, and the ELF vmlinux taken out for PVH boot.
 func fetchPackage(ctx context.Context, pkg string, apt []string, progress io.Writer) (*Kernel, error) {
 	version := strings.TrimPrefix(pkg, "linux-image-")
-	dir := filepath.Join(runenv.CacheDir(), "kernels", version)
+	dir := filepath.Join(kernelsDir(), version)
 	if _, err := os.Stat(filepath.Join(dir, "lib", "modules", version, "modules.dep")); err == nil {
 		return cachedIn(dir), nil
 	}

@@ -67,8 +67,7 @@ func (v *MicroVM) Run(ctx context.Context, spec Spec, stdout, stderr io.Writer) 
 		defer cancel()
 	}
 	if !slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, runenv.Host+"=") }) {
-		host, _ := os.Hostname()
-		spec.Env = append(slices.Clip(spec.Env), runenv.Host+"="+host)
+		spec.Env = append(slices.Clip(spec.Env), runenv.Host+"="+runenv.HostName())
 	}
 	accel := cmp.Or(v.Accel.Name, TCG)
 	st, err := v.runOnce(ctx, accel, spec, stdout, stderr)

@@ -18,6 +18,20 @@ const InVM = "LVSLAB_IN_VM"
 // sets it for its micro-VMs, whose hostname is lvslab-vm.
 const Host = "LVSLAB_HOST"
 
+// InMicroVM reports whether this process runs in the kernel runner's
+// micro-VM.
+func InMicroVM() bool { return os.Getenv(InVM) != "" }
+
+// HostName is the machine a run is on: $LVSLAB_HOST (in a micro-VM, the
+// host's name), else this machine's hostname.
+func HostName() string {
+	if h := os.Getenv(Host); h != "" {
+		return h
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
 // CacheDir is where lvslab keeps what outlives a lab (kernels for the
 // micro-VM, MariaDB templates): $LVSLAB_CACHE, else $XDG_CACHE_HOME/lvslab,
 // else ~/.cache/lvslab.
