@@ -52,13 +52,14 @@ var Findings = []Finding{
 			"net.ipv4.vs has 26, 27 (+run_estimation) and 29 (+est_cpulist, est_nice: estimator kthreads) sysctls; " +
 			"6.12 ships its modules as .ko.xz under usr/lib/modules and a zstd bzImage. ipvsadm shows Route, not Local, " +
 			"for a realserver that is a local address on all three."},
-	{"keepalived keeps a VIP it should drop while the kernel's RTNL lock is busy",
-		"Under backup_only, keepalived leaving MASTER first switches its IPVS sync daemons, and start_sync_thread " +
-			"takes the RTNL lock; only then does it drop the VIP. With five other labs tearing namespaces down beside " +
-			"it (under TCG), a keepalived that had become MASTER at start logged 'Master received advert ... higher " +
-			"priority' and then nothing for over 30 s, its VIP up beside the MASTER's (2 of 9 full parallel runs; " +
-			"readiness now waits up to 90 s, and a failure reports each box's process stacks). The lvslab director " +
-			"switches sync daemons off its VRRP loop, so its VIP follows the state at once."},
+	{"keepalived kept a VIP it should have dropped, for over 30 s, under parallel load",
+		"Under backup_only, with five other labs beside it under TCG, a keepalived that had become MASTER at start " +
+			"logged 'Master received advert ... higher priority' and then nothing for over 30 s, its VIP up beside " +
+			"the MASTER's (2 of 9 full parallel runs; never with the sync cells alone). On that state change it " +
+			"switches its IPVS sync daemons, and the kernel's start_sync_thread takes the RTNL lock, which other labs' " +
+			"namespace teardown holds: the likely cause, not confirmed yet. Readiness now waits up to 90 s and a " +
+			"failure reports each box's process stacks. The lvslab director drops the VIP on its VRRP loop and " +
+			"switches sync daemons on a worker."},
 	{"Directors started together may both become MASTER for a moment",
 		"Both time out as BACKUP after about 3.5 s and take the VIP until the higher priority's adverts are heard " +
 			"(1.5 s once, with six scenarios on a loaded micro-VM). A scenario starts only when one box alone " +

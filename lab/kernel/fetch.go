@@ -93,17 +93,18 @@ const defaultFile = "default"
 // suite it was fetched for ("bullseye"), or "default"; the error lists
 // what there is.
 func Lookup(name string) (*Kernel, error) {
-	root := kernelsDir()
 	if name == defaultFile {
 		if k := Cached(); k != nil {
 			return k, nil
 		}
 	}
 	v := name
-	if data, err := os.ReadFile(filepath.Join(root, "suite-"+name)); err == nil {
-		v = strings.TrimSpace(string(data))
+	for version, suites := range suiteVersions() {
+		if slices.Contains(suites, name) {
+			v = version
+		}
 	}
-	if k := cachedIn(filepath.Join(root, v)); k != nil && filepath.Base(v) == v {
+	if k := cachedIn(filepath.Join(kernelsDir(), v)); k != nil && filepath.Base(v) == v {
 		return k, nil
 	}
 	var have []string
@@ -111,6 +112,19 @@ func Lookup(name string) (*Kernel, error) {
 		have = append(have, l.String())
 	}
 	return nil, fmt.Errorf("no cached kernel %q (have: %s): lvslab kernel fetch --suite SUITE", name, cmp.Or(strings.Join(have, "; "), "none"))
+}
+
+// suiteVersions maps each cached version to the suites it was fetched for
+// (the suite-S files).
+func suiteVersions() map[string][]string {
+	out := map[string][]string{}
+	files, _ := filepath.Glob(filepath.Join(kernelsDir(), "suite-*"))
+	for _, f := range files {
+		v, _ := os.ReadFile(f)
+		version := strings.TrimSpace(string(v))
+		out[version] = append(out[version], strings.TrimPrefix(filepath.Base(f), "suite-"))
+	}
+	return out
 }
 
 // Listed is a cached kernel and the suites it was fetched for.
@@ -133,23 +147,13 @@ func (l Listed) String() string {
 
 // List returns the cached kernels, oldest version first.
 func List() []Listed {
-	root := kernelsDir()
-	def := Cached()
-	dirs, _ := filepath.Glob(filepath.Join(root, "*", "vmlinuz"))
+	def, suites := Cached(), suiteVersions()
+	dirs, _ := filepath.Glob(filepath.Join(kernelsDir(), "*", "vmlinuz"))
 	var out []Listed
 	for _, d := range dirs {
-		k := cachedIn(filepath.Dir(d))
-		if k == nil {
-			continue
+		if k := cachedIn(filepath.Dir(d)); k != nil {
+			out = append(out, Listed{Kernel: k, Suites: suites[k.Version], Default: def != nil && def.Version == k.Version})
 		}
-		l := Listed{Kernel: k, Default: def != nil && def.Version == k.Version}
-		files, _ := filepath.Glob(filepath.Join(root, "suite-*"))
-		for _, f := range files {
-			if v, _ := os.ReadFile(f); strings.TrimSpace(string(v)) == k.Version {
-				l.Suites = append(l.Suites, strings.TrimPrefix(filepath.Base(f), "suite-"))
-			}
-		}
-		out = append(out, l)
 	}
 	return out
 }

@@ -146,3 +146,37 @@ func TestReadModuleXZ(t *testing.T) {
 		t.Errorf("readModule(.ko.zst): %v, want refused", err)
 	}
 }
+
+// TestCacheListAndLookup: kernels sit side by side in the cache; the
+// default file names the default (not the newest), a suite file names the
+// version fetched for it, and a name that is no version or suite is
+// refused with the list of what there is.
+func TestCacheListAndLookup(t *testing.T) {
+	t.Setenv("LVSLAB_CACHE", t.TempDir())
+	for _, v := range []string{"5.10.0-32-amd64", "6.1.0-57-amd64", "6.12.117+deb13-amd64"} {
+		os.MkdirAll(filepath.Join(kernelsDir(), v), 0o755)
+		os.WriteFile(filepath.Join(kernelsDir(), v, "vmlinuz"), nil, 0o644)
+	}
+	os.WriteFile(filepath.Join(kernelsDir(), "suite-bullseye"), []byte("5.10.0-32-amd64\n"), 0o644)
+	if k := Cached(); k == nil || k.Version != "6.12.117+deb13-amd64" {
+		t.Errorf("without a default file: %v, want the newest", k)
+	}
+	os.WriteFile(filepath.Join(kernelsDir(), defaultFile), []byte("6.1.0-57-amd64\n"), 0o644)
+	var got []string
+	for _, l := range List() {
+		got = append(got, l.String())
+	}
+	if want := []string{"5.10.0-32-amd64 (bullseye)", "6.1.0-57-amd64 default", "6.12.117+deb13-amd64"}; !slices.Equal(got, want) {
+		t.Errorf("List: %q, want %q", got, want)
+	}
+	for name, want := range map[string]string{"bullseye": "5.10.0-32-amd64", "default": "6.1.0-57-amd64", "6.12.117+deb13-amd64": "6.12.117+deb13-amd64"} {
+		if k, err := Lookup(name); err != nil || k.Version != want {
+			t.Errorf("Lookup(%q): %v, %v; want %s", name, k, err, want)
+		}
+	}
+	for _, name := range []string{"trixie", "../kernels/6.1.0-57-amd64"} {
+		if _, err := Lookup(name); err == nil || !strings.Contains(err.Error(), "have: 5.10.0-32-amd64 (bullseye)") {
+			t.Errorf("Lookup(%q): %v, want refused with the list", name, err)
+		}
+	}
+}
