@@ -307,13 +307,16 @@ func (d *Daemon) setup() error {
 			return fmt.Errorf("kernel IPVS is not available here (%v; modprobe ip_vs: %v %s): see lvslab kernel info", err, merr, bytes.TrimSpace(out))
 		}
 	}
-	for _, h := range []*IPVS{&d.ipvs, &d.stats} {
-		kh, err := ipvs.New("")
-		if err != nil {
-			return fmt.Errorf("ipvs: %w", err)
-		}
-		*h, d.closers = kh, append(d.closers, kh.Close)
+	k, err := OpenKernel()
+	if err != nil {
+		return err
 	}
+	d.ipvs, d.closers = k, append(d.closers, k.Close)
+	sh, err := ipvs.New("")
+	if err != nil {
+		return fmt.Errorf("ipvs: %w", err)
+	}
+	d.stats, d.closers = sh, append(d.closers, sh.Close)
 	switch cfg.Guard.Mode {
 	case GuardFwmark:
 		ipt, err := iptables.New()
@@ -534,11 +537,11 @@ func (d *Daemon) queueGuard() {
 // peer forwards and re-balance it, the very loop the guard prevents.
 func (d *Daemon) Reconcile() (Changes, error) {
 	want := d.cfg.Desired()
-	owned, err := ServicesOn(d.ipvs, d.vips)
+	table, err := ReadTable(d.ipvs)
 	if err != nil {
 		return Changes{}, err
 	}
-	return Reconcile(d.ipvs, append(owned, want...), want)
+	return ReconcileFrom(d.ipvs, table, append(ServicesOn(table, d.vips), want...), want)
 }
 
 // checked applies a health check result: a realserver that turned down is

@@ -61,6 +61,21 @@ type Dest struct {
 	Forward string // Route, Masq or Tunnel
 }
 
+// id tells services apart as the kernel does, cheaper than Key in maps.
+type serviceID struct {
+	protocol string
+	vip      netip.Addr
+	port     uint16
+	mark     uint32
+}
+
+func (s Service) id() serviceID {
+	if s.Mark != 0 {
+		return serviceID{mark: s.Mark}
+	}
+	return serviceID{s.Protocol, s.VIP, s.Port, 0}
+}
+
 // Key names the service the way ipvsadm does: "TCP 192.168.1.200:3306" or
 // "FWM 3".
 func (s Service) Key() string {
@@ -70,37 +85,77 @@ func (s Service) Key() string {
 	return fmt.Sprintf("%s %s", strings.ToUpper(s.Protocol), netip.AddrPortFrom(s.VIP, s.Port))
 }
 
-func serviceKey(s *ipvs.Service) string {
-	if s.FWMark != 0 {
-		return fmt.Sprintf("FWM %d", s.FWMark)
+// ServicesOn lists the address services of table on vips, whatever their
+// port and protocol: the services a Reconcile may own (its previous).
+func ServicesOn(table []Service, vips []netip.Addr) []Service {
+	var out []Service
+	for _, s := range table {
+		if s.Mark == 0 && slices.Contains(vips, s.VIP) {
+			out = append(out, Service{Protocol: s.Protocol, VIP: s.VIP, Port: s.Port})
+		}
 	}
-	proto := "TCP"
-	if s.Protocol == syscall.IPPROTO_UDP {
-		proto = "UDP"
-	}
-	return fmt.Sprintf("%s %s", proto, net.JoinHostPort(s.Address.String(), fmt.Sprint(s.Port)))
+	return out
 }
 
-// ServicesOn lists the kernel's address services on vips, whatever their
-// port and protocol, as Services a Reconcile can own (its previous).
-func ServicesOn(h IPVS, vips []netip.Addr) ([]Service, error) {
-	actual, err := h.GetServices()
+// TableReader is an IPVS that reads its whole table, services with their
+// destinations, in one pass (Kernel does).
+type TableReader interface {
+	Table() ([]Service, error)
+}
+
+// ReadTable reads h's table as Services: in one pass where h is a
+// TableReader, else one destination dump per service.
+func ReadTable(h IPVS) ([]Service, error) {
+	if r, ok := h.(TableReader); ok {
+		return r.Table()
+	}
+	return readByDumps(h)
+}
+
+func readByDumps(h IPVS) ([]Service, error) {
+	svcs, err := h.GetServices()
 	if err != nil {
 		return nil, fmt.Errorf("list IPVS services: %w", err)
 	}
 	var out []Service
-	for _, s := range actual {
-		a, _ := netip.AddrFromSlice(s.Address)
-		if s.FWMark != 0 || !slices.Contains(vips, a.Unmap()) {
-			continue
+	for _, ks := range svcs {
+		s := fromKernel(ks)
+		dsts, err := h.GetDestinations(ks)
+		if err != nil {
+			return nil, fmt.Errorf("list destinations of %s: %w", s.Key(), err)
 		}
-		proto := "tcp"
-		if s.Protocol == syscall.IPPROTO_UDP {
-			proto = "udp"
+		for _, x := range dsts {
+			a := destAddrPort(x)
+			s.Dests = append(s.Dests, Dest{Addr: a.Addr(), Port: a.Port(), Weight: x.Weight, Forward: forwardName(x.ConnectionFlags)})
 		}
-		out = append(out, Service{Protocol: proto, VIP: a.Unmap(), Port: s.Port})
+		out = append(out, s)
 	}
 	return out, nil
+}
+
+// fromKernel is moby/ipvs's service as a Service, without destinations.
+func fromKernel(ks *ipvs.Service) Service {
+	s := Service{Mark: ks.FWMark, Scheduler: ks.SchedName}
+	if ks.Flags&ipvsPersistent != 0 {
+		s.Persistence = ks.Timeout
+	}
+	if ks.FWMark == 0 {
+		a, _ := netip.AddrFromSlice(ks.Address)
+		s.VIP, s.Port, s.Protocol = a.Unmap(), ks.Port, protoName(ks.Protocol)
+	}
+	return s
+}
+
+func protoName(p uint16) string {
+	switch p {
+	case syscall.IPPROTO_TCP:
+		return "tcp"
+	case syscall.IPPROTO_UDP:
+		return "udp"
+	case syscall.IPPROTO_SCTP:
+		return "sctp"
+	}
+	return fmt.Sprintf("ip%d", p)
 }
 
 // kernel turns a desired Service into moby/ipvs's form.
@@ -155,50 +210,50 @@ func (c Changes) None() bool { return c == Changes{} }
 // anyone else are left alone. Running it twice changes nothing the second
 // time.
 func Reconcile(h IPVS, previous, desired []Service) (Changes, error) {
-	var c Changes
-	actual, err := h.GetServices()
+	table, err := ReadTable(h)
 	if err != nil {
-		return c, fmt.Errorf("list IPVS services: %w", err)
+		return Changes{}, err
 	}
-	byKey := map[string]*ipvs.Service{}
-	for _, s := range actual {
-		byKey[serviceKey(s)] = s
+	return ReconcileFrom(h, table, previous, desired)
+}
+
+// ReconcileFrom is Reconcile given the table h has, as ReadTable read it:
+// a no-op costs that one read and no request to the kernel.
+func ReconcileFrom(h IPVS, table, previous, desired []Service) (Changes, error) {
+	var c Changes
+	byID := map[serviceID]Service{}
+	for _, s := range table {
+		byID[s.id()] = s
 	}
-	want := map[string]bool{}
+	want := map[serviceID]bool{}
 	var errs []error
 	for _, d := range desired {
-		want[d.Key()] = true
-		ks := d.kernel()
-		cur, ok := byKey[d.Key()]
+		want[d.id()] = true
+		cur, ok := byID[d.id()]
 		switch {
 		case !ok:
-			if err := h.NewService(ks); err != nil {
+			if err := h.NewService(d.kernel()); err != nil {
 				errs = append(errs, fmt.Errorf("add IPVS service %s: %w", d.Key(), err))
 				continue
 			}
 			c.ServicesAdded++
-			// A new service has no destinations: no dump to ask for.
-			if err := applyDests(h, ks, d, nil, &c); err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		case cur.SchedName != ks.SchedName || cur.Flags&ipvsPersistent != ks.Flags || cur.Timeout != ks.Timeout:
-			if err := h.UpdateService(ks); err != nil {
+		case cur.Scheduler != d.Scheduler || cur.Persistence != d.Persistence:
+			if err := h.UpdateService(d.kernel()); err != nil {
 				errs = append(errs, fmt.Errorf("update IPVS service %s: %w", d.Key(), err))
 				continue
 			}
 			c.ServicesUpdated++
 		}
-		if err := reconcileDests(h, ks, d, &c); err != nil {
+		if err := applyDests(h, d, cur.Dests, &c); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, p := range previous {
-		cur, ok := byKey[p.Key()]
-		if !ok || want[p.Key()] {
+		cur, ok := byID[p.id()]
+		if !ok || want[p.id()] {
 			continue
 		}
-		if err := h.DelService(cur); err != nil {
+		if err := h.DelService(cur.kernel()); err != nil {
 			errs = append(errs, fmt.Errorf("delete IPVS service %s: %w", p.Key(), err))
 			continue
 		}
@@ -207,55 +262,55 @@ func Reconcile(h IPVS, previous, desired []Service) (Changes, error) {
 	return c, errors.Join(errs...)
 }
 
-func reconcileDests(h IPVS, ks *ipvs.Service, d Service, c *Changes) error {
-	cur, err := h.GetDestinations(ks)
-	if err != nil {
-		return fmt.Errorf("list destinations of %s: %w", d.Key(), err)
-	}
-	have := map[netip.AddrPort]*ipvs.Destination{}
-	for _, x := range cur {
-		have[destAddrPort(x)] = x
-	}
-	return applyDests(h, ks, d, have, c)
-}
-
 // destAddrPort is a kernel destination's address and port.
 func destAddrPort(x *ipvs.Destination) netip.AddrPort {
 	a, _ := netip.AddrFromSlice(x.Address)
 	return netip.AddrPortFrom(a.Unmap(), x.Port)
 }
 
-// applyDests makes service ks's destinations d's, given those it has: adds,
-// updates, deletes.
-func applyDests(h IPVS, ks *ipvs.Service, d Service, have map[netip.AddrPort]*ipvs.Destination, c *Changes) error {
+func (d Dest) addrPort() netip.AddrPort { return netip.AddrPortFrom(d.Addr, d.Port) }
+
+// applyDests makes service d's destinations in the kernel d.Dests, given
+// those it has: adds, updates, deletes.
+func applyDests(h IPVS, d Service, dests []Dest, c *Changes) error {
 	var errs []error
+	var svc *ipvs.Service
+	ks := func() *ipvs.Service {
+		if svc == nil {
+			svc = d.kernel()
+		}
+		return svc
+	}
+	have := map[netip.AddrPort]Dest{}
+	for _, x := range dests {
+		have[x.addrPort()] = x
+	}
 	seen := map[netip.AddrPort]bool{}
 	for _, dst := range d.Dests {
-		ap := netip.AddrPortFrom(dst.Addr, dst.Port)
+		ap := dst.addrPort()
 		seen[ap] = true
-		kd := dst.kernel()
 		x, ok := have[ap]
 		switch {
 		case !ok:
-			if err := h.NewDestination(ks, kd); err != nil {
+			if err := h.NewDestination(ks(), dst.kernel()); err != nil {
 				errs = append(errs, fmt.Errorf("add %s to %s: %w", ap, d.Key(), err))
 			} else {
 				c.DestsAdded++
 			}
-		case x.Weight != kd.Weight || x.ConnectionFlags&ipvs.ConnectionFlagFwdMask != kd.ConnectionFlags:
-			if err := h.UpdateDestination(ks, kd); err != nil {
+		case x.Weight != dst.Weight || x.Forward != dst.Forward:
+			if err := h.UpdateDestination(ks(), dst.kernel()); err != nil {
 				errs = append(errs, fmt.Errorf("update %s in %s: %w", ap, d.Key(), err))
 			} else {
 				c.DestsUpdated++
 			}
 		}
 	}
-	for ap, x := range have {
-		if seen[ap] {
+	for _, x := range dests {
+		if seen[x.addrPort()] {
 			continue
 		}
-		if err := h.DelDestination(ks, x); err != nil {
-			errs = append(errs, fmt.Errorf("delete %s from %s: %w", ap, d.Key(), err))
+		if err := h.DelDestination(ks(), x.kernel()); err != nil {
+			errs = append(errs, fmt.Errorf("delete %s from %s: %w", x.addrPort(), d.Key(), err))
 		} else {
 			c.DestsDeleted++
 		}
@@ -266,23 +321,19 @@ func applyDests(h IPVS, ks *ipvs.Service, d Service, have map[netip.AddrPort]*ip
 // Render prints the table like `ipvsadm -Ln` without the header and
 // counters, services and destinations sorted: the golden-file format.
 func Render(h IPVS) (string, error) {
-	svcs, err := h.GetServices()
+	table, err := ReadTable(h)
 	if err != nil {
 		return "", err
 	}
 	var lines []string
-	for _, s := range svcs {
-		head := serviceKey(s) + " " + s.SchedName
-		if s.Flags&ipvsPersistent != 0 {
-			head += fmt.Sprintf(" persistent %d", s.Timeout)
-		}
-		dsts, err := h.GetDestinations(s)
-		if err != nil {
-			return "", err
+	for _, s := range table {
+		head := s.Key() + " " + s.Scheduler
+		if s.Persistence != 0 {
+			head += fmt.Sprintf(" persistent %d", s.Persistence)
 		}
 		var dl []string
-		for _, d := range dsts {
-			dl = append(dl, fmt.Sprintf("  -> %s %s %d", net.JoinHostPort(d.Address.String(), fmt.Sprint(d.Port)), forwardName(d.ConnectionFlags), d.Weight))
+		for _, d := range s.Dests {
+			dl = append(dl, fmt.Sprintf("  -> %s %s %d", d.addrPort(), d.Forward, d.Weight))
 		}
 		slices.Sort(dl)
 		lines = append(lines, strings.Join(append([]string{head}, dl...), "\n"))

@@ -1,12 +1,12 @@
 package director
 
 import (
-	"github.com/lvslab/lvslab/director/fake"
+	"net/netip"
 	"testing"
 
+	"github.com/lvslab/lvslab/director/fake"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
-	"github.com/moby/ipvs"
 )
 
 // TestIPVSReconcileMatchesKernel runs the same reconciles against kernel
@@ -15,15 +15,13 @@ import (
 func TestIPVSReconcileMatchesKernel(t *testing.T) {
 	labtest.RequireIPVS(t)
 	l := labtest.Build(t, labtest.DefaultTopology(t), lab.Options{NoServices: true})
-	h, err := ipvs.New(l.Box("d1").Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := openKernel(t, l.Box("d1"))
 	fake := fake.NewIPVS()
 	quiesced := seed(3)
 	quiesced[0].Dests[1].Weight = 0
-	steps := [][]Service{seed(0), seed(3), quiesced, nil}
+	persistent := append(seed(0), Service{Protocol: "udp", VIP: netip.MustParseAddr("192.168.1.200"), Port: 53, Scheduler: "sh", Persistence: 300,
+		Dests: []Dest{{Addr: netip.MustParseAddr("192.168.1.213"), Port: 53, Weight: 7, Forward: Masq}}})
+	steps := [][]Service{seed(0), seed(3), quiesced, persistent, nil}
 	var prev []Service
 	for i, want := range steps {
 		ck, err := Reconcile(h, prev, want)
@@ -35,6 +33,9 @@ func TestIPVSReconcileMatchesKernel(t *testing.T) {
 			t.Errorf("step %d: kernel changes %+v, fake %+v", i, ck, cf)
 		}
 		gk, _ := Render(h)
+		if gd, _ := Render(h.Handle); gd != gk {
+			t.Errorf("step %d: /proc/net/ip_vs reads\n%s\nnetlink dumps read\n%s", i, gk, gd)
+		}
 		gf, _ := Render(fake)
 		if gk != gf {
 			t.Errorf("step %d: kernel table\n%s\nfake table\n%s", i, gk, gf)
@@ -47,4 +48,16 @@ func TestIPVSReconcileMatchesKernel(t *testing.T) {
 	if got, _ := Render(h); got != "" {
 		t.Errorf("after reconciling to nothing: %q, want an empty table", got)
 	}
+}
+
+// openKernel opens kernel IPVS in box's namespace, closed at the end of
+// the test.
+func openKernel(t testing.TB, box *lab.Box) *Kernel {
+	t.Helper()
+	var k *Kernel
+	if err := box.Do(func() (err error) { k, err = OpenKernel(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return k
 }

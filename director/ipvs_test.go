@@ -1,14 +1,15 @@
 package director
 
 import (
-	"github.com/lvslab/lvslab/director/fake"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/lvslab/lvslab/director/fake"
 	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/moby/ipvs"
 )
@@ -118,9 +119,46 @@ func TestDaemonOwnsItsVIPs(t *testing.T) {
 	var keys []string
 	svcs, _ := f.GetServices()
 	for _, s := range svcs {
-		keys = append(keys, serviceKey(s))
+		keys = append(keys, fromKernel(s).Key())
 	}
 	if diff := cmp.Diff([]string{"FWM 3", "TCP 192.168.1.50:80"}, keys, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" || c.ServicesDeleted != 2 {
 		t.Errorf("after the restart (%+v), services (-want +got):\n%s", c, diff)
+	}
+}
+
+// TestParseProcTable reads /proc/net/ip_vs as ip_vs_info_seq_show prints
+// it: address and fwmark services, ops and persistence flags, IPv6.
+func TestParseProcTable(t *testing.T) {
+	text := `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port Forward Weight ActiveConn InActConn
+TCP  C0A801C8:0CEA rr 
+  -> C0A801E9:0CEA      Route   1      0          0         
+  -> C0A801D5:0CEA      Route   0      2          1         
+UDP  C0A801C8:0035 sh ops 
+FWM  00000003 wlc persistent 300 FFFFFFFF
+  -> C0A801E9:0000      Masq    5      0          0         
+TCP  [2001:db8::40]:01BB mh 
+  -> [2001:db8::43]:01BB      Tunnel  2      0          0         
+`
+	got, err := ParseProcTable([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vip, v6 := netip.MustParseAddr("192.168.1.200"), netip.MustParseAddr("2001:db8::40")
+	d1, d2 := netip.MustParseAddr("192.168.1.233"), netip.MustParseAddr("192.168.1.213")
+	want := []Service{
+		{Protocol: "tcp", VIP: vip, Port: 3306, Scheduler: "rr", Dests: []Dest{{d1, 3306, 1, Route}, {d2, 3306, 0, Route}}},
+		{Protocol: "udp", VIP: vip, Port: 53, Scheduler: "sh"},
+		{Mark: 3, Scheduler: "wlc", Persistence: 300, Dests: []Dest{{d1, 0, 5, Masq}}},
+		{Protocol: "tcp", VIP: v6, Port: 443, Scheduler: "mh", Dests: []Dest{{netip.MustParseAddr("2001:db8::43"), 443, 2, Tunnel}}},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("parsed table (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"  -> C0A801E9:0CEA Route 1 0 0", "TCP  C0A801C8 rr", "FWM  zz rr", "TCP  C0A801C8:0CEA rr persistent x FFFFFFFF"} {
+		if _, err := ParseProcTable([]byte("h\nh\nh\n" + bad + "\n")); err == nil || !strings.Contains(err.Error(), "line 4") {
+			t.Errorf("%q: err %v, want one naming line 4", bad, err)
+		}
 	}
 }
