@@ -6,7 +6,6 @@ import (
 	"github.com/lvslab/lvslab/director/afpacket"
 	"net"
 	"net/netip"
-	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -43,7 +42,7 @@ func listenAdverts(ifi *net.Interface) (*afpacket.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog, err := bpf.Assemble([]bpf.Instruction{
+	err = c.SetBPF([]bpf.Instruction{
 		bpf.LoadAbsolute{Off: 9, Size: 1}, // IPv4 protocol
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: VRRPProto, SkipFalse: 1},
 		bpf.RetConstant{Val: 0xffff},
@@ -51,11 +50,6 @@ func listenAdverts(ifi *net.Interface) (*afpacket.Conn, error) {
 	})
 	if err == nil {
 		err = c.Control(func(fd int) error {
-			err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER,
-				&unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))})
-			if err != nil {
-				return err
-			}
 			return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: afpacket.Htons(unix.ETH_P_IP), Ifindex: ifi.Index})
 		})
 	}

@@ -88,7 +88,7 @@ Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{
 <td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
 <td class="{{.Verdict}}">{{.VerdictText}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
 <td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td>
-<td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcap</a>{{end}}</td><td>{{.Reason}}</td>
+<td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcapng</a>{{end}}{{with .Capture}}<br><small class="capture">{{.Frames}} frames{{if not .Complete}}, <strong>incomplete</strong>: {{.KernelDrops}} dropped by the kernel, {{.Overflow}} past the cap{{end}}</small>{{end}}</td><td>{{.Reason}}</td>
 {{- if $.Merged}}<td>{{if .Shard}}shard {{.Shard}} on {{.Host}}, {{end}}kernel {{.Kernel}}</td>{{end}}</tr>
 {{end}}</table>
 <h2>Connections hung or failed, per cell</h2>

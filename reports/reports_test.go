@@ -16,11 +16,11 @@ import (
 func sample() *Summary {
 	loop := &scenarios.Result{Scenario: scenarios.Steady, Implementation: "keepalived", Fix: scenarios.FixNone,
 		Verdict: scenarios.Loop, Expected: scenarios.Loop, Pass: true, Reason: "passive d2's service counted 522 packets",
-		Connections: 40, Served: 30, Hung: 3, Errors: 7,
+		Connections: 40, Served: 30, Hung: 3, Errors: 7, Capture: &scenarios.CaptureStats{Frames: 900, KernelDrops: 4},
 		Timeline: []scenarios.Sample{{At: 100 * time.Millisecond, Client: 10, Directors: 80}, {At: 200 * time.Millisecond, Client: 5, Directors: 40}}}
 	clean := &scenarios.Result{Scenario: scenarios.FailoverKill, Implementation: "keepalived", Fix: scenarios.FixFwmark,
 		Verdict: scenarios.Clean, Expected: scenarios.Clean, Pass: true, Reason: "40 of 40 served",
-		Connections: 40, Served: 40, Failover: 3600 * time.Millisecond}
+		Connections: 40, Served: 40, Failover: 3600 * time.Millisecond, Capture: &scenarios.CaptureStats{Frames: 310}}
 	return &Summary{RunID: "20261125-000000", Kernel: "6.1.0-56-amd64", Runner: "vm", Results: []*scenarios.Result{loop, clean},
 		Findings: []scenarios.Finding{{Title: "A graceful stop leaves nothing to loop on", Text: "CLEAN & without a fix."}}}
 }
@@ -42,6 +42,7 @@ func TestWriteAndRender(t *testing.T) {
 	for _, want := range []string{
 		`id="matrix"`, `<tr class="PASS">`, `<td class="LOOP">LOOP</td>`, `<td class="CLEAN">CLEAN</td>`,
 		"<td>30/40</td>", "<td>3.6s</td>", "0 to 0.0s of traffic",
+		`900 frames, <strong>incomplete</strong>: 4 dropped by the kernel, 0 past the cap`, `<small class="capture">310 frames</small>`,
 		`<polyline class="dir" points="0.0,0.0 360.0,60.0"/>`, // 80 is the peak, 40 half of it
 		`<polyline class="cli" points="0.0,105.0 360.0,112.5"/>`,
 		">25%</text>", // (3 hung + 7 failed) / 40

@@ -3,7 +3,7 @@ package scenarios
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/lvslab/lvslab/director/afpacket"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -11,7 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/lvslab/lvslab/director/afpacket"
 	"github.com/lvslab/lvslab/lab"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,45 +24,88 @@ import (
 type Frame struct {
 	At   time.Time
 	Len  int // on the wire
+	Port int // ifindex of the bridge port it came in by
 	Data []byte
 }
 
 const (
 	snapLen   = 96 // Ethernet + IPv4 + TCP headers
 	maxFrames = 200000
+	// captureBuffer is the socket's receive buffer: 8 MiB holds some
+	// 10,000 frames of a burst while the reader is descheduled.
+	captureBuffer = 8 << 20
 )
 
+// CaptureStats says how complete a capture is: a bounce under-counted is
+// a loop reported CLEAN.
+type CaptureStats struct {
+	Frames int `json:"frames"`
+	// KernelDrops are frames the socket's buffer had no room for
+	// (PACKET_STATISTICS).
+	KernelDrops uint32 `json:"kernel_drops"`
+	// Overflow are frames read past maxFrames and not kept.
+	Overflow int `json:"overflow"`
+}
+
+// Complete says whether every frame is in the capture; nil (a report from
+// before captures were counted) is taken as complete.
+func (s *CaptureStats) Complete() bool { return s == nil || s.KernelDrops == 0 && s.Overflow == 0 }
+
 // Capture records every frame that enters the bridge from a port: an
-// AF_PACKET socket in the bridge's namespace, bound to all its interfaces.
-// A frame the bridge forwards is seen once, on the port it came in by.
+// AF_PACKET socket in the bridge's namespace, bound to all its interfaces,
+// its kernel filter cutting frames to snapLen. A frame the bridge forwards
+// is seen once, on the port it came in by.
 type Capture struct {
 	conn   *afpacket.Conn
+	ports  map[int]string // ifindex -> name, in the bridge's namespace
 	mu     sync.Mutex
 	frames []Frame
+	stats  CaptureStats
 	done   chan struct{}
 }
 
 // StartCapture opens the socket inside bridge and reads until Stop.
 func StartCapture(bridge *lab.Box) (*Capture, error) {
-	c := &Capture{done: make(chan struct{})}
-	err := bridge.Do(func() (err error) {
+	c := &Capture{done: make(chan struct{}), ports: map[int]string{}}
+	links, err := bridge.Netlink().LinkList()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		c.ports[l.Attrs().Index] = l.Attrs().Name
+	}
+	err = bridge.Do(func() (err error) {
 		c.conn, err = afpacket.Listen(unix.SOCK_RAW, unix.ETH_P_ALL, "capture-"+bridge.Name)
 		return err
 	})
+	if err == nil {
+		err = c.conn.WantAuxData() // lengths on the wire, past the cut
+	}
+	if err == nil {
+		err = c.conn.SetBPF([]bpf.Instruction{bpf.RetConstant{Val: snapLen}})
+	}
+	if err == nil {
+		err = c.conn.SetReadBuffer(captureBuffer)
+	}
 	if err != nil {
+		if c.conn != nil {
+			c.conn.Close()
+		}
 		return nil, err
 	}
 	go func() {
 		defer close(c.done)
 		buf := make([]byte, snapLen)
 		for {
-			n, _, err := c.conn.Recv(buf)
+			n, ll, err := c.conn.Recv(buf)
 			if err != nil {
 				return // closed by Stop
 			}
 			c.mu.Lock()
 			if len(c.frames) < maxFrames {
-				c.frames = append(c.frames, Frame{At: time.Now(), Len: n, Data: append([]byte(nil), buf[:min(n, snapLen)]...)})
+				c.frames = append(c.frames, Frame{At: time.Now(), Len: n, Port: ll.Ifindex, Data: append([]byte(nil), buf[:min(n, snapLen)]...)})
+			} else {
+				c.stats.Overflow++
 			}
 			c.mu.Unlock()
 		}
@@ -65,42 +113,57 @@ func StartCapture(bridge *lab.Box) (*Capture, error) {
 	return c, nil
 }
 
-// Stop ends the capture and returns the frames.
-func (c *Capture) Stop() []Frame {
+// Stop ends the capture and returns the frames and how complete they are.
+func (c *Capture) Stop() ([]Frame, CaptureStats) {
+	_, drops, err := c.conn.Stats()
 	c.conn.Close()
 	<-c.done
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.frames
+	c.stats.Frames, c.stats.KernelDrops = len(c.frames), drops
+	if err != nil {
+		c.stats.KernelDrops = ^uint32(0) // unknown: count it as incomplete
+	}
+	return c.frames, c.stats
 }
 
-// WritePcap writes frames as a classic pcap file (Ethernet link type), as
-// tcpdump -w does: tcpdump -r and Wireshark open it.
-func WritePcap(w io.Writer, frames []Frame) error {
-	hdr := make([]byte, 24)
-	binary.LittleEndian.PutUint32(hdr[0:], 0xa1b2c3d4) // microsecond timestamps
-	binary.LittleEndian.PutUint16(hdr[4:], 2)
-	binary.LittleEndian.PutUint16(hdr[6:], 4)
-	binary.LittleEndian.PutUint32(hdr[16:], snapLen)
-	binary.LittleEndian.PutUint32(hdr[20:], 1) // LINKTYPE_ETHERNET
-	if _, err := w.Write(hdr); err != nil {
+// WritePcapng writes frames as pcapng with one interface per bridge port
+// (ports: ifindex -> name), so Wireshark shows where each frame came in.
+func WritePcapng(w io.Writer, frames []Frame, ports map[int]string) error {
+	var ifindexes []int
+	for _, f := range frames {
+		if !slices.Contains(ifindexes, f.Port) {
+			ifindexes = append(ifindexes, f.Port)
+		}
+	}
+	slices.Sort(ifindexes)
+	iface := func(ifindex int) pcapgo.NgInterface {
+		name := ports[ifindex]
+		if name == "" {
+			name = fmt.Sprintf("ifindex %d", ifindex)
+		}
+		return pcapgo.NgInterface{Name: name, LinkType: layers.LinkTypeEthernet, SnapLength: snapLen, TimestampResolution: 6}
+	}
+	if len(ifindexes) == 0 {
+		ifindexes = []int{0}
+	}
+	ng, err := pcapgo.NewNgWriterInterface(w, iface(ifindexes[0]), pcapgo.DefaultNgWriterOptions)
+	if err != nil {
 		return err
 	}
-	rec := make([]byte, 16)
-	for _, f := range frames {
-		us := f.At.UnixMicro()
-		binary.LittleEndian.PutUint32(rec[0:], uint32(us/1e6))
-		binary.LittleEndian.PutUint32(rec[4:], uint32(us%1e6))
-		binary.LittleEndian.PutUint32(rec[8:], uint32(len(f.Data)))
-		binary.LittleEndian.PutUint32(rec[12:], uint32(f.Len))
-		if _, err := w.Write(rec); err != nil {
-			return err
-		}
-		if _, err := w.Write(f.Data); err != nil {
+	id := map[int]int{ifindexes[0]: 0}
+	for _, x := range ifindexes[1:] {
+		if id[x], err = ng.AddInterface(iface(x)); err != nil {
 			return err
 		}
 	}
-	return nil
+	for _, f := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: f.At, CaptureLength: len(f.Data), Length: f.Len, InterfaceIndex: id[f.Port]}
+		if err := ng.WritePacket(ci, f.Data); err != nil {
+			return err
+		}
+	}
+	return ng.Flush()
 }
 
 // Bounces is what the capture says about the loop.

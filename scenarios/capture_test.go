@@ -3,7 +3,6 @@ package scenarios
 import (
 	"bytes"
 	"encoding/binary"
-	"github.com/lvslab/lvslab/lab/labtest"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/lvslab/lvslab/lab/labtest"
 )
 
 // segment builds an Ethernet frame carrying a TCP segment from the client
@@ -56,17 +58,20 @@ func TestCountBounces(t *testing.T) {
 	}
 }
 
-// TestWritePcap checks that tcpdump reads what WritePcap writes.
-func TestWritePcap(t *testing.T) {
+// TestWritePcapng checks that tcpdump reads what WritePcapng writes, and
+// that each frame names the bridge port it came in by.
+func TestWritePcapng(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		labtest.Missing(t, "needs tcpdump (install tcpdump: make deps)")
 	}
 	c := testCluster(t)
+	f1, f2 := segment(c.Directors[0].MAC, 63, 7, 5), segment(c.Directors[1].MAC, 62, 7, 5)
+	f1.Port, f2.Port = 4, 6
 	var b bytes.Buffer
-	if err := WritePcap(&b, []Frame{segment(c.Directors[0].MAC, 63, 7, 5), segment(c.Directors[1].MAC, 62, 7, 5)}); err != nil {
+	if err := WritePcapng(&b, []Frame{f1, f2, f1}, map[int]string{4: "d1", 6: "d2"}); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "x.pcap")
+	path := filepath.Join(t.TempDir(), "x.pcapng")
 	os.WriteFile(path, b.Bytes(), 0o644)
 	out, err := exec.Command("tcpdump", "-n", "-e", "-v", "-r", path).CombinedOutput()
 	if err != nil {
@@ -76,5 +81,24 @@ func TestWritePcap(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("tcpdump output lacks %q:\n%s", want, out)
 		}
+	}
+	r, err := pcapgo.NewNgReader(bytes.NewReader(b.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports []string
+	for {
+		_, ci, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		intf, err := r.Interface(ci.InterfaceIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, intf.Name)
+	}
+	if got := strings.Join(ports, " "); got != "d1 d2 d1" {
+		t.Errorf("frames came in by %q, want \"d1 d2 d1\"", got)
 	}
 }

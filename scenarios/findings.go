@@ -64,4 +64,16 @@ var Findings = []Finding{
 		"Both time out as BACKUP after about 3.5 s and take the VIP until the higher priority's adverts are heard " +
 			"(1.5 s once, with six scenarios on a loaded micro-VM). A scenario starts only when one box alone " +
 			"holds the VIP."},
+	{"A SIGKILLed MASTER's connection entries can still loop a SYN past the fwmark guard",
+		"IPVS looks a packet up in its connection table before it looks for a service, so the mark does not matter " +
+			"to a packet that matches an entry. In DR a director sees only the client's side, and its state table " +
+			"leaves a closed connection in FIN_WAIT for 2 minutes; net.ipv4.vs.conn_reuse_mode=1 (the default) " +
+			"reschedules a new SYN only on TIME_WAIT or CLOSE entries. After a SIGKILL the old MASTER keeps its " +
+			"entries from the writes it forwarded to the other box. When a later client connection reuses such a source " +
+			"port and the new MASTER schedules it to the old one, the old one follows its entry back, and the new " +
+			"MASTER follows the entry it just made: the SYN bounced 63 hops to ICMP time exceeded (bridge capture, " +
+			"port 44750). Seen in 3 of 101 runs of failover-kill with the fwmark guard (lvslab pair, in 3 of 10 " +
+			"micro-VM boots; 0 of 16 with keepalived), so the cell stays expected CLEAN and can fail this way. " +
+			"conn_reuse_mode=3 (also reschedule FIN_WAIT entries of DR connections) should close this path for " +
+			"closed connections, not for ones still open at the switch: not measured yet."},
 }
