@@ -120,11 +120,12 @@ lab-down: build ## stop the default lab and remove everything it made
 unit: ## unit tests only: no root, no kernel state
 	$(GO) test -count=1 -short ./...
 
-# FUZZ_EXECS inputs per target (Go's -fuzztime Nx): 10^6 in all.
-FUZZ_EXECS ?= 500000
-fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director config)
+# FUZZ_EXECS inputs per target (Go's -fuzztime Nx): 1.2 x 10^6 in all.
+FUZZ_EXECS ?= 400000
+fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director config, keepalived.conf)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTopology$$' -fuzztime $(FUZZ_EXECS)x ./lab/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZ_EXECS)x ./director/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_EXECS)x ./scenarios/keepalivedconf/
 
 test: deps kernel ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
 	$(GO) test -count=1 -p 1 -timeout $(SUITE_TIMEOUT) ./...

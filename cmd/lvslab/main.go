@@ -27,6 +27,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"run", "[--connections N] [--reports DIR] [--kernel native|vm]", "the headline: reproduce the two-box ping-pong loop with keepalived and prove the fwmark fix", cmdRun},
+		{"check", "[--iptables R1 --iptables R2] [--mac d1=MAC] [--addr d1=IP] [--port MARK=PORT] [--write-fixed DIR] [--json] BOX1.conf BOX2.conf", "read your two boxes' keepalived configs, derive the lab for them and write the fwmark fix for your addresses, MACs and services (exit 1: something to fix; 2: bad input)", cmdCheck},
 		{"report", "[--reports DIR] [RUN-ID] | merge [--run-id ID] SHARD-DIR...", "re-render a run's index.html from its summary.json (default: latest), or merge the reports of a suite's shards into one", cmdReport},
 		{"up", "[-t topology.yaml] [--lab NAME] [--kernel native|vm]", "build a lab, start its MariaDB backends, leave it running (in a micro-VM if the host has no IPVS)", cmdUp},
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},

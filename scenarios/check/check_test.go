@@ -1,0 +1,197 @@
+package check
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/labtest"
+)
+
+const fixtures = "../../fixtures/check/"
+
+func load(t *testing.T, dir, a, b, ra, rb string) *Pair {
+	t.Helper()
+	rules := [2]string{}
+	if ra != "" {
+		rules = [2]string{fixtures + dir + "/" + ra, fixtures + dir + "/" + rb}
+	}
+	p, err := LoadPair([2]string{fixtures + dir + "/" + a, fixtures + dir + "/" + b}, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// keepalivedAccepts runs keepalived's own config check on a fixed config
+// written to dir; it may only complain that the config's interfaces are
+// not on this machine.
+func keepalivedAccepts(t *testing.T, files map[string]string, main string) {
+	t.Helper()
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		labtest.Missing(t, "needs keepalived (make deps)")
+	}
+	dir := t.TempDir()
+	base := filepath.Dir(main)
+	for path, text := range files {
+		rel, _ := filepath.Rel(base, path)
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755)
+		os.WriteFile(filepath.Join(dir, rel), []byte(text), 0o644)
+	}
+	// includes not edited are copied as they are
+	filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
+		rel, _ := filepath.Rel(base, p)
+		if err == nil && !fi.IsDir() {
+			if _, err := os.Stat(filepath.Join(dir, rel)); os.IsNotExist(err) {
+				os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755)
+				data, _ := os.ReadFile(p)
+				os.WriteFile(filepath.Join(dir, rel), data, 0o644)
+			}
+		}
+		return nil
+	})
+	out, _ := exec.Command("keepalived", "-t", "-l", "-f", filepath.Join(dir, filepath.Base(main))).CombinedOutput()
+	ignore := regexp.MustCompile(`(?m)^.*(doesn't exist|Non-existent interface specified in configuration).*\n?`)
+	if rest := strings.TrimSpace(ignore.ReplaceAllString(string(out), "")); rest != "" {
+		t.Errorf("keepalived -t on the fixed %s:\n%s", filepath.Base(main), rest)
+	}
+}
+
+// TestReference: the pair the project started from. Neither config says
+// which box has which address, so the order of the realservers decides,
+// and the plan says it assumed so.
+func TestReference(t *testing.T) {
+	p := load(t, "reference", "db1.conf", "db2.conf", "", "")
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Boxes[0].Addr.String() != "192.168.1.233" || pl.Boxes[1].Addr.String() != "192.168.1.213" {
+		t.Errorf("boxes %+v", pl.Boxes)
+	}
+	if pl.Client.String() != "192.168.1.254" || len(pl.Services) != 1 || pl.Services[0].Key != "TCP 192.168.1.200:3306" {
+		t.Errorf("client %s, services %+v", pl.Client, pl.Services)
+	}
+	var assumed int
+	for _, m := range pl.Mappings {
+		if strings.HasPrefix(m.Why, "assumed") {
+			assumed++
+		}
+	}
+	if assumed != 2 {
+		t.Errorf("mappings %+v: want both addresses marked as assumed", pl.Mappings)
+	}
+	if err := pl.Topology.Validate(); err != nil {
+		t.Errorf("derived topology: %v", err)
+	}
+	if d1 := pl.Topology.Node("d1"); d1 == nil || !d1.HasRole(lab.RoleDirector) || d1.Interfaces[0].MAC != "02:00:c0:a8:01:e9" {
+		t.Errorf("d1 %+v", d1)
+	}
+
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [2]string{
+		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:d5 -j MARK --set-mark 3",
+		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:e9 -j MARK --set-mark 4",
+	}
+	for i, b := range rx.Boxes {
+		if len(b.Rules) != 1 || b.Rules[0] != want[i] {
+			t.Errorf("box %d rules %q, want %q", i+1, b.Rules, want[i])
+		}
+		if !strings.Contains(b.ReadMACCmd, "ip neigh show "+pl.Boxes[1-i].Addr.String()) {
+			t.Errorf("box %d: %q", i+1, b.ReadMACCmd)
+		}
+		fixed := b.Files[p.Paths[i]]
+		// the fix as the hand-written fixture reads, but for its comments
+		hand, _ := os.ReadFile(fixtures + "reference-fixed/" + filepath.Base(p.Paths[i]))
+		if stripComments(fixed) != stripComments(string(hand)) {
+			t.Errorf("box %d: fixed config\n%s\nwant, as reference-fixed has it:\n%s", i+1, fixed, hand)
+		}
+		keepalivedAccepts(t, b.Files, p.Paths[i])
+	}
+}
+
+func stripComments(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "!") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestReferenceFixed: the pair as its fix reads (fwmark 3 and 4, with the
+// mangle rules) needs nothing more.
+func TestReferenceFixed(t *testing.T) {
+	p := load(t, "reference-fixed", "db1.conf", "db2.conf", "db1.rules", "db2.rules")
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := pl.Services[0]
+	if s.Key != "FWM 3" || s.Marks != [2]uint32{3, 4} || s.VIP.String() != "192.168.1.200" || len(s.Ports) != 1 || s.Ports[0] != 3306 {
+		t.Errorf("service %+v", s)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rx.Notes) != 0 || len(rx.Boxes[0].Rules) != 0 || rx.Boxes[0].Diff != "" {
+		t.Errorf("prescription for a fixed pair: %+v", rx)
+	}
+	// The same configs with a rule that forgets the MAC match are not.
+	rules, _ := ParseRules("bad.rules", []byte("*mangle\n-A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -j MARK --set-mark 3\nCOMMIT\n"))
+	p.Rules[0] = rules
+	rx, _ = Prescribe(p, pl)
+	if len(rx.Notes) != 1 || !strings.Contains(rx.Notes[0], "bad.rules:2") || !strings.Contains(rx.Notes[0], "! --mac-source 02:00:c0:a8:01:d5") {
+		t.Errorf("notes %q: want the unguarded rule named", rx.Notes)
+	}
+}
+
+// TestHTTP: a pair written differently: unicast VRRP (the addresses come
+// from it), services in an include with a definition, two ports, HTTP and
+// TCP checks that lose the real server's port in a fwmark service.
+func TestHTTP(t *testing.T) {
+	p := load(t, "http", "web1.conf", "web2.conf", "", "")
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pl.Boxes[0].Addr != netip.MustParseAddr("10.20.0.11") || pl.Boxes[1].Addr != netip.MustParseAddr("10.20.0.12") || len(pl.Services) != 2 {
+		t.Fatalf("boxes %+v services %+v", pl.Boxes, pl.Services)
+	}
+	var mapped bool
+	for _, m := range pl.Mappings {
+		mapped = mapped || m.From == "interface ens3" && m.To == "eth0"
+		if strings.HasPrefix(m.Why, "assumed") {
+			t.Errorf("%+v: unicast says the addresses", m)
+		}
+	}
+	if !mapped {
+		t.Errorf("mappings %+v lack ens3 -> eth0", pl.Mappings)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := rx.Boxes[1].Files[filepath.Join(fixtures, "http/web2.d/services.conf")]
+	for _, want := range []string{"virtual_server fwmark 4 {", "virtual_server fwmark 6 {", "real_server 10.20.0.11 {", "connect_port 80", "connect_port 8080"} {
+		if !strings.Contains(fixed, want) {
+			t.Errorf("web2's fixed services lack %q:\n%s", want, fixed)
+		}
+	}
+	if strings.Contains(fixed, "protocol TCP") {
+		t.Errorf("a fwmark service keeps protocol (keepalived warns and drops it):\n%s", fixed)
+	}
+	for i, b := range rx.Boxes {
+		keepalivedAccepts(t, b.Files, p.Paths[i])
+	}
+}

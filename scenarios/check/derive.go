@@ -1,0 +1,335 @@
+// Package check is `lvslab check`: a user's own pair of keepalived
+// configs, the lab derived from them, and the fix written for them.
+//
+// Derive reads the two boxes' addresses, the VIPs and the virtual
+// services out of the configs and builds a lab topology around them;
+// every name it maps onto the lab (interfaces, paths) and every guess it
+// makes is listed in Plan.Mappings. Prescribe writes the fwmark guard for
+// that pair: the iptables rules with its VIPs, ports, marks and MACs, and
+// the configs with each address service declared by its mark.
+package check
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sort"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
+)
+
+// Pair is what the user gives: two configs, optionally their iptables
+// rules, the boxes' MACs and addresses where they want them fixed.
+type Pair struct {
+	Paths   [2]string
+	Configs [2]*keepalivedconf.Config
+	Rules   [2]*Rules           // nil: none given
+	MACs    [2]net.HardwareAddr // nil: generated
+	Addrs   [2]netip.Addr       // zero: derived
+	Ports   map[uint32][]uint16 // fwmark -> ports, from --port
+}
+
+// Box is one of the two directors as the lab builds it.
+type Box struct {
+	Node      string     `json:"node"` // d1, d2
+	Config    string     `json:"config"`
+	Addr      netip.Addr `json:"addr"`
+	MAC       string     `json:"mac"`
+	Interface string     `json:"interface"` // as the config names it
+	State     string     `json:"state"`
+	Priority  int        `json:"priority"`
+}
+
+// Service is one virtual service of the pair, as each box declares it.
+type Service struct {
+	Key      string     `json:"key"` // as box 1 declares it: "TCP 192.168.1.200:3306", "FWM 3"
+	VIP      netip.Addr `json:"vip"`
+	Ports    []uint16   `json:"ports"`
+	Protocol string     `json:"protocol"`
+	// Marks are each box's fwmark when the service is declared by mark.
+	Marks [2]uint32 `json:"marks"`
+	Kind  string    `json:"lb_kind"`
+	// Servers are [box][index] pointers into the configs.
+	Servers [2]*keepalivedconf.VirtualServer `json:"-"`
+}
+
+// Mapping is one thing lvslab changed or assumed to run the pair in a lab.
+type Mapping struct {
+	Box  string `json:"box,omitempty"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	Why  string `json:"why"`
+}
+
+// Plan is the lab derived from a pair.
+type Plan struct {
+	Boxes       [2]Box         `json:"boxes"`
+	Subnet      netip.Prefix   `json:"subnet"`
+	VIPs        []netip.Prefix `json:"vips"`
+	Services    []*Service     `json:"services"`
+	Client      netip.Addr     `json:"client"`
+	Realservers []netip.Addr   `json:"realservers,omitempty"` // neither box
+	Mappings    []Mapping      `json:"mappings"`
+	Topology    *lab.Topology  `json:"-"`
+}
+
+// labIface is the interface every lab node has on the bridge.
+const labIface = "eth0"
+
+// Derive builds the lab for a pair.
+func Derive(p *Pair) (*Plan, error) {
+	pl := &Plan{}
+	for i, c := range p.Configs {
+		if len(c.Instances) == 0 {
+			return nil, fmt.Errorf("%s: no vrrp_instance: nothing decides which box directs", p.Paths[i])
+		}
+		in := c.Instances[0]
+		pl.Boxes[i] = Box{Node: fmt.Sprintf("d%d", i+1), Config: p.Paths[i], Interface: in.Interface, State: in.State, Priority: in.Priority}
+		for _, v := range in.VIPs {
+			if !slices.Contains(pl.VIPs, v.Prefix) {
+				pl.VIPs = append(pl.VIPs, v.Prefix)
+			}
+		}
+	}
+	if len(pl.VIPs) == 0 {
+		return nil, fmt.Errorf("%s: no virtual_ipaddress", p.Paths[0])
+	}
+	if err := pl.addresses(p); err != nil {
+		return nil, err
+	}
+	if err := pl.services(p); err != nil {
+		return nil, err
+	}
+	pl.subnetAndClient()
+	for i := range pl.Boxes {
+		b := &pl.Boxes[i]
+		mac, why := p.MACs[i], "given by --mac"
+		if mac == nil {
+			mac, why = p.Rules[1-i].excluded(), fmt.Sprintf("from %s's rules (! --mac-source)", pl.Boxes[1-i].Node)
+		}
+		if mac == nil {
+			mac, why = labMAC(b.Addr), "generated: 02:00 and the IPv4 address"
+		}
+		b.MAC = mac.String()
+		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "MAC", To: b.MAC, Why: why})
+		for _, in := range p.Configs[i].Instances {
+			if in.Interface != "" && in.Interface != labIface {
+				pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "interface " + in.Interface, To: labIface,
+					Why: "vrrp_instance " + in.Name + ": the lab's box has one interface, on the bridge"})
+			}
+		}
+	}
+	pl.Topology = pl.topology()
+	return pl, nil
+}
+
+// addresses finds each box's own address: unicast_src_ip, else the other
+// config's only unicast_peer, else the realservers both configs list that
+// are in a VIP's subnet, in the order the first config lists them.
+func (pl *Plan) addresses(p *Pair) error {
+	var candidates []netip.Addr
+	for _, c := range p.Configs {
+		for _, vs := range c.VirtualServers {
+			for _, rs := range vs.RealServers {
+				if inAny(pl.VIPs, rs.Addr) && !slices.Contains(candidates, rs.Addr) {
+					candidates = append(candidates, rs.Addr)
+				}
+			}
+		}
+	}
+	for i := range pl.Boxes {
+		b, own, other := &pl.Boxes[i], p.Configs[i].Instances[0], p.Configs[1-i].Instances[0]
+		switch {
+		case p.Addrs[i].IsValid():
+			b.Addr = p.Addrs[i]
+			pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Why: "given by --addr"})
+		case own.UnicastSrc.IsValid():
+			b.Addr = own.UnicastSrc
+		case len(other.UnicastPeers) == 1:
+			b.Addr = other.UnicastPeers[0]
+		}
+	}
+	for i := range pl.Boxes {
+		b := &pl.Boxes[i]
+		if b.Addr.IsValid() {
+			continue
+		}
+		for _, a := range candidates {
+			if a != pl.Boxes[1-i].Addr && (i == 1 || a != pl.Boxes[1].Addr) {
+				b.Addr = a
+				break
+			}
+		}
+		if !b.Addr.IsValid() {
+			return fmt.Errorf("%s: cannot tell this box's address (no unicast_src_ip, no unicast_peer on the other box, no second realserver in the VIP's subnet): give --addr %s=IP", b.Config, b.Node)
+		}
+		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(),
+			Why: "assumed: a realserver in the VIP's subnet that both configs list; the configs do not say which box is which (--addr to set)"})
+	}
+	if pl.Boxes[0].Addr == pl.Boxes[1].Addr {
+		return fmt.Errorf("both boxes derive the address %s: give --addr d1=IP --addr d2=IP", pl.Boxes[0].Addr)
+	}
+	return nil
+}
+
+// services pairs the two configs' virtual servers: by address and port,
+// or by position for fwmark services (each box may use its own mark).
+func (pl *Plan) services(p *Pair) error {
+	var marked [2][]*keepalivedconf.VirtualServer
+	byAddr := map[string]*Service{}
+	for i, c := range p.Configs {
+		for _, vs := range c.VirtualServers {
+			switch {
+			case vs.Group != "":
+				return fmt.Errorf("%s: virtual_server group %s: groups are not supported yet", vs.Pos, vs.Group)
+			case vs.Protocol != "TCP":
+				return fmt.Errorf("%s: virtual_server %s: %s services are not supported yet (TCP only)", vs.Pos, vs.Key(), vs.Protocol)
+			case vs.Mark != 0:
+				marked[i] = append(marked[i], vs)
+				continue
+			}
+			s := byAddr[vs.Key()]
+			if s == nil {
+				s = &Service{Key: vs.Key(), VIP: vs.Addr, Ports: []uint16{vs.Port}, Protocol: "tcp", Kind: vs.LBKind}
+				byAddr[vs.Key()] = s
+				pl.Services = append(pl.Services, s)
+			}
+			s.Servers[i] = vs
+		}
+	}
+	if len(marked[0]) != len(marked[1]) {
+		return fmt.Errorf("%s declares %d fwmark services, %s %d: cannot pair them", p.Paths[0], len(marked[0]), p.Paths[1], len(marked[1]))
+	}
+	for k := range marked[0] {
+		s := &Service{Key: marked[0][k].Key(), Protocol: "tcp", Kind: marked[0][k].LBKind,
+			Marks: [2]uint32{marked[0][k].Mark, marked[1][k].Mark}, Servers: [2]*keepalivedconf.VirtualServer{marked[0][k], marked[1][k]}}
+		for i := range marked {
+			if p.Rules[i] != nil {
+				for _, r := range p.Rules[i].Setting(s.Marks[i]) {
+					s.VIP = r.Dst
+					if !slices.Contains(s.Ports, r.Port) {
+						s.Ports = append(s.Ports, r.Port)
+					}
+				}
+			}
+		}
+		if ports := p.Ports[s.Marks[0]]; len(ports) > 0 {
+			s.Ports = ports
+		}
+		if len(s.Ports) == 0 {
+			return fmt.Errorf("%s: virtual_server fwmark %d: no iptables rule sets that mark; give the rules (--iptables) or --port %d=PORT", marked[0][k].Pos, s.Marks[0], s.Marks[0])
+		}
+		if !s.VIP.IsValid() {
+			s.VIP = pl.VIPs[0].Addr()
+		}
+		pl.Services = append(pl.Services, s)
+	}
+	for _, s := range pl.Services {
+		if s.Servers[0] == nil || s.Servers[1] == nil {
+			return fmt.Errorf("service %s is declared on one box only", s.Key)
+		}
+		for _, vs := range s.Servers {
+			for _, rs := range vs.RealServers {
+				if rs.Addr != pl.Boxes[0].Addr && rs.Addr != pl.Boxes[1].Addr && !slices.Contains(pl.Realservers, rs.Addr) {
+					pl.Realservers = append(pl.Realservers, rs.Addr)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// subnetAndClient takes the first VIP's subnet (a /24 around it when the
+// config gives a host route) and a client address nobody uses, from the top.
+func (pl *Plan) subnetAndClient() {
+	pl.Subnet = pl.VIPs[0].Masked()
+	if pl.Subnet.Bits() > 24 {
+		pl.Subnet = netip.PrefixFrom(pl.VIPs[0].Addr(), 24).Masked()
+		pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + pl.VIPs[0].String(), To: "subnet " + pl.Subnet.String(),
+			Why: "the lab's bridge needs a subnet for the boxes and the client"})
+	}
+	used := []netip.Addr{pl.Boxes[0].Addr, pl.Boxes[1].Addr}
+	used = append(used, pl.Realservers...)
+	for _, v := range pl.VIPs {
+		used = append(used, v.Addr())
+	}
+	a := lastHost(pl.Subnet)
+	for slices.Contains(used, a) {
+		a = a.Prev()
+	}
+	pl.Client = a
+	pl.Mappings = append(pl.Mappings, Mapping{From: "client", To: a.String(), Why: "an unused address of the VIP's subnet"})
+}
+
+func lastHost(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 2
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) + host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func inAny(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Masked().Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// labMAC is the lab's MAC for an IPv4 address: 02:00 and its four bytes.
+func labMAC(a netip.Addr) net.HardwareAddr {
+	b := a.As4()
+	return net.HardwareAddr{0x02, 0x00, b[0], b[1], b[2], b[3]}
+}
+
+// topology is the lab: a bridge, the client, the two boxes (directors and
+// realservers), and any other realserver.
+func (pl *Plan) topology() *lab.Topology {
+	bits := pl.Subnet.Bits()
+	node := func(name string, roles []string, a netip.Addr, mac string) lab.Node {
+		n := lab.Node{Name: name, Roles: roles, Interfaces: []lab.Interface{{Name: labIface, Bridge: "lan", MAC: mac,
+			Addresses: []string{netip.PrefixFrom(a, bits).String()}}}}
+		if slices.Contains(roles, lab.RoleRealserver) {
+			n.Sysctls = map[string]string{"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2", "net.ipv4.ip_forward": "0"}
+		}
+		return n
+	}
+	t := &lab.Topology{Name: "check", VIP: pl.VIPs[0].Addr().String(), Bridges: []lab.Bridge{{Name: "lan"}}}
+	t.Nodes = append(t.Nodes, node("client", []string{lab.RoleClient}, pl.Client, labMAC(pl.Client).String()))
+	for _, b := range pl.Boxes {
+		t.Nodes = append(t.Nodes, node(b.Node, []string{lab.RoleDirector, lab.RoleRealserver}, b.Addr, b.MAC))
+	}
+	rs := slices.Clone(pl.Realservers)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Less(rs[j]) })
+	for k, a := range rs {
+		t.Nodes = append(t.Nodes, node(fmt.Sprintf("rs%d", k+1), []string{lab.RoleRealserver}, a, labMAC(a).String()))
+	}
+	return t
+}
+
+// LoadPair reads two configs and, where given, their iptables rules.
+func LoadPair(configs [2]string, rules [2]string) (*Pair, error) {
+	p := &Pair{Paths: configs, Ports: map[uint32][]uint16{}}
+	for i := range configs {
+		c, err := keepalivedconf.Load(configs[i])
+		if err != nil {
+			return nil, err
+		}
+		p.Configs[i] = c
+		if rules[i] == "" {
+			continue
+		}
+		text, err := os.ReadFile(rules[i])
+		if err != nil {
+			return nil, err
+		}
+		if p.Rules[i], err = ParseRules(rules[i], text); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}

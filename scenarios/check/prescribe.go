@@ -1,0 +1,261 @@
+package check
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
+)
+
+// Prescription is the fix for a pair: per box, the mangle rules and the
+// edited config files; and what it could not fix, with why.
+type Prescription struct {
+	Boxes [2]BoxFix `json:"boxes"`
+	// Notes say where the fwmark guard does not fit and what to do.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// BoxFix is one box's share of the fix.
+type BoxFix struct {
+	Node string `json:"node"`
+	// Rules are iptables commands, one per guarded service and port.
+	Rules []string `json:"rules"`
+	// Restore is the same as iptables-restore input (*mangle ... COMMIT).
+	Restore string `json:"restore"`
+	// Files are the config files as fixed: path -> text; Diff the unified
+	// changes.
+	Files map[string]string `json:"-"`
+	Diff  string            `json:"diff"`
+	// PeerMAC is the MAC the guard excludes, and how to read it there.
+	PeerMAC    string `json:"peer_mac"`
+	ReadMACCmd string `json:"read_mac"`
+}
+
+// firstMark is where new marks start: the seed's fix used 3 and 4.
+const firstMark = 3
+
+// Prescribe writes the fwmark guard for the pair: each box marks a
+// service's VIP traffic unless the other box sent it, and declares the
+// service by its own mark.
+func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
+	rx := &Prescription{}
+	used := usedMarks(p)
+	next := uint32(firstMark)
+	mark := func() uint32 {
+		for slices.Contains(used, next) {
+			next++
+		}
+		used = append(used, next)
+		return next
+	}
+	edits := [2]*editor{newEditor(), newEditor()}
+	for i := range rx.Boxes {
+		peer := pl.Boxes[1-i]
+		rx.Boxes[i] = BoxFix{Node: pl.Boxes[i].Node, PeerMAC: peer.MAC,
+			ReadMACCmd: fmt.Sprintf("ip neigh show %s   # on %s: the MAC after lladdr (ping it first if the entry is missing)", peer.Addr, pl.Boxes[i].Node)}
+	}
+	for _, s := range pl.Services {
+		if s.Kind != "DR" {
+			rx.Notes = append(rx.Notes, fmt.Sprintf("%s: lb_kind %s, not DR: the ping-pong loop is a DR problem (the other box gets the client's packet unchanged); no guard written", s.Key, s.Kind))
+			continue
+		}
+		if s.Marks[0] != 0 {
+			rx.Notes = append(rx.Notes, checkMarkRules(p, pl, s)...)
+			continue
+		}
+		for i := range rx.Boxes {
+			m := mark()
+			for _, port := range s.Ports {
+				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, fmt.Sprintf(
+					"iptables -t mangle -A PREROUTING -d %s/32 -p tcp --dport %d -m mac ! --mac-source %s -j MARK --set-mark %d",
+					s.VIP, port, pl.Boxes[1-i].MAC, m))
+			}
+			if err := edits[i].toFwmark(s.Servers[i], m, s.Ports[0]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for i := range rx.Boxes {
+		b := &rx.Boxes[i]
+		var restore strings.Builder
+		restore.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n")
+		for _, r := range b.Rules {
+			restore.WriteString(strings.TrimPrefix(r, "iptables -t mangle ") + "\n")
+		}
+		restore.WriteString("COMMIT\n")
+		b.Restore = restore.String()
+		var err error
+		if b.Files, b.Diff, err = edits[i].apply(); err != nil {
+			return nil, err
+		}
+	}
+	return rx, nil
+}
+
+// usedMarks are the marks the configs' fwmark services and the rules use.
+func usedMarks(p *Pair) []uint32 {
+	var used []uint32
+	for i, c := range p.Configs {
+		for _, vs := range c.VirtualServers {
+			used = append(used, vs.Mark)
+		}
+		if p.Rules[i] != nil {
+			for _, r := range p.Rules[i].Marks {
+				used = append(used, r.Mark)
+			}
+		}
+	}
+	return used
+}
+
+// checkMarkRules: a service already declared by mark is guarded only if
+// each box's rules for its mark exclude the other box's MAC.
+func checkMarkRules(p *Pair, pl *Plan, s *Service) []string {
+	var notes []string
+	for i := range pl.Boxes {
+		peer := pl.Boxes[1-i]
+		if p.Rules[i] == nil {
+			notes = append(notes, fmt.Sprintf("%s on %s: declared by fwmark %d, but no rules were given (--iptables) to check that they exclude %s's MAC %s",
+				s.Key, pl.Boxes[i].Node, s.Marks[i], peer.Node, peer.MAC))
+			continue
+		}
+		for _, r := range p.Rules[i].Setting(s.Marks[i]) {
+			if !r.Not || r.MAC.String() != peer.MAC {
+				notes = append(notes, fmt.Sprintf("%s: %q marks traffic %s forwards too: add -m mac ! --mac-source %s",
+					r.Pos, r.Text, peer.Node, peer.MAC))
+			}
+		}
+	}
+	return notes
+}
+
+// editor collects line edits to config files and applies them.
+type editor struct {
+	// lines[file][line] replaces that 1-based line; "" deletes it.
+	lines map[string]map[int]string
+}
+
+func newEditor() *editor { return &editor{lines: map[string]map[int]string{}} }
+
+func (e *editor) set(pos keepalivedconf.Pos, text string) {
+	if e.lines[pos.File] == nil {
+		e.lines[pos.File] = map[int]string{}
+	}
+	e.lines[pos.File][pos.Line] = text
+}
+
+var (
+	vsHead = regexp.MustCompile(`virtual_server\s+\S+\s+\S+`)
+	rsHead = regexp.MustCompile(`(real_server\s+\S+)\s+[^\s{]+`)
+)
+
+// portCheckers connect to the real server's port: once the port goes
+// from real_server (a fwmark service has none), they need connect_port.
+var portCheckers = []string{keepalivedconf.TCPCheck, keepalivedconf.HTTPGet, keepalivedconf.SSLGet, keepalivedconf.SMTPCheck, keepalivedconf.DNSCheck}
+
+// toFwmark rewrites virtual server vs to be declared by mark: the same
+// body, less what keepalived drops from a fwmark service (its protocol,
+// its real servers' ports), with connect_port where a checker used the
+// real server's port.
+func (e *editor) toFwmark(vs *keepalivedconf.VirtualServer, mark uint32, port uint16) error {
+	text, err := lineOf(vs.Pos)
+	if err != nil {
+		return err
+	}
+	e.set(vs.Pos, vsHead.ReplaceAllString(text, fmt.Sprintf("virtual_server fwmark %d", mark)))
+	for _, n := range vs.Node.Block {
+		switch n.Key {
+		case "protocol":
+			text, err := lineOf(n.Pos)
+			if err != nil {
+				return err
+			}
+			if len(strings.Fields(text)) != 2 {
+				return fmt.Errorf("%s: protocol shares its line with more: edit it by hand", n.Pos)
+			}
+			e.set(n.Pos, "")
+		case "real_server":
+			text, err := lineOf(n.Pos)
+			if err != nil {
+				return err
+			}
+			e.set(n.Pos, rsHead.ReplaceAllString(text, "$1"))
+		}
+	}
+	for _, rs := range vs.RealServers {
+		for _, ck := range rs.Checks {
+			if ck.ConnectPort != 0 || !slices.Contains(portCheckers, ck.Kind) {
+				continue
+			}
+			p := rs.Port
+			if p == 0 {
+				p = port
+			}
+			text, err := lineOf(ck.Pos)
+			if err != nil {
+				return err
+			}
+			head, rest, _ := strings.Cut(text, "{")
+			indent := text[:len(text)-len(strings.TrimLeft(text, " \t"))]
+			if strings.TrimSpace(rest) == "" {
+				e.set(ck.Pos, fmt.Sprintf("%s{\n%s    connect_port %d", head, indent, p))
+			} else {
+				e.set(ck.Pos, fmt.Sprintf("%s{ connect_port %d%s", head, p, rest))
+			}
+		}
+	}
+	return nil
+}
+
+// lineOf reads the line at pos from its file.
+func lineOf(pos keepalivedconf.Pos) (string, error) {
+	data, err := os.ReadFile(pos.File)
+	if err != nil {
+		return "", err
+	}
+	lines := strings.Split(string(data), "\n")
+	if pos.Line < 1 || pos.Line > len(lines) {
+		return "", fmt.Errorf("%s: no such line", pos)
+	}
+	return lines[pos.Line-1], nil
+}
+
+// apply returns the edited files and a unified-style diff of the lines
+// changed.
+func (e *editor) apply() (map[string]string, string, error) {
+	files := map[string]string{}
+	var diff strings.Builder
+	names := make([]string, 0, len(e.lines))
+	for f := range e.lines {
+		names = append(names, f)
+	}
+	slices.Sort(names)
+	for _, f := range names {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, "", err
+		}
+		old := strings.Split(string(data), "\n")
+		var out []string
+		fmt.Fprintf(&diff, "--- %s\n+++ %s (fixed)\n", f, f)
+		for k, l := range old {
+			repl, ok := e.lines[f][k+1]
+			if !ok {
+				out = append(out, l)
+				continue
+			}
+			fmt.Fprintf(&diff, "@@ line %d @@\n-%s\n", k+1, l)
+			if repl != "" {
+				out = append(out, repl)
+				for _, r := range strings.Split(repl, "\n") {
+					fmt.Fprintf(&diff, "+%s\n", r)
+				}
+			}
+		}
+		files[f] = strings.Join(out, "\n")
+	}
+	return files, diff.String(), nil
+}

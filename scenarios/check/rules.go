@@ -1,0 +1,139 @@
+package check
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
+)
+
+// Rules are a box's iptables rules that mark VIP traffic: what decides
+// which packets a fwmark virtual service takes.
+type Rules struct {
+	Path  string
+	Marks []MarkRule
+}
+
+// MarkRule is one mangle PREROUTING rule setting a mark.
+type MarkRule struct {
+	Pos  keepalivedconf.Pos
+	Text string
+	Dst  netip.Addr
+	Port uint16
+	Mark uint32
+	// MAC is the --mac-source match, Not its negation: "! --mac-source
+	// PEER" is the guard; a rule without one marks the peer's packets too.
+	MAC net.HardwareAddr
+	Not bool
+}
+
+// ParseRules reads iptables-save/iptables-restore text, or lines of
+// `iptables -t mangle -A PREROUTING ...` commands, keeping the mangle
+// PREROUTING rules that set a mark (MARK --set-mark or --set-xmark).
+func ParseRules(path string, text []byte) (*Rules, error) {
+	r := &Rules{Path: path}
+	table := "filter"
+	for i, line := range strings.Split(string(text), "\n") {
+		pos := keepalivedconf.Pos{File: path, Line: i + 1}
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if line[0] == '*' {
+			table = line[1:]
+			continue
+		}
+		f := strings.Fields(line)
+		t := table
+		if len(f) > 0 && (f[0] == "iptables" || f[0] == "iptables-nft" || f[0] == "iptables-legacy") {
+			f, t = f[1:], "filter"
+		}
+		rule := MarkRule{Pos: pos, Text: line}
+		chain, mark := "", false
+		for k := 0; k < len(f); k++ {
+			next := func() string {
+				if k+1 < len(f) {
+					k++
+					return f[k]
+				}
+				return ""
+			}
+			switch f[k] {
+			case "-t", "--table":
+				t = next()
+			case "-A", "--append", "-I", "--insert":
+				chain = next()
+			case "-d", "--destination":
+				a, err := netip.ParsePrefix(withBits(next()))
+				if err != nil {
+					return nil, fmt.Errorf("%s: -d: %v", pos, err)
+				}
+				rule.Dst = a.Addr()
+			case "--dport", "--destination-port":
+				p, err := strconv.ParseUint(next(), 10, 16)
+				if err != nil {
+					return nil, fmt.Errorf("%s: --dport: %v", pos, err)
+				}
+				rule.Port = uint16(p)
+			case "!":
+				if k+1 < len(f) && f[k+1] == "--mac-source" {
+					rule.Not = true
+				}
+			case "--mac-source":
+				mac, err := net.ParseMAC(next())
+				if err != nil {
+					return nil, fmt.Errorf("%s: --mac-source: %v", pos, err)
+				}
+				rule.MAC = mac
+			case "-j", "--jump":
+				mark = next() == "MARK"
+			case "--set-mark", "--set-xmark":
+				v, _, _ := strings.Cut(next(), "/")
+				m, err := strconv.ParseUint(v, 0, 32)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %s: %v", pos, f[k-1], err)
+				}
+				rule.Mark = uint32(m)
+			}
+		}
+		if t == "mangle" && chain == "PREROUTING" && mark && rule.Mark != 0 {
+			r.Marks = append(r.Marks, rule)
+		}
+	}
+	return r, nil
+}
+
+func withBits(s string) string {
+	if strings.Contains(s, "/") {
+		return s
+	}
+	return s + "/32"
+}
+
+// Setting returns the rules that set mark.
+func (r *Rules) Setting(mark uint32) []MarkRule {
+	var out []MarkRule
+	for _, m := range r.Marks {
+		if m.Mark == mark {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// excluded is the MAC the rules' guard excludes (the other box's, as the
+// user wrote it), if they name one; nil rules name none.
+func (r *Rules) excluded() net.HardwareAddr {
+	if r == nil {
+		return nil
+	}
+	for _, m := range r.Marks {
+		if m.Not && m.MAC != nil {
+			return m.MAC
+		}
+	}
+	return nil
+}

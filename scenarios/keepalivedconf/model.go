@@ -1,0 +1,559 @@
+package keepalivedconf
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the part of a keepalived configuration that decides how two
+// LVS-DR directors behave: VRRP and virtual services.
+type Config struct {
+	Files          []string                `json:"files"`
+	Global         Global                  `json:"global_defs"`
+	Instances      []*Instance             `json:"vrrp_instances"`
+	SyncGroups     []*SyncGroup            `json:"vrrp_sync_groups,omitempty"`
+	Scripts        map[string]*Script      `json:"vrrp_scripts,omitempty"`
+	ServerGroups   map[string]*ServerGroup `json:"virtual_server_groups,omitempty"`
+	VirtualServers []*VirtualServer        `json:"virtual_servers"`
+	// Unmodelled are the keywords this package keeps but does not
+	// interpret: keepalived may know them; lvslab runs them unchanged.
+	Unmodelled []Unmodelled `json:"unmodelled,omitempty"`
+}
+
+// Unmodelled is a keyword kept as written.
+type Unmodelled struct {
+	Pos   Pos    `json:"pos"`
+	Block string `json:"block"` // where it sits, e.g. "vrrp_instance VI_1"
+	Key   string `json:"key"`
+}
+
+// Global is global_defs.
+type Global struct {
+	RouterID   string      `json:"router_id,omitempty"`
+	VRRPStrict bool        `json:"vrrp_strict,omitempty"`
+	SyncDaemon *SyncDaemon `json:"lvs_sync_daemon,omitempty"`
+}
+
+// SyncDaemon is global_defs' lvs_sync_daemon INTERFACE [INSTANCE] [id N].
+type SyncDaemon struct {
+	Pos       Pos    `json:"pos"`
+	Interface string `json:"interface"`
+	Instance  string `json:"instance,omitempty"`
+	ID        int    `json:"id,omitempty"`
+}
+
+// Instance is a vrrp_instance.
+type Instance struct {
+	Pos          Pos               `json:"pos"`
+	Name         string            `json:"name"`
+	State        string            `json:"state"` // MASTER or BACKUP as written
+	Interface    string            `json:"interface"`
+	VRID         int               `json:"virtual_router_id"`
+	Priority     int               `json:"priority"`
+	AdvertInt    time.Duration     `json:"advert_int_ns"`
+	VIPs         []VIP             `json:"virtual_ipaddress"`
+	UnicastSrc   netip.Addr        `json:"unicast_src_ip,omitzero"`
+	UnicastPeers []netip.Addr      `json:"unicast_peer,omitempty"`
+	NoPreempt    bool              `json:"nopreempt,omitempty"`
+	PreemptDelay time.Duration     `json:"preempt_delay_ns,omitempty"`
+	TrackScripts []string          `json:"track_script,omitempty"`
+	Notify       map[string]string `json:"notify,omitempty"` // notify, notify_master, ... -> command
+	// SyncInterface is the deprecated per-instance lvs_sync_daemon_interface.
+	SyncInterface string `json:"lvs_sync_daemon_interface,omitempty"`
+}
+
+// VIP is one virtual_ipaddress line: ADDR[/LEN] [dev DEV] [label LABEL].
+type VIP struct {
+	Pos    Pos          `json:"pos"`
+	Prefix netip.Prefix `json:"prefix"`
+	Dev    string       `json:"dev,omitempty"`
+	Label  string       `json:"label,omitempty"`
+}
+
+// SyncGroup is a vrrp_sync_group: instances that change state together.
+type SyncGroup struct {
+	Pos       Pos      `json:"pos"`
+	Name      string   `json:"name"`
+	Instances []string `json:"group"`
+}
+
+// Script is a vrrp_script.
+type Script struct {
+	Pos      Pos           `json:"pos"`
+	Name     string        `json:"name"`
+	Command  string        `json:"script"`
+	Interval time.Duration `json:"interval_ns,omitempty"`
+	Weight   int           `json:"weight,omitempty"`
+}
+
+// ServerGroup is a virtual_server_group: addresses (with last-octet
+// ranges, 192.168.200.3-10), ports, fwmarks.
+type ServerGroup struct {
+	Pos     Pos          `json:"pos"`
+	Name    string       `json:"name"`
+	Entries []GroupEntry `json:"entries"`
+}
+
+// GroupEntry is one line of a virtual_server_group.
+type GroupEntry struct {
+	Pos   Pos        `json:"pos"`
+	First netip.Addr `json:"first,omitzero"`
+	Last  netip.Addr `json:"last,omitzero"` // == First unless a range
+	Port  uint16     `json:"port,omitempty"`
+	Mark  uint32     `json:"fwmark,omitempty"`
+}
+
+// VirtualServer is a virtual_server: by address and port, by fwmark, or
+// by group.
+type VirtualServer struct {
+	Pos         Pos           `json:"pos"`
+	Addr        netip.Addr    `json:"addr,omitzero"`
+	Port        uint16        `json:"port,omitempty"`
+	Mark        uint32        `json:"fwmark,omitempty"`
+	Group       string        `json:"group,omitempty"`
+	LBAlgo      string        `json:"lb_algo"`
+	LBKind      string        `json:"lb_kind"`
+	Protocol    string        `json:"protocol"`
+	Persistence uint32        `json:"persistence_timeout,omitempty"`
+	Granularity string        `json:"persistence_granularity,omitempty"`
+	DelayLoop   time.Duration `json:"delay_loop_ns,omitempty"`
+	Sorry       *RealServer   `json:"sorry_server,omitempty"`
+	RealServers []*RealServer `json:"real_servers"`
+	// Node is the block as written, for rewriting the config.
+	Node *Node `json:"-"`
+}
+
+// Key names the service as ipvsadm does: "TCP 192.168.1.200:3306",
+// "FWM 3", or "group VSG_1".
+func (v *VirtualServer) Key() string {
+	switch {
+	case v.Group != "":
+		return "group " + v.Group
+	case v.Mark != 0:
+		return fmt.Sprintf("FWM %d", v.Mark)
+	}
+	return fmt.Sprintf("%s %s", strings.ToUpper(v.Protocol), netip.AddrPortFrom(v.Addr, v.Port))
+}
+
+// RealServer is a real_server with its checkers.
+type RealServer struct {
+	Pos              Pos        `json:"pos"`
+	Addr             netip.Addr `json:"addr"`
+	Port             uint16     `json:"port"`
+	Weight           int        `json:"weight"`
+	InhibitOnFailure bool       `json:"inhibit_on_failure,omitempty"`
+	Checks           []*Check   `json:"checks,omitempty"`
+}
+
+// Checker kinds keepalived runs against a real server.
+const (
+	TCPCheck  = "TCP_CHECK"
+	HTTPGet   = "HTTP_GET"
+	SSLGet    = "SSL_GET"
+	MiscCheck = "MISC_CHECK"
+	SMTPCheck = "SMTP_CHECK"
+	DNSCheck  = "DNS_CHECK"
+)
+
+var checkKinds = []string{TCPCheck, HTTPGet, SSLGet, MiscCheck, SMTPCheck, DNSCheck, "UDP_CHECK", "PING_CHECK", "FILE_CHECK", "BFD_CHECK"}
+
+// Check is a checker block.
+type Check struct {
+	Pos            Pos           `json:"pos"`
+	Kind           string        `json:"kind"`
+	ConnectIP      netip.Addr    `json:"connect_ip,omitzero"`
+	ConnectPort    uint16        `json:"connect_port,omitempty"`
+	ConnectTimeout time.Duration `json:"connect_timeout_ns,omitempty"`
+	URLs           []URL         `json:"urls,omitempty"`
+	MiscPath       string        `json:"misc_path,omitempty"`
+	MiscDynamic    bool          `json:"misc_dynamic,omitempty"`
+	MiscTimeout    time.Duration `json:"misc_timeout_ns,omitempty"`
+}
+
+// URL is an HTTP_GET/SSL_GET url block.
+type URL struct {
+	Path       string `json:"path"`
+	StatusCode string `json:"status_code,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+}
+
+// Load reads path (and its includes) into a Config.
+func Load(path string) (*Config, error) {
+	nodes, files, err := ParseFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Model(nodes)
+	if c != nil {
+		c.Files = files
+	}
+	return c, err
+}
+
+// Model turns a syntax tree into a Config, checking each value it models.
+func Model(nodes []*Node) (*Config, error) {
+	m := &modeler{c: &Config{Scripts: map[string]*Script{}, ServerGroups: map[string]*ServerGroup{}}}
+	for _, n := range nodes {
+		m.top(n)
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	return m.c, m.resolve()
+}
+
+type modeler struct {
+	c   *Config
+	err error // the first
+}
+
+func (m *modeler) fail(n *Node, format string, args ...any) {
+	if m.err == nil {
+		m.err = errorf(n.Pos, "%s: %s", n.Key, fmt.Sprintf(format, args...))
+	}
+}
+
+func (m *modeler) unmodelled(n *Node, block string) {
+	m.c.Unmodelled = append(m.c.Unmodelled, Unmodelled{Pos: n.Pos, Block: block, Key: n.Key})
+}
+
+func (m *modeler) top(n *Node) {
+	switch n.Key {
+	case "global_defs":
+		m.global(n)
+	case "vrrp_instance":
+		m.instance(n)
+	case "vrrp_sync_group":
+		g := &SyncGroup{Pos: n.Pos, Name: m.name(n)}
+		for _, c := range n.Block {
+			if c.Key == "group" {
+				for _, i := range c.Block {
+					g.Instances = append(g.Instances, i.Key)
+					g.Instances = append(g.Instances, i.Args...)
+				}
+				continue
+			}
+			m.unmodelled(c, "vrrp_sync_group "+g.Name)
+		}
+		m.c.SyncGroups = append(m.c.SyncGroups, g)
+	case "vrrp_script":
+		s := &Script{Pos: n.Pos, Name: m.name(n)}
+		for _, c := range n.Block {
+			switch c.Key {
+			case "script":
+				s.Command = strings.Join(c.Args, " ")
+			case "interval":
+				s.Interval = m.seconds(c)
+			case "weight":
+				s.Weight = m.intIn(c, -254, 254)
+			default:
+				m.unmodelled(c, "vrrp_script "+s.Name)
+			}
+		}
+		m.c.Scripts[s.Name] = s
+	case "virtual_server_group":
+		m.serverGroup(n)
+	case "virtual_server":
+		m.virtualServer(n)
+	default:
+		m.unmodelled(n, "")
+	}
+}
+
+func (m *modeler) name(n *Node) string {
+	if len(n.Args) == 0 {
+		m.fail(n, "needs a name")
+		return ""
+	}
+	return n.Args[0]
+}
+
+func (m *modeler) global(n *Node) {
+	g := &m.c.Global
+	for _, c := range n.Block {
+		switch c.Key {
+		case "router_id":
+			g.RouterID = m.arg(c)
+		case "vrrp_strict":
+			g.VRRPStrict = true
+		case "lvs_sync_daemon":
+			if len(c.Args) == 0 {
+				m.fail(c, "needs an interface")
+				continue
+			}
+			sd := &SyncDaemon{Pos: c.Pos, Interface: c.Args[0]}
+			for i := 1; i < len(c.Args); i++ {
+				switch c.Args[i] {
+				case "id":
+					if i+1 < len(c.Args) {
+						i++
+						sd.ID = m.parseInt(c, c.Args[i], 0, 255)
+					}
+				case "maxlen", "port", "ttl", "group":
+					i++ // options lvslab runs as written
+				default:
+					sd.Instance = c.Args[i]
+				}
+			}
+			g.SyncDaemon = sd
+		default:
+			m.unmodelled(c, "global_defs")
+		}
+	}
+}
+
+func (m *modeler) instance(n *Node) {
+	in := &Instance{Pos: n.Pos, Name: m.name(n), Priority: 100, AdvertInt: time.Second}
+	where := "vrrp_instance " + in.Name
+	for _, c := range n.Block {
+		switch c.Key {
+		case "state":
+			in.State = strings.ToUpper(m.arg(c))
+			if in.State != "MASTER" && in.State != "BACKUP" {
+				m.fail(c, "want MASTER or BACKUP, got %q", m.arg(c))
+			}
+		case "interface":
+			in.Interface = m.arg(c)
+		case "virtual_router_id":
+			in.VRID = m.intIn(c, 1, 255)
+		case "priority":
+			in.Priority = m.intIn(c, 1, 255)
+		case "advert_int":
+			in.AdvertInt = m.seconds(c)
+		case "virtual_ipaddress":
+			for _, a := range c.Block {
+				in.VIPs = append(in.VIPs, m.vip(a))
+			}
+		case "unicast_src_ip":
+			in.UnicastSrc = m.addr(c, m.arg(c))
+		case "unicast_peer":
+			for _, p := range c.Block {
+				in.UnicastPeers = append(in.UnicastPeers, m.addr(p, p.Key))
+			}
+		case "nopreempt":
+			in.NoPreempt = true
+		case "preempt_delay":
+			in.PreemptDelay = m.seconds(c)
+		case "track_script":
+			for _, s := range c.Block {
+				in.TrackScripts = append(in.TrackScripts, s.Key)
+			}
+		case "notify", "notify_master", "notify_backup", "notify_fault", "notify_stop":
+			if in.Notify == nil {
+				in.Notify = map[string]string{}
+			}
+			in.Notify[c.Key] = strings.Join(c.Args, " ")
+		case "lvs_sync_daemon_interface":
+			in.SyncInterface = m.arg(c)
+		default:
+			m.unmodelled(c, where)
+		}
+	}
+	m.c.Instances = append(m.c.Instances, in)
+}
+
+func (m *modeler) vip(n *Node) VIP {
+	v := VIP{Pos: n.Pos}
+	s := n.Key
+	if !strings.Contains(s, "/") {
+		s += "/32"
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() && !p.Addr().Is6() {
+		m.fail(n, "not an address: %v", err)
+	}
+	v.Prefix = p
+	for i := 0; i+1 < len(n.Args); i += 2 {
+		switch n.Args[i] {
+		case "dev":
+			v.Dev = n.Args[i+1]
+		case "label":
+			v.Label = n.Args[i+1]
+		}
+	}
+	return v
+}
+
+func (m *modeler) serverGroup(n *Node) {
+	g := &ServerGroup{Pos: n.Pos, Name: m.name(n)}
+	for _, c := range n.Block {
+		e := GroupEntry{Pos: c.Pos}
+		if c.Key == "fwmark" {
+			e.Mark = uint32(m.intIn(c, 1, 1<<32-1))
+		} else {
+			first, last, ok := strings.Cut(c.Key, "-")
+			e.First = m.addr(c, first)
+			e.Last = e.First
+			if ok && e.First.Is4() {
+				b := e.First.As4()
+				b[3] = byte(m.parseInt(c, last, int(b[3]), 255))
+				e.Last = netip.AddrFrom4(b)
+			}
+			if len(c.Args) > 0 {
+				e.Port = uint16(m.parseInt(c, c.Args[0], 0, 65535))
+			}
+		}
+		g.Entries = append(g.Entries, e)
+	}
+	m.c.ServerGroups[g.Name] = g
+}
+
+func (m *modeler) virtualServer(n *Node) {
+	v := &VirtualServer{Pos: n.Pos, Protocol: "TCP", LBAlgo: "rr", LBKind: "NAT", Node: n}
+	switch {
+	case len(n.Args) == 2 && n.Args[0] == "fwmark":
+		v.Mark = uint32(m.parseInt(n, n.Args[1], 1, 1<<32-1))
+	case len(n.Args) == 2 && n.Args[0] == "group":
+		v.Group = n.Args[1]
+	case len(n.Args) == 2:
+		v.Addr = m.addr(n, n.Args[0])
+		v.Port = uint16(m.parseInt(n, n.Args[1], 0, 65535))
+	default:
+		m.fail(n, "want ADDRESS PORT, fwmark N or group NAME, got %q", strings.Join(n.Args, " "))
+		return
+	}
+	where := "virtual_server " + strings.Join(n.Args, " ")
+	for _, c := range n.Block {
+		switch c.Key {
+		case "lb_algo", "lvs_sched":
+			v.LBAlgo = m.arg(c)
+		case "lb_kind", "lvs_method":
+			v.LBKind = strings.ToUpper(m.arg(c))
+		case "protocol":
+			v.Protocol = strings.ToUpper(m.arg(c))
+		case "persistence_timeout":
+			v.Persistence = uint32(m.intIn(c, 0, 1<<31-1))
+		case "persistence_granularity":
+			v.Granularity = m.arg(c)
+		case "delay_loop":
+			v.DelayLoop = m.seconds(c)
+		case "sorry_server":
+			if len(c.Args) >= 2 {
+				v.Sorry = &RealServer{Pos: c.Pos, Addr: m.addr(c, c.Args[0]), Port: uint16(m.parseInt(c, c.Args[1], 0, 65535))}
+			} else {
+				m.fail(c, "want ADDRESS PORT")
+			}
+		case "real_server":
+			v.RealServers = append(v.RealServers, m.realServer(c, where))
+		default:
+			m.unmodelled(c, where)
+		}
+	}
+	m.c.VirtualServers = append(m.c.VirtualServers, v)
+}
+
+func (m *modeler) realServer(n *Node, in string) *RealServer {
+	rs := &RealServer{Pos: n.Pos, Weight: 1}
+	if len(n.Args) < 1 {
+		m.fail(n, "want ADDRESS [PORT]")
+		return rs
+	}
+	rs.Addr = m.addr(n, n.Args[0])
+	if len(n.Args) > 1 {
+		rs.Port = uint16(m.parseInt(n, n.Args[1], 0, 65535))
+	}
+	where := in + " real_server " + strings.Join(n.Args, " ")
+	for _, c := range n.Block {
+		switch {
+		case c.Key == "weight":
+			rs.Weight = m.intIn(c, 0, 65535)
+		case c.Key == "inhibit_on_failure":
+			rs.InhibitOnFailure = true
+		case slices.Contains(checkKinds, c.Key):
+			rs.Checks = append(rs.Checks, m.checker(c, where))
+		default:
+			m.unmodelled(c, where)
+		}
+	}
+	return rs
+}
+
+func (m *modeler) checker(n *Node, in string) *Check {
+	ck := &Check{Pos: n.Pos, Kind: n.Key}
+	where := in + " " + n.Key
+	for _, c := range n.Block {
+		switch c.Key {
+		case "connect_ip":
+			ck.ConnectIP = m.addr(c, m.arg(c))
+		case "connect_port":
+			ck.ConnectPort = uint16(m.intIn(c, 1, 65535))
+		case "connect_timeout":
+			ck.ConnectTimeout = m.seconds(c)
+		case "url":
+			u := URL{}
+			for _, x := range c.Block {
+				switch x.Key {
+				case "path":
+					u.Path = m.arg(x)
+				case "status_code":
+					u.StatusCode = m.arg(x)
+				case "digest":
+					u.Digest = m.arg(x)
+				default:
+					m.unmodelled(x, where+" url")
+				}
+			}
+			ck.URLs = append(ck.URLs, u)
+		case "misc_path":
+			ck.MiscPath = strings.Join(c.Args, " ")
+		case "misc_dynamic":
+			ck.MiscDynamic = true
+		case "misc_timeout":
+			ck.MiscTimeout = m.seconds(c)
+		default:
+			m.unmodelled(c, where)
+		}
+	}
+	return ck
+}
+
+// resolve ties the pieces together: the names one block gives another.
+func (m *modeler) resolve() error {
+	for _, v := range m.c.VirtualServers {
+		if v.Group != "" && m.c.ServerGroups[v.Group] == nil {
+			return errorf(v.Pos, "virtual_server group %s: no virtual_server_group of that name", v.Group)
+		}
+	}
+	return nil
+}
+
+func (m *modeler) arg(n *Node) string {
+	if len(n.Args) == 0 {
+		m.fail(n, "needs a value")
+		return ""
+	}
+	return n.Args[0]
+}
+
+func (m *modeler) parseInt(n *Node, s string, lo, hi int) int {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < lo || v > hi {
+		m.fail(n, "want a whole number from %d to %d, got %q", lo, hi, s)
+	}
+	return v
+}
+
+func (m *modeler) intIn(n *Node, lo, hi int) int { return m.parseInt(n, m.arg(n), lo, hi) }
+
+// seconds reads keepalived's times: seconds, possibly fractional.
+func (m *modeler) seconds(n *Node) time.Duration {
+	s := m.arg(n)
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 1e6 {
+		m.fail(n, "want seconds, got %q", s)
+		return 0
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func (m *modeler) addr(n *Node, s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		m.fail(n, "not an address: %q", s)
+	}
+	return a
+}

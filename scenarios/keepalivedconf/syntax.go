@@ -1,0 +1,310 @@
+// Package keepalivedconf reads keepalived.conf the way keepalived does:
+// lines of whitespace-separated words, the first a keyword, "{" and "}"
+// opening and closing blocks, "#" and "!" comments, double-quoted words,
+// `include` with globs relative to the including file, and `$NAME=`
+// definitions used as $NAME or ${NAME}. Constructs it does not model
+// (`@` conditionals, `~SEQ`, multi-line definitions) are refused with
+// file:line rather than guessed at.
+//
+// Parse gives a syntax tree of Nodes; Model turns it into a typed Config
+// (global_defs, vrrp_instance, vrrp_sync_group, vrrp_script,
+// virtual_server_group, virtual_server with its real_servers and checkers)
+// and keeps every keyword it does not model in Config.Unmodelled.
+package keepalivedconf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Limits on input, as for the lab's YAML: a config is small; a bigger one
+// is a mistake or an attack, refused before it costs memory.
+const (
+	MaxFileBytes = 1 << 20
+	MaxFiles     = 64
+	MaxDepth     = 32 // nested blocks
+	MaxWords     = 200000
+)
+
+// Pos is where a line is: file and 1-based line.
+type Pos struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
+}
+
+func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
+
+// Error is bad input at a place: exit 2 material.
+type Error struct {
+	Pos Pos
+	Msg string
+}
+
+func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// ErrInvalid matches every *Error with errors.Is.
+var ErrInvalid = errors.New("invalid keepalived config")
+
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+func errorf(p Pos, format string, args ...any) error {
+	return &Error{Pos: p, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Node is one statement: a keyword, its arguments, and its block if it
+// has one ("{ ... }", on the same line or the next).
+type Node struct {
+	Pos      Pos
+	Key      string
+	Args     []string
+	Block    []*Node
+	HasBlock bool
+}
+
+// line is one logical line's words, after comments, definitions and
+// includes.
+type line struct {
+	pos   Pos
+	words []string
+}
+
+// reader reads files into lines, following includes.
+type reader struct {
+	noIncludes bool // Parse's text stands alone
+	defs       map[string]string
+	lines      []line
+	files      []string
+	words      int
+}
+
+// ParseFile reads path and every file it includes into a syntax tree.
+func ParseFile(path string) ([]*Node, []string, error) {
+	r := &reader{defs: map[string]string{}}
+	if err := r.readFile(path, Pos{File: path}, 0); err != nil {
+		return nil, nil, err
+	}
+	nodes, err := build(r.lines)
+	return nodes, r.files, err
+}
+
+// Parse reads one file's text, which may not include others, into a
+// syntax tree.
+func Parse(name string, text []byte) ([]*Node, error) {
+	r := &reader{defs: map[string]string{}, noIncludes: true}
+	if err := r.readText(name, text, 0); err != nil {
+		return nil, err
+	}
+	return build(r.lines)
+}
+
+func (r *reader) readFile(path string, from Pos, depth int) error {
+	if len(r.files) >= MaxFiles {
+		return errorf(from, "more than %d config files", MaxFiles)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return errorf(from, "%v", err)
+	}
+	if !st.Mode().IsRegular() {
+		return errorf(from, "%s is not a regular file", path)
+	}
+	if st.Size() > MaxFileBytes {
+		return errorf(from, "%s is %d bytes, more than the %d a config may have", path, st.Size(), MaxFileBytes)
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return errorf(from, "%v", err)
+	}
+	r.files = append(r.files, path)
+	return r.readText(path, text, depth)
+}
+
+var (
+	defLine = regexp.MustCompile(`^\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
+	defUse  = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+)
+
+func (r *reader) readText(name string, text []byte, depth int) error {
+	if len(text) > MaxFileBytes {
+		return errorf(Pos{File: name}, "more than %d bytes", MaxFileBytes)
+	}
+	for i, raw := range strings.Split(string(text), "\n") {
+		pos := Pos{File: name, Line: i + 1}
+		s := strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
+		if s == "" {
+			continue
+		}
+		switch {
+		case s[0] == '@':
+			return errorf(pos, "conditional configuration (%s) is not supported: remove the @ lines that do not apply", strings.Fields(s)[0])
+		case strings.HasPrefix(s, "~SEQ"):
+			return errorf(pos, "~SEQ is not supported")
+		}
+		if m := defLine.FindStringSubmatch(s); m != nil {
+			v := strings.TrimSpace(m[2])
+			if v == "" || strings.HasSuffix(v, `\`) {
+				return errorf(pos, "multi-line definition of $%s is not supported", m[1])
+			}
+			r.defs[m[1]] = v
+			continue
+		}
+		var bad error
+		s = defUse.ReplaceAllStringFunc(s, func(use string) string {
+			m := defUse.FindStringSubmatch(use)
+			n := m[1] + m[2]
+			v, ok := r.defs[n]
+			if !ok && bad == nil {
+				bad = errorf(pos, "$%s is not defined", n)
+			}
+			return v
+		})
+		if bad != nil {
+			return bad
+		}
+		words, err := split(s)
+		if err != nil {
+			return errorf(pos, "%v", err)
+		}
+		if len(words) == 0 {
+			continue
+		}
+		if r.words += len(words); r.words > MaxWords {
+			return errorf(pos, "more than %d words", MaxWords)
+		}
+		if words[0] == "include" {
+			if len(words) != 2 {
+				return errorf(pos, "include takes one file or glob")
+			}
+			if r.noIncludes {
+				return errorf(pos, "include: this text stands alone (read the file with ParseFile)")
+			}
+			if depth >= 8 {
+				return errorf(pos, "includes nested more than 8 deep")
+			}
+			pattern := words[1]
+			if !filepath.IsAbs(pattern) {
+				pattern = filepath.Join(filepath.Dir(name), pattern)
+			}
+			matches, err := filepath.Glob(pattern)
+			if err != nil {
+				return errorf(pos, "include %s: %v", words[1], err)
+			}
+			if len(matches) == 0 {
+				return errorf(pos, "include %s matches no file", words[1])
+			}
+			for _, m := range matches {
+				if err := r.readFile(m, pos, depth+1); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		r.lines = append(r.lines, line{pos, words})
+	}
+	return nil
+}
+
+// split cuts a line into words as keepalived does: whitespace separates,
+// "..." is one word without its quotes, "{" and "}" are words of their
+// own, and an unquoted word starting with # or ! comments out the rest.
+func split(s string) ([]string, error) {
+	var words []string
+	for {
+		s = strings.TrimLeft(s, " \t\r\v\f")
+		if s == "" {
+			return words, nil
+		}
+		switch s[0] {
+		case '#', '!':
+			return words, nil
+		case '{', '}':
+			words, s = append(words, s[:1]), s[1:]
+			continue
+		case '"':
+			end := strings.IndexByte(s[1:], '"')
+			if end < 0 {
+				return nil, fmt.Errorf("unmatched quote")
+			}
+			words, s = append(words, s[1:end+1]), s[end+2:]
+			continue
+		}
+		end := strings.IndexAny(s, " \t\r\v\f\"{}")
+		if end < 0 {
+			end = len(s)
+		}
+		words, s = append(words, s[:end]), s[end:]
+	}
+}
+
+// build turns lines into a tree: a line ending in "{" (or followed by a
+// line that is "{") opens its keyword's block; "}" closes it.
+func build(lines []line) ([]*Node, error) {
+	var words []word
+	for _, l := range lines {
+		for i, w := range l.words {
+			words = append(words, word{l.pos, w, i == 0})
+		}
+	}
+	p := &parser{words: words}
+	nodes, err := p.block(0, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p.i < len(p.words) {
+		return nil, errorf(p.words[p.i].pos, "unexpected }")
+	}
+	return nodes, nil
+}
+
+type word struct {
+	pos   Pos
+	text  string
+	first bool // first word of its line
+}
+
+type parser struct {
+	words []word
+	i     int
+}
+
+// block reads the statements of open's block (the top level when nil)
+// until a "}", not consumed.
+func (p *parser) block(depth int, open *Node) ([]*Node, error) {
+	if depth > MaxDepth {
+		return nil, errorf(open.Pos, "blocks nested more than %d deep", MaxDepth)
+	}
+	var nodes []*Node
+	for p.i < len(p.words) {
+		w := p.words[p.i]
+		switch w.text {
+		case "}":
+			return nodes, nil
+		case "{":
+			return nil, errorf(w.pos, "unexpected {")
+		}
+		n := &Node{Pos: w.pos, Key: w.text}
+		p.i++
+		for p.i < len(p.words) && !p.words[p.i].first && p.words[p.i].text != "{" && p.words[p.i].text != "}" {
+			n.Args = append(n.Args, p.words[p.i].text)
+			p.i++
+		}
+		if p.i < len(p.words) && p.words[p.i].text == "{" {
+			n.HasBlock = true
+			p.i++
+			var err error
+			if n.Block, err = p.block(depth+1, n); err != nil {
+				return nil, err
+			}
+			if p.i >= len(p.words) {
+				return nil, errorf(n.Pos, "%s: block not closed", n.Key)
+			}
+			p.i++ // the "}"
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
