@@ -168,7 +168,7 @@ endef
 
 # make bench BENCH_SETS="director run" reruns some sets; BENCH.md is
 # always regenerated from every raw file (each names its date).
-BENCH_SETS ?= lab kernel director scenarios run suite
+BENCH_SETS ?= lab kernel director scenarios run check suite
 bench: export LVSLAB_BIN := $(CURDIR)/$(BIN)
 bench: export LVSLAB_REQUIRE_IPVS := 1
 bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate reports/bench/BENCH.md (root)
@@ -176,7 +176,8 @@ bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate repor
 	$(if $(filter kernel,$(BENCH_SETS)),$(call bench_raw,./lab/kernel/,kernel,Kernel runner: lvslab vm run -- true under TCG vs the DESIGN.md boot recipe))
 	$(if $(filter director,$(BENCH_SETS)),$(call bench_raw,./director/,director,Director: IPVS reconcile vs ipvsadm; failover vs keepalived,$(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter scenarios,$(BENCH_SETS)),$(call bench_raw,./scenarios/,scenarios,Conformance: one steady-state scenario from nothing to a verdict vs a shell script,$(BENCH_KEXEC),$(BENCH_KERNEL)))
-	$(if $(filter run,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,run,The headline job: lvslab run (six scenarios at once) from start to exit,,$(BENCH_KERNEL)))
+	$(if $(filter run,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,run,The headline job: lvslab run (six scenarios at once) from start to exit,-bench BenchmarkRun,$(BENCH_KERNEL)))
+	$(if $(filter check,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,check,lvslab check on the reference pair (12 runs) vs lvslab run on the same cells of the template pair,-bench BenchmarkCheck,$(BENCH_KERNEL)))
 	$(if $(filter suite,$(BENCH_SETS)),$(suite_raw))
 	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -54,9 +55,12 @@ type Daemon struct {
 	// both without blocking the loop. Unit tests replace them.
 	work     *worker
 	transmit func(Advert) error
-	announce func(netip.Addr)
-	crashed  chan error // a goroutine's panic (spawn)
-	started  bool       // the loop ran: VIPs may be up
+	announce func(v netip.Addr, held func() bool)
+	// vipGen counts VIP additions and removals: an announcement goes on
+	// only while the generation it started in holds.
+	vipGen  atomic.Uint64
+	crashed chan error // a goroutine's panic (spawn)
+	started bool       // the loop ran: VIPs may be up
 	// peerMAC is the MAC the guard excludes (nil while unknown), and
 	// peerFrom where it came from: "config", "adverts" or "neighbour".
 	peerMAC  net.HardwareAddr
@@ -353,9 +357,9 @@ func (d *Daemon) setup() error {
 	}
 	d.conn = ipv4.NewPacketConn(pc)
 	d.transmit = d.send
-	d.announce = func(v netip.Addr) {
+	d.announce = func(v netip.Addr, held func() bool) {
 		d.spawn(func() {
-			if err := GratuitousARP(d.ifi, v, 3); err != nil {
+			if err := GratuitousARP(d.ifi, v, 3, held); err != nil {
 				d.log.Error("gratuitous ARP", "err", err)
 			}
 		})
@@ -638,20 +642,25 @@ func (d *Daemon) vipAddr(v netip.Addr) *netlink.Addr {
 
 // addVIPs puts the VIPs on the interface and announces them with
 // gratuitous ARP (in the background: 200 ms of pauses), so the client and
-// switch learn our MAC at once.
+// switch learn our MAC at once. The announcements stop when the VIPs go:
+// a MASTER that yields at once must not go on claiming the VIP for the
+// peer that now holds it.
 func (d *Daemon) addVIPs() error {
+	gen := d.vipGen.Add(1)
+	held := func() bool { return d.vipGen.Load() == gen }
 	var errs []error
 	for _, v := range d.vips {
 		if err := d.nl.AddrAdd(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EEXIST) {
 			errs = append(errs, fmt.Errorf("add VIP %s on %s: %w", v, d.ifi.Name, err))
 			continue
 		}
-		d.announce(v)
+		d.announce(v, held)
 	}
 	return errors.Join(errs...)
 }
 
 func (d *Daemon) delVIPs() error {
+	d.vipGen.Add(1) // ends the announcements under way
 	var errs []error
 	for _, v := range d.vips {
 		if err := d.nl.AddrDel(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
@@ -708,8 +717,9 @@ func (d *Daemon) teardown() error {
 }
 
 // GratuitousARP broadcasts n ARP requests for addr from ifi's MAC (RFC
-// 5227 announcements), one every 100 ms.
-func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int) error {
+// 5227 announcements), one every 100 ms, each only while held says the
+// address is still ours.
+func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int, held func() bool) error {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(afpacket.Htons(unix.ETH_P_ARP)))
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP socket: %w", err)
@@ -730,6 +740,9 @@ func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int) error {
 	for i := range n {
 		if i > 0 {
 			time.Sleep(100 * time.Millisecond)
+		}
+		if !held() {
+			return nil
 		}
 		if err := unix.Sendto(fd, frame, 0, to); err != nil {
 			return fmt.Errorf("gratuitous ARP for %s on %s: %w", addr, ifi.Name, err)

@@ -89,7 +89,7 @@ func stalledDaemon(t *testing.T, priority string) (d *Daemon, sends func() []sen
 		log = append(log, sent{time.Now(), a.Priority})
 		return nil
 	}
-	d.announce = func(netip.Addr) {}
+	d.announce = func(netip.Addr, func() bool) {}
 	return d, func() []sent { mu.Lock(); defer mu.Unlock(); return append([]sent(nil), log...) }
 }
 
@@ -209,5 +209,32 @@ func TestPanicEndsTheLoopAndTearsDown(t *testing.T) {
 	}
 	if rules := ipt.Save(GuardTable); strings.Contains(rules, GuardChain) {
 		t.Errorf("guard left after the panic:\n%s", rules)
+	}
+}
+
+// TestAnnouncementsEndWithTheVIP: a gratuitous ARP under way stops when
+// the VIPs go. Directors started together may both become MASTER for a
+// moment; the one that yields must not go on announcing the VIP, or the
+// client sends the peer's traffic to it (seen: 2 of 20 connections broken
+// when a yielded BACKUP's announcements outlived its VIP).
+func TestAnnouncementsEndWithTheVIP(t *testing.T) {
+	d, _ := stalledDaemon(t, "150")
+	var held []func() bool
+	d.announce = func(_ netip.Addr, h func() bool) { held = append(held, h) }
+	if err := d.addVIPs(); err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 1 || !held[0]() {
+		t.Fatalf("after addVIPs: %d announcements, held %v; want one, held", len(held), len(held) == 1 && held[0]())
+	}
+	if err := d.delVIPs(); err != nil {
+		t.Fatal(err)
+	}
+	if held[0]() {
+		t.Error("the announcement goes on after delVIPs")
+	}
+	d.addVIPs()
+	if held[0]() || !held[1]() {
+		t.Errorf("MASTER again: the old announcement held %v, the new one %v; want false, true", held[0](), held[1]())
 	}
 }

@@ -466,6 +466,20 @@ func (b *Box) Netlink() *netlink.Handle { return b.nl }
 // not run in the namespace.
 func (b *Box) Do(f func() error) error { return doIn(b.Path(), f) }
 
+// DialFrom returns a dial function like DialContext's that binds the
+// connection's source to local, one of the box's addresses.
+func (b *Box) DialFrom(local netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := b.Do(func() error {
+			var err error
+			c, err = (&net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
 // DialContext dials from inside the box's namespace; the socket stays there.
 func (b *Box) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var c net.Conn

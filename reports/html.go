@@ -81,6 +81,8 @@ svg { background: #fafafa; border: 1px solid #ddd; }
 <h1>Two-box LVS-DR conformance: run {{.RunID}}</h1>
 <p>Kernel {{.Kernel}} ({{.Runner}}), started {{.Started.Format "2006-01-02 15:04:05 MST"}}.
 Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{else}}a verdict does not match its expectation{{end}}</strong>.</p>
+{{with .YourConfig}}<h2>Your configuration</h2>
+<pre id="your-config">{{.}}</pre>{{end}}
 <h2>Matrix</h2>
 <table id="matrix">
 <tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th>{{if .Merged}}<th>ran on</th>{{end}}</tr>

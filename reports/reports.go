@@ -34,6 +34,9 @@ type Summary struct {
 	Cells []string `json:"cells,omitempty"`
 	// Findings are the expectations investigated, as known at the run.
 	Findings []scenarios.Finding `json:"findings,omitempty"`
+	// YourConfig is lvslab check's account of a user's pair: what was
+	// parsed, the lab derived, the mappings, the fix written.
+	YourConfig string `json:"your_configuration,omitempty"`
 }
 
 // Pass reports whether every verdict matched its expectation.

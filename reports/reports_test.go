@@ -22,7 +22,8 @@ func sample() *Summary {
 		Verdict: scenarios.Clean, Expected: scenarios.Clean, Pass: true, Reason: "40 of 40 served",
 		Connections: 40, Served: 40, Failover: 3600 * time.Millisecond, Capture: &scenarios.CaptureStats{Frames: 310}}
 	return &Summary{RunID: "20261125-000000", Kernel: "6.1.0-56-amd64", Runner: "vm", Results: []*scenarios.Result{loop, clean},
-		Findings: []scenarios.Finding{{Title: "A graceful stop leaves nothing to loop on", Text: "CLEAN & without a fix."}}}
+		Findings:   []scenarios.Finding{{Title: "A graceful stop leaves nothing to loop on", Text: "CLEAN & without a fix."}},
+		YourConfig: "Your configuration\n  d1: db1.conf <with include>"}
 }
 
 func TestWriteAndRender(t *testing.T) {
@@ -47,6 +48,7 @@ func TestWriteAndRender(t *testing.T) {
 		`<polyline class="cli" points="0.0,105.0 360.0,112.5"/>`,
 		">25%</text>", // (3 hung + 7 failed) / 40
 		"every verdict matches its expectation",
+		"<pre id=\"your-config\">Your configuration\n  d1: db1.conf &lt;with include&gt;</pre>",
 		`<dt><strong>A graceful stop leaves nothing to loop on</strong></dt><dd>CLEAN &amp; without a fix.</dd>`,
 	} {
 		if !strings.Contains(html, want) {

@@ -174,7 +174,7 @@ type Bounces struct {
 	// Bounced counts segments that directors sent on more than once with
 	// a lower TTL each time: passed from one director to the other.
 	Bounced int `json:"bounced"`
-	// MaxDepth is the most director hops one segment made.
+	// MaxDepth is the most director hops one tcpSegment made.
 	MaxDepth int `json:"max_depth"`
 }
 
@@ -184,9 +184,6 @@ type Bounces struct {
 // current kernels). A client's retransmission carries a fresh TTL, so it
 // is not counted as a hop.
 func CountBounces(frames []Frame, directors []net.HardwareAddr, vip netip.Addr, port uint16) Bounces {
-	isDirector := func(mac []byte) bool {
-		return slices.ContainsFunc(directors, func(d net.HardwareAddr) bool { return bytes.Equal(d, mac) })
-	}
 	type key struct {
 		src   netip.AddrPort
 		ipid  uint16
@@ -196,26 +193,16 @@ func CountBounces(frames []Frame, directors []net.HardwareAddr, vip netip.Addr, 
 	ttls := map[key]map[byte]bool{}
 	var b Bounces
 	for _, f := range frames {
-		d := f.Data
-		if len(d) < 14+20+14 || binary.BigEndian.Uint16(d[12:]) != 0x0800 || !isDirector(d[6:12]) {
+		s, ok := segmentTo(f, vip, port)
+		if !ok || !isOneOf(directors, s.srcMAC) {
 			continue
 		}
-		ip := d[14:]
-		ihl := int(ip[0]&0x0f) * 4
-		if ip[9] != unix.IPPROTO_TCP || len(ip) < ihl+14 || netip.AddrFrom4([4]byte(ip[16:20])) != vip {
-			continue
-		}
-		tcp := ip[ihl:]
-		if binary.BigEndian.Uint16(tcp[2:]) != port {
-			continue
-		}
-		k := key{netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), binary.BigEndian.Uint16(tcp[0:])),
-			binary.BigEndian.Uint16(ip[4:]), binary.BigEndian.Uint32(tcp[4:]), tcp[13]}
+		k := key{s.src, s.ipid, s.seq, s.flags}
 		if ttls[k] == nil {
 			ttls[k] = map[byte]bool{}
 			b.Forwarded++
 		}
-		ttls[k][ip[8]] = true
+		ttls[k][s.ttl] = true
 	}
 	for _, t := range ttls {
 		if len(t) > 1 {
@@ -224,4 +211,51 @@ func CountBounces(frames []Frame, directors []net.HardwareAddr, vip netip.Addr, 
 		b.MaxDepth = max(b.MaxDepth, len(t))
 	}
 	return b
+}
+
+// FromClients counts the TCP segments to vip:port that reached box (its
+// MAC) from anyone but a director: what box's IPVS may count without
+// having re-balanced anything another director forwarded.
+func FromClients(frames []Frame, box net.HardwareAddr, directors []net.HardwareAddr, vip netip.Addr, port uint16) uint64 {
+	var n uint64
+	for _, f := range frames {
+		if s, ok := segmentTo(f, vip, port); ok && bytes.Equal(s.dstMAC, box) && !isOneOf(directors, s.srcMAC) {
+			n++
+		}
+	}
+	return n
+}
+
+func isOneOf(macs []net.HardwareAddr, mac []byte) bool {
+	return slices.ContainsFunc(macs, func(m net.HardwareAddr) bool { return bytes.Equal(m, mac) })
+}
+
+// tcpSegment is what the judges read of a TCP tcpSegment in an Ethernet frame.
+type tcpSegment struct {
+	srcMAC, dstMAC []byte
+	src            netip.AddrPort
+	ipid           uint16
+	ttl            byte
+	seq            uint32
+	flags          byte
+}
+
+// segmentTo parses f as an IPv4 TCP tcpSegment to vip:port.
+func segmentTo(f Frame, vip netip.Addr, port uint16) (tcpSegment, bool) {
+	d := f.Data
+	if len(d) < 14+20+14 || binary.BigEndian.Uint16(d[12:]) != 0x0800 {
+		return tcpSegment{}, false
+	}
+	ip := d[14:]
+	ihl := int(ip[0]&0x0f) * 4
+	if ip[9] != unix.IPPROTO_TCP || len(ip) < ihl+14 || netip.AddrFrom4([4]byte(ip[16:20])) != vip {
+		return tcpSegment{}, false
+	}
+	tcp := ip[ihl:]
+	if binary.BigEndian.Uint16(tcp[2:]) != port {
+		return tcpSegment{}, false
+	}
+	return tcpSegment{srcMAC: d[6:12], dstMAC: d[0:6],
+		src:  netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), binary.BigEndian.Uint16(tcp[0:])),
+		ipid: binary.BigEndian.Uint16(ip[4:]), ttl: ip[8], seq: binary.BigEndian.Uint32(tcp[4:]), flags: tcp[13]}, true
 }

@@ -102,3 +102,23 @@ func TestWritePcapng(t *testing.T) {
 		t.Errorf("frames came in by %q, want \"d1 d2 d1\"", got)
 	}
 }
+
+// TestFromClients counts what reached a box from clients, not what a
+// director forwarded to it nor what went to the other box.
+func TestFromClients(t *testing.T) {
+	c := testCluster(t)
+	d1, d2, client := c.Directors[0].MAC, c.Directors[1].MAC, mustMAC("02:00:c0:a8:01:64")
+	to := func(f Frame, dst []byte) Frame {
+		f.Data = append([]byte(nil), f.Data...)
+		copy(f.Data[0:6], dst)
+		return f
+	}
+	frames := []Frame{
+		to(segment(client, 64, 1, 1), d2), to(segment(client, 64, 2, 2), d2), // clients to d2
+		to(segment(d1, 63, 3, 3), d2),     // d1 forwarded to d2
+		to(segment(client, 64, 4, 4), d1), // a client to d1
+	}
+	if got := FromClients(frames, d2, []net.HardwareAddr{d1, d2}, c.VIP, 3306); got != 2 {
+		t.Errorf("FromClients to d2 = %d, want 2", got)
+	}
+}

@@ -171,10 +171,16 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	k.procs[i], err = box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
+	k.procs[i], err = startKeepalived(box, dir, path)
+	return err
+}
+
+// startKeepalived runs keepalived in box on config path, its pid files
+// in dir, logging to the lab's log of the process.
+func startKeepalived(box *lab.Box, dir, path string) (*lab.Process, error) {
+	return box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
 		"--use-file", path, "--pid", filepath.Join(dir, "keepalived.pid"),
 		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")})
-	return err
 }
 
 // redirectScript is the REDIRECT fix's notify script, as an operator
@@ -235,14 +241,19 @@ func (m Mixed) Logs() map[string]string {
 	return logs
 }
 
-// StartBoth starts both directors, the MASTER first.
+// StartBoth starts both directors: the MASTER's first, and the other once
+// it holds the VIP, as boxes in the field start seconds apart. Started
+// together, both time out as BACKUP at once and both become MASTER for a
+// moment, a race of its own (Findings) that each scenario would inherit.
 func StartBoth(ctx context.Context, impl Implementation, l *lab.Lab, c Cluster, fix Fix) error {
-	for i := range c.Directors {
-		if err := impl.Start(ctx, l, c, i, fix); err != nil {
-			return err
-		}
+	if err := impl.Start(ctx, l, c, 0, fix); err != nil {
+		return err
 	}
-	return nil
+	master := l.Box(c.Directors[0].Node)
+	if err := WaitFor(ctx, readyBound, func() string { return HoldsVIP(master, c) }); err != nil {
+		return fmt.Errorf("the first director alone: %w (%s)", err, logTails(impl))
+	}
+	return impl.Start(ctx, l, c, 1, fix)
 }
 
 // InsertMACGuard installs the seed's rule as its operator does, straight

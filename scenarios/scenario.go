@@ -166,7 +166,10 @@ type Result struct {
 	// Pcap the file it was written to, if any.
 	Bounces *Bounces      `json:"bounces,omitempty"`
 	Capture *CaptureStats `json:"capture,omitempty"`
-	Pcap    string        `json:"pcap,omitempty"`
+	// PassiveFromClients counts the segments to VIP:port the capture saw
+	// reach the passive box from clients (not from a director).
+	PassiveFromClients *uint64 `json:"passive_from_clients,omitempty"`
+	Pcap               string  `json:"pcap,omitempty"`
 	// SyncDaemons are the IPVS sync daemons each director ran after the
 	// traffic, under the backup-only fix.
 	SyncDaemons map[string][]director.SyncDaemon `json:"sync_daemons,omitempty"`
@@ -270,6 +273,23 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
 	}
 	step("MASTER alone holds the VIP, both tables full")
+	if fix == FixBackupOnly {
+		// backup_only guards a box only once its backup sync daemon runs,
+		// which its director starts after the state change.
+		err := WaitFor(ctx, readyBound, func() string {
+			ds, err := syncDaemons(l, c)
+			if err != nil {
+				return err.Error()
+			}
+			if !slices.ContainsFunc(ds[c.Directors[1].Node], func(d director.SyncDaemon) bool { return d.State == director.SyncBackup }) {
+				return c.Directors[1].Node + " runs no backup sync daemon yet"
+			}
+			return ""
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w (%s)", err, logTails(impl))
+		}
+	}
 	if fix == FixRedirect {
 		// Settled: keepalived runs its notify scripts asynchronously, after
 		// the state changes. Until notify_master has run, the MASTER
@@ -285,7 +305,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 			return ""
 		})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w (%s)", err, logTails(impl))
 		}
 	}
 	r.Setup = time.Since(t0)
@@ -312,31 +332,36 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
 	}
 	t1 := time.Now()
-	r.Conns = Reads(ctx, l.Box(client), vip, opts.Connections, opts.Parallel, opts.DialTimeout, opts.Timeout)
+	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), vip, opts.Connections, opts.Parallel, opts.DialTimeout, opts.Timeout)
 	r.Traffic = time.Since(t1)
 	step("traffic done")
 	time.Sleep(SampleInterval) // the last interval
 	close(stop)
 	r.Timeline = <-sampled
-	frames, stats := capture.Stop()
-	r.Bounces = new(CountBounces(frames, []net.HardwareAddr{c.Directors[0].MAC, c.Directors[1].MAC}, c.VIP, uint16(c.Port)))
-	r.Capture = &stats
-	if opts.CaptureDir != "" {
-		if r.Pcap, err = savePcap(opts.CaptureDir, r, frames, capture.ports); err != nil {
-			return nil, err
-		}
-	}
 	if fix == FixBackupOnly {
 		if r.SyncDaemons, err = syncDaemons(l, c); err != nil {
+			capture.Stop()
 			return nil, err
 		}
 	}
 	// IPVS publishes its per-service counters from the rate estimator's
 	// timer, every 2 s (ip_vs_est.c): wait for one tick before reading.
+	// The capture runs on until then, so it holds every packet the
+	// counters do (the connections' last segments among them).
 	time.Sleep(ipvsStatsDelay)
 	after, err := observe(l, c)
+	frames, stats := capture.Stop()
 	if err != nil {
 		return nil, err
+	}
+	dirs := []net.HardwareAddr{c.Directors[0].MAC, c.Directors[1].MAC}
+	r.Bounces = new(CountBounces(frames, dirs, c.VIP, uint16(c.Port)))
+	r.PassiveFromClients = new(FromClients(frames, passive.MAC, dirs, c.VIP, uint16(c.Port)))
+	r.Capture = &stats
+	if opts.CaptureDir != "" {
+		if r.Pcap, err = savePcap(opts.CaptureDir, r, frames, capture.ports); err != nil {
+			return nil, err
+		}
 	}
 	r.judge(c, passive.Node, wantServers, before, after)
 	step("judged " + string(r.Verdict))
@@ -594,13 +619,21 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 	}
 	var notes []string
 	if p := r.IPVS[passive].InPkts; p > 0 {
-		// Without a capture, the passive service's count is the evidence.
-		// With one, it can be clients' traffic instead: a SIGKILLed
-		// MASTER keeps the VIP on its interface and still answers ARP.
+		// The passive service's count is the evidence, unless a complete
+		// capture shows it all came from clients: a SIGKILLed MASTER keeps
+		// the VIP on its interface and still answers ARP. More than the
+		// clients sent it means it re-balanced what the active box
+		// forwarded, a loop whether or not it picked itself this time.
 		msg := fmt.Sprintf("passive %s's service counted %d packets", passive, p)
-		if b := r.Bounces; b != nil && b.Bounced == 0 && r.Capture.Complete() {
-			notes = append(notes, msg+", all from clients: no segment bounced")
-		} else {
+		b, fc := r.Bounces, r.PassiveFromClients
+		switch {
+		case b == nil || fc == nil || !r.Capture.Complete():
+			why = append(why, msg)
+		case uint64(p) <= *fc && b.Bounced == 0:
+			notes = append(notes, fmt.Sprintf("%s, no more than the %d segments clients sent it: no segment bounced", msg, *fc))
+		case b.Bounced == 0:
+			why = append(why, fmt.Sprintf("%s, more than the %d segments clients sent it: it re-balanced what the active box forwarded (to itself this time, so nothing bounced; the same setup loops when it picks the other box)", msg, *fc))
+		default:
 			why = append(why, msg)
 		}
 	}
@@ -667,6 +700,18 @@ func clientNode(t *lab.Topology) string {
 		}
 	}
 	return ""
+}
+
+// clientAddrs are the addresses of the client node's interfaces: the
+// clients the workload stands for.
+func clientAddrs(t *lab.Topology, client string) []netip.Addr {
+	var out []netip.Addr
+	for _, ifc := range t.Node(client).Interfaces {
+		for _, p := range ifc.Prefixes() {
+			out = append(out, p.Addr())
+		}
+	}
+	return out
 }
 
 // WaitReady waits until the MASTER alone holds the VIP on its interface and

@@ -108,23 +108,27 @@ func TestJudge(t *testing.T) {
 		writes      *WriteStats
 		bounces     *Bounces
 		capture     *CaptureStats
+		fromClients *uint64
 	}{
-		{"clean and balanced", FixFwmark, served(1, 2, 1, 2), snap(0, 0), Clean, true, "4 of 4 served, by server_id 1:2 2:2", nil, nil, nil},
-		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), NoBalance, false, "3 of 3 served, by server_id 1:3; want 2 boxes serving", nil, nil, nil},
-		{"passive box counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "passive d2's service counted 88 packets", nil, nil, nil},
-		{"ttl ran out", FixNone, append(served(1), Conn{Error: "connect: no route to host"}), snap(0, 3), Loop, true, "3 ICMP time exceeded; 1 of 2 failed (connect: no route to host)", nil, nil, nil},
-		{"hung connection", FixFwmark, append(served(1, 2), Conn{Hung: true}), snap(0, 0), Loop, false, "1 of 3 connections hung", nil, nil, nil},
-		{"loop expected, none seen", FixNone, served(1, 2), snap(0, 0), Clean, false, "2 of 2 served", nil, nil, nil},
-		{"writes survived", FixFwmark, served(1, 2), snap(0, 0), Clean, true, "20 acknowledged of 24, 0 lost", &WriteStats{Attempted: 24, Acked: 20}, nil, nil},
-		{"an acknowledged write lost", FixFwmark, served(1, 2), snap(0, 0), Clean, false, "20 acknowledged of 24, 1 lost", &WriteStats{Attempted: 24, Acked: 20, Lost: 1}, nil, nil},
-		{"capture saw bounces", FixNone, served(1, 2), snap(30, 0), Loop, true, "3 of 40 forwarded segments bounced between the directors, up to 64 hops; passive d2's service counted 30 packets", nil, &Bounces{Forwarded: 40, Bounced: 3, MaxDepth: 64}, nil},
-		{"passive count from clients, no bounce", FixFwmark, served(1, 2), snap(7, 0), Clean, true, "passive d2's service counted 7 packets, all from clients: no segment bounced", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500}},
+		{"clean and balanced", FixFwmark, served(1, 2, 1, 2), snap(0, 0), Clean, true, "4 of 4 served, by server_id 1:2 2:2", nil, nil, nil, nil},
+		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), NoBalance, false, "3 of 3 served, by server_id 1:3; want 2 boxes serving", nil, nil, nil, nil},
+		{"passive box counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "passive d2's service counted 88 packets", nil, nil, nil, nil},
+		{"ttl ran out", FixNone, append(served(1), Conn{Error: "connect: no route to host"}), snap(0, 3), Loop, true, "3 ICMP time exceeded; 1 of 2 failed (connect: no route to host)", nil, nil, nil, nil},
+		{"hung connection", FixFwmark, append(served(1, 2), Conn{Hung: true}), snap(0, 0), Loop, false, "1 of 3 connections hung", nil, nil, nil, nil},
+		{"loop expected, none seen", FixNone, served(1, 2), snap(0, 0), Clean, false, "2 of 2 served", nil, nil, nil, nil},
+		{"writes survived", FixFwmark, served(1, 2), snap(0, 0), Clean, true, "20 acknowledged of 24, 0 lost", &WriteStats{Attempted: 24, Acked: 20}, nil, nil, nil},
+		{"an acknowledged write lost", FixFwmark, served(1, 2), snap(0, 0), Clean, false, "20 acknowledged of 24, 1 lost", &WriteStats{Attempted: 24, Acked: 20, Lost: 1}, nil, nil, nil},
+		{"capture saw bounces", FixNone, served(1, 2), snap(30, 0), Loop, true, "3 of 40 forwarded segments bounced between the directors, up to 64 hops; passive d2's service counted 30 packets", nil, &Bounces{Forwarded: 40, Bounced: 3, MaxDepth: 64}, nil, nil},
+		{"passive count from clients, no bounce", FixFwmark, served(1, 2), snap(7, 0), Clean, true, "passive d2's service counted 7 packets, no more than the 9 segments clients sent it: no segment bounced", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500}, new(uint64(9))},
+		// the passive picked itself for what the active forwarded: no
+		// bounce, but a loop waiting for the day it picks the other box
+		{"passive re-balanced to itself", FixNone, served(1, 2), snap(30, 0), Loop, true, "passive d2's service counted 30 packets, more than the 4 segments clients sent it: it re-balanced what the active box forwarded", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500}, new(uint64(4))},
 		// a capture that lost frames cannot clear the passive's count
-		{"passive count, capture dropped frames", FixFwmark, served(1, 2), snap(7, 0), Loop, false, "passive d2's service counted 7 packets; capture incomplete: 500 frames kept, 12 dropped by the kernel, 0 past the cap", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500, KernelDrops: 12}},
-		{"clean, capture past its cap", FixFwmark, served(1, 2), snap(0, 0), Clean, true, "capture incomplete: 200000 frames kept, 0 dropped by the kernel, 9 past the cap", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 200000, Overflow: 9}},
+		{"passive count, capture dropped frames", FixFwmark, served(1, 2), snap(7, 0), Loop, false, "passive d2's service counted 7 packets; capture incomplete: 500 frames kept, 12 dropped by the kernel, 0 past the cap", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500, KernelDrops: 12}, nil},
+		{"clean, capture past its cap", FixFwmark, served(1, 2), snap(0, 0), Clean, true, "capture incomplete: 200000 frames kept, 0 dropped by the kernel, 9 past the cap", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 200000, Overflow: 9}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Fix: tc.fix, Expected: Expected(tc.fix, Steady), Conns: tc.conns, Writes: tc.writes, Bounces: tc.bounces, Capture: tc.capture}
+			r := &Result{Fix: tc.fix, Expected: Expected(tc.fix, Steady), Conns: tc.conns, Writes: tc.writes, Bounces: tc.bounces, Capture: tc.capture, PassiveFromClients: tc.fromClients}
 			r.judge(c, "d2", 2, snap(0, 0), tc.after)
 			if r.Verdict != tc.wantVerdict || r.Pass != tc.wantPass || !strings.Contains(r.Reason, tc.wantReason) {
 				t.Errorf("got %s pass=%v %q; want %s pass=%v containing %q", r.Verdict, r.Pass, r.Reason, tc.wantVerdict, tc.wantPass, tc.wantReason)

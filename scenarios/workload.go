@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -26,14 +27,26 @@ type Conn struct {
 
 // Reads opens n fresh MySQL connections to addr from the client box, at
 // most parallel at once, each bounded by dial (the TCP connect) and timeout
-// (each read and write), and asks each which backend serves it.
-func Reads(ctx context.Context, client *lab.Box, addr string, n, parallel int, dial, timeout time.Duration) []Conn {
-	cfg := client.MySQLConfig(addr, timeout)
-	cfg.Timeout = dial
-	conn, _ := mysql.NewConnector(cfg) // only fails on a bad config, as OpenMySQL
-	db := sql.OpenDB(conn)
-	defer db.Close()
-	db.SetMaxIdleConns(0) // every query on a new TCP connection
+// (each read and write), and asks each which backend serves it. The
+// connections take turns among the source addresses from (the box's
+// default when empty): IPVS persistence and source hashing decide per
+// client address, so one address would see one backend.
+func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, addr string, n, parallel int, dial, timeout time.Duration) []Conn {
+	pools := []*sql.DB{nil}
+	if len(from) > 0 {
+		pools = make([]*sql.DB, len(from))
+	}
+	for i := range pools {
+		cfg := client.MySQLConfig(addr, timeout)
+		cfg.Timeout = dial
+		if len(from) > 0 {
+			cfg.DialFunc = client.DialFrom(from[i])
+		}
+		conn, _ := mysql.NewConnector(cfg) // only fails on a bad config, as OpenMySQL
+		pools[i] = sql.OpenDB(conn)
+		defer pools[i].Close()
+		pools[i].SetMaxIdleConns(0) // every query on a new TCP connection
+	}
 	out := make([]Conn, n)
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
@@ -44,7 +57,7 @@ func Reads(ctx context.Context, client *lab.Box, addr string, n, parallel int, d
 			qctx, cancel := context.WithTimeout(ctx, dial+timeout)
 			defer cancel()
 			t0 := time.Now()
-			err := db.QueryRowContext(qctx, "SELECT @@server_id").Scan(&out[i].ServedBy)
+			err := pools[i%len(pools)].QueryRowContext(qctx, "SELECT @@server_id").Scan(&out[i].ServedBy)
 			out[i].Latency = time.Since(t0)
 			if err != nil {
 				out[i].Hung = isTimeout(err)

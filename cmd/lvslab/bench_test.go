@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"testing"
@@ -22,4 +23,52 @@ func BenchmarkRun(b *testing.B) {
 		}
 	}
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "run-s")
+}
+
+// BenchmarkCheck times `lvslab check` on the reference pair as a user runs
+// it: from nothing to the verdicts of its six events with the configs as
+// given and as prescribed (12 runs, exit 1: the pair loops). Reference:
+// `lvslab run` on the same twelve cells of the project's own template pair
+// (keepalived, no fix and fwmark), in the same benchmark run. The target
+// is 90 s under TCG.
+func BenchmarkCheck(b *testing.B) {
+	bin := os.Getenv("LVSLAB_BIN")
+	if bin == "" || os.Geteuid() != 0 {
+		b.Skip("needs root and LVSLAB_BIN (make bench)")
+	}
+	ref := "../../fixtures/check/reference/"
+	b.Run("lvslab", func(b *testing.B) {
+		for b.Loop() {
+			out, err := exec.Command(bin, "check", "--reports", b.TempDir(), ref+"db1.conf", ref+"db2.conf").CombinedOutput()
+			if code := exitCodeOf(err); code != 1 {
+				b.Fatalf("lvslab check: exit %d (want 1: the pair loops): %v\n%s", code, err, out)
+			}
+		}
+		b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "check-s")
+	})
+	b.Run("reference", func(b *testing.B) {
+		args := []string{"run", "--connections", "20"}
+		for _, ev := range checkEvents {
+			args = append(args, "--cell", string(ev)+"/keepalived/none", "--cell", string(ev)+"/keepalived/fwmark")
+		}
+		for b.Loop() {
+			// Exit 1 is fine: some template cells do not meet the suite's
+			// expectations (a graceful stop is CLEAN without a fix).
+			out, err := exec.Command(bin, append(args, "--reports", b.TempDir())...).CombinedOutput()
+			if code := exitCodeOf(err); code > 1 {
+				b.Fatalf("lvslab run: exit %d: %v\n%s", code, err, out)
+			}
+		}
+	})
+}
+
+func exitCodeOf(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

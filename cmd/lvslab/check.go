@@ -1,38 +1,56 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
+	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/lvslab/lvslab/lab/runenv"
+	"github.com/lvslab/lvslab/reports"
+	"github.com/lvslab/lvslab/scenarios"
 	"github.com/lvslab/lvslab/scenarios/check"
 )
 
-// listFlag collects a repeated flag's values.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+// checkEvents are the events lvslab check runs by default.
+var checkEvents = []scenarios.Event{scenarios.Steady, scenarios.FailoverStop, scenarios.FailoverKill,
+	scenarios.Switchover, scenarios.Failback, scenarios.MySQLDown}
 
 // cmdCheck reads the user's pair of keepalived configs, derives the lab
-// for it and writes the fix for it. Running that lab through the events
-// is the part of issue 11 still to come; this says so.
+// for it, writes the fix for it, and runs the lab through the events with
+// their configs and with the fix.
 func cmdCheck(args []string) error {
 	fs := newFlags("check")
-	var rules, macs, addrs, ports listFlag
+	var rules, macs, addrs, ports stringList
 	fs.Var(&rules, "iptables", "a box's iptables rules (iptables-save output or iptables commands); give it twice, box 1 then box 2")
 	fs.Var(&macs, "mac", "BOX=MAC: a box's MAC (d1 or d2; default 02:00 and its IPv4 address)")
 	fs.Var(&addrs, "addr", "BOX=IP: a box's own address, where the configs do not say (no unicast_src_ip or unicast_peer)")
 	fs.Var(&ports, "port", "MARK=PORT: a port a fwmark service takes, when no --iptables rule says")
 	fixed := fs.String("write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2")
 	asJSON := fs.Bool("json", false, "print the parsed configs, the derived lab and the prescription as JSON")
+	plan := fs.Bool("plan", false, "derive the lab and write the fix, but do not run it")
+	events := fs.String("events", "", "the events to run, comma-separated (default: all of "+eventNames(checkEvents)+")")
+	conns := fs.Int("connections", 20, "client connections per run")
+	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
+	mode := fs.String("kernel", "", "where the lab runs: native or vm (default $LVSLAB_KERNEL, else automatic)")
+	runID := fs.String("run-id", "", "the run's name under --reports (default: its start time)")
+	v := addVMFlags(fs, false, 4096)
 	if err := parse(fs, args); err != nil {
+		return err
+	}
+	evs, err := parseEvents(*events)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
@@ -63,19 +81,117 @@ func cmdCheck(args []string) error {
 			return err
 		}
 	}
+	var account strings.Builder
+	printCheck(&account, p, pl, rx, *fixed)
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(map[string]any{"configs": p.Configs, "plan": pl, "prescription": rx}); err != nil {
 			return err
 		}
-	} else {
-		printCheck(os.Stdout, p, pl, rx, *fixed)
+	} else if !runenv.InMicroVM() { // the host printed it already
+		fmt.Print(account.String())
 	}
-	if len(rx.Boxes[0].Rules)+len(rx.Boxes[1].Rules)+len(rx.Notes) > 0 {
-		return &exitError{code: 1} // something to fix; explained above
+	if *plan {
+		if !rx.Nothing() {
+			return &exitError{code: 1} // something to fix; explained above
+		}
+		return nil
+	}
+	if why := pl.Runnable(); why != "" {
+		return &exitError{2, fmt.Errorf("cannot run this pair in the lab yet: %s (--plan: the lab and the fix without a run)", why)}
+	}
+	if os.Geteuid() != 0 {
+		return &exitError{2, fmt.Errorf("running the lab needs root (--plan: the lab and the fix without a run)")}
+	}
+	info, dir, id, started, err := startRun(*mode, *reportDir, *runID)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if info.Mode == kernel.VM {
+		fmt.Fprintf(os.Stderr, "\nlvslab: %s: running the lab in a micro-VM\n", info.Reason)
+		v.shares = append(v.shares, dir)
+		flags := args[:len(args)-fs.NArg()]
+		argv := append([]string{self, "check"}, flags...)
+		argv = append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id, "--write-fixed", "")
+		code, err := v.runInVM(append(argv, fs.Args()...))
+		if err != nil {
+			return err
+		}
+		screenshot(filepath.Join(dir, "latest")) // on the host: Chromium under TCG is slow
+		return exitCode(code)
+	}
+	return runCheck(p, pl, rx, evs, *conns, self, dir, id, started, account.String())
+}
+
+// runCheck runs the pair's lab through evs twice, with their configs and
+// with the prescription, writes the report and prints the matrix.
+func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scenarios.Event, conns int, self, dir, id string, started time.Time, account string) error {
+	yours, fixed, m1, err := check.Runs(p, pl, rx, self)
+	if err != nil {
+		return err
+	}
+	m1 = append(m1, check.Mapping{Box: "d2", From: "priority", To: "200",
+		Why: "vrrp-switchover: d2 restarts with a priority above d1's written into its config"})
+	var lab strings.Builder
+	for _, m := range m1 {
+		fmt.Fprintf(&lab, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
+	}
+	if lab.Len() > 0 {
+		account += "\nTo run in the lab\n" + lab.String()
+		fmt.Print("\nTo run in the lab\n" + lab.String())
+	}
+	// The fix column says which configs ran: as given, or prescribed.
+	var cells []scenarios.Cell
+	for _, run := range []struct {
+		impl func() scenarios.Implementation
+		fix  scenarios.Fix
+	}{{yours, "yours"}, {fixed, "prescribed"}} {
+		for _, ev := range evs {
+			cells = append(cells, scenarios.Cell{Impl: run.impl, Event: ev, Fix: run.fix})
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
+		Findings: scenarios.Findings, YourConfig: account}
+	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
+	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean}
+	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events, your configs and prescribed)\n", len(cells), len(evs))
+	if err := runCells(ctx, sum, pl.Topology, cells, 1, 6, opts, dir); err != nil {
+		return err
+	}
+	if !sum.Pass() {
+		return &exitError{code: 1, err: fmt.Errorf("a run was not CLEAN")}
 	}
 	return nil
+}
+
+// parseEvents reads --events.
+func parseEvents(s string) ([]scenarios.Event, error) {
+	if s == "" {
+		return checkEvents, nil
+	}
+	var out []scenarios.Event
+	for _, e := range strings.Split(s, ",") {
+		if !slices.Contains(checkEvents, scenarios.Event(e)) {
+			return nil, usageError("--events: %q: want some of %s", e, eventNames(checkEvents))
+		}
+		out = append(out, scenarios.Event(e))
+	}
+	return out, nil
+}
+
+func eventNames(evs []scenarios.Event) string {
+	var s []string
+	for _, e := range evs {
+		s = append(s, string(e))
+	}
+	return strings.Join(s, ",")
 }
 
 // boxFlags applies --mac, --addr and --port.
@@ -123,7 +239,7 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		fmt.Fprintf(w, "  %s: %s (%d file(s)): %d vrrp_instance, %d virtual_server, %d keyword(s) kept as written (--json lists them)\n",
 			pl.Boxes[i].Node, p.Paths[i], len(c.Files), len(c.Instances), len(c.VirtualServers), len(c.Unmodelled))
 	}
-	fmt.Fprintf(w, "\nThe lab for it\n  bridge lan %s; client %s\n", pl.Subnet, pl.Client)
+	fmt.Fprintf(w, "\nThe lab for it\n  bridge lan %s; clients %s to %s\n", pl.Subnet, pl.Clients[len(pl.Clients)-1], pl.Clients[0])
 	for _, b := range pl.Boxes {
 		fmt.Fprintf(w, "  %s %s %s, %s priority %d\n", b.Node, b.Addr, b.MAC, b.State, b.Priority)
 	}
@@ -138,7 +254,7 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		fmt.Fprintf(w, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
 	}
 	fmt.Fprintf(w, "\nThe fix\n")
-	if len(rx.Boxes[0].Rules)+len(rx.Boxes[1].Rules)+len(rx.Notes) == 0 {
+	if rx.Nothing() {
 		fmt.Fprintf(w, "  nothing to change: every DR service is declared by a mark its rules set only on traffic the other box did not send\n")
 	}
 	for _, b := range rx.Boxes {
@@ -162,7 +278,6 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 	if fixed != "" {
 		fmt.Fprintf(w, "\nFixed configs and rules written under %s/d1 and %s/d2.\n", fixed, fixed)
 	}
-	fmt.Fprintf(w, "\nNot done yet: running this lab through the events (steady state, failover, switchover, failback, a realserver down) and proving the fix there (issue 11).\n")
 }
 
 // writeFixed writes DIR/dN/<config files, relative to the box's main
@@ -172,14 +287,7 @@ func writeFixed(dir string, p *check.Pair, pl *check.Plan, rx *check.Prescriptio
 		out := filepath.Join(dir, pl.Boxes[i].Node)
 		base := filepath.Dir(p.Paths[i])
 		for _, f := range p.Configs[i].Files {
-			text, ok := b.Files[f]
-			if !ok {
-				data, err := os.ReadFile(f)
-				if err != nil {
-					return err
-				}
-				text = string(data)
-			}
+			text := b.Files[f]
 			rel, err := filepath.Rel(base, f)
 			if err != nil || strings.HasPrefix(rel, "..") {
 				rel = filepath.Base(f) // an include from elsewhere

@@ -27,7 +27,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"run", "[--connections N] [--reports DIR] [--kernel native|vm]", "the headline: reproduce the two-box ping-pong loop with keepalived and prove the fwmark fix", cmdRun},
-		{"check", "[--iptables R1 --iptables R2] [--mac d1=MAC] [--addr d1=IP] [--port MARK=PORT] [--write-fixed DIR] [--json] BOX1.conf BOX2.conf", "read your two boxes' keepalived configs, derive the lab for them and write the fwmark fix for your addresses, MACs and services (exit 1: something to fix; 2: bad input)", cmdCheck},
+		{"check", "[--plan] [--events LIST] [--iptables R1 --iptables R2] [--mac d1=MAC] [--addr d1=IP] [--port MARK=PORT] [--write-fixed DIR] [--json] [--reports DIR] BOX1.conf BOX2.conf", "read your two boxes' keepalived configs, derive the lab for them, write the fwmark fix for your addresses, MACs and services, and run both in the lab through failover events (exit 0: all CLEAN; 1: a run loops or does not balance, or with --plan something to fix; 2: bad input)", cmdCheck},
 		{"report", "[--reports DIR] [RUN-ID] | merge [--run-id ID] SHARD-DIR...", "re-render a run's index.html from its summary.json (default: latest), or merge the reports of a suite's shards into one", cmdReport},
 		{"up", "[-t topology.yaml] [--lab NAME] [--kernel native|vm]", "build a lab, start its MariaDB backends, leave it running (in a micro-VM if the host has no IPVS)", cmdUp},
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
@@ -37,6 +37,7 @@ func init() {
 		{"vm", "run [--timeout D] [--memory MB] [--share DIR] -- CMD [ARG...]", "run a command in a micro-VM booted with a stock distro kernel (for IPVS)", cmdVM},
 		{"kernel", "info|fetch|list [--kernel native|vm] [--suite SUITE]", "say where IPVS work would run and why; fetch micro-VM kernels (the distro's, or a Debian suite's), list them", cmdKernel},
 		{"agent", "--lab NAME -t FILE", "(internal) inside the micro-VM of `up --kernel vm`: build the lab, serve the host", cmdAgent},
+		{"probe", "[--timeout D] tcp|mysql-ping ADDRESS PORT", "(internal) check a realserver once, exit 0 if it answers: what lvslab check runs for a MISC_CHECK script the lab does not have", cmdProbe},
 		{"kexec", "[--kernel native|vm] BINARY [ARG...]", "go test -exec wrapper: run BINARY where the kernel has IPVS", cmdKexec},
 		{"sweep", "[--lab NAME]", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
 	}

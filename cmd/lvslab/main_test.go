@@ -277,11 +277,11 @@ func TestNamesThatArePaths(t *testing.T) {
 func TestCheck(t *testing.T) {
 	ref := "../../fixtures/check/reference/"
 	fixed := t.TempDir()
-	out, stderr, code := cli(t, "check", "--mac", "d1=52:54:00:aa:00:01", "--mac", "d2=52:54:00:aa:00:02", "--write-fixed", fixed, ref+"db1.conf", ref+"db2.conf")
+	out, stderr, code := cli(t, "check", "--plan", "--mac", "d1=52:54:00:aa:00:01", "--mac", "d2=52:54:00:aa:00:02", "--write-fixed", fixed, ref+"db1.conf", ref+"db2.conf")
 	if code != 1 || !strings.Contains(out, "--mac-source 52:54:00:aa:00:02 -j MARK --set-mark 3") || !strings.Contains(out, "+virtual_server fwmark 4 {") {
 		t.Fatalf("reference pair: exit %d\n%s%s\nwant exit 1, d1's rule excluding d2's given MAC, d2's config by fwmark 4", code, out, stderr)
 	}
-	out, stderr, code = cli(t, "check", "--iptables", fixed+"/d1/iptables.rules", "--iptables", fixed+"/d2/iptables.rules", fixed+"/d1/db1.conf", fixed+"/d2/db2.conf")
+	out, stderr, code = cli(t, "check", "--plan", "--iptables", fixed+"/d1/iptables.rules", "--iptables", fixed+"/d2/iptables.rules", fixed+"/d1/db1.conf", fixed+"/d2/db2.conf")
 	if code != 0 || !strings.Contains(out, "nothing to change") {
 		t.Errorf("the written fix: exit %d\n%s%s\nwant exit 0, nothing to change", code, out, stderr)
 	}
@@ -290,5 +290,11 @@ func TestCheck(t *testing.T) {
 	_, stderr, code = cli(t, "check", bad, ref+"db2.conf")
 	if code != 2 || !strings.Contains(stderr, bad+":2: priority: want a whole number from 1 to 255") {
 		t.Errorf("bad config: exit %d, %q; want exit 2 and file:line", code, stderr)
+	}
+	// What the lab cannot run yet is said before anything is built.
+	http := "../../fixtures/check/http/"
+	_, stderr, code = cli(t, "check", http+"web1.conf", http+"web2.conf")
+	if code != 2 || !strings.Contains(stderr, "cannot run this pair in the lab yet") {
+		t.Errorf("HTTP pair: exit %d, %q; want exit 2, not runnable yet", code, stderr)
 	}
 }

@@ -63,19 +63,10 @@ func cmdRun(args []string) error {
 	if os.Geteuid() != 0 {
 		return lab.ErrNotRoot
 	}
-	info, err := kernel.Detect(*mode)
+	info, dir, id, started, err := startRun(*mode, *reportDir, *runID)
 	if err != nil {
 		return err
 	}
-	dir, err := filepath.Abs(*reportDir)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	started := time.Now()
-	id := cmp.Or(*runID, reports.RunID(started))
 	if *kernels != "" && info.Mode != kernel.VM {
 		return usageError("--kernels needs the micro-VM runner (--kernel vm)")
 	}
@@ -107,16 +98,44 @@ func cmdRun(args []string) error {
 	}
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
 		Findings: scenarios.Findings}
+	opts := scenarios.Options{Connections: *conns}
+	if *verbose {
+		opts.Progress = os.Stderr
+	}
+	if err := runCells(ctx, sum, topo, cells, *repeat, *jobs, opts, dir); err != nil {
+		return err
+	}
+	if !sum.Pass() {
+		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
+	}
+	return nil
+}
+
+// startRun decides where a run's scenarios go (kernel mode) and its
+// report (the absolute reports directory, made, and the run's id).
+func startRun(mode, reportDir, runID string) (kernel.Info, string, string, time.Time, error) {
+	info, err := kernel.Detect(mode)
+	if err != nil {
+		return info, "", "", time.Time{}, err
+	}
+	dir, err := filepath.Abs(reportDir)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	started := time.Now()
+	return info, dir, cmp.Or(runID, reports.RunID(started)), started, err
+}
+
+// runCells runs cells in labs built from topo into sum, writes the report
+// under dir (the captures in its pcap/) and prints its matrix.
+func runCells(ctx context.Context, sum *reports.Summary, topo *lab.Topology, cells []scenarios.Cell, repeat, jobs int, opts scenarios.Options, dir string) error {
 	for _, c := range cells {
 		sum.Cells = append(sum.Cells, c.Name())
 	}
 	run := filepath.Join(dir, sum.RunID)
-	opts := scenarios.Options{Connections: *conns, CaptureDir: filepath.Join(run, "pcap")}
-	if *verbose {
-		opts.Progress = os.Stderr
-	}
-	sum.Results, err = scenarios.RunMatrix(ctx, topo, cells, *repeat, *jobs, opts, os.Stderr)
-	if err != nil {
+	opts.CaptureDir = filepath.Join(run, "pcap")
+	var err error
+	if sum.Results, err = scenarios.RunMatrix(ctx, topo, cells, repeat, jobs, opts, os.Stderr); err != nil {
 		return err
 	}
 	for _, r := range sum.Results {
@@ -133,9 +152,6 @@ func cmdRun(args []string) error {
 	fmt.Printf("\nReport: %s/index.html (data: summary.json)\n", out)
 	if !runenv.InMicroVM() {
 		screenshot(out)
-	}
-	if !sum.Pass() {
-		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
 	return nil
 }

@@ -74,8 +74,8 @@ func TestReference(t *testing.T) {
 	if pl.Boxes[0].Addr.String() != "192.168.1.233" || pl.Boxes[1].Addr.String() != "192.168.1.213" {
 		t.Errorf("boxes %+v", pl.Boxes)
 	}
-	if pl.Client.String() != "192.168.1.254" || len(pl.Services) != 1 || pl.Services[0].Key != "TCP 192.168.1.200:3306" {
-		t.Errorf("client %s, services %+v", pl.Client, pl.Services)
+	if len(pl.Clients) != 16 || pl.Clients[0].String() != "192.168.1.254" || pl.Clients[15].String() != "192.168.1.239" || len(pl.Services) != 1 || pl.Services[0].Key != "TCP 192.168.1.200:3306" {
+		t.Errorf("clients %s, services %+v", pl.Clients, pl.Services)
 	}
 	var assumed int
 	for _, m := range pl.Mappings {
@@ -168,15 +168,16 @@ func TestHTTP(t *testing.T) {
 	if pl.Boxes[0].Addr != netip.MustParseAddr("10.20.0.11") || pl.Boxes[1].Addr != netip.MustParseAddr("10.20.0.12") || len(pl.Services) != 2 {
 		t.Fatalf("boxes %+v services %+v", pl.Boxes, pl.Services)
 	}
-	var mapped bool
 	for _, m := range pl.Mappings {
-		mapped = mapped || m.From == "interface ens3" && m.To == "eth0"
-		if strings.HasPrefix(m.Why, "assumed") {
-			t.Errorf("%+v: unicast says the addresses", m)
+		if strings.HasPrefix(m.Why, "assumed") || strings.HasPrefix(m.From, "interface") {
+			t.Errorf("%+v: unicast says the addresses, and the lab names the interface as the config does", m)
 		}
 	}
-	if !mapped {
-		t.Errorf("mappings %+v lack ens3 -> eth0", pl.Mappings)
+	if d2 := pl.Topology.Node("d2"); d2.Interfaces[0].Name != "ens3" {
+		t.Errorf("d2's lab interface %q, want the config's ens3", d2.Interfaces[0].Name)
+	}
+	if err := pl.Topology.Validate(); err != nil {
+		t.Error(err)
 	}
 	rx, err := Prescribe(p, pl)
 	if err != nil {
@@ -193,5 +194,24 @@ func TestHTTP(t *testing.T) {
 	}
 	for i, b := range rx.Boxes {
 		keepalivedAccepts(t, b.Files, p.Paths[i])
+	}
+}
+
+// TestElectionOrder: the lab lists first the director VRRP makes MASTER,
+// whichever config it came from.
+func TestElectionOrder(t *testing.T) {
+	p := load(t, "reference", "db2.conf", "db1.conf", "", "") // the BACKUP's config first
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var directors []string
+	for _, n := range pl.Topology.Nodes {
+		if n.HasRole(lab.RoleDirector) {
+			directors = append(directors, n.Name)
+		}
+	}
+	if strings.Join(directors, " ") != "d2 d1" {
+		t.Errorf("directors in the lab %v, want d2 (db1.conf, priority 150) first", directors)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 
@@ -39,8 +40,10 @@ type Box struct {
 	Addr      netip.Addr `json:"addr"`
 	MAC       string     `json:"mac"`
 	Interface string     `json:"interface"` // as the config names it
-	State     string     `json:"state"`
-	Priority  int        `json:"priority"`
+	// LabInterface is the lab's interface: the config's name where it can.
+	LabInterface string `json:"lab_interface"`
+	State        string `json:"state"`
+	Priority     int    `json:"priority"`
 }
 
 // Service is one virtual service of the pair, as each box declares it.
@@ -70,14 +73,19 @@ type Plan struct {
 	Subnet      netip.Prefix   `json:"subnet"`
 	VIPs        []netip.Prefix `json:"vips"`
 	Services    []*Service     `json:"services"`
-	Client      netip.Addr     `json:"client"`
+	Clients     []netip.Addr   `json:"clients"`
 	Realservers []netip.Addr   `json:"realservers,omitempty"` // neither box
 	Mappings    []Mapping      `json:"mappings"`
 	Topology    *lab.Topology  `json:"-"`
 }
 
-// labIface is the interface every lab node has on the bridge.
+// labIface is the interface a lab node has on the bridge, unless its
+// config names one.
 const labIface = "eth0"
+
+// ifaceName is an interface name the lab can give a box (15 bytes at most,
+// and no bridge-port clash: letters, digits, dot, dash).
+var ifaceName = regexp.MustCompile(`^[a-z][a-z0-9.-]{0,10}$`)
 
 // Derive builds the lab for a pair.
 func Derive(p *Pair) (*Plan, error) {
@@ -115,9 +123,15 @@ func Derive(p *Pair) (*Plan, error) {
 		}
 		b.MAC = mac.String()
 		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "MAC", To: b.MAC, Why: why})
+		// The box's lab interface takes the name the config gives it, so
+		// keepalived runs the config as written.
+		b.LabInterface = b.Interface
+		if !ifaceName.MatchString(b.Interface) {
+			b.LabInterface = labIface
+		}
 		for _, in := range p.Configs[i].Instances {
-			if in.Interface != "" && in.Interface != labIface {
-				pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "interface " + in.Interface, To: labIface,
+			if in.Interface != "" && in.Interface != b.LabInterface {
+				pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "interface " + in.Interface, To: b.LabInterface,
 					Why: "vrrp_instance " + in.Name + ": the lab's box has one interface, on the bridge"})
 			}
 		}
@@ -158,7 +172,7 @@ func (pl *Plan) addresses(p *Pair) error {
 			continue
 		}
 		for _, a := range candidates {
-			if a != pl.Boxes[1-i].Addr && (i == 1 || a != pl.Boxes[1].Addr) {
+			if a != pl.Boxes[1-i].Addr {
 				b.Addr = a
 				break
 			}
@@ -243,7 +257,8 @@ func (pl *Plan) services(p *Pair) error {
 }
 
 // subnetAndClient takes the first VIP's subnet (a /24 around it when the
-// config gives a host route) and a client address nobody uses, from the top.
+// config gives a host route) and client addresses nobody uses, from the
+// top.
 func (pl *Plan) subnetAndClient() {
 	pl.Subnet = pl.VIPs[0].Masked()
 	if pl.Subnet.Bits() > 24 {
@@ -256,13 +271,18 @@ func (pl *Plan) subnetAndClient() {
 	for _, v := range pl.VIPs {
 		used = append(used, v.Addr())
 	}
-	a := lastHost(pl.Subnet)
-	for slices.Contains(used, a) {
-		a = a.Prev()
+	for a := lastHost(pl.Subnet); len(pl.Clients) < clients && pl.Subnet.Contains(a); a = a.Prev() {
+		if !slices.Contains(used, a) && a != pl.Subnet.Masked().Addr() {
+			pl.Clients = append(pl.Clients, a)
+		}
 	}
-	pl.Client = a
-	pl.Mappings = append(pl.Mappings, Mapping{From: "client", To: a.String(), Why: "an unused address of the VIP's subnet"})
+	pl.Mappings = append(pl.Mappings, Mapping{From: "client", To: fmt.Sprintf("%s (%d addresses from %s down)", pl.Clients[0], len(pl.Clients), pl.Clients[0]),
+		Why: "unused addresses of the VIP's subnet: IPVS persistence and source hashing decide per client address"})
 }
+
+// clients is how many client addresses the workload comes from: with 16,
+// source hashing over two boxes sends them all to one with odds 2/65536.
+const clients = 16
 
 func lastHost(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().As4()
@@ -290,23 +310,34 @@ func labMAC(a netip.Addr) net.HardwareAddr {
 // realservers), and any other realserver.
 func (pl *Plan) topology() *lab.Topology {
 	bits := pl.Subnet.Bits()
-	node := func(name string, roles []string, a netip.Addr, mac string) lab.Node {
-		n := lab.Node{Name: name, Roles: roles, Interfaces: []lab.Interface{{Name: labIface, Bridge: "lan", MAC: mac,
+	mysql := slices.ContainsFunc(pl.Services, func(s *Service) bool { return slices.Contains(s.Ports, lab.MySQLPort) })
+	node := func(name string, roles []string, a netip.Addr, mac, iface string) lab.Node {
+		n := lab.Node{Name: name, Roles: roles, Interfaces: []lab.Interface{{Name: iface, Bridge: "lan", MAC: mac,
 			Addresses: []string{netip.PrefixFrom(a, bits).String()}}}}
 		if slices.Contains(roles, lab.RoleRealserver) {
 			n.Sysctls = map[string]string{"net.ipv4.conf.all.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2", "net.ipv4.ip_forward": "0"}
+			if mysql {
+				n.Services = []string{lab.ServiceMySQL}
+			}
 		}
 		return n
 	}
 	t := &lab.Topology{Name: "check", VIP: pl.VIPs[0].Addr().String(), Bridges: []lab.Bridge{{Name: "lan"}}}
-	t.Nodes = append(t.Nodes, node("client", []string{lab.RoleClient}, pl.Client, labMAC(pl.Client).String()))
-	for _, b := range pl.Boxes {
-		t.Nodes = append(t.Nodes, node(b.Node, []string{lab.RoleDirector, lab.RoleRealserver}, b.Addr, b.MAC))
+	cl := node("client", []string{lab.RoleClient}, pl.Clients[0], labMAC(pl.Clients[0]).String(), labIface)
+	for _, a := range pl.Clients[1:] {
+		cl.Interfaces[0].Addresses = append(cl.Interfaces[0].Addresses, netip.PrefixFrom(a, bits).String())
+	}
+	t.Nodes = append(t.Nodes, cl)
+	// The lab starts the first director first and expects it to be
+	// MASTER: the box that wins the election.
+	for _, i := range pl.electionOrder() {
+		b := pl.Boxes[i]
+		t.Nodes = append(t.Nodes, node(b.Node, []string{lab.RoleDirector, lab.RoleRealserver}, b.Addr, b.MAC, b.LabInterface))
 	}
 	rs := slices.Clone(pl.Realservers)
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Less(rs[j]) })
 	for k, a := range rs {
-		t.Nodes = append(t.Nodes, node(fmt.Sprintf("rs%d", k+1), []string{lab.RoleRealserver}, a, labMAC(a).String()))
+		t.Nodes = append(t.Nodes, node(fmt.Sprintf("rs%d", k+1), []string{lab.RoleRealserver}, a, labMAC(a).String(), labIface))
 	}
 	return t
 }
@@ -332,4 +363,22 @@ func LoadPair(configs [2]string, rules [2]string) (*Pair, error) {
 		}
 	}
 	return p, nil
+}
+
+// electionOrder is the boxes' indexes, the one VRRP makes MASTER first:
+// the higher priority, then state MASTER, then the order given.
+func (pl *Plan) electionOrder() [2]int {
+	a, b := pl.Boxes[0], pl.Boxes[1]
+	if b.Priority > a.Priority || b.Priority == a.Priority && b.State == "MASTER" && a.State != "MASTER" {
+		return [2]int{1, 0}
+	}
+	return [2]int{0, 1}
+}
+
+// box is the index of the box called node.
+func (pl *Plan) box(node string) int {
+	if pl.Boxes[1].Node == node {
+		return 1
+	}
+	return 0
 }

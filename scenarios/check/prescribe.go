@@ -18,6 +18,12 @@ type Prescription struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
+// Nothing reports whether there is nothing to fix: no rule to add, no
+// rule or service to change.
+func (rx *Prescription) Nothing() bool {
+	return len(rx.Boxes[0].Rules)+len(rx.Boxes[1].Rules)+len(rx.Notes) == 0
+}
+
 // BoxFix is one box's share of the fix.
 type BoxFix struct {
 	Node string `json:"node"`
@@ -25,8 +31,9 @@ type BoxFix struct {
 	Rules []string `json:"rules"`
 	// Restore is the same as iptables-restore input (*mangle ... COMMIT).
 	Restore string `json:"restore"`
-	// Files are the config files as fixed: path -> text; Diff the unified
-	// changes.
+	// Edits are the changes to the box's config files, Files every file
+	// as fixed (path -> text) and Diff the changed lines.
+	Edits Edits             `json:"-"`
 	Files map[string]string `json:"-"`
 	Diff  string            `json:"diff"`
 	// PeerMAC is the MAC the guard excludes, and how to read it there.
@@ -51,7 +58,7 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		used = append(used, next)
 		return next
 	}
-	edits := [2]*editor{newEditor(), newEditor()}
+	edits := [2]Edits{{}, {}}
 	for i := range rx.Boxes {
 		peer := pl.Boxes[1-i]
 		rx.Boxes[i] = BoxFix{Node: pl.Boxes[i].Node, PeerMAC: peer.MAC,
@@ -88,7 +95,8 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		restore.WriteString("COMMIT\n")
 		b.Restore = restore.String()
 		var err error
-		if b.Files, b.Diff, err = edits[i].apply(); err != nil {
+		b.Edits = edits[i]
+		if b.Files, b.Diff, err = edits[i].Apply(p.Configs[i].Files); err != nil {
 			return nil, err
 		}
 	}
@@ -132,19 +140,27 @@ func checkMarkRules(p *Pair, pl *Plan, s *Service) []string {
 	return notes
 }
 
-// editor collects line edits to config files and applies them.
-type editor struct {
-	// lines[file][line] replaces that 1-based line; "" deletes it.
-	lines map[string]map[int]string
+// Edits are line replacements to config files, keyed by file and 1-based
+// line of the original; "" deletes the line, a text with newlines adds
+// lines.
+type Edits map[string]map[int]string
+
+func (e Edits) set(pos keepalivedconf.Pos, text string) {
+	if e[pos.File] == nil {
+		e[pos.File] = map[int]string{}
+	}
+	e[pos.File][pos.Line] = text
 }
 
-func newEditor() *editor { return &editor{lines: map[string]map[int]string{}} }
-
-func (e *editor) set(pos keepalivedconf.Pos, text string) {
-	if e.lines[pos.File] == nil {
-		e.lines[pos.File] = map[int]string{}
+// Clone returns a copy to add edits to.
+func (e Edits) Clone() Edits {
+	c := Edits{}
+	for f, lines := range e {
+		for l, t := range lines {
+			c.set(keepalivedconf.Pos{File: f, Line: l}, t)
+		}
 	}
-	e.lines[pos.File][pos.Line] = text
+	return c
 }
 
 var (
@@ -160,7 +176,7 @@ var portCheckers = []string{keepalivedconf.TCPCheck, keepalivedconf.HTTPGet, kee
 // body, less what keepalived drops from a fwmark service (its protocol,
 // its real servers' ports), with connect_port where a checker used the
 // real server's port.
-func (e *editor) toFwmark(vs *keepalivedconf.VirtualServer, mark uint32, port uint16) error {
+func (e Edits) toFwmark(vs *keepalivedconf.VirtualServer, mark uint32, port uint16) error {
 	text, err := lineOf(vs.Pos)
 	if err != nil {
 		return err
@@ -223,39 +239,37 @@ func lineOf(pos keepalivedconf.Pos) (string, error) {
 	return lines[pos.Line-1], nil
 }
 
-// apply returns the edited files and a unified-style diff of the lines
-// changed.
-func (e *editor) apply() (map[string]string, string, error) {
-	files := map[string]string{}
+// Apply returns the text of every one of files with the edits, and a
+// unified-style diff of the lines changed.
+func (e Edits) Apply(files []string) (map[string]string, string, error) {
+	out := map[string]string{}
 	var diff strings.Builder
-	names := make([]string, 0, len(e.lines))
-	for f := range e.lines {
-		names = append(names, f)
-	}
-	slices.Sort(names)
-	for _, f := range names {
+	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, "", err
 		}
-		old := strings.Split(string(data), "\n")
-		var out []string
+		if e[f] == nil {
+			out[f] = string(data)
+			continue
+		}
+		var lines []string
 		fmt.Fprintf(&diff, "--- %s\n+++ %s (fixed)\n", f, f)
-		for k, l := range old {
-			repl, ok := e.lines[f][k+1]
+		for k, l := range strings.Split(string(data), "\n") {
+			repl, ok := e[f][k+1]
 			if !ok {
-				out = append(out, l)
+				lines = append(lines, l)
 				continue
 			}
 			fmt.Fprintf(&diff, "@@ line %d @@\n-%s\n", k+1, l)
 			if repl != "" {
-				out = append(out, repl)
+				lines = append(lines, repl)
 				for _, r := range strings.Split(repl, "\n") {
 					fmt.Fprintf(&diff, "+%s\n", r)
 				}
 			}
 		}
-		files[f] = strings.Join(out, "\n")
+		out[f] = strings.Join(lines, "\n")
 	}
-	return files, diff.String(), nil
+	return out, diff.String(), nil
 }

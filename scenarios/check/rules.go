@@ -137,3 +137,26 @@ func (r *Rules) excluded() net.HardwareAddr {
 	}
 	return nil
 }
+
+// Restore is iptables-restore input adding the mark rules (not the rest
+// of the file: the lab applies only what marks VIP traffic); "" for nil
+// rules or none.
+func (r *Rules) Restore() string {
+	if r == nil || len(r.Marks) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("*mangle\n")
+	for _, m := range r.Marks {
+		f := strings.Fields(m.Text)
+		for k, w := range f {
+			if w == "-A" || w == "--append" || w == "-I" || w == "--insert" {
+				f = f[k:]
+				break
+			}
+		}
+		b.WriteString(strings.Join(f, " ") + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}

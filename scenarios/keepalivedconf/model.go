@@ -12,7 +12,8 @@ import (
 // Config is the part of a keepalived configuration that decides how two
 // LVS-DR directors behave: VRRP and virtual services.
 type Config struct {
-	Files          []string                `json:"files"`
+	Files          []string                `json:"files"` // the main file first
+	Includes       []Include               `json:"includes,omitempty"`
 	Global         Global                  `json:"global_defs"`
 	Instances      []*Instance             `json:"vrrp_instances"`
 	SyncGroups     []*SyncGroup            `json:"vrrp_sync_groups,omitempty"`
@@ -54,6 +55,7 @@ type Instance struct {
 	Interface    string            `json:"interface"`
 	VRID         int               `json:"virtual_router_id"`
 	Priority     int               `json:"priority"`
+	PriorityPos  Pos               `json:"-"` // zero: the default, 100
 	AdvertInt    time.Duration     `json:"advert_int_ns"`
 	VIPs         []VIP             `json:"virtual_ipaddress"`
 	UnicastSrc   netip.Addr        `json:"unicast_src_ip,omitzero"`
@@ -170,6 +172,7 @@ type Check struct {
 	ConnectTimeout time.Duration `json:"connect_timeout_ns,omitempty"`
 	URLs           []URL         `json:"urls,omitempty"`
 	MiscPath       string        `json:"misc_path,omitempty"`
+	MiscPathPos    Pos           `json:"-"`
 	MiscDynamic    bool          `json:"misc_dynamic,omitempty"`
 	MiscTimeout    time.Duration `json:"misc_timeout_ns,omitempty"`
 }
@@ -183,13 +186,13 @@ type URL struct {
 
 // Load reads path (and its includes) into a Config.
 func Load(path string) (*Config, error) {
-	nodes, files, err := ParseFile(path)
+	t, err := ParseFile(path)
 	if err != nil {
 		return nil, err
 	}
-	c, err := Model(nodes)
+	c, err := Model(t.Nodes)
 	if c != nil {
-		c.Files = files
+		c.Files, c.Includes = t.Files, t.Includes
 	}
 	return c, err
 }
@@ -321,7 +324,7 @@ func (m *modeler) instance(n *Node) {
 		case "virtual_router_id":
 			in.VRID = m.intIn(c, 1, 255)
 		case "priority":
-			in.Priority = m.intIn(c, 1, 255)
+			in.Priority, in.PriorityPos = m.intIn(c, 1, 255), c.Pos
 		case "advert_int":
 			in.AdvertInt = m.seconds(c)
 		case "virtual_ipaddress":
@@ -499,7 +502,7 @@ func (m *modeler) checker(n *Node, in string) *Check {
 			}
 			ck.URLs = append(ck.URLs, u)
 		case "misc_path":
-			ck.MiscPath = strings.Join(c.Args, " ")
+			ck.MiscPath, ck.MiscPathPos = strings.Join(c.Args, " "), c.Pos
 		case "misc_dynamic":
 			ck.MiscDynamic = true
 		case "misc_timeout":

@@ -78,17 +78,31 @@ type reader struct {
 	defs       map[string]string
 	lines      []line
 	files      []string
+	includes   []Include
 	words      int
 }
 
+// Include is an include line: where, and the pattern as written.
+type Include struct {
+	Pos     Pos    `json:"pos"`
+	Pattern string `json:"pattern"`
+}
+
+// Tree is a config's syntax tree and the files and includes it came from.
+type Tree struct {
+	Nodes    []*Node
+	Files    []string // the main file first
+	Includes []Include
+}
+
 // ParseFile reads path and every file it includes into a syntax tree.
-func ParseFile(path string) ([]*Node, []string, error) {
+func ParseFile(path string) (*Tree, error) {
 	r := &reader{defs: map[string]string{}}
 	if err := r.readFile(path, Pos{File: path}, 0); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	nodes, err := build(r.lines)
-	return nodes, r.files, err
+	return &Tree{Nodes: nodes, Files: r.files, Includes: r.includes}, err
 }
 
 // Parse reads one file's text, which may not include others, into a
@@ -152,19 +166,15 @@ func (r *reader) readText(name string, text []byte, depth int) error {
 			r.defs[m[1]] = v
 			continue
 		}
-		var bad error
+		// A $NAME with no definition stays as written, as keepalived leaves
+		// it (a shell variable in a notify command, say).
 		s = defUse.ReplaceAllStringFunc(s, func(use string) string {
 			m := defUse.FindStringSubmatch(use)
-			n := m[1] + m[2]
-			v, ok := r.defs[n]
-			if !ok && bad == nil {
-				bad = errorf(pos, "$%s is not defined", n)
+			if v, ok := r.defs[m[1]+m[2]]; ok {
+				return v
 			}
-			return v
+			return use
 		})
-		if bad != nil {
-			return bad
-		}
 		words, err := split(s)
 		if err != nil {
 			return errorf(pos, "%v", err)
@@ -185,6 +195,7 @@ func (r *reader) readText(name string, text []byte, depth int) error {
 			if depth >= 8 {
 				return errorf(pos, "includes nested more than 8 deep")
 			}
+			r.includes = append(r.includes, Include{pos, words[1]})
 			pattern := words[1]
 			if !filepath.IsAbs(pattern) {
 				pattern = filepath.Join(filepath.Dir(name), pattern)

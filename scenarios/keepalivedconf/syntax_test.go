@@ -46,7 +46,8 @@ vrrp_instance VI_1
     }
     unicast_peer {
         192.168.1.213
-    }}
+    }
+    notify_master "/bin/logger master $HOSTNAME"}
 `,
 		"conf.d/mysql.conf": `virtual_server $VIP 3306 {
     delay_loop 2
@@ -81,6 +82,9 @@ vrrp_instance VI_1
 		len(in.VIPs) != 1 || in.VIPs[0].Prefix != vip || in.VIPs[0].Label != "eth0:1" || in.UnicastPeers[0].String() != "192.168.1.213" {
 		t.Errorf("instance %+v", in)
 	}
+	if got := in.Notify["notify_master"]; got != "/bin/logger master $HOSTNAME" {
+		t.Errorf("notify_master %q: an undefined $NAME stays as written", got)
+	}
 	vs := c.VirtualServers[0]
 	if vs.Key() != "TCP 192.168.1.200:3306" || vs.LBAlgo != "wlc" || vs.LBKind != "DR" || vs.Persistence != 300 || len(vs.RealServers) != 2 {
 		t.Fatalf("virtual server %+v", vs)
@@ -105,7 +109,7 @@ func TestBadInput(t *testing.T) {
 		name, text, want string
 	}{
 		{"conditional", "@high vrrp_instance X {\n}\n", "c.conf:1: conditional configuration (@high)"},
-		{"undefined", "virtual_server $VIP 80 {\n}\n", "c.conf:1: $VIP is not defined"},
+		{"undefined", "virtual_server $VIP 80 {\n}\n", "c.conf:1: virtual_server: not an address: \"$VIP\""},
 		{"unclosed", "vrrp_instance X {\n state MASTER\n", "c.conf:1: vrrp_instance: block not closed"},
 		{"stray close", "}\n", "c.conf:1: unexpected }"},
 		{"quote", "global_defs {\n router_id \"x\n}\n", "c.conf:2: unmatched quote"},

@@ -1,0 +1,184 @@
+package check
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/scenarios"
+	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
+)
+
+// Runnable says why the lab cannot run this pair yet, or "".
+func (pl *Plan) Runnable() string {
+	switch {
+	case len(pl.VIPs) != 1:
+		return fmt.Sprintf("%d VIPs: the lab runs one VIP for now", len(pl.VIPs))
+	case len(pl.Services) != 1 || len(pl.Services[0].Ports) != 1:
+		return "the lab runs one virtual service on one port for now"
+	case pl.Services[0].Ports[0] != lab.MySQLPort:
+		return fmt.Sprintf("port %d: the lab's backends and workload are MySQL (port %d) for now", pl.Services[0].Ports[0], lab.MySQLPort)
+	case pl.Services[0].Kind != "DR":
+		return "lb_kind " + pl.Services[0].Kind + ": the lab runs DR services"
+	case len(pl.Realservers) > 0:
+		return "realservers other than the two boxes: not run yet"
+	}
+	return ""
+}
+
+// Runs are the two ways lvslab check runs the pair: with its configs and
+// rules as given, and with the prescription added (the configs edited,
+// the new mark rules after the user's). Mappings say what the lab changed
+// to run them.
+func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed func() scenarios.Implementation, mappings []Mapping, err error) {
+	var given, fixed [2]string
+	for i := range given {
+		given[i] = p.Rules[i].Restore()
+		fixed[i] = given[i] + rx.Boxes[i].Restore
+		if len(rx.Boxes[i].Rules) == 0 {
+			fixed[i] = given[i]
+		}
+	}
+	if yours, mappings, err = Implementation(p, pl, [2]Edits{}, given, bin); err != nil {
+		return nil, nil, nil, err
+	}
+	prescribed, _, err = Implementation(p, pl, [2]Edits{rx.Boxes[0].Edits, rx.Boxes[1].Edits}, fixed, bin)
+	for i, r := range p.Rules {
+		if r != nil {
+			mappings = append(mappings, Mapping{Box: pl.Boxes[i].Node, From: r.Path, To: fmt.Sprintf("%d mark rule(s) applied", len(r.Marks)),
+				Why: "the lab applies the mangle PREROUTING MARK rules, not the rest of the file"})
+		}
+	}
+	return yours, prescribed, mappings, err
+}
+
+// Implementation is keepalived on both boxes of the lab with the pair's
+// configs and edits (none, or the prescription's) and rules, unchanged
+// but for the lab's mappings, which it returns: includes by absolute path
+// made relative, MISC_CHECK scripts the lab does not have replaced by
+// `lvslab probe` with the same meaning, and a priority a switchover
+// raises. bin is the lvslab binary.
+func Implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
+	var mappings []Mapping
+	var labEdits [2]Edits
+	for i := range pl.Boxes {
+		e := Edits{}
+		if edits[i] != nil {
+			e = edits[i].Clone()
+		}
+		m, err := labMappings(p, pl, i, e, bin)
+		if err != nil {
+			return nil, nil, err
+		}
+		mappings, labEdits[i] = append(mappings, m...), e
+	}
+	files := func(node string, priority int) (map[string]string, string, error) {
+		i := pl.box(node)
+		e, in := labEdits[i], p.Configs[i].Instances[0]
+		if priority != 0 && priority != in.Priority {
+			e = e.Clone()
+			if in.PriorityPos.Line != 0 {
+				text, err := lineOf(in.PriorityPos)
+				if err != nil {
+					return nil, "", err
+				}
+				e.set(in.PriorityPos, indentOf(text)+fmt.Sprintf("priority %d", priority))
+			} else {
+				text, err := lineOf(in.Pos)
+				if err != nil {
+					return nil, "", err
+				}
+				if !strings.HasSuffix(strings.TrimSpace(text), "{") {
+					return nil, "", fmt.Errorf("%s: vrrp_instance %s has no priority line to raise for the switchover: add one", in.Pos, in.Name)
+				}
+				e.set(in.Pos, text+fmt.Sprintf("\n    priority %d", priority))
+			}
+		}
+		texts, _, err := e.Apply(p.Configs[i].Files)
+		if err != nil {
+			return nil, "", err
+		}
+		out := map[string]string{}
+		for f, t := range texts {
+			out[labPath(p.Paths[i], f)] = t
+		}
+		return out, labPath(p.Paths[i], p.Paths[i]), nil
+	}
+	impl := func() scenarios.Implementation {
+		return &scenarios.UserKeepalived{Files: files, Rules: rules}
+	}
+	return impl, mappings, nil
+}
+
+// labPath is where config file f of the config whose main file is main
+// goes in the box's run directory: at the same place relative to main, or
+// under _abs/ when it lies outside main's directory.
+func labPath(main, f string) string {
+	rel, err := filepath.Rel(filepath.Dir(main), f)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		abs, _ := filepath.Abs(f)
+		return filepath.Join("_abs", abs)
+	}
+	return rel
+}
+
+func indentOf(s string) string { return s[:len(s)-len(strings.TrimLeft(s, " \t"))] }
+
+// labMappings adds to e what box i's configs need to run in the lab, and
+// lists it.
+func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, error) {
+	var out []Mapping
+	node, main := pl.Boxes[i].Node, p.Paths[i]
+	for _, inc := range p.Configs[i].Includes {
+		if !filepath.IsAbs(inc.Pattern) {
+			continue
+		}
+		from := filepath.Dir(labPath(main, inc.Pos.File))
+		rel, err := filepath.Rel(from, labPath(main, inc.Pattern))
+		if err != nil {
+			return nil, err
+		}
+		text, err := lineOf(inc.Pos)
+		if err != nil {
+			return nil, err
+		}
+		e.set(inc.Pos, strings.Replace(text, inc.Pattern, rel, 1))
+		out = append(out, Mapping{Box: node, From: "include " + inc.Pattern, To: "include " + rel,
+			Why: inc.Pos.String() + ": the files are copied into the lab's run directory"})
+	}
+	for _, vs := range p.Configs[i].VirtualServers {
+		for _, rs := range vs.RealServers {
+			for _, ck := range rs.Checks {
+				if ck.Kind != keepalivedconf.MiscCheck || ck.MiscPathPos.Line == 0 {
+					continue
+				}
+				script := strings.Fields(ck.MiscPath + " x")[0]
+				if _, err := os.Stat(script); err == nil {
+					continue // it runs as written, in the box's namespace
+				}
+				addr, port := rs.Addr, rs.Port
+				if ck.ConnectIP.IsValid() {
+					addr = ck.ConnectIP
+				}
+				if port == 0 && len(pl.Services) > 0 {
+					port = pl.Services[0].Ports[0]
+				}
+				kind := "tcp"
+				if port == lab.MySQLPort {
+					kind = "mysql-ping"
+				}
+				probe := fmt.Sprintf("%s probe %s %s %d", bin, kind, addr, port)
+				text, err := lineOf(ck.MiscPathPos)
+				if err != nil {
+					return nil, err
+				}
+				e.set(ck.MiscPathPos, fmt.Sprintf("%smisc_path %q", indentOf(text), probe))
+				out = append(out, Mapping{Box: node, From: "misc_path " + ck.MiscPath, To: "lvslab probe " + kind + fmt.Sprintf(" %s %d", addr, port),
+					Why: ck.MiscPathPos.String() + ": " + script + " is not on this machine; a check with the same meaning stands in"})
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,61 @@
+package scenarios_test
+
+import (
+	"github.com/lvslab/lvslab/scenarios"
+	"github.com/lvslab/lvslab/scenarios/check"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+// checkRun runs the pair in dir (fixtures/check/DIR) in steady state as
+// lvslab check does: with its configs as given, expected to come out as
+// yours, and, unless Prescribe finds nothing to fix (prescribed ""), with
+// the fix it writes, expected to come out as prescribed.
+func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
+	requireIPVS()
+	base := "../fixtures/check/" + dir + "/"
+	rules := [2]string{}
+	if rulesA != "" {
+		rules = [2]string{base + rulesA, base + rulesB}
+	}
+	p, err := check.LoadPair([2]string{base + "db1.conf", base + "db2.conf"}, rules)
+	Expect(err).NotTo(HaveOccurred())
+	pl, err := check.Derive(p)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(pl.Runnable()).To(BeEmpty())
+	rx, err := check.Prescribe(p, pl)
+	Expect(err).NotTo(HaveOccurred())
+	yoursImpl, fixed, _, err := check.Runs(p, pl, rx, lvslabBinary())
+	Expect(err).NotTo(HaveOccurred())
+	Expect(rx.Nothing()).To(Equal(prescribed == ""), "prescription %+v", rx)
+	for _, c := range []struct {
+		impl func() scenarios.Implementation
+		fix  scenarios.Fix
+		want scenarios.Verdict
+	}{{yoursImpl, "yours", yours}, {fixed, "prescribed", prescribed}} {
+		if c.want == "" {
+			continue
+		}
+		r := runOn(ctx, pl.Topology, c.impl(), scenarios.Steady, c.fix, c.want)
+		GinkgoWriter.Printf("%s %s: %s: %s\n", dir, c.fix, r.Verdict, r.Reason)
+		Expect(r.Verdict).To(Equal(c.want), "%s, configs %s: %s", dir, c.fix, r.Reason)
+		if given == nil {
+			given = r
+		}
+	}
+	return given
+}
+
+var _ = Describe("lvslab check: a user's pair in the lab", Label("check"), func() {
+	It("the reference pair, first configured: loops; as prescribed: clean", timeout(), func(ctx SpecContext) {
+		checkRun(ctx, "reference", "", "", scenarios.Loop, scenarios.Clean)
+	})
+	It("a passive box that re-balances to itself only (db2 weights db1 0): no bounce, still a loop; as prescribed: clean", timeout(), func(ctx SpecContext) {
+		r := checkRun(ctx, "asymmetric", "", "", scenarios.Loop, scenarios.Clean)
+		Expect(r.Bounces.Bounced).To(BeZero(), "db2 picks itself: nothing bounces")
+		Expect(r.Reason).To(ContainSubstring("it re-balanced what the active box forwarded"))
+	})
+	It("the reference pair as its fix reads (fwmark 3 and 4, mangle rules): clean, and nothing to prescribe", timeout(), func(ctx SpecContext) {
+		checkRun(ctx, "reference-fixed", "db1.rules", "db2.rules", scenarios.Clean, "")
+	})
+})
