@@ -18,7 +18,11 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 	if rulesA != "" {
 		rules = [2]string{base + rulesA, base + rulesB}
 	}
-	p, err := check.LoadPair([2]string{base + "db1.conf", base + "db2.conf"}, rules)
+	configs := [2]string{base + "db1.conf", base + "db2.conf"}
+	if dir == "http" {
+		configs = [2]string{base + "web1.conf", base + "web2.conf"}
+	}
+	p, err := check.LoadPair(configs, rules)
 	Expect(err).NotTo(HaveOccurred())
 	pl, err := check.Derive(p)
 	Expect(err).NotTo(HaveOccurred())
@@ -36,7 +40,7 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 		if c.want == "" {
 			continue
 		}
-		r := runOn(ctx, pl.Topology, c.impl(), scenarios.Steady, c.fix, c.want)
+		r := runOn(ctx, pl.Topology, pl.Service(), c.impl(), scenarios.Steady, c.fix, c.want)
 		GinkgoWriter.Printf("%s %s: %s: %s\n", dir, c.fix, r.Verdict, r.Reason)
 		Expect(r.Verdict).To(Equal(c.want), "%s, configs %s: %s", dir, c.fix, r.Reason)
 		if given == nil {
@@ -54,6 +58,9 @@ var _ = Describe("lvslab check: a user's pair in the lab", Label("check"), func(
 		r := checkRun(ctx, "asymmetric", "", "", scenarios.Loop, scenarios.Clean)
 		Expect(r.Bounces.Bounced).To(BeZero(), "db2 picks itself: nothing bounces")
 		Expect(r.Reason).To(ContainSubstring("it re-balanced what the active box forwarded"))
+	})
+	It("an HTTP pair (unicast VRRP, include, persistence, HTTP_GET) on the built-in backend: loops; as prescribed: clean", timeout(), func(ctx SpecContext) {
+		checkRun(ctx, "http", "", "", scenarios.Loop, scenarios.Clean)
 	})
 	It("the reference pair as its fix reads (fwmark 3 and 4, mangle rules): clean, and nothing to prescribe", timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "reference-fixed", "db1.rules", "db2.rules", scenarios.Clean, "")

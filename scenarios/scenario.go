@@ -106,11 +106,17 @@ type Options struct {
 	// configuration known to differ, e.g. one that does not balance.
 	Expected Verdict
 	Progress io.Writer
+	// Service is what the workload asks for: MySQL on its port (the
+	// default), or a built-in backend on another.
+	Service Service
 }
 
 func (o *Options) defaults() {
 	if o.Connections == 0 {
 		o.Connections = 40
+	}
+	if o.Service.Backend == "" {
+		o.Service.Backend = BackendMySQL
 	}
 	if o.Parallel == 0 {
 		o.Parallel = 8
@@ -228,14 +234,17 @@ func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{
 }
 
 // Run builds a lab from topo, starts impl with fix on its two directors,
-// applies the event to the MASTER, sends the MySQL workload to the VIP from
-// the client, and judges. The lab is torn down before it returns.
+// applies the event to the MASTER, sends the workload (MySQL, or
+// opts.Service's) to the VIP from the client, and judges. The lab is torn down before it returns.
 func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, ev Event, opts Options) (_ *Result, err error) {
 	opts.defaults()
 	r := &Result{Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: cmp.Or(opts.Expected, Expected(fix, ev))}
 	c, err := NewCluster(topo)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Service.Port != 0 {
+		c.Port = opts.Service.Port
 	}
 	t0 := time.Now()
 	step := func(what string) {
@@ -246,7 +255,11 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	step("lab up")
+	backends := map[string]*backend{}
 	defer func() {
+		for _, b := range backends {
+			b.stop()
+		}
 		r.Logs = impl.Logs()
 		if err != nil || !r.Pass {
 			// Six execs, a second or more under TCG: only when it helps.
@@ -259,6 +272,13 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		}
 		step("lab down")
 	}()
+	if kind := opts.Service.Backend; kind != BackendMySQL {
+		for _, d := range c.Directors {
+			if backends[d.Node], err = startBackend(l.Box(d.Node), kind, c.Port, l.ServerID(d.Node)); err != nil {
+				return nil, err
+			}
+		}
+	}
 	startFix := fix
 	if ev == Reconfigure {
 		startFix = FixNone
@@ -310,7 +330,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	r.Setup = time.Since(t0)
 	client, vip := clientNode(topo), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
-	passive, err := r.apply(ctx, l, c, impl, fix, ev, opts, client, vip)
+	passive, err := r.apply(ctx, l, c, impl, fix, ev, opts, client, vip, backends)
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +352,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
 	}
 	t1 := time.Now()
-	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), vip, opts.Connections, opts.Parallel, opts.DialTimeout, opts.Timeout)
+	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), opts.Service.Backend, vip, opts.Connections, opts.Parallel, opts.DialTimeout, opts.Timeout)
 	r.Traffic = time.Since(t1)
 	step("traffic done")
 	time.Sleep(SampleInterval) // the last interval
@@ -372,12 +392,15 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 // passive director after it: the one not holding the VIP (the BACKUP, or
 // after a failover the old MASTER). It records how long the event took to
 // take effect and, across failovers, the write workload.
-func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event, opts Options, client, vip string) (Director, error) {
+func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event, opts Options, client, vip string, backends map[string]*backend) (Director, error) {
 	passive := c.Directors[1]
 	switch ev {
 	case MySQLDown:
 		t1 := time.Now()
-		if p := l.Process(passive.Node, "mariadbd"); p == nil {
+		if b := backends[passive.Node]; b != nil {
+			b.stop()
+			delete(backends, passive.Node)
+		} else if p := l.Process(passive.Node, "mariadbd"); p == nil {
 			return Director{}, fmt.Errorf("no mariadbd in %s", passive.Node)
 		} else if err := p.Stop(lab.StopGrace); err != nil {
 			return Director{}, err
@@ -395,11 +418,17 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		}
 		r.Failover = time.Since(t1)
 	case FailoverStop, FailoverKill:
-		// Writes run across the failover; every acknowledged one must
-		// survive it.
+		// Writes (MySQL inserts) run across the failover; every
+		// acknowledged one must survive it.
 		var err error
+		mysql := opts.Service.Backend == BackendMySQL
 		wstop, wdone := make(chan struct{}), make(chan []Write)
 		go func() {
+			if !mysql {
+				<-wstop
+				wdone <- nil
+				return
+			}
 			wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
 		}()
 		time.Sleep(5 * writeInterval)
@@ -410,15 +439,17 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		if err != nil {
 			return Director{}, fmt.Errorf("failover: %w", err)
 		}
-		var backends []string
-		for _, d := range c.Directors {
-			backends = append(backends, net.JoinHostPort(d.Addr.String(), fmt.Sprint(c.Port)))
+		if mysql {
+			var dbs []string
+			for _, d := range c.Directors {
+				dbs = append(dbs, net.JoinHostPort(d.Addr.String(), fmt.Sprint(c.Port)))
+			}
+			ws, err := CheckWrites(ctx, l.Box(client), dbs, writes, opts.Timeout)
+			if err != nil {
+				return Director{}, err
+			}
+			r.Writes = &ws
 		}
-		ws, err := CheckWrites(ctx, l.Box(client), backends, writes, opts.Timeout)
-		if err != nil {
-			return Director{}, err
-		}
-		r.Writes = &ws
 		passive = c.Directors[0]
 		// The writes' packets reach the IPVS counters at the estimator's
 		// next tick: let it pass, or they count as the reads' evidence.

@@ -57,12 +57,12 @@ func entry(description string, args ...any) TableEntry {
 func run(ctx SpecContext, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
 	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 	Expect(err).NotTo(HaveOccurred())
-	return runOn(ctx, topo, impl, ev, fix, expected...)
+	return runOn(ctx, topo, scenarios.Service{}, impl, ev, fix, expected...)
 }
 
-// runOn is run in a lab built from topo.
-func runOn(ctx SpecContext, topo *lab.Topology, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
-	opts := scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter}
+// runOn is run in a lab built from topo, the workload asking svc.
+func runOn(ctx SpecContext, topo *lab.Topology, svc scenarios.Service, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
+	opts := scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter, Service: svc}
 	if len(expected) > 0 {
 		opts.Expected = expected[0]
 	}

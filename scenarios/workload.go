@@ -25,27 +25,41 @@ type Conn struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Reads opens n fresh MySQL connections to addr from the client box, at
-// most parallel at once, each bounded by dial (the TCP connect) and timeout
-// (each read and write), and asks each which backend serves it. The
+// Reads opens n fresh connections to addr from the client box, at most
+// parallel at once, each bounded by dial (the TCP connect) and timeout
+// (each read and write), and asks each which backend serves it: SELECT
+// @@server_id over MySQL, or the built-in backend's answer. The
 // connections take turns among the source addresses from (the box's
 // default when empty): IPVS persistence and source hashing decide per
 // client address, so one address would see one backend.
-func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, addr string, n, parallel int, dial, timeout time.Duration) []Conn {
-	pools := []*sql.DB{nil}
-	if len(from) > 0 {
-		pools = make([]*sql.DB, len(from))
-	}
-	for i := range pools {
-		cfg := client.MySQLConfig(addr, timeout)
-		cfg.Timeout = dial
+func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr string, n, parallel int, dial, timeout time.Duration) []Conn {
+	query := func(ctx context.Context, i int) (int, error) {
+		var src netip.Addr
 		if len(from) > 0 {
-			cfg.DialFunc = client.DialFrom(from[i])
+			src = from[i%len(from)]
 		}
-		conn, _ := mysql.NewConnector(cfg) // only fails on a bad config, as OpenMySQL
-		pools[i] = sql.OpenDB(conn)
-		defer pools[i].Close()
-		pools[i].SetMaxIdleConns(0) // every query on a new TCP connection
+		return ask(ctx, client, src, kind, addr, dial, timeout)
+	}
+	if kind == BackendMySQL || kind == "" {
+		pools := []*sql.DB{nil}
+		if len(from) > 0 {
+			pools = make([]*sql.DB, len(from))
+		}
+		for i := range pools {
+			cfg := client.MySQLConfig(addr, timeout)
+			cfg.Timeout = dial
+			if len(from) > 0 {
+				cfg.DialFunc = client.DialFrom(from[i])
+			}
+			conn, _ := mysql.NewConnector(cfg) // only fails on a bad config, as OpenMySQL
+			pools[i] = sql.OpenDB(conn)
+			defer pools[i].Close()
+			pools[i].SetMaxIdleConns(0) // every query on a new TCP connection
+		}
+		query = func(ctx context.Context, i int) (id int, err error) {
+			err = pools[i%len(pools)].QueryRowContext(ctx, "SELECT @@server_id").Scan(&id)
+			return id, err
+		}
 	}
 	out := make([]Conn, n)
 	sem := make(chan struct{}, parallel)
@@ -57,8 +71,8 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, addr string,
 			qctx, cancel := context.WithTimeout(ctx, dial+timeout)
 			defer cancel()
 			t0 := time.Now()
-			err := pools[i%len(pools)].QueryRowContext(qctx, "SELECT @@server_id").Scan(&out[i].ServedBy)
-			out[i].Latency = time.Since(t0)
+			id, err := query(qctx, i)
+			out[i].ServedBy, out[i].Latency = id, time.Since(t0)
 			if err != nil {
 				out[i].Hung = isTimeout(err)
 				out[i].Error = err.Error()

@@ -135,11 +135,17 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	if err != nil {
 		return err
 	}
-	m1 = append(m1, check.Mapping{Box: "d2", From: "priority", To: "200",
-		Why: "vrrp-switchover: d2 restarts with a priority above d1's written into its config"})
+	evs, skipped := pl.Events(p, evs)
+	if slices.Contains(evs, scenarios.Switchover) {
+		m1 = append(m1, check.Mapping{Box: pl.Backup(), From: "priority", To: "200",
+			Why: "vrrp-switchover: the BACKUP restarts with a priority above the MASTER's written into its config"})
+	}
 	var lab strings.Builder
 	for _, m := range m1 {
 		fmt.Fprintf(&lab, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(&lab, "  %s\n", s)
 	}
 	if lab.Len() > 0 {
 		account += "\nTo run in the lab\n" + lab.String()
@@ -160,7 +166,7 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
 		Findings: scenarios.Findings, YourConfig: account}
 	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
-	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean}
+	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: pl.Service()}
 	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events, your configs and prescribed)\n", len(cells), len(evs))
 	if err := runCells(ctx, sum, pl.Topology, cells, 1, 6, opts, dir); err != nil {
 		return err

@@ -291,10 +291,15 @@ func TestCheck(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, bad+":2: priority: want a whole number from 1 to 255") {
 		t.Errorf("bad config: exit %d, %q; want exit 2 and file:line", code, stderr)
 	}
-	// What the lab cannot run yet is said before anything is built.
-	http := "../../fixtures/check/http/"
-	_, stderr, code = cli(t, "check", http+"web1.conf", http+"web2.conf")
-	if code != 2 || !strings.Contains(stderr, "cannot run this pair in the lab yet") {
-		t.Errorf("HTTP pair: exit %d, %q; want exit 2, not runnable yet", code, stderr)
+	// What the lab cannot run yet is said before anything is built: here
+	// a second virtual service.
+	dir := t.TempDir()
+	for _, b := range []string{"db1.conf", "db2.conf"} {
+		data, _ := os.ReadFile(ref + b)
+		os.WriteFile(filepath.Join(dir, b), append(data, "virtual_server 192.168.1.200 3307 {\n lb_kind DR\n real_server 192.168.1.233 3307 {\n }\n real_server 192.168.1.213 3307 {\n }\n}\n"...), 0o644)
+	}
+	_, stderr, code = cli(t, "check", filepath.Join(dir, "db1.conf"), filepath.Join(dir, "db2.conf"))
+	if code != 2 || !strings.Contains(stderr, "cannot run this pair in the lab yet: the lab runs one virtual service") {
+		t.Errorf("two services: exit %d, %q; want exit 2, not runnable yet", code, stderr)
 	}
 }

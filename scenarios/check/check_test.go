@@ -11,6 +11,7 @@ import (
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
+	"github.com/lvslab/lvslab/scenarios"
 )
 
 const fixtures = "../../fixtures/check/"
@@ -157,15 +158,15 @@ func TestReferenceFixed(t *testing.T) {
 }
 
 // TestHTTP: a pair written differently: unicast VRRP (the addresses come
-// from it), services in an include with a definition, two ports, HTTP and
-// TCP checks that lose the real server's port in a fwmark service.
+// from it), the service in an include with a definition, HTTP checks that
+// lose the real server's port in a fwmark service, a built-in HTTP backend.
 func TestHTTP(t *testing.T) {
 	p := load(t, "http", "web1.conf", "web2.conf", "", "")
 	pl, err := Derive(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pl.Boxes[0].Addr != netip.MustParseAddr("10.20.0.11") || pl.Boxes[1].Addr != netip.MustParseAddr("10.20.0.12") || len(pl.Services) != 2 {
+	if pl.Boxes[0].Addr != netip.MustParseAddr("10.20.0.11") || pl.Boxes[1].Addr != netip.MustParseAddr("10.20.0.12") || len(pl.Services) != 1 {
 		t.Fatalf("boxes %+v services %+v", pl.Boxes, pl.Services)
 	}
 	for _, m := range pl.Mappings {
@@ -184,7 +185,7 @@ func TestHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	fixed := rx.Boxes[1].Files[filepath.Join(fixtures, "http/web2.d/services.conf")]
-	for _, want := range []string{"virtual_server fwmark 4 {", "virtual_server fwmark 6 {", "real_server 10.20.0.11 {", "connect_port 80", "connect_port 8080"} {
+	for _, want := range []string{"virtual_server fwmark 4 {", "real_server 10.20.0.11 {", "connect_port 80"} {
 		if !strings.Contains(fixed, want) {
 			t.Errorf("web2's fixed services lack %q:\n%s", want, fixed)
 		}
@@ -194,6 +195,9 @@ func TestHTTP(t *testing.T) {
 	}
 	for i, b := range rx.Boxes {
 		keepalivedAccepts(t, b.Files, p.Paths[i])
+	}
+	if why := pl.Runnable(); why != "" || pl.Service() != (scenarios.Service{Port: 80, Backend: scenarios.BackendHTTP}) {
+		t.Errorf("runnable %q, service %+v; want an HTTP backend on port 80", why, pl.Service())
 	}
 }
 

@@ -382,3 +382,7 @@ func (pl *Plan) box(node string) int {
 	}
 	return 0
 }
+
+// Backup is the node VRRP makes BACKUP at the start: the one the
+// switchover raises.
+func (pl *Plan) Backup() string { return pl.Boxes[pl.electionOrder()[1]].Node }

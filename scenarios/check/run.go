@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/lvslab/lvslab/lab"
@@ -18,14 +19,74 @@ func (pl *Plan) Runnable() string {
 		return fmt.Sprintf("%d VIPs: the lab runs one VIP for now", len(pl.VIPs))
 	case len(pl.Services) != 1 || len(pl.Services[0].Ports) != 1:
 		return "the lab runs one virtual service on one port for now"
-	case pl.Services[0].Ports[0] != lab.MySQLPort:
-		return fmt.Sprintf("port %d: the lab's backends and workload are MySQL (port %d) for now", pl.Services[0].Ports[0], lab.MySQLPort)
 	case pl.Services[0].Kind != "DR":
 		return "lb_kind " + pl.Services[0].Kind + ": the lab runs DR services"
 	case len(pl.Realservers) > 0:
 		return "realservers other than the two boxes: not run yet"
 	}
+	for _, vs := range pl.Services[0].Servers {
+		for _, rs := range vs.RealServers {
+			for _, ck := range rs.Checks {
+				switch {
+				case ck.Kind == keepalivedconf.SSLGet:
+					return ck.Pos.String() + ": SSL_GET: the lab's backends speak no TLS yet"
+				case slices.ContainsFunc(ck.URLs, func(u keepalivedconf.URL) bool { return u.Digest != "" }):
+					return ck.Pos.String() + ": HTTP_GET with a digest: the lab's backend pages are not yours"
+				}
+			}
+		}
+	}
 	return ""
+}
+
+// Events is evs less what the pair cannot go through, with why: with
+// nopreempt a restarted box does not take the VIP back, so there is no
+// switchover nor failback to run.
+func (pl *Plan) Events(p *Pair, evs []scenarios.Event) ([]scenarios.Event, []string) {
+	var why []string
+	for _, c := range p.Configs {
+		if in := c.Instances[0]; in.NoPreempt {
+			why = append(why, fmt.Sprintf("%s: vrrp_instance %s has nopreempt: a restarted box does not take the VIP back, so %s and %s are not run",
+				in.Pos, in.Name, scenarios.Switchover, scenarios.Failback))
+		}
+	}
+	if len(why) == 0 {
+		return evs, nil
+	}
+	var out []scenarios.Event
+	for _, e := range evs {
+		if e != scenarios.Switchover && e != scenarios.Failback {
+			out = append(out, e)
+		}
+	}
+	return out, why
+}
+
+// Service is what the lab's backends serve and its workload asks: MariaDB
+// on the MySQL port; elsewhere a built-in HTTP page where a checker or the
+// port says HTTP, else a one-line banner.
+func (pl *Plan) Service() scenarios.Service {
+	s := pl.Services[0]
+	port := int(s.Ports[0])
+	switch {
+	case port == lab.MySQLPort:
+		return scenarios.Service{Port: port, Backend: scenarios.BackendMySQL}
+	case port == 80 || port == 8080 || port == 8000 || s.checks(keepalivedconf.HTTPGet):
+		return scenarios.Service{Port: port, Backend: scenarios.BackendHTTP}
+	}
+	return scenarios.Service{Port: port, Backend: scenarios.BackendBanner}
+}
+
+// checks reports whether a real server of the service has a checker of kind.
+func (s *Service) checks(kind string) bool {
+	for _, vs := range s.Servers {
+		for _, rs := range vs.RealServers {
+			if slices.ContainsFunc(rs.Checks, func(c *keepalivedconf.Check) bool { return c.Kind == kind }) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Runs are the two ways lvslab check runs the pair: with its configs and

@@ -1,0 +1,118 @@
+package scenarios
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+)
+
+// Backend kinds: what serves the virtual service's port on each box.
+const (
+	BackendMySQL  = "mysql"  // the lab's MariaDB
+	BackendHTTP   = "http"   // built in: an HTTP 200 page "server_id N"
+	BackendBanner = "banner" // built in: a line "server_id N", then close
+)
+
+// Service is the virtual service a scenario's workload goes to.
+type Service struct {
+	Port    int
+	Backend string // BackendMySQL (the default), BackendHTTP, BackendBanner
+}
+
+// backend is a built-in server on one box: its listening socket is in the
+// box's namespace, served by goroutines of this process.
+type backend struct {
+	ln  net.Listener
+	srv *http.Server // nil for a banner
+	wg  sync.WaitGroup
+}
+
+// startBackend serves port on box, saying serverID to every client.
+func startBackend(box *lab.Box, kind string, port, serverID int) (*backend, error) {
+	b := &backend{}
+	err := box.Do(func() (err error) {
+		b.ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s backend on %s:%d: %w", kind, box.Name, port, err)
+	}
+	answer := fmt.Sprintf("server_id %d\n", serverID)
+	if kind == BackendHTTP {
+		b.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, answer) })}
+		b.srv.SetKeepAlivesEnabled(false)
+		b.wg.Go(func() { b.srv.Serve(b.ln) })
+		return b, nil
+	}
+	b.wg.Go(func() {
+		for {
+			c, err := b.ln.Accept()
+			if err != nil {
+				return // stopped
+			}
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, answer)
+			c.Close()
+		}
+	})
+	return b, nil
+}
+
+// stop closes the listener: the box's realserver is down.
+func (b *backend) stop() {
+	if b.srv != nil {
+		b.srv.Close()
+	} else {
+		b.ln.Close()
+	}
+	b.wg.Wait()
+}
+
+// ask is one client request to a built-in backend through addr: which
+// server_id answered.
+func ask(ctx context.Context, client *lab.Box, from netip.Addr, kind, addr string, dial, timeout time.Duration) (int, error) {
+	dctx, cancel := context.WithTimeout(ctx, dial)
+	defer cancel()
+	dialer := client.DialContext
+	if from.IsValid() {
+		dialer = client.DialFrom(from)
+	}
+	c, err := dialer(dctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	r := bufio.NewReader(c)
+	if kind == BackendHTTP {
+		if _, err := fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		r = bufio.NewReader(resp.Body)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	id, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "server_id "))
+	if err != nil {
+		return 0, fmt.Errorf("backend answered %q", line)
+	}
+	return id, nil
+}
