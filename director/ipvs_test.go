@@ -141,7 +141,7 @@ FWM  00000003 wlc persistent 300 FFFFFFFF
 TCP  [2001:db8::40]:01BB mh 
   -> [2001:db8::43]:01BB      Tunnel  2      0          0         
 `
-	got, err := ParseProcTable([]byte(text))
+	got, err := parseProcTable([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ TCP  [2001:db8::40]:01BB mh
 		t.Errorf("parsed table (-want +got):\n%s", diff)
 	}
 	for _, bad := range []string{"  -> C0A801E9:0CEA Route 1 0 0", "TCP  C0A801C8 rr", "FWM  zz rr", "TCP  C0A801C8:0CEA rr persistent x FFFFFFFF"} {
-		if _, err := ParseProcTable([]byte("h\nh\nh\n" + bad + "\n")); err == nil || !strings.Contains(err.Error(), "line 4") {
+		if _, err := parseProcTable([]byte("h\nh\nh\n" + bad + "\n")); err == nil || !strings.Contains(err.Error(), "line 4") {
 			t.Errorf("%q: err %v, want one naming line 4", bad, err)
 		}
 	}

@@ -62,7 +62,7 @@ func (k *Kernel) Table() ([]Service, error) {
 	if _, err := k.buf.ReadFrom(k.proc); err != nil {
 		return nil, fmt.Errorf("read IPVS table: %w", err)
 	}
-	table, err := ParseProcTable(k.buf.Bytes())
+	table, err := parseProcTable(k.buf.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (k *Kernel) learnHZ(s Service) error {
 	return nil
 }
 
-// ParseProcTable reads the format of /proc/net/ip_vs (ip_vs_info_seq_show
+// parseProcTable reads the format of /proc/net/ip_vs (ip_vs_info_seq_show
 // in net/netfilter/ipvs/ip_vs_ctl.c): three header lines, then per service
 //
 //	TCP  C0A801C8:0CEA rr [ops ][persistent 75000 FFFFFFFF]
@@ -102,7 +102,7 @@ func (k *Kernel) learnHZ(s Service) error {
 // in host byte order hex, IPv6 addresses in brackets. Persistence is left
 // in the file's unit, jiffies. It allocates little: 1000 services are read
 // at every no-op reconcile.
-func ParseProcTable(text []byte) ([]Service, error) {
+func parseProcTable(text []byte) ([]Service, error) {
 	var out []Service
 	var f [8][]byte
 	names := map[string]string{} // schedulers and forwarding methods, shared

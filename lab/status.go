@@ -187,3 +187,41 @@ func (b *Box) Stacks() string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// Attach opens a running lab that another process built, to observe it:
+// each box with a netlink handle in its namespace (Box.Do and Netlink
+// work; Box.Start does not). Close releases the handles and leaves the
+// lab running.
+func Attach(runDir, name string) (_ *Lab, err error) {
+	st, err := ReadState(runDir, name)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Name: name, Topo: st.Topology, Dir: filepath.Join(runDir, name), boxes: map[string]*Box{}}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	var boxes []string
+	for _, b := range st.Topology.Bridges {
+		boxes = append(boxes, b.Name)
+	}
+	for _, n := range st.Topology.Nodes {
+		boxes = append(boxes, n.Name)
+	}
+	for _, b := range boxes {
+		h, err := netns.GetFromPath(NamespacePath(name, b))
+		if err != nil {
+			return nil, fmt.Errorf("attach to %s of lab %s: %w", b, name, err)
+		}
+		l.push("close handle of "+b, h.Close)
+		nl, err := netlink.NewHandleAt(h)
+		if err != nil {
+			return nil, fmt.Errorf("netlink handle in %s of lab %s: %w", b, name, err)
+		}
+		l.push("close netlink of "+b, func() error { nl.Close(); return nil })
+		l.boxes[b] = &Box{Name: b, lab: l, ns: h, nl: nl}
+	}
+	return l, nil
+}

@@ -103,3 +103,51 @@ func TimeExceeded(box *lab.Box) (uint64, error) {
 	})
 	return v, err
 }
+
+// bridgeFrames sums the frames the bridge's ports carried, both ways: on
+// the client's ports, and on the directors'.
+func bridgeFrames(bridge *lab.Box, c Cluster, client string) (cl, dir uint64) {
+	ports, _ := ReadPorts(bridge)
+	for alias, f := range ports {
+		node, _, _ := strings.Cut(alias, ".")
+		switch node {
+		case client:
+			cl += f.Rx + f.Tx
+		case c.Directors[0].Node, c.Directors[1].Node:
+			dir += f.Rx + f.Tx
+		}
+	}
+	return cl, dir
+}
+
+// Counters are a running lab's cumulative counters, what lvslab watch
+// shows per second.
+type Counters struct {
+	ClientFrames, DirectorFrames uint64
+	// IPVSPackets and TimeExceeded are each director's, in Cluster order.
+	IPVSPackets  [2]uint32
+	TimeExceeded [2]uint64
+	// VIP names the directors holding the VIP on an interface.
+	VIP []string
+}
+
+// ReadCounters reads l's counters now.
+func ReadCounters(l *lab.Lab, c Cluster) (Counters, error) {
+	var k Counters
+	k.ClientFrames, k.DirectorFrames = bridgeFrames(l.Box(l.Topo.Bridges[0].Name), c, clientNode(l.Topo))
+	for i, d := range c.Directors {
+		box := l.Box(d.Node)
+		ipvs, err := ReadIPVS(box)
+		if err != nil {
+			return k, err
+		}
+		k.IPVSPackets[i] = ipvs.InPkts
+		if k.TimeExceeded[i], err = TimeExceeded(box); err != nil {
+			return k, err
+		}
+		if HoldsVIP(box, c) == "" {
+			k.VIP = append(k.VIP, d.Node)
+		}
+	}
+	return k, nil
+}

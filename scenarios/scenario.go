@@ -203,19 +203,7 @@ const SampleInterval = 100 * time.Millisecond
 // sampleFrames reads the bridge's port counters every SampleInterval
 // until stop is closed, and returns the per-interval frame counts.
 func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{}) []Sample {
-	sum := func() (cl, dir uint64) {
-		ports, _ := ReadPorts(bridge)
-		for alias, f := range ports {
-			node, _, _ := strings.Cut(alias, ".")
-			switch node {
-			case client:
-				cl += f.Rx + f.Tx
-			case c.Directors[0].Node, c.Directors[1].Node:
-				dir += f.Rx + f.Tx
-			}
-		}
-		return cl, dir
-	}
+	sum := func() (cl, dir uint64) { return bridgeFrames(bridge, c, client) }
 	var out []Sample
 	t0 := time.Now()
 	lastC, lastD := sum()
@@ -235,7 +223,8 @@ func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{
 
 // Run builds a lab from topo, starts impl with fix on its two directors,
 // applies the event to the MASTER, sends the workload (MySQL, or
-// opts.Service's) to the VIP from the client, and judges. The lab is torn down before it returns.
+// opts.Service's) to the VIP from the client, and judges. The lab is torn
+// down before it returns.
 func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, ev Event, opts Options) (_ *Result, err error) {
 	opts.defaults()
 	r := &Result{Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: cmp.Or(opts.Expected, Expected(fix, ev))}

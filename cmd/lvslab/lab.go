@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -16,12 +18,14 @@ import (
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/vmlab"
+	"github.com/lvslab/lvslab/scenarios"
 )
 
 func cmdUp(args []string) error {
 	fs := newFlags("up")
 	topoFile := fs.String("t", "", "topology file (default: the built-in "+fixtures.DefaultTopologyName+")")
 	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
+	directors, fix := directorFlags(fs)
 	mode := fs.String("kernel", "", "where the lab runs: native, or vm (a micro-VM with IPVS); default $LVSLAB_KERNEL, else vm when the host kernel has no ip_vs")
 	v := addVMFlags(fs, false, 2048)
 	name, runDir := labFlags(fs)
@@ -30,6 +34,9 @@ func cmdUp(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError("unexpected argument %q", fs.Arg(0))
+	}
+	if err := checkDirectorFlags(*directors, *fix); err != nil {
+		return err
 	}
 	file, data := fixtures.DefaultTopologyName, fixtures.DefaultTopology
 	if *topoFile != "" {
@@ -66,13 +73,24 @@ func cmdUp(args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "lvslab: booting a micro-VM (kernel %s); the lab is built inside it\n", vm.Kernel.Version)
-		if st, err = vmlab.Up(ctx, vm, topo, data, *runDir, *name, *noServices); err != nil {
+		var agentArgs []string
+		if *noServices {
+			agentArgs = append(agentArgs, "--no-services")
+		}
+		if *directors != "" {
+			agentArgs = append(agentArgs, "--directors", *directors, "--fix", *fix)
+		}
+		if st, err = vmlab.Up(ctx, vm, topo, data, *runDir, *name, agentArgs); err != nil {
 			return err
 		}
 	} else {
 		l, err := lab.Build(ctx, topo, lab.Options{Name: *name, RunDir: *runDir, Detach: true,
 			NoServices: *noServices, Progress: os.Stderr})
 		if err != nil {
+			return err
+		}
+		if err := startDirectors(ctx, l, *directors, *fix); err != nil {
+			l.Close() // nothing half-built stays
 			return err
 		}
 		if st, err = lab.Inspect(*runDir, l.Name); err != nil {
@@ -239,6 +257,7 @@ func cmdAgent(args []string) error {
 	topoFile := fs.String("t", "", "topology file")
 	name := fs.String("lab", "lab", "lab name")
 	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
+	directors, fix := directorFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -251,8 +270,57 @@ func cmdAgent(args []string) error {
 	if err == nil {
 		l, err = lab.Build(context.Background(), topo, lab.Options{Name: *name, NoServices: *noServices, Progress: os.Stderr})
 	}
+	if err == nil {
+		err = startDirectors(context.Background(), l, *directors, *fix)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lvslab agent: %v\n", err)
 	}
 	return vmlab.Serve(context.Background(), l, lab.DefaultRunDir, err, port)
+}
+
+// directorFlags are up's --directors and --fix.
+func directorFlags(fs *flag.FlagSet) (directors, fix *string) {
+	return fs.String("directors", "", "start directors on the topology's two director nodes: keepalived, lvslab, or mixed (keepalived on the first, lvslab on the second)"),
+		fs.String("fix", string(scenarios.FixNone), "with --directors, the loop fix: none (the loop), fwmark, backup-only, redirect (keepalived only)")
+}
+
+func checkDirectorFlags(directors, fix string) error {
+	switch {
+	case directors != "" && !slices.Contains([]string{"keepalived", "lvslab", "mixed"}, directors):
+		return usageError("--directors %q: want keepalived, lvslab or mixed", directors)
+	case !slices.Contains(scenarios.Fixes, scenarios.Fix(fix)):
+		return usageError("--fix %q: want one of %v", fix, scenarios.Fixes)
+	case fix == string(scenarios.FixRedirect) && directors != "keepalived":
+		return usageError("--fix redirect is keepalived's notify scripts: use --directors keepalived")
+	}
+	return nil
+}
+
+// startDirectors starts directors ("" for none) on l's two director nodes
+// with fix, and waits until the MASTER alone holds the VIP.
+func startDirectors(ctx context.Context, l *lab.Lab, directors, fix string) error {
+	if directors == "" {
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	impls := scenarios.Implementations(self)
+	var impl scenarios.Implementation
+	if directors == "mixed" {
+		impl = scenarios.Mixed{impls["keepalived"](), impls["lvslab"]()}
+	} else {
+		impl = impls[directors]()
+	}
+	c, err := scenarios.NewCluster(l.Topo)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "lvslab: starting %s on %s and %s, fix %s\n", impl.Name(), c.Directors[0].Node, c.Directors[1].Node, fix)
+	if err := scenarios.StartBoth(ctx, impl, l, c, scenarios.Fix(fix)); err != nil {
+		return err
+	}
+	return scenarios.WaitReady(ctx, l, c, 90*time.Second)
 }

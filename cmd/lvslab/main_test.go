@@ -193,13 +193,24 @@ func TestUpInVM(t *testing.T) {
 	runDir, name := t.TempDir(), lab.RandomName()
 	snap := labtest.Snapshot(t)
 	t.Cleanup(func() { cli(t, "sweep", "--lab", name, "--run-dir", runDir) })
-	stdout, stderr, code := cli(t, "up", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir)
+	// A cluster to poke at: the lvslab directors, no fix (the loop).
+	stdout, stderr, code := cli(t, "up", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir, "--directors", "lvslab", "--fix", "none")
 	if code != 0 || !strings.Contains(stdout, "192.168.1.200/32") || !strings.Contains(stdout, "micro-VM") {
-		t.Fatalf("up --kernel vm: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		t.Fatalf("up --kernel vm --directors lvslab: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
-	out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d1", "--", "ipvsadm", "-Ln")
-	if code != 0 || !strings.Contains(out, "IP Virtual Server") {
-		t.Errorf("exec ipvsadm in the VM lab: exit %d, %q %q; want the IPVS table", code, out, stderr)
+	out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d2", "--", "ipvsadm", "-Ln")
+	if code != 0 || !strings.Contains(out, "TCP  192.168.1.200:3306 rr") {
+		t.Errorf("exec ipvsadm on the BACKUP: exit %d, %q %q; want its VIP:3306 service (no fix)", code, out, stderr)
+	}
+	out, _, code = cli(t, "exec", "--lab", name, "--run-dir", runDir, "d1", "--", "ip", "-o", "addr", "show", "dev", "eth0")
+	if code != 0 || !strings.Contains(out, "192.168.1.200/24") {
+		t.Errorf("the MASTER d1 holds no VIP on eth0: exit %d, %q", code, out)
+	}
+	// watch, through the agent, not on a terminal: a header and plain lines.
+	out, stderr, code = cli(t, "watch", "--lab", name, "--run-dir", runDir, "--count", "2", "--interval", "500ms")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.Contains(lines[0], "d1 ipvs") ||
+		!strings.HasSuffix(lines[2], " d1") {
+		t.Errorf("watch: exit %d, %q %q; want a header and two lines with d1 holding the VIP", code, out, stderr)
 	}
 	out, _, code = cli(t, "exec", "--lab", name, "--run-dir", runDir, "client", "--",
 		"mariadb", "-h", "192.168.1.233", "-u", lab.MySQLUser, "-p"+lab.MySQLPassword, "-N", "-e", "select @@server_id")
@@ -209,8 +220,8 @@ func TestUpInVM(t *testing.T) {
 	if _, _, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d2", "--", "sh", "-c", "exit 9"); code != 9 {
 		t.Errorf("exit code through the agent: got %d, want 9", code)
 	}
-	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "mariadbd") {
-		t.Errorf("status through the agent shows no mariadbd:\n%s", out)
+	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "mariadbd") || !strings.Contains(out, "lvslab") {
+		t.Errorf("status through the agent shows no mariadbd or director:\n%s", out)
 	}
 	if _, stderr, code := cli(t, "down", "--lab", name, "--run-dir", runDir); code != 0 {
 		t.Errorf("down: exit %d: %s", code, stderr)
@@ -301,5 +312,20 @@ func TestCheck(t *testing.T) {
 	_, stderr, code = cli(t, "check", filepath.Join(dir, "db1.conf"), filepath.Join(dir, "db2.conf"))
 	if code != 2 || !strings.Contains(stderr, "cannot run this pair in the lab yet: the lab runs one virtual service") {
 		t.Errorf("two services: exit %d, %q; want exit 2, not runnable yet", code, stderr)
+	}
+}
+
+// TestUpDirectorFlags: a bad --directors or --fix is a one-line usage
+// error before anything is built.
+func TestUpDirectorFlags(t *testing.T) {
+	for args, want := range map[string]string{
+		"--directors haproxy":                  `--directors "haproxy": want keepalived, lvslab or mixed`,
+		"--directors lvslab --fix redirect":    "--fix redirect is keepalived's notify scripts",
+		"--directors keepalived --fix wishful": `--fix "wishful": want one of`,
+	} {
+		_, stderr, code := cli(t, append([]string{"up", "--lab", "flags"}, strings.Fields(args)...)...)
+		if code != 2 || !strings.Contains(stderr, want) {
+			t.Errorf("up %s: exit %d, %q; want exit 2 and %q", args, code, stderr, want)
+		}
 	}
 }

@@ -196,9 +196,10 @@ func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) 
 func Socket(runDir, name string) string { return filepath.Join(runDir, name, kernel.AgentSocket) }
 
 // Up boots a micro-VM whose agent builds topo (whose YAML is topoData) as
-// the lab called name (without MariaDB if noServices), and waits for the
-// lab to be up. On error nothing is left.
-func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []byte, runDir, name string, noServices bool) (_ *lab.Status, err error) {
+// the lab called name, with the agent's further flags agentArgs
+// (--no-services, --directors ...), and waits for the lab to be up. On
+// error nothing is left.
+func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []byte, runDir, name string, agentArgs []string) (_ *lab.Status, err error) {
 	dir, err := lab.Claim(runDir, name)
 	if err != nil {
 		return nil, err
@@ -215,10 +216,7 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []
 	if err != nil {
 		return nil, err
 	}
-	argv := []string{self, "agent", "--lab", name, "-t", GuestTopology}
-	if noServices {
-		argv = append(argv, "--no-services")
-	}
+	argv := append([]string{self, "agent", "--lab", name, "-t", GuestTopology}, agentArgs...)
 	spec := kernel.Spec{Argv: argv,
 		Env: []string{"PATH=" + os.Getenv("PATH"), "HOME=/root"}, Dir: "/"}
 	proc, err := vm.Start(dir, spec)

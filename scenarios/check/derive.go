@@ -6,7 +6,8 @@
 // every name it maps onto the lab (interfaces, paths) and every guess it
 // makes is listed in Plan.Mappings. Prescribe writes the fwmark guard for
 // that pair: the iptables rules with its VIPs, ports, marks and MACs, and
-// the configs with each address service declared by its mark.
+// the configs with each address service declared by its mark. Runs gives
+// the two ways the scenarios run the pair: as given, and as prescribed.
 package check
 
 import (
@@ -55,7 +56,7 @@ type Service struct {
 	// Marks are each box's fwmark when the service is declared by mark.
 	Marks [2]uint32 `json:"marks"`
 	Kind  string    `json:"lb_kind"`
-	// Servers are [box][index] pointers into the configs.
+	// Servers are each box's declaration of it, in its config.
 	Servers [2]*keepalivedconf.VirtualServer `json:"-"`
 }
 

@@ -96,16 +96,15 @@ func (s *Service) checks(kind string) bool {
 func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed func() scenarios.Implementation, mappings []Mapping, err error) {
 	var given, fixed [2]string
 	for i := range given {
-		given[i] = p.Rules[i].Restore()
-		fixed[i] = given[i] + rx.Boxes[i].Restore
-		if len(rx.Boxes[i].Rules) == 0 {
-			fixed[i] = given[i]
+		given[i], fixed[i] = p.Rules[i].Restore(), p.Rules[i].Restore()
+		if len(rx.Boxes[i].Rules) > 0 {
+			fixed[i] += rx.Boxes[i].Restore
 		}
 	}
-	if yours, mappings, err = Implementation(p, pl, [2]Edits{}, given, bin); err != nil {
+	if yours, mappings, err = implementation(p, pl, [2]Edits{}, given, bin); err != nil {
 		return nil, nil, nil, err
 	}
-	prescribed, _, err = Implementation(p, pl, [2]Edits{rx.Boxes[0].Edits, rx.Boxes[1].Edits}, fixed, bin)
+	prescribed, _, err = implementation(p, pl, [2]Edits{rx.Boxes[0].Edits, rx.Boxes[1].Edits}, fixed, bin)
 	for i, r := range p.Rules {
 		if r != nil {
 			mappings = append(mappings, Mapping{Box: pl.Boxes[i].Node, From: r.Path, To: fmt.Sprintf("%d mark rule(s) applied", len(r.Marks)),
@@ -115,13 +114,13 @@ func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed fu
 	return yours, prescribed, mappings, err
 }
 
-// Implementation is keepalived on both boxes of the lab with the pair's
+// implementation is keepalived on both boxes of the lab with the pair's
 // configs and edits (none, or the prescription's) and rules, unchanged
 // but for the lab's mappings, which it returns: includes by absolute path
 // made relative, MISC_CHECK scripts the lab does not have replaced by
 // `lvslab probe` with the same meaning, and a priority a switchover
 // raises. bin is the lvslab binary.
-func Implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
+func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
 	var mappings []Mapping
 	var labEdits [2]Edits
 	for i := range pl.Boxes {
