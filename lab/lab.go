@@ -416,11 +416,8 @@ func (l *Lab) Box(name string) *Box { return l.boxes[name] }
 // Boxes returns the lab's boxes in topology order: bridges, then nodes.
 func (l *Lab) Boxes() []*Box {
 	var bs []*Box
-	for _, b := range l.Topo.Bridges {
-		bs = append(bs, l.boxes[b.Name])
-	}
-	for _, n := range l.Topo.Nodes {
-		bs = append(bs, l.boxes[n.Name])
+	for _, name := range l.Topo.BoxNames() {
+		bs = append(bs, l.boxes[name])
 	}
 	return slices.DeleteFunc(bs, func(b *Box) bool { return b == nil })
 }

@@ -51,14 +51,7 @@ func Inspect(runDir, name string) (*Status, error) {
 		return nil, err
 	}
 	s := &Status{State: st}
-	var boxes []string
-	for _, b := range st.Topology.Bridges {
-		boxes = append(boxes, b.Name)
-	}
-	for _, n := range st.Topology.Nodes {
-		boxes = append(boxes, n.Name)
-	}
-	for _, b := range boxes {
+	for _, b := range st.Topology.BoxNames() {
 		bs, err := inspectBox(name, b)
 		if err != nil {
 			return nil, err
@@ -203,14 +196,7 @@ func Attach(runDir, name string) (_ *Lab, err error) {
 			l.Close()
 		}
 	}()
-	var boxes []string
-	for _, b := range st.Topology.Bridges {
-		boxes = append(boxes, b.Name)
-	}
-	for _, n := range st.Topology.Nodes {
-		boxes = append(boxes, n.Name)
-	}
-	for _, b := range boxes {
+	for _, b := range st.Topology.BoxNames() {
 		h, err := netns.GetFromPath(NamespacePath(name, b))
 		if err != nil {
 			return nil, fmt.Errorf("attach to %s of lab %s: %w", b, name, err)

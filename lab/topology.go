@@ -91,6 +91,19 @@ const (
 	maxIfNameLen = 15
 )
 
+// BoxNames are the names of the lab's namespaces in order: the bridges',
+// then the nodes'.
+func (t *Topology) BoxNames() []string {
+	var names []string
+	for _, b := range t.Bridges {
+		names = append(names, b.Name)
+	}
+	for _, n := range t.Nodes {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
 // HasRole reports whether the node has role r.
 func (n *Node) HasRole(r string) bool { return slices.Contains(n.Roles, r) }
 
