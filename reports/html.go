@@ -76,11 +76,11 @@ th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-
 .ERROR, .NO-BALANCE, .UNSTABLE { color: #b60; font-weight: bold; }
 svg { background: #fafafa; border: 1px solid #ddd; }
 .dir { stroke: #c33; fill: none; stroke-width: 1.5; } .cli { stroke: #36c; fill: none; stroke-width: 1.5; }
-.bar { fill: #c33; } small { color: #666; }
+.bar { fill: #c33; } small { color: #666; } pre { white-space: pre-wrap; }
 </style></head><body>
 <h1>Two-box LVS-DR conformance: run {{.RunID}}</h1>
 <p>Kernel {{.Kernel}} ({{.Runner}}), started {{.Started.Format "2006-01-02 15:04:05 MST"}}.
-Result: <strong id="overall">{{if .Pass}}every verdict matches its expectation{{else}}a verdict does not match its expectation{{end}}</strong>.</p>
+Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{else}}a run is not CLEAN: your configuration needs the fix below it{{end}}{{else if .Pass}}every verdict matches its expectation{{else}}a verdict does not match its expectation{{end}}</strong>.</p>
 {{with .YourConfig}}<h2>Your configuration</h2>
 <pre id="your-config">{{.}}</pre>{{end}}
 <h2>Matrix</h2>
