@@ -46,7 +46,7 @@ func TestWriteAndRender(t *testing.T) {
 		`900 frames, <strong>incomplete</strong>: 4 dropped by the kernel, 0 past the cap`, `<small class="capture">310 frames</small>`,
 		`<polyline class="dir" points="0.0,0.0 360.0,60.0"/>`, // 80 is the peak, 40 half of it
 		`<polyline class="cli" points="0.0,105.0 360.0,112.5"/>`,
-		">25%</text>", // (3 hung + 7 failed) / 40
+		">25%</text>",        // (3 hung + 7 failed) / 40
 		"every run is CLEAN", // a check report
 		"<pre id=\"your-config\">Your configuration\n  d1: db1.conf &lt;with include&gt;</pre>",
 		`<dt><strong>A graceful stop leaves nothing to loop on</strong></dt><dd>CLEAN &amp; without a fix.</dd>`,
