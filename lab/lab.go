@@ -464,13 +464,17 @@ func (b *Box) Netlink() *netlink.Handle { return b.nl }
 func (b *Box) Do(f func() error) error { return doIn(b.Path(), f) }
 
 // DialFrom returns a dial function like DialContext's that binds the
-// connection's source to local, one of the box's addresses.
+// connection's source to local, one of the box's addresses (the kernel's
+// choice when local is the zero Addr).
 func (b *Box) DialFrom(local netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	if local.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
-		err := b.Do(func() error {
-			var err error
-			c, err = (&net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))}).DialContext(ctx, network, addr)
+		err := b.Do(func() (err error) {
+			c, err = d.DialContext(ctx, network, addr)
 			return err
 		})
 		return c, err
@@ -479,13 +483,7 @@ func (b *Box) DialFrom(local netip.Addr) func(ctx context.Context, network, addr
 
 // DialContext dials from inside the box's namespace; the socket stays there.
 func (b *Box) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := b.Do(func() error {
-		var err error
-		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	return b.DialFrom(netip.Addr{})(ctx, network, addr)
 }
 
 // EnsureAddr adds p to the box's interface dev unless it is already there.

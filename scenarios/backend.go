@@ -84,11 +84,7 @@ func (b *backend) stop() {
 func ask(ctx context.Context, client *lab.Box, from netip.Addr, kind, addr string, dial, timeout time.Duration) (int, error) {
 	dctx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
-	dialer := client.DialContext
-	if from.IsValid() {
-		dialer = client.DialFrom(from)
-	}
-	c, err := dialer(dctx, "tcp", addr)
+	c, err := client.DialFrom(from)(dctx, "tcp", addr)
 	if err != nil {
 		return 0, err
 	}

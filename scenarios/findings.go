@@ -62,8 +62,9 @@ var Findings = []Finding{
 			"switches sync daemons on a worker."},
 	{"Directors started together may both become MASTER for a moment",
 		"Both time out as BACKUP after about 3.5 s and take the VIP until the higher priority's adverts are heard " +
-			"(1.5 s once, with six scenarios on a loaded micro-VM). Under load this broke cells: keepalived's " +
-			"asynchronous notify scripts left the REDIRECT rule off the BACKUP (1 of 40 specs), and the lvslab " +
+			"(1.5 s once, with six scenarios on a loaded micro-VM). Under load this broke cells: a REDIRECT cell " +
+			"found the BACKUP without its rule for 15 s (1 of 40 specs; keepalived's asynchronous notify scripts " +
+			"racing that double transition is the likely cause, its logs were not kept), and the lvslab " +
 			"director that yielded went on sending gratuitous ARP for the VIP, so the client sent traffic to the " +
 			"BACKUP and 2 of 20 connections broke (fixed: announcements end with the VIP). Scenarios now start the " +
 			"MASTER's director first and the other once it holds the VIP, as boxes in the field start seconds " +
