@@ -295,9 +295,11 @@ func (l *Lab) buildNode(n *Node) error {
 	if err := b.SetSysctls(n.Sysctls); err != nil {
 		return err
 	}
-	if vip := l.Topo.VIPAddr(); n.HasRole(RoleRealserver) && vip.IsValid() {
-		if err := b.EnsureAddr("lo", netip.PrefixFrom(vip, 32)); err != nil {
-			return err
+	if n.HasRole(RoleRealserver) {
+		for _, vip := range l.Topo.VIPAddrs() {
+			if err := b.EnsureAddr("lo", netip.PrefixFrom(vip, 32)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

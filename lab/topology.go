@@ -20,7 +20,10 @@ type Topology struct {
 	Name string `yaml:"name"`
 	// VIP is the virtual IP the directors balance. Every realserver holds it
 	// on lo; it must fall inside one of the lab's subnets.
-	VIP     string   `yaml:"vip,omitempty"`
+	VIP string `yaml:"vip,omitempty"`
+	// VIPs are more virtual IPs, held on lo like VIP: a pair that
+	// balances several.
+	VIPs    []string `yaml:"vips,omitempty"`
 	Bridges []Bridge `yaml:"bridges,omitempty"`
 	Nodes   []Node   `yaml:"nodes"`
 }
@@ -126,6 +129,17 @@ func (t *Topology) VIPAddr() netip.Addr {
 	return a
 }
 
+// VIPAddrs returns VIP and VIPs, parsed (valid after Validate).
+func (t *Topology) VIPAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, s := range append([]string{t.VIP}, t.VIPs...) {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // Prefixes returns the interface's parsed addresses (valid after Validate).
 func (i *Interface) Prefixes() []netip.Prefix {
 	var ps []netip.Prefix
@@ -175,7 +189,7 @@ func ParseTopology(file string, data []byte) (*Topology, error) {
 // Validate checks the topology without touching the kernel.
 func (t *Topology) Validate() error {
 	v := &validator{t: t, names: map[string]string{}, macs: map[string]string{},
-		addrs: map[netip.Addr]string{}, ifaces: map[string]*Interface{}}
+		addrs: map[netip.Addr]string{}, vips: map[netip.Addr]string{}, ifaces: map[string]*Interface{}}
 	v.run()
 	if len(v.errs) > 0 {
 		return v.errs
@@ -189,6 +203,7 @@ type validator struct {
 	names  map[string]string // node and bridge names -> path
 	macs   map[string]string
 	addrs  map[netip.Addr]string
+	vips   map[netip.Addr]string
 	ifaces map[string]*Interface // "node.iface"
 }
 
@@ -354,17 +369,31 @@ func (v *validator) vip() {
 		if rs {
 			v.fail("vip", "realservers need a vip")
 		}
+		if len(t.VIPs) > 0 {
+			v.fail("vips", "more vips need a vip first")
+		}
 		return
 	}
-	vip, err := netip.ParseAddr(t.VIP)
+	v.oneVIP("vip", t.VIP)
+	for k, s := range t.VIPs {
+		v.oneVIP(fmt.Sprintf("vips[%d]", k), s)
+	}
+}
+
+func (v *validator) oneVIP(path, s string) {
+	vip, err := netip.ParseAddr(s)
 	if err != nil || !vip.Is4() {
-		v.fail("vip", "bad VIP %q: want an IPv4 address", t.VIP)
+		v.fail(path, "bad VIP %q: want an IPv4 address", s)
 		return
 	}
 	if owner := v.addrs[vip]; owner != "" {
-		v.fail("vip", "VIP %s is also an interface address (%s)", vip, owner)
+		v.fail(path, "VIP %s is also an interface address (%s)", vip, owner)
 	}
-	for _, n := range t.Nodes {
+	if other := v.vips[vip]; other != "" {
+		v.fail(path, "VIP %s is also %s", vip, other)
+	}
+	v.vips[vip] = path
+	for _, n := range v.t.Nodes {
 		for _, ifc := range n.Interfaces {
 			for _, p := range ifc.Prefixes() {
 				if p.Contains(vip) {
@@ -373,5 +402,5 @@ func (v *validator) vip() {
 			}
 		}
 	}
-	v.fail("vip", "VIP %s is outside every subnet of the lab", vip)
+	v.fail(path, "VIP %s is outside every subnet of the lab", vip)
 }

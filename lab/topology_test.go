@@ -94,6 +94,8 @@ func TestParseTopologyErrors(t *testing.T) {
 		{"VIP outside every subnet", `vip: 10.0.0.200`, `vip: 10.9.0.200`, `t.yaml:2: vip: VIP 10.9.0.200 is outside every subnet`},
 		{"VIP is a node address", `vip: 10.0.0.200`, `vip: 10.0.0.2`, `VIP 10.0.0.2 is also an interface address`},
 		{"realserver without VIP", "vip: 10.0.0.200\n", "", `vip: realservers need a vip`},
+		{"second VIP outside every subnet", `vip: 10.0.0.200`, "vip: 10.0.0.200\nvips: [10.0.0.201, 10.9.0.7]", `t.yaml:3: vips[1]: VIP 10.9.0.7 is outside every subnet`},
+		{"second VIP repeats the first", `vip: 10.0.0.200`, "vip: 10.0.0.200\nvips: [10.0.0.200]", `vips[0]: VIP 10.0.0.200 is also vip`},
 		{"unknown role", `[client]`, `[router]`, `t.yaml:15: nodes[1].roles[0]: unknown role "router"`},
 		{"unknown service", `[mysql]`, `[postgres]`, `t.yaml:8: nodes[0].services[0]: unknown service "postgres"`},
 		{"bad node name", `  - name: b`, `  - name: B_1`, `nodes[1].name: node name "B_1"`},

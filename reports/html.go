@@ -85,9 +85,9 @@ Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{e
 <pre id="your-config">{{.}}</pre>{{end}}
 <h2>Matrix</h2>
 <table id="matrix">
-<tr><th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th>{{if .Merged}}<th>ran on</th>{{end}}</tr>
+<tr>{{if .Services}}<th>service</th>{{end}}<th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th>{{if .Merged}}<th>ran on</th>{{end}}</tr>
 {{range .Cells}}<tr class="{{if .Pass}}PASS{{else}}FAIL{{end}}">
-<td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
+{{if $.Services}}<td>{{.Service}}</td>{{end}}<td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
 <td class="{{.Verdict}}">{{.VerdictText}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
 <td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td>
 <td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcapng</a>{{end}}{{with .Capture}}<br><small class="capture">{{.Frames}} frames{{if not .Complete}}, <strong>incomplete</strong>: {{.KernelDrops}} dropped by the kernel, {{.Overflow}} past the cap{{end}}</small>{{end}}</td><td>{{.Reason}}</td>
@@ -95,8 +95,8 @@ Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{e
 {{end}}</table>
 <h2>Connections hung or failed, per cell</h2>
 <svg width="{{.BarsW}}" height="{{.BarsH}}" role="img" aria-label="hung or failed share per cell">
-{{range $i, $c := .Cells}}<text x="4" y="{{$.BarY $i 14}}" font-size="12">{{$c.Scenario}} / {{$c.Implementation}} / {{$c.Fix}}</text>
-<rect class="bar" x="260" y="{{$.BarY $i 4}}" width="{{$c.BadWidth}}" height="12"/>
+{{range $i, $c := .Cells}}<text x="4" y="{{$.BarY $i 14}}" font-size="12">{{with $c.Service}}{{.}} / {{end}}{{$c.Scenario}} / {{$c.Implementation}} / {{$c.Fix}}</text>
+<rect class="bar" x="{{$.BarX}}" y="{{$.BarY $i 4}}" width="{{$c.BadWidth}}" height="12"/>
 <text x="{{$.BarLabelX $c.BadWidth}}" y="{{$.BarY $i 14}}" font-size="12">{{pct $c.BadShare}}</text>
 {{end}}</svg>
 <h2>Bridge frames per 100 ms during the traffic</h2>
@@ -104,7 +104,7 @@ Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{e
 <span style="color:#36c">blue</span>: on the client's port. With the loop, director frames
 far outnumber the client's.</small></p>
 {{range .Cells}}<figure>
-<figcaption>{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}: <span class="{{.Verdict}}">{{.Verdict}}</span>
+<figcaption>{{with .Service}}{{.}} / {{end}}{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}: <span class="{{.Verdict}}">{{.Verdict}}</span>
 (peak {{.MaxFrames}} frames per 100 ms; x: 0 to {{secs .Traffic}} of traffic)</figcaption>
 <svg width="` + fmt.Sprint(chartW) + `" height="` + fmt.Sprint(chartH) + `" viewBox="0 -2 ` + fmt.Sprint(chartW) + ` ` + fmt.Sprint(chartH+4) + `" role="img" aria-label="frames timeline">
 <polyline class="dir" points="{{.Directors}}"/><polyline class="cli" points="{{.Client}}"/>
@@ -131,10 +131,23 @@ func (v view) Merged() bool {
 	return slices.ContainsFunc(v.Results, func(r *scenarios.Result) bool { return r.Shard != "" || r.Kernel != "" })
 }
 
-func (v view) BarsW() int              { return 260 + barW + 60 }
+// Services reports whether the results name their virtual service (a
+// user's pair with several): the matrix then has a column for it.
+func (v view) Services() bool {
+	return slices.ContainsFunc(v.Results, func(r *scenarios.Result) bool { return r.Service != "" })
+}
+
+// BarX is where the bars start, right of their labels.
+func (v view) BarX() int {
+	if v.Services() {
+		return 460
+	}
+	return 260
+}
+func (v view) BarsW() int              { return v.BarX() + barW + 60 }
 func (v view) BarsH() int              { return 20*len(v.Cells) + 8 }
 func (v view) BarY(i, off int) int     { return 4 + 20*i + off - 4 }
-func (v view) BarLabelX(width int) int { return 264 + width }
+func (v view) BarLabelX(width int) int { return v.BarX() + 4 + width }
 
 // WriteHTML renders the self-contained report page.
 func (s *Summary) WriteHTML(w io.Writer) error {

@@ -84,6 +84,10 @@ func (s *Summary) Matrix(w io.Writer) {
 	// A merged run names each cell's kernel: a column of its own.
 	kernels := slices.ContainsFunc(s.Results, func(r *scenarios.Result) bool { return r.Kernel != "" })
 	head := "SCENARIO\tIMPLEMENTATION\tFIX\tVERDICT\tEXPECTED\tRESULT\tSERVED\tHUNG\tFAILOVER\tEVIDENCE\n"
+	services := slices.ContainsFunc(s.Results, func(r *scenarios.Result) bool { return r.Service != "" })
+	if services {
+		head = "SERVICE\t" + head
+	}
 	if kernels {
 		head = "KERNEL\t" + head
 	}
@@ -99,6 +103,9 @@ func (s *Summary) Matrix(w io.Writer) {
 		}
 		if kernels {
 			fmt.Fprintf(tw, "%s\t", r.Kernel)
+		}
+		if services {
+			fmt.Fprintf(tw, "%s\t", r.Service)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", r.Scenario, r.Implementation, r.Fix,
 			r.VerdictText(), r.Expected, res, r.Served, r.Connections, r.Hung, failover, r.Reason)

@@ -23,8 +23,13 @@ const (
 	BackendBanner = "banner" // built in: a line "server_id N", then close
 )
 
-// Service is the virtual service a scenario's workload goes to.
+// Service is a virtual service: the one a scenario's workload goes to,
+// or another its boxes serve.
 type Service struct {
+	// Name is how a user's config declares it ("TCP 192.168.1.200:3306",
+	// "FWM 3"); "" for the lab's own.
+	Name    string
+	VIP     netip.Addr // the zero Addr: the topology's VIP
 	Port    int
 	Backend string // BackendMySQL (the default), BackendHTTP, BackendBanner
 }
@@ -112,3 +117,6 @@ func ask(ctx context.Context, client *lab.Box, from netip.Addr, kind, addr strin
 	}
 	return id, nil
 }
+
+// backendKey names the built-in backend on node's port.
+func backendKey(node string, port int) string { return fmt.Sprintf("%s:%d", node, port) }

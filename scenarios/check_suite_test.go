@@ -40,7 +40,7 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 		if c.want == "" {
 			continue
 		}
-		r := runOn(ctx, pl.Topology, pl.Service(), c.impl(), scenarios.Steady, c.fix, c.want)
+		r := runOn(ctx, pl.Topology, pl.Workloads()[0], c.impl(), scenarios.Steady, c.fix, c.want)
 		GinkgoWriter.Printf("%s %s: %s: %s\n", dir, c.fix, r.Verdict, r.Reason)
 		Expect(r.Verdict).To(Equal(c.want), "%s, configs %s: %s", dir, c.fix, r.Reason)
 		if given == nil {

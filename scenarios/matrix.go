@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,15 +15,24 @@ import (
 )
 
 // Cell is one scenario of a matrix: an event, an implementation on both
-// boxes (made fresh for every run) and a fix.
+// boxes (made fresh for every run) and a fix; and, for a pair with
+// several virtual services, the one the workload goes to.
 type Cell struct {
-	Impl  func() Implementation
-	Event Event
-	Fix   Fix
+	Impl    func() Implementation
+	Event   Event
+	Fix     Fix
+	Service *Service // nil: the matrix's Options.Service
 }
 
-// Name is the cell's name: EVENT/IMPLEMENTATION/FIX, as ParseCell reads it.
-func (c Cell) Name() string { return fmt.Sprintf("%s/%s/%s", c.Event, c.Impl().Name(), c.Fix) }
+// Name is the cell's name: EVENT/IMPLEMENTATION/FIX, as ParseCell reads
+// it, then the service's name if the cell has one.
+func (c Cell) Name() string {
+	n := fmt.Sprintf("%s/%s/%s", c.Event, c.Impl().Name(), c.Fix)
+	if c.Service != nil && c.Service.Name != "" {
+		n += " " + c.Service.Name
+	}
+	return n
+}
 
 // Implementations by the names cells use; bin is the lvslab binary the Go
 // director runs as.
@@ -40,8 +50,8 @@ func Headline(bin string) []Cell {
 	impls := Implementations(bin)
 	var cells []Cell
 	for _, name := range []string{"keepalived", "lvslab"} {
-		cells = append(cells, Cell{impls[name], Steady, FixNone}, Cell{impls[name], Steady, FixFwmark},
-			Cell{impls[name], FailoverKill, FixFwmark})
+		cells = append(cells, Cell{Impl: impls[name], Event: Steady, Fix: FixNone}, Cell{Impl: impls[name], Event: Steady, Fix: FixFwmark},
+			Cell{Impl: impls[name], Event: FailoverKill, Fix: FixFwmark})
 	}
 	return cells
 }
@@ -53,7 +63,7 @@ func ParseCell(s, bin string) (Cell, error) {
 	if len(parts) != 3 {
 		return Cell{}, fmt.Errorf("cell %q: want EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect", s)
 	}
-	c := Cell{Implementations(bin)[parts[1]], Event(parts[0]), Fix(parts[2])}
+	c := Cell{Impl: Implementations(bin)[parts[1]], Event: Event(parts[0]), Fix: Fix(parts[2])}
 	switch {
 	case !slices.Contains(Events, c.Event):
 		return c, fmt.Errorf("cell %q: event %q: want one of %v", s, parts[0], Events)
@@ -86,11 +96,15 @@ func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jo
 				defer func() { <-slots }()
 				impl := c.Impl()
 				name := fmt.Sprintf("%s, %s, fix %s", c.Event, impl.Name(), c.Fix)
+				o := opts
+				if c.Service != nil {
+					o.Service = *c.Service
+					name += ", " + cmp.Or(o.Service.Name, fmt.Sprint(o.Service.Port))
+				}
 				if repeat > 1 {
 					name += fmt.Sprintf(", run %d of %d", k+1, repeat)
 				}
 				fmt.Fprintf(log, "lvslab: %s: %d connections\n", name, opts.Connections)
-				o := opts
 				if repeat > 1 && o.CaptureDir != "" {
 					o.CaptureDir = filepath.Join(o.CaptureDir, fmt.Sprintf("run%d", k+1)) // one pcap per run
 				}

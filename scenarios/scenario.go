@@ -109,6 +109,9 @@ type Options struct {
 	// Service is what the workload asks for: MySQL on its port (the
 	// default), or a built-in backend on another.
 	Service Service
+	// Backends are the other services the boxes serve (a pair with
+	// several), so that their checkers find every realserver up.
+	Backends []Service
 }
 
 func (o *Options) defaults() {
@@ -141,6 +144,8 @@ type Result struct {
 	Host   string `json:"host,omitempty"`
 	Kernel string `json:"kernel,omitempty"`
 
+	// Service names the virtual service of a pair with several.
+	Service        string  `json:"service,omitempty"`
 	Scenario       Event   `json:"scenario"`
 	Implementation string  `json:"implementation"`
 	Fix            Fix     `json:"fix"`
@@ -227,13 +232,16 @@ func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{
 // down before it returns.
 func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, ev Event, opts Options) (_ *Result, err error) {
 	opts.defaults()
-	r := &Result{Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: cmp.Or(opts.Expected, Expected(fix, ev))}
+	r := &Result{Service: opts.Service.Name, Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: cmp.Or(opts.Expected, Expected(fix, ev))}
 	c, err := NewCluster(topo)
 	if err != nil {
 		return nil, err
 	}
 	if opts.Service.Port != 0 {
 		c.Port = opts.Service.Port
+	}
+	if opts.Service.VIP.IsValid() {
+		c.VIP = opts.Service.VIP
 	}
 	t0 := time.Now()
 	step := func(what string) {
@@ -261,9 +269,13 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		}
 		step("lab down")
 	}()
-	if kind := opts.Service.Backend; kind != BackendMySQL {
+	// One built-in backend a port: it listens on every address.
+	for _, s := range append([]Service{{Port: c.Port, Backend: opts.Service.Backend}}, opts.Backends...) {
+		if s.Backend == BackendMySQL || backends[backendKey(c.Directors[0].Node, s.Port)] != nil {
+			continue
+		}
 		for _, d := range c.Directors {
-			if backends[d.Node], err = startBackend(l.Box(d.Node), kind, c.Port, l.ServerID(d.Node)); err != nil {
+			if backends[backendKey(d.Node, s.Port)], err = startBackend(l.Box(d.Node), s.Backend, s.Port, l.ServerID(d.Node)); err != nil {
 				return nil, err
 			}
 		}
@@ -386,9 +398,9 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 	switch ev {
 	case MySQLDown:
 		t1 := time.Now()
-		if b := backends[passive.Node]; b != nil {
+		if b := backends[backendKey(passive.Node, c.Port)]; b != nil {
 			b.stop()
-			delete(backends, passive.Node)
+			delete(backends, backendKey(passive.Node, c.Port))
 		} else if p := l.Process(passive.Node, "mariadbd"); p == nil {
 			return Director{}, fmt.Errorf("no mariadbd in %s", passive.Node)
 		} else if err := p.Stop(lab.StopGrace); err != nil {
@@ -837,7 +849,8 @@ func serves(box *lab.Box, rs netip.Addr) string {
 	return ""
 }
 
-// hasService says why box has no virtual service with two realservers, or "".
+// hasService says why box has no virtual service, or one without both
+// realservers, or "".
 func hasService(box *lab.Box) string {
 	h, err := ipvs.New(box.Path())
 	if err != nil {
@@ -845,11 +858,17 @@ func hasService(box *lab.Box) string {
 	}
 	defer h.Close()
 	svcs, err := h.GetServices()
-	if err == nil && len(svcs) == 1 {
-		dsts, err := h.GetDestinations(svcs[0])
-		if err == nil && len(dsts) == 2 {
-			return ""
+	if err == nil && len(svcs) == 0 {
+		return box.Name + " has no virtual service yet"
+	}
+	for _, s := range svcs {
+		dsts, err := h.GetDestinations(s)
+		if err != nil || len(dsts) != 2 {
+			return fmt.Sprintf("%s's virtual service %s:%d (fwmark %d) has %d realservers, not 2, yet (%v)", box.Name, s.Address, s.Port, s.FWMark, len(dsts), err)
 		}
 	}
-	return fmt.Sprintf("%s has no virtual service with two realservers yet (%v)", box.Name, err)
+	if err != nil {
+		return err.Error()
+	}
+	return ""
 }

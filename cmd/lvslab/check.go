@@ -151,14 +151,22 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 		account += "\nTo run in the lab\n" + lab.String()
 		fmt.Print("\nTo run in the lab\n" + lab.String())
 	}
-	// The fix column says which configs ran: as given, or prescribed.
+	// The fix column says which configs ran: as given, or prescribed; a
+	// pair with several services runs every event for each.
+	svcs := pl.Workloads()
 	var cells []scenarios.Cell
 	for _, run := range []struct {
 		impl func() scenarios.Implementation
 		fix  scenarios.Fix
 	}{{yours, "yours"}, {fixed, "prescribed"}} {
-		for _, ev := range evs {
-			cells = append(cells, scenarios.Cell{Impl: run.impl, Event: ev, Fix: run.fix})
+		for k := range svcs {
+			for _, ev := range evs {
+				c := scenarios.Cell{Impl: run.impl, Event: ev, Fix: run.fix}
+				if len(svcs) > 1 {
+					c.Service = &svcs[k]
+				}
+				cells = append(cells, c)
+			}
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -166,8 +174,8 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
 		Findings: scenarios.Findings, YourConfig: account}
 	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
-	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: pl.Service()}
-	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events, your configs and prescribed)\n", len(cells), len(evs))
+	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: svcs}
+	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed)\n", len(cells), len(evs), len(svcs))
 	if err := runCells(ctx, sum, pl.Topology, cells, 1, 6, opts, dir); err != nil {
 		return err
 	}

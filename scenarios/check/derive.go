@@ -78,6 +78,8 @@ type Plan struct {
 	Realservers []netip.Addr   `json:"realservers,omitempty"` // neither box
 	Mappings    []Mapping      `json:"mappings"`
 	Topology    *lab.Topology  `json:"-"`
+	// unrunnable says why the VRRP instances do not fit the lab, or "".
+	unrunnable string
 }
 
 // labIface is the interface a lab node has on the bridge, unless its
@@ -97,12 +99,15 @@ func Derive(p *Pair) (*Plan, error) {
 		}
 		in := c.Instances[0]
 		pl.Boxes[i] = Box{Node: fmt.Sprintf("d%d", i+1), Config: p.Paths[i], Interface: in.Interface, State: in.State, Priority: in.Priority}
-		for _, v := range in.VIPs {
-			if !slices.Contains(pl.VIPs, v.Prefix) {
-				pl.VIPs = append(pl.VIPs, v.Prefix)
+		for _, in := range c.Instances {
+			for _, v := range in.VIPs {
+				if !slices.ContainsFunc(pl.VIPs, func(p netip.Prefix) bool { return p.Addr() == v.Prefix.Addr() }) {
+					pl.VIPs = append(pl.VIPs, v.Prefix)
+				}
 			}
 		}
 	}
+	pl.unrunnable = instancesAgree(p)
 	if len(pl.VIPs) == 0 {
 		return nil, fmt.Errorf("%s: no virtual_ipaddress", p.Paths[0])
 	}
@@ -324,6 +329,11 @@ func (pl *Plan) topology() *lab.Topology {
 		return n
 	}
 	t := &lab.Topology{Name: "check", VIP: pl.VIPs[0].Addr().String(), Bridges: []lab.Bridge{{Name: "lan"}}}
+	for _, v := range pl.VIPs[1:] {
+		if pl.Subnet.Contains(v.Addr()) {
+			t.VIPs = append(t.VIPs, v.Addr().String())
+		}
+	}
 	cl := node("client", []string{lab.RoleClient}, pl.Clients[0], labMAC(pl.Clients[0]).String(), labIface)
 	for _, a := range pl.Clients[1:] {
 		cl.Interfaces[0].Addresses = append(cl.Interfaces[0].Addresses, netip.PrefixFrom(a, bits).String())
@@ -366,14 +376,48 @@ func LoadPair(configs [2]string, rules [2]string) (*Pair, error) {
 	return p, nil
 }
 
+// instancesAgree says why the pair's VRRP instances do not make one box
+// MASTER of every VIP, as the lab's events assume, or "": an instance on
+// one box only, or one the other box wins (active-active).
+func instancesAgree(p *Pair) string {
+	winner := func(a, b *keepalivedconf.Instance) int {
+		if secondWins(Box{State: a.State, Priority: a.Priority}, Box{State: b.State, Priority: b.Priority}) {
+			return 1
+		}
+		return 0
+	}
+	var first int
+	for k, a := range p.Configs[0].Instances {
+		i := slices.IndexFunc(p.Configs[1].Instances, func(b *keepalivedconf.Instance) bool { return b.VRID == a.VRID })
+		if i < 0 {
+			return fmt.Sprintf("%s: vrrp_instance %s (virtual_router_id %d) has no peer in %s", a.Pos, a.Name, a.VRID, p.Paths[1])
+		}
+		w := winner(a, p.Configs[1].Instances[i])
+		if k == 0 {
+			first = w
+		} else if w != first {
+			return fmt.Sprintf("%s: vrrp_instance %s makes d%d MASTER, vrrp_instance %s d%d: the lab runs pairs with one MASTER box for every VIP (active-active not yet)",
+				a.Pos, a.Name, w+1, p.Configs[0].Instances[0].Name, first+1)
+		}
+	}
+	if n, m := len(p.Configs[0].Instances), len(p.Configs[1].Instances); n != m {
+		return fmt.Sprintf("%s has %d vrrp_instance, %s %d: an instance on one box only", p.Paths[0], n, p.Paths[1], m)
+	}
+	return ""
+}
+
 // electionOrder is the boxes' indexes, the one VRRP makes MASTER first:
 // the higher priority, then state MASTER, then the order given.
 func (pl *Plan) electionOrder() [2]int {
-	a, b := pl.Boxes[0], pl.Boxes[1]
-	if b.Priority > a.Priority || b.Priority == a.Priority && b.State == "MASTER" && a.State != "MASTER" {
+	if secondWins(pl.Boxes[0], pl.Boxes[1]) {
 		return [2]int{1, 0}
 	}
 	return [2]int{0, 1}
+}
+
+// secondWins says whether VRRP makes b MASTER rather than a.
+func secondWins(a, b Box) bool {
+	return b.Priority > a.Priority || b.Priority == a.Priority && b.State == "MASTER" && a.State != "MASTER"
 }
 
 // box is the index of the box called node.

@@ -73,8 +73,11 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 			rx.Notes = append(rx.Notes, checkMarkRules(p, pl, s)...)
 			continue
 		}
+		// One mark for both boxes (the seed's fix used 3 and 4; the mark
+		// is each box's own, so either works): a services file the two
+		// configs share stays one file.
+		m := mark()
 		for i := range rx.Boxes {
-			m := mark()
 			for _, port := range s.Ports {
 				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, fmt.Sprintf(
 					"iptables -t mangle -A PREROUTING -d %s/32 -p tcp --dport %d -m mac ! --mac-source %s -j MARK --set-mark %d",

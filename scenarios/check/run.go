@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,24 +15,35 @@ import (
 
 // Runnable says why the lab cannot run this pair yet, or "".
 func (pl *Plan) Runnable() string {
-	switch {
-	case len(pl.VIPs) != 1:
-		return fmt.Sprintf("%d VIPs: the lab runs one VIP for now", len(pl.VIPs))
-	case len(pl.Services) != 1 || len(pl.Services[0].Ports) != 1:
-		return "the lab runs one virtual service on one port for now"
-	case pl.Services[0].Kind != "DR":
-		return "lb_kind " + pl.Services[0].Kind + ": the lab runs DR services"
-	case len(pl.Realservers) > 0:
+	if pl.unrunnable != "" {
+		return pl.unrunnable
+	}
+	if len(pl.Realservers) > 0 {
 		return "realservers other than the two boxes: not run yet"
 	}
-	for _, vs := range pl.Services[0].Servers {
-		for _, rs := range vs.RealServers {
-			for _, ck := range rs.Checks {
-				switch {
-				case ck.Kind == keepalivedconf.SSLGet:
-					return ck.Pos.String() + ": SSL_GET: the lab's backends speak no TLS yet"
-				case slices.ContainsFunc(ck.URLs, func(u keepalivedconf.URL) bool { return u.Digest != "" }):
-					return ck.Pos.String() + ": HTTP_GET with a digest: the lab's backend pages are not yours"
+	for _, v := range pl.VIPs {
+		if !pl.Subnet.Contains(v.Addr()) {
+			return fmt.Sprintf("VIP %s is outside %s, the first VIP's subnet: the lab has one bridge and one subnet", v.Addr(), pl.Subnet)
+		}
+	}
+	for _, s := range pl.Services {
+		if s.Kind != "DR" {
+			return s.Key + ": lb_kind " + s.Kind + ": the lab runs DR services"
+		}
+		if !slices.ContainsFunc(pl.VIPs, func(p netip.Prefix) bool { return p.Addr() == s.VIP }) {
+			return fmt.Sprintf("%s: %s is no vrrp_instance's virtual_ipaddress: nothing moves it between the boxes", s.Key, s.VIP)
+		}
+		for _, vs := range s.Servers {
+			for _, rs := range vs.RealServers {
+				for _, ck := range rs.Checks {
+					switch {
+					case ck.Kind == keepalivedconf.SSLGet:
+						return ck.Pos.String() + ": SSL_GET: the lab's backends speak no TLS yet"
+					case ck.Kind == keepalivedconf.SMTPCheck || ck.Kind == keepalivedconf.DNSCheck:
+						return ck.Pos.String() + ": " + ck.Kind + ": the lab's backends speak no SMTP nor DNS yet"
+					case slices.ContainsFunc(ck.URLs, func(u keepalivedconf.URL) bool { return u.Digest != "" }):
+						return ck.Pos.String() + ": HTTP_GET with a digest: the lab's backend pages are not yours"
+					}
 				}
 			}
 		}
@@ -45,9 +57,11 @@ func (pl *Plan) Runnable() string {
 func (pl *Plan) Events(p *Pair, evs []scenarios.Event) ([]scenarios.Event, []string) {
 	var why []string
 	for _, c := range p.Configs {
-		if in := c.Instances[0]; in.NoPreempt {
-			why = append(why, fmt.Sprintf("%s: vrrp_instance %s has nopreempt: a restarted box does not take the VIP back, so %s and %s are not run",
-				in.Pos, in.Name, scenarios.Switchover, scenarios.Failback))
+		for _, in := range c.Instances {
+			if in.NoPreempt {
+				why = append(why, fmt.Sprintf("%s: vrrp_instance %s has nopreempt: a restarted box does not take the VIP back, so %s and %s are not run",
+					in.Pos, in.Name, scenarios.Switchover, scenarios.Failback))
+			}
 		}
 	}
 	if len(why) == 0 {
@@ -62,19 +76,23 @@ func (pl *Plan) Events(p *Pair, evs []scenarios.Event) ([]scenarios.Event, []str
 	return out, why
 }
 
-// Service is what the lab's backends serve and its workload asks: MariaDB
-// on the MySQL port; elsewhere a built-in HTTP page where a checker or the
-// port says HTTP, else a one-line banner.
-func (pl *Plan) Service() scenarios.Service {
-	s := pl.Services[0]
-	port := int(s.Ports[0])
-	switch {
-	case port == lab.MySQLPort:
-		return scenarios.Service{Port: port, Backend: scenarios.BackendMySQL}
-	case port == 80 || port == 8080 || port == 8000 || s.checks(keepalivedconf.HTTPGet):
-		return scenarios.Service{Port: port, Backend: scenarios.BackendHTTP}
+// Workloads are the pair's virtual services as the lab runs them, each on
+// its first port: MariaDB on the MySQL port; elsewhere a built-in HTTP
+// page where a checker or the port says HTTP, else a one-line banner.
+func (pl *Plan) Workloads() []scenarios.Service {
+	var out []scenarios.Service
+	for _, s := range pl.Services {
+		port := int(s.Ports[0])
+		svc := scenarios.Service{Name: s.Key, VIP: s.VIP, Port: port, Backend: scenarios.BackendBanner}
+		switch {
+		case port == lab.MySQLPort:
+			svc.Backend = scenarios.BackendMySQL
+		case port == 80 || port == 8080 || port == 8000 || s.checks(keepalivedconf.HTTPGet):
+			svc.Backend = scenarios.BackendHTTP
+		}
+		out = append(out, svc)
 	}
-	return scenarios.Service{Port: port, Backend: scenarios.BackendBanner}
+	return out
 }
 
 // checks reports whether a real server of the service has a checker of kind.
@@ -136,24 +154,13 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 	}
 	files := func(node string, priority int) (map[string]string, string, error) {
 		i := pl.box(node)
-		e, in := labEdits[i], p.Configs[i].Instances[0]
-		if priority != 0 && priority != in.Priority {
+		e := labEdits[i]
+		if priority != 0 && priority != p.Configs[i].Instances[0].Priority {
 			e = e.Clone()
-			if in.PriorityPos.Line != 0 {
-				text, err := lineOf(in.PriorityPos)
-				if err != nil {
+			for _, in := range p.Configs[i].Instances {
+				if err := raise(e, in, priority); err != nil {
 					return nil, "", err
 				}
-				e.set(in.PriorityPos, indentOf(text)+fmt.Sprintf("priority %d", priority))
-			} else {
-				text, err := lineOf(in.Pos)
-				if err != nil {
-					return nil, "", err
-				}
-				if !strings.HasSuffix(strings.TrimSpace(text), "{") {
-					return nil, "", fmt.Errorf("%s: vrrp_instance %s has no priority line to raise for the switchover: add one", in.Pos, in.Name)
-				}
-				e.set(in.Pos, text+fmt.Sprintf("\n    priority %d", priority))
 			}
 		}
 		texts, _, err := e.Apply(p.Configs[i].Files)
@@ -170,6 +177,27 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 		return &scenarios.UserKeepalived{Files: files, Rules: rules}
 	}
 	return impl, mappings, nil
+}
+
+// raise edits instance in's priority to priority (a switchover).
+func raise(e Edits, in *keepalivedconf.Instance, priority int) error {
+	if in.PriorityPos.Line != 0 {
+		text, err := lineOf(in.PriorityPos)
+		if err != nil {
+			return err
+		}
+		e.set(in.PriorityPos, indentOf(text)+fmt.Sprintf("priority %d", priority))
+		return nil
+	}
+	text, err := lineOf(in.Pos)
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(strings.TrimSpace(text), "{") {
+		return fmt.Errorf("%s: vrrp_instance %s has no priority line to raise for the switchover: add one", in.Pos, in.Name)
+	}
+	e.set(in.Pos, text+fmt.Sprintf("\n    priority %d", priority))
+	return nil
 }
 
 // labPath is where config file f of the config whose main file is main
@@ -222,8 +250,8 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, erro
 				if ck.ConnectIP.IsValid() {
 					addr = ck.ConnectIP
 				}
-				if port == 0 && len(pl.Services) > 0 {
-					port = pl.Services[0].Ports[0]
+				if k := slices.IndexFunc(pl.Services, func(s *Service) bool { return s.Servers[i] == vs }); port == 0 && k >= 0 {
+					port = pl.Services[k].Ports[0]
 				}
 				kind := "tcp"
 				if port == lab.MySQLPort {
