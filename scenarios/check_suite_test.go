@@ -1,16 +1,19 @@
 package scenarios_test
 
 import (
+	"path/filepath"
+
 	"github.com/lvslab/lvslab/scenarios"
 	"github.com/lvslab/lvslab/scenarios/check"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 )
 
-// checkRun runs the pair in dir (fixtures/check/DIR) in steady state as
-// lvslab check does: with its configs as given, expected to come out as
-// yours, and, unless Prescribe finds nothing to fix (prescribed ""), with
-// the fix it writes, expected to come out as prescribed.
+// checkRun runs the pair in dir (fixtures/check/DIR, its two *.conf) in
+// steady state as lvslab check does, each of its services: with its
+// configs as given, expected to come out as yours, and, unless Prescribe
+// finds nothing to fix (prescribed ""), with the fix it writes, expected
+// to come out as prescribed. It returns the first service's given run.
 func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
 	requireIPVS()
 	base := "../fixtures/check/" + dir + "/"
@@ -18,11 +21,9 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 	if rulesA != "" {
 		rules = [2]string{base + rulesA, base + rulesB}
 	}
-	configs := [2]string{base + "db1.conf", base + "db2.conf"}
-	if dir == "http" {
-		configs = [2]string{base + "web1.conf", base + "web2.conf"}
-	}
-	p, err := check.LoadPair(configs, rules)
+	confs, _ := filepath.Glob(base + "*.conf")
+	Expect(confs).To(HaveLen(2))
+	p, err := check.LoadPair([2]string{confs[0], confs[1]}, rules)
 	Expect(err).NotTo(HaveOccurred())
 	pl, err := check.Derive(p)
 	Expect(err).NotTo(HaveOccurred())
@@ -32,19 +33,21 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 	yoursImpl, fixed, _, err := check.Runs(p, pl, rx, lvslabBinary())
 	Expect(err).NotTo(HaveOccurred())
 	Expect(rx.Nothing()).To(Equal(prescribed == ""), "prescription %+v", rx)
-	for _, c := range []struct {
-		impl func() scenarios.Implementation
-		fix  scenarios.Fix
-		want scenarios.Verdict
-	}{{yoursImpl, "yours", yours}, {fixed, "prescribed", prescribed}} {
-		if c.want == "" {
-			continue
-		}
-		r := runOn(ctx, pl.Topology, pl.Workloads()[0], c.impl(), scenarios.Steady, c.fix, c.want)
-		GinkgoWriter.Printf("%s %s: %s: %s\n", dir, c.fix, r.Verdict, r.Reason)
-		Expect(r.Verdict).To(Equal(c.want), "%s, configs %s: %s", dir, c.fix, r.Reason)
-		if given == nil {
-			given = r
+	for _, svc := range pl.Workloads() {
+		for _, c := range []struct {
+			impl func() scenarios.Implementation
+			fix  scenarios.Fix
+			want scenarios.Verdict
+		}{{yoursImpl, "yours", yours}, {fixed, "prescribed", prescribed}} {
+			if c.want == "" {
+				continue
+			}
+			r := runOn(ctx, pl.Topology, svc, pl.Workloads(), c.impl(), scenarios.Steady, c.fix, c.want)
+			GinkgoWriter.Printf("%s %s %s: %s: %s\n", dir, svc.Name, c.fix, r.Verdict, r.Reason)
+			Expect(r.Verdict).To(Equal(c.want), "%s %s, configs %s: %s", dir, svc.Name, c.fix, r.Reason)
+			if given == nil {
+				given = r
+			}
 		}
 	}
 	return given
@@ -61,6 +64,9 @@ var _ = Describe("lvslab check: a user's pair in the lab", Label("check"), func(
 	})
 	It("an HTTP pair (unicast VRRP, include, persistence, HTTP_GET) on the built-in backend: loops; as prescribed: clean", timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "http", "", "", scenarios.Loop, scenarios.Clean)
+	})
+	It("a pair with two services on two VIPs (sync group, shared include, wlc and sh): each loops; as prescribed: each clean", timeout(), func(ctx SpecContext) {
+		checkRun(ctx, "several", "", "", scenarios.Loop, scenarios.Clean)
 	})
 	It("the reference pair as its fix reads (fwmark 3 and 4, mangle rules): clean, and nothing to prescribe", timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "reference-fixed", "db1.rules", "db2.rules", scenarios.Clean, "")

@@ -57,12 +57,13 @@ func entry(description string, args ...any) TableEntry {
 func run(ctx SpecContext, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
 	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 	Expect(err).NotTo(HaveOccurred())
-	return runOn(ctx, topo, scenarios.Service{}, impl, ev, fix, expected...)
+	return runOn(ctx, topo, scenarios.Service{}, nil, impl, ev, fix, expected...)
 }
 
-// runOn is run in a lab built from topo, the workload asking svc.
-func runOn(ctx SpecContext, topo *lab.Topology, svc scenarios.Service, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
-	opts := scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter, Service: svc}
+// runOn is run in a lab built from topo, the workload asking svc, the
+// boxes serving backends as well (a pair with several services).
+func runOn(ctx SpecContext, topo *lab.Topology, svc scenarios.Service, backends []scenarios.Service, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
+	opts := scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter, Service: svc, Backends: backends}
 	if len(expected) > 0 {
 		opts.Expected = expected[0]
 	}
