@@ -44,21 +44,41 @@ type backend struct {
 
 // startBackend serves port on box, saying serverID to every client.
 func startBackend(box *lab.Box, kind string, port, serverID int) (*backend, error) {
-	b := &backend{}
+	var ln net.Listener
 	err := box.Do(func() (err error) {
-		b.ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s backend on %s:%d: %w", kind, box.Name, port, err)
 	}
+	return serveBackend(ln, kind, serverID), nil
+}
+
+// ServeBackend is a built-in backend of kind on port, in the calling
+// thread's namespace, until ctx ends: what `lvslab backend` runs in a box
+// of a lab left up (lvslab check --keep).
+func ServeBackend(ctx context.Context, kind string, port, serverID int) error {
+	ln, err := net.Listen("tcp4", fmt.Sprintf(":%d", port))
+	if err != nil {
+		return err
+	}
+	b := serveBackend(ln, kind, serverID)
+	<-ctx.Done()
+	b.stop()
+	return nil
+}
+
+// serveBackend answers every connection to ln with serverID, as kind.
+func serveBackend(ln net.Listener, kind string, serverID int) *backend {
+	b := &backend{ln: ln}
 	answer := fmt.Sprintf("server_id %d\n", serverID)
 	if kind == BackendHTTP {
 		b.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, answer) })}
 		b.srv.SetKeepAlivesEnabled(false)
 		b.wg.Go(func() { b.srv.Serve(b.ln) })
-		return b, nil
+		return b
 	}
 	b.wg.Go(func() {
 		for {
@@ -71,7 +91,7 @@ func startBackend(box *lab.Box, kind string, port, serverID int) (*backend, erro
 			c.Close()
 		}
 	})
-	return b, nil
+	return b
 }
 
 // stop closes the listener: the box's realserver is down.

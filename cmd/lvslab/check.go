@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goccy/go-yaml"
+
+	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/runenv"
 	"github.com/lvslab/lvslab/reports"
@@ -27,24 +31,71 @@ import (
 var checkEvents = []scenarios.Event{scenarios.Steady, scenarios.FailoverStop, scenarios.FailoverKill,
 	scenarios.Switchover, scenarios.Failback, scenarios.MySQLDown}
 
+// checkJob is a pair of configs read and planned: what cmdCheck and, for
+// --keep in a micro-VM, the agent both derive from check's arguments.
+type checkJob struct {
+	p  *check.Pair
+	pl *check.Plan
+	rx *check.Prescription
+}
+
+// checkPairFlags are the flags that say what the pair is.
+type checkPairFlags struct{ rules, macs, addrs, ports stringList }
+
+func addCheckPairFlags(fs *flag.FlagSet) *checkPairFlags {
+	f := &checkPairFlags{}
+	fs.Var(&f.rules, "iptables", "a box's iptables rules (iptables-save output or iptables commands); give it twice, box 1 then box 2")
+	fs.Var(&f.macs, "mac", "BOX=MAC: a box's MAC (d1 or d2; default 02:00 and its IPv4 address)")
+	fs.Var(&f.addrs, "addr", "BOX=IP: a box's own address, where the configs do not say (no unicast_src_ip or unicast_peer)")
+	fs.Var(&f.ports, "port", "MARK=PORT: a port a fwmark service takes, when no --iptables rule says")
+	return f
+}
+
+// plan reads the pair the two configs and f name, derives its lab and
+// writes its fix; errors are bad input (exit 2).
+func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
+	if len(configs) != 2 {
+		return nil, usageError("want: lvslab check [flags] BOX1.conf BOX2.conf")
+	}
+	if len(f.rules) != 0 && len(f.rules) != 2 {
+		return nil, usageError("--iptables: give it twice (box 1's rules, then box 2's) or not at all")
+	}
+	var rulePaths [2]string
+	copy(rulePaths[:], f.rules)
+	p, err := check.LoadPair([2]string{configs[0], configs[1]}, rulePaths)
+	if err != nil {
+		return nil, &exitError{2, err} // a config or rules file we cannot read or parse
+	}
+	if err := boxFlags(p, f.macs, f.addrs, f.ports); err != nil {
+		return nil, err
+	}
+	j := &checkJob{p: p}
+	if j.pl, err = check.Derive(p); err != nil {
+		return nil, &exitError{2, err}
+	}
+	if j.rx, err = check.Prescribe(p, j.pl); err != nil {
+		return nil, &exitError{2, err}
+	}
+	return j, nil
+}
+
 // cmdCheck reads the user's pair of keepalived configs, derives the lab
 // for it, writes the fix for it, and runs the lab through the events with
-// their configs and with the fix.
+// their configs and with the fix; or, with --keep, leaves the pair's lab
+// running with one of the two.
 func cmdCheck(args []string) error {
 	fs := newFlags("check")
-	var rules, macs, addrs, ports stringList
-	fs.Var(&rules, "iptables", "a box's iptables rules (iptables-save output or iptables commands); give it twice, box 1 then box 2")
-	fs.Var(&macs, "mac", "BOX=MAC: a box's MAC (d1 or d2; default 02:00 and its IPv4 address)")
-	fs.Var(&addrs, "addr", "BOX=IP: a box's own address, where the configs do not say (no unicast_src_ip or unicast_peer)")
-	fs.Var(&ports, "port", "MARK=PORT: a port a fwmark service takes, when no --iptables rule says")
+	pf := addCheckPairFlags(fs)
 	fixed := fs.String("write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2")
 	asJSON := fs.Bool("json", false, "print the parsed configs, the derived lab and the prescription as JSON")
 	plan := fs.Bool("plan", false, "derive the lab and write the fix, but do not run it")
 	events := fs.String("events", "", "the events to run, comma-separated (default: all of "+eventNames(checkEvents)+")")
 	conns := fs.Int("connections", 20, "client connections per run")
+	keep := fs.String("keep", "", "run no events: leave the pair's lab up, VRRP settled, with your configs (yours) or the prescription (prescribed); then lvslab watch, exec, down")
 	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
 	mode := fs.String("kernel", "", "where the lab runs: native or vm (default $LVSLAB_KERNEL, else automatic)")
 	runID := fs.String("run-id", "", "the run's name under --reports (default: its start time)")
+	name, runDir := labFlags(fs)
 	v := addVMFlags(fs, false, 4096)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -53,29 +104,14 @@ func cmdCheck(args []string) error {
 	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		return usageError("want: lvslab check [flags] BOX1.conf BOX2.conf")
+	if *keep != "" && *keep != "yours" && *keep != "prescribed" {
+		return usageError("--keep %q: want yours or prescribed", *keep)
 	}
-	if len(rules) != 0 && len(rules) != 2 {
-		return usageError("--iptables: give it twice (box 1's rules, then box 2's) or not at all")
-	}
-	var rulePaths [2]string
-	copy(rulePaths[:], rules)
-	p, err := check.LoadPair([2]string{fs.Arg(0), fs.Arg(1)}, rulePaths)
+	j, err := pf.plan(fs.Args())
 	if err != nil {
-		return &exitError{2, err} // a config or rules file we cannot read or parse
-	}
-	if err := boxFlags(p, macs, addrs, ports); err != nil {
 		return err
 	}
-	pl, err := check.Derive(p)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	rx, err := check.Prescribe(p, pl)
-	if err != nil {
-		return &exitError{2, err}
-	}
+	p, pl, rx := j.p, j.pl, j.rx
 	if *fixed != "" {
 		if err := writeFixed(*fixed, p, pl, rx); err != nil {
 			return err
@@ -103,6 +139,28 @@ func cmdCheck(args []string) error {
 	}
 	if os.Geteuid() != 0 {
 		return &exitError{2, fmt.Errorf("running the lab needs root (--plan: the lab and the fix without a run)")}
+	}
+	if *keep != "" {
+		// The pair's own flags, for the agent to plan it again in the VM,
+		// whose working directory is not this one.
+		var pairArgs []string
+		abs := func(name, v string) string {
+			if name == "iptables" || name == "" {
+				v, _ = filepath.Abs(v)
+			}
+			return v
+		}
+		fs.Visit(func(f *flag.Flag) {
+			if slices.Contains([]string{"iptables", "mac", "addr", "port"}, f.Name) {
+				for _, v := range *f.Value.(*stringList) {
+					pairArgs = append(pairArgs, "--"+f.Name, abs(f.Name, v))
+				}
+			}
+		})
+		for _, a := range fs.Args() {
+			pairArgs = append(pairArgs, abs("", a))
+		}
+		return keepCheck(j, *keep, pairArgs, *mode, *name, *runDir, v)
 	}
 	info, dir, id, started, err := startRun(*mode, *reportDir, *runID)
 	if err != nil {
@@ -140,16 +198,16 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 		m1 = append(m1, check.Mapping{Box: pl.Backup(), From: "priority", To: "200",
 			Why: "vrrp-switchover: the BACKUP restarts with a priority above the MASTER's written into its config"})
 	}
-	var lab strings.Builder
+	var labNotes strings.Builder
 	for _, m := range m1 {
-		fmt.Fprintf(&lab, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
+		fmt.Fprintf(&labNotes, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
 	}
 	for _, s := range skipped {
-		fmt.Fprintf(&lab, "  %s\n", s)
+		fmt.Fprintf(&labNotes, "  %s\n", s)
 	}
-	if lab.Len() > 0 {
-		account += "\nTo run in the lab\n" + lab.String()
-		fmt.Print("\nTo run in the lab\n" + lab.String())
+	if labNotes.Len() > 0 {
+		account += "\nTo run in the lab\n" + labNotes.String()
+		fmt.Print("\nTo run in the lab\n" + labNotes.String())
 	}
 	// The fix column says which configs ran: as given, or prescribed; a
 	// pair with several services runs every event for each.
@@ -318,4 +376,79 @@ func writeFixed(dir string, p *check.Pair, pl *check.Plan, rx *check.Prescriptio
 		}
 	}
 	return nil
+}
+
+// keepCheck leaves the pair's lab up, VRRP settled, with its configs as
+// given (yours) or as prescribed: lvslab check --keep. In a micro-VM the
+// agent plans the pair again from pairArgs (check's own arguments).
+func keepCheck(j *checkJob, which string, pairArgs []string, mode, name, runDir string, v *vmFlags) error {
+	info, err := kernel.Detect(mode)
+	if err != nil {
+		return err
+	}
+	data, err := yaml.Marshal(j.pl.Topology)
+	if err != nil {
+		return err
+	}
+	agentArgs := []string{"--check-keep", which}
+	for _, a := range pairArgs {
+		agentArgs = append(agentArgs, "--check-arg", a)
+	}
+	start := func(ctx context.Context, l *lab.Lab) error { return j.start(ctx, l, which) }
+	if err := bringUp(info, v, j.pl.Topology, data, name, runDir, false, agentArgs, start); err != nil {
+		return err
+	}
+	configs := "your configs as given"
+	if which == "prescribed" {
+		configs = "the prescribed configs and rules"
+	}
+	fmt.Printf("\nThe pair runs with %s. Send it traffic with lvslab exec --lab %s client -- ...; watch the bridge and IPVS with lvslab watch --lab %s.\n",
+		configs, name, name)
+	return nil
+}
+
+// startPair is keepCheck's start in the micro-VM's agent: it plans the
+// pair args name again and starts it on l.
+func startPair(ctx context.Context, l *lab.Lab, args []string, which string) error {
+	fs := newFlags("check")
+	pf := addCheckPairFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	j, err := pf.plan(fs.Args())
+	if err != nil {
+		return err
+	}
+	return j.start(ctx, l, which)
+}
+
+// start runs the pair's directors on l with its configs (which: yours or
+// prescribed) and, on ports that are not MySQL's, built-in backends as
+// processes of the lab, so they outlive this one; and waits until VRRP has
+// settled.
+func (j *checkJob) start(ctx context.Context, l *lab.Lab, which string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	yours, prescribed, _, err := check.Runs(j.p, j.pl, j.rx, self)
+	if err != nil {
+		return err
+	}
+	impl := yours
+	if which == "prescribed" {
+		impl = prescribed
+	}
+	for _, s := range j.pl.Workloads() {
+		if s.Backend == scenarios.BackendMySQL {
+			continue
+		}
+		for _, b := range j.pl.Boxes {
+			if _, err := l.Box(b.Node).Start(fmt.Sprintf("backend-%d", s.Port),
+				[]string{self, "backend", s.Backend, fmt.Sprint(s.Port), fmt.Sprint(l.ServerID(b.Node))}); err != nil {
+				return err
+			}
+		}
+	}
+	return settle(ctx, l, impl(), scenarios.Fix(which))
 }

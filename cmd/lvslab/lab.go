@@ -62,10 +62,27 @@ func cmdUp(args []string) error {
 	case err != nil:
 		return err
 	}
+	var agentArgs []string
+	if *noServices {
+		agentArgs = append(agentArgs, "--no-services")
+	}
+	if *directors != "" {
+		agentArgs = append(agentArgs, "--directors", *directors, "--fix", *fix)
+	}
+	start := func(ctx context.Context, l *lab.Lab) error { return startDirectors(ctx, l, *directors, *fix) }
+	return bringUp(info, v, topo, data, *name, *runDir, *noServices, agentArgs, start)
+}
+
+// bringUp builds topo (its YAML is data) as the lab called name and runs
+// start on it, then prints the lab's status: natively, or in a micro-VM as
+// info says, where the agent builds it and runs the same start from
+// agentArgs. A failed start leaves nothing behind.
+func bringUp(info kernel.Info, v *vmFlags, topo *lab.Topology, data []byte, name, runDir string, noServices bool,
+	agentArgs []string, start func(context.Context, *lab.Lab) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	t0 := time.Now()
-	fmt.Fprintf(os.Stderr, "lvslab: building lab %q from topology %s (%s: %s)\n", *name, topo.Name, info.Mode, info.Reason)
+	fmt.Fprintf(os.Stderr, "lvslab: building lab %q from topology %s (%s: %s)\n", name, topo.Name, info.Mode, info.Reason)
 	var st *lab.Status
 	if info.Mode == kernel.VM {
 		vm, err := v.microVM(ctx)
@@ -73,32 +90,25 @@ func cmdUp(args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "lvslab: booting a micro-VM (kernel %s); the lab is built inside it\n", vm.Kernel.Version)
-		var agentArgs []string
-		if *noServices {
-			agentArgs = append(agentArgs, "--no-services")
-		}
-		if *directors != "" {
-			agentArgs = append(agentArgs, "--directors", *directors, "--fix", *fix)
-		}
-		if st, err = vmlab.Up(ctx, vm, topo, data, *runDir, *name, agentArgs); err != nil {
+		if st, err = vmlab.Up(ctx, vm, topo, data, runDir, name, agentArgs); err != nil {
 			return err
 		}
 	} else {
-		l, err := lab.Build(ctx, topo, lab.Options{Name: *name, RunDir: *runDir, Detach: true,
-			NoServices: *noServices, Progress: os.Stderr})
+		l, err := lab.Build(ctx, topo, lab.Options{Name: name, RunDir: runDir, Detach: true,
+			NoServices: noServices, Progress: os.Stderr})
 		if err != nil {
 			return err
 		}
-		if err := startDirectors(ctx, l, *directors, *fix); err != nil {
+		if err := start(ctx, l); err != nil {
 			l.Close() // nothing half-built stays
 			return err
 		}
-		if st, err = lab.Inspect(*runDir, l.Name); err != nil {
+		if st, err = lab.Inspect(runDir, l.Name); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "lvslab: lab %q is up in %.2fs\n\n", *name, time.Since(t0).Seconds())
-	printStatus(st, *name)
+	fmt.Fprintf(os.Stderr, "lvslab: lab %q is up in %.2fs\n\n", name, time.Since(t0).Seconds())
+	printStatus(st, name)
 	return nil
 }
 
@@ -147,7 +157,7 @@ func printStatus(s *lab.Status, name string) {
 			if l.Alias != "" {
 				ifc += " (" + l.Alias + ")"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", box, ns, ifc, l.MAC, strings.Join(l.Addrs, ","), l.State)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", box, ns, ifc, l.MAC, addrList(l.Addrs), l.State)
 		}
 	}
 	w.Flush()
@@ -173,13 +183,28 @@ func printStatus(s *lab.Status, name string) {
 		node = s.State.Topology.Nodes[0].Name
 	}
 	fmt.Printf("\nExec into a node:  lvslab exec%s %s -- ipvsadm -Ln\n", flag, node)
-	fmt.Printf("                   lvslab exec%s client -- mariadb -h 192.168.1.233 -u %s -p%s -e 'select @@server_id'\n", flag, lab.MySQLUser, lab.MySQLPassword)
+	topo := s.State.Topology
+	client := slices.IndexFunc(topo.Nodes, func(n lab.Node) bool { return n.HasRole(lab.RoleClient) })
+	mysql := slices.ContainsFunc(topo.Nodes, func(n lab.Node) bool { return slices.Contains(n.Services, lab.ServiceMySQL) })
+	if client >= 0 && mysql && topo.VIP != "" {
+		fmt.Printf("                   lvslab exec%s %s -- mariadb -h %s -u %s -p%s -e 'select @@server_id'   # through the VIP\n",
+			flag, topo.Nodes[client].Name, topo.VIP, lab.MySQLUser, lab.MySQLPassword)
+	}
 	if s.State.Runner == kernel.VM {
 		fmt.Printf("The lab runs in a micro-VM: paths above are inside it; exec has no stdin.\n")
 	} else {
 		fmt.Printf("Or with iproute2:  ip netns exec %s sh\n", filepath.Base(lab.NamespacePath(name, node)))
 	}
 	fmt.Printf("Tear down:         lvslab down%s\n", flag)
+}
+
+// addrList is an interface's addresses, the first few of many (a client
+// standing for 16).
+func addrList(addrs []string) string {
+	if len(addrs) > 4 {
+		return fmt.Sprintf("%s ... %s (%d)", strings.Join(addrs[:2], ","), addrs[len(addrs)-1], len(addrs))
+	}
+	return strings.Join(addrs, ",")
 }
 
 func cmdExec(args []string) error {
@@ -250,14 +275,18 @@ func cmdSweep(args []string) error {
 	return err
 }
 
-// cmdAgent runs inside the micro-VM of `lvslab up --kernel vm`: it builds
-// the lab and serves the host's requests until `down`.
+// cmdAgent runs inside the micro-VM of `lvslab up --kernel vm` (and
+// `lvslab check --keep`): it builds the lab and serves the host's requests
+// until `down`.
 func cmdAgent(args []string) error {
 	fs := newFlags("agent")
 	topoFile := fs.String("t", "", "topology file")
 	name := fs.String("lab", "lab", "lab name")
 	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
 	directors, fix := directorFlags(fs)
+	keep := fs.String("check-keep", "", "start a user's pair as lvslab check --keep does: yours or prescribed")
+	var checkArgs stringList
+	fs.Var(&checkArgs, "check-arg", "with --check-keep, one of lvslab check's arguments that say what the pair is (repeated, in order)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -265,13 +294,17 @@ func cmdAgent(args []string) error {
 	if err != nil {
 		return fmt.Errorf("agent runs only inside lvslab's micro-VM: %w", err)
 	}
+	start := func(ctx context.Context, l *lab.Lab) error { return startDirectors(ctx, l, *directors, *fix) }
+	if *keep != "" {
+		start = func(ctx context.Context, l *lab.Lab) error { return startPair(ctx, l, checkArgs, *keep) }
+	}
 	topo, err := lab.ParseTopologyFile(*topoFile)
 	var l *lab.Lab
 	if err == nil {
 		l, err = lab.Build(context.Background(), topo, lab.Options{Name: *name, NoServices: *noServices, Progress: os.Stderr})
 	}
 	if err == nil {
-		err = startDirectors(context.Background(), l, *directors, *fix)
+		err = start(context.Background(), l)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lvslab agent: %v\n", err)
@@ -314,12 +347,18 @@ func startDirectors(ctx context.Context, l *lab.Lab, directors, fix string) erro
 	} else {
 		impl = impls[directors]()
 	}
+	return settle(ctx, l, impl, scenarios.Fix(fix))
+}
+
+// settle starts impl with fix on l's two director nodes and waits until
+// the MASTER alone holds the VIP.
+func settle(ctx context.Context, l *lab.Lab, impl scenarios.Implementation, fix scenarios.Fix) error {
 	c, err := scenarios.NewCluster(l.Topo)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "lvslab: starting %s on %s and %s, fix %s\n", impl.Name(), c.Directors[0].Node, c.Directors[1].Node, fix)
-	if err := scenarios.StartBoth(ctx, impl, l, c, scenarios.Fix(fix)); err != nil {
+	if err := scenarios.StartBoth(ctx, impl, l, c, fix); err != nil {
 		return err
 	}
 	return scenarios.WaitReady(ctx, l, c, 90*time.Second)

@@ -302,17 +302,56 @@ func TestCheck(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, bad+":2: priority: want a whole number from 1 to 255") {
 		t.Errorf("bad config: exit %d, %q; want exit 2 and file:line", code, stderr)
 	}
-	// What the lab cannot run yet is said before anything is built: here
-	// a second virtual service.
-	dir := t.TempDir()
-	for _, b := range []string{"db1.conf", "db2.conf"} {
-		data, _ := os.ReadFile(ref + b)
-		os.WriteFile(filepath.Join(dir, b), append(data, "virtual_server 192.168.1.200 3307 {\n lb_kind DR\n real_server 192.168.1.233 3307 {\n }\n real_server 192.168.1.213 3307 {\n }\n}\n"...), 0o644)
+	// What the lab cannot run yet is said before anything is built: a NAT
+	// service beside the DR one; a UDP service.
+	for _, c := range []struct{ add, want string }{
+		{"virtual_server 192.168.1.200 3307 {\n lb_kind NAT\n real_server 192.168.1.233 3307 {\n }\n real_server 192.168.1.213 3307 {\n }\n}\n",
+			"cannot run this pair in the lab yet: TCP 192.168.1.200:3307: lb_kind NAT: the lab runs DR services"},
+		{"virtual_server 192.168.1.200 53 {\n lb_kind DR\n protocol UDP\n}\n", "UDP services are not supported yet"},
+	} {
+		dir := t.TempDir()
+		for _, b := range []string{"db1.conf", "db2.conf"} {
+			data, _ := os.ReadFile(ref + b)
+			os.WriteFile(filepath.Join(dir, b), append(data, c.add...), 0o644)
+		}
+		_, stderr, code = cli(t, "check", filepath.Join(dir, "db1.conf"), filepath.Join(dir, "db2.conf"))
+		if code != 2 || !strings.Contains(stderr, c.want) || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Errorf("exit %d, %q; want exit 2 and one line with %q", code, stderr, c.want)
+		}
 	}
-	_, stderr, code = cli(t, "check", filepath.Join(dir, "db1.conf"), filepath.Join(dir, "db2.conf"))
-	if code != 2 || !strings.Contains(stderr, "cannot run this pair in the lab yet: the lab runs one virtual service") {
-		t.Errorf("two services: exit %d, %q; want exit 2, not runnable yet", code, stderr)
+	if _, stderr, code = cli(t, "check", "--keep", "mine", ref+"db1.conf", ref+"db2.conf"); code != 2 || !strings.Contains(stderr, "--keep \"mine\": want yours or prescribed") {
+		t.Errorf("--keep mine: exit %d, %q", code, stderr)
 	}
+}
+
+// TestCheckKeepInVM: lvslab check --keep leaves the user's pair running
+// in the lab, its built-in backends as the lab's processes, until down.
+func TestCheckKeepInVM(t *testing.T) {
+	labtest.RequireRoot(t)
+	if runenv.InMicroVM() {
+		t.Skip("already inside a micro-VM")
+	}
+	if _, err := kernel.QEMU(); err != nil {
+		labtest.Missing(t, err.Error())
+	}
+	runDir, name := t.TempDir(), lab.RandomName()
+	snap := labtest.Snapshot(t)
+	t.Cleanup(func() { cli(t, "sweep", "--lab", name, "--run-dir", runDir) })
+	web := "../../fixtures/check/http/"
+	stdout, stderr, code := cli(t, "check", "--keep", "yours", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir, web+"web1.conf", web+"web2.conf")
+	if code != 0 || !strings.Contains(stdout, "your configs as given") || !strings.Contains(stdout, "backend-80") {
+		t.Fatalf("check --keep yours: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	// The BACKUP keeps the pair's own VIP:port service: the loop is there
+	// to watch.
+	out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d2", "--", "ipvsadm", "-Ln")
+	if code != 0 || !strings.Contains(out, "TCP  10.20.0.50:80") || strings.Count(out, "Route") != 2 {
+		t.Errorf("exec ipvsadm on the BACKUP: exit %d, %q %q; want 10.20.0.50:80 with both realservers", code, out, stderr)
+	}
+	if _, stderr, code := cli(t, "down", "--lab", name, "--run-dir", runDir); code != 0 {
+		t.Errorf("down: exit %d: %s", code, stderr)
+	}
+	snap.ExpectClean(t, runDir, name)
 }
 
 // TestUpDirectorFlags: a bad --directors or --fix is a one-line usage

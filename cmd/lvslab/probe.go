@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"net/netip"
+	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/scenarios"
 )
 
 // cmdProbe checks a realserver once: exit 0 if it answers, 1 if not. It
@@ -38,4 +42,23 @@ func cmdProbe(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	return probe(ctx) // an error exits 1
+}
+
+// cmdBackend serves a built-in backend (what lvslab check's labs run on a
+// port that is not MySQL's) until SIGTERM: in a box of a lab left up by
+// lvslab check --keep, where the lab starts it.
+func cmdBackend(args []string) error {
+	fs := newFlags("backend")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	kind := fs.Arg(0)
+	port, err1 := strconv.ParseUint(fs.Arg(1), 10, 16)
+	id, err2 := strconv.Atoi(fs.Arg(2))
+	if fs.NArg() != 3 || (kind != scenarios.BackendHTTP && kind != scenarios.BackendBanner) || err1 != nil || err2 != nil {
+		return usageError("want: lvslab backend http|banner PORT SERVER_ID")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return scenarios.ServeBackend(ctx, kind, int(port), id)
 }
