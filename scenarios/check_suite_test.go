@@ -68,6 +68,10 @@ var _ = Describe("lvslab check: a user's pair in the lab", Label("check"), func(
 	It("a pair with two services on two VIPs (sync group, shared include, wlc and sh): each loops; as prescribed: each clean", timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "several", "", "", scenarios.Loop, scenarios.Clean)
 	})
+	It("a pair whose service balances to a third realserver (a replica, wrr 3:3:1): loops; as prescribed: clean, all three serving", timeout(), func(ctx SpecContext) {
+		r := checkRun(ctx, "replica", "", "", scenarios.Loop, scenarios.Clean)
+		Expect(r.Share).To(HaveKey(4), "rs1 (server_id 4) is one of the realservers")
+	})
 	It("the reference pair as its fix reads (fwmark 3 and 4, mangle rules): clean, and nothing to prescribe", timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "reference-fixed", "db1.rules", "db2.rules", scenarios.Clean, "")
 	})

@@ -56,6 +56,15 @@ type Cluster struct {
 	Port      int
 	VRID      int
 	Directors [2]Director
+	// Others are the realservers that are neither director (a user's
+	// pair may balance to more machines than the two boxes).
+	Others []Realserver
+}
+
+// Realserver is a node that only serves.
+type Realserver struct {
+	Node string
+	Addr netip.Addr
 }
 
 // Peer returns the other director.
@@ -68,6 +77,9 @@ func NewCluster(t *lab.Topology) (Cluster, error) {
 	n := 0
 	for _, node := range t.Nodes {
 		if !node.HasRole(lab.RoleDirector) {
+			if node.HasRole(lab.RoleRealserver) && len(node.Interfaces) > 0 && len(node.Interfaces[0].Prefixes()) > 0 {
+				c.Others = append(c.Others, Realserver{Node: node.Name, Addr: node.Interfaces[0].Prefixes()[0].Addr()})
+			}
 			continue
 		}
 		if n == 2 {
@@ -87,7 +99,21 @@ func NewCluster(t *lab.Topology) (Cluster, error) {
 	return c, nil
 }
 
-// Realservers are the directors' addresses: each box serves MySQL too.
+// Realservers are the directors' addresses (each box serves MySQL too)
+// and the other realservers'.
 func (c Cluster) Realservers() []netip.Addr {
-	return []netip.Addr{c.Directors[0].Addr, c.Directors[1].Addr}
+	out := []netip.Addr{c.Directors[0].Addr, c.Directors[1].Addr}
+	for _, o := range c.Others {
+		out = append(out, o.Addr)
+	}
+	return out
+}
+
+// servers are the nodes that serve: the directors, then the others.
+func (c Cluster) servers() []string {
+	out := []string{c.Directors[0].Node, c.Directors[1].Node}
+	for _, o := range c.Others {
+		out = append(out, o.Node)
+	}
+	return out
 }

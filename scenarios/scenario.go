@@ -49,8 +49,9 @@ const (
 	// the BACKUP takes over, so the old MASTER is now the passive box that
 	// re-balances what the new MASTER forwards, unless guarded.
 	FailoverKill Event = "failover-kill"
-	// MySQLDown stops the passive box's mariadbd: health checks must take
-	// it out of both directors' tables, and the active box serves alone.
+	// MySQLDown stops the passive box's mariadbd (and any built-in
+	// backend it runs): health checks must take it out of both
+	// directors' tables, and the active box serves alone.
 	MySQLDown Event = "mysql-down"
 	// Switchover is a VRRP-only failover: the BACKUP's director restarts
 	// with a priority above the MASTER's and preempts; the old MASTER
@@ -274,8 +275,8 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		if s.Backend == BackendMySQL || backends[backendKey(c.Directors[0].Node, s.Port)] != nil {
 			continue
 		}
-		for _, d := range c.Directors {
-			if backends[backendKey(d.Node, s.Port)], err = startBackend(l.Box(d.Node), s.Backend, s.Port, l.ServerID(d.Node)); err != nil {
+		for _, node := range c.servers() {
+			if backends[backendKey(node, s.Port)], err = startBackend(l.Box(node), s.Backend, s.Port, l.ServerID(node)); err != nil {
 				return nil, err
 			}
 		}
@@ -338,9 +339,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if ev != Steady {
 		step(string(ev) + " done")
 	}
-	wantServers := 2
+	wantServers := len(c.servers())
 	if ev == MySQLDown {
-		wantServers = 1
+		wantServers--
 	}
 	before, err := observe(l, c)
 	if err != nil {
@@ -398,13 +399,24 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 	switch ev {
 	case MySQLDown:
 		t1 := time.Now()
-		if b := backends[backendKey(passive.Node, c.Port)]; b != nil {
-			b.stop()
-			delete(backends, backendKey(passive.Node, c.Port))
-		} else if p := l.Process(passive.Node, "mariadbd"); p == nil {
-			return Director{}, fmt.Errorf("no mariadbd in %s", passive.Node)
-		} else if err := p.Stop(lab.StopGrace); err != nil {
-			return Director{}, err
+		// Every server of the box stops: its realserver is out of every
+		// service, not of the measured one only.
+		stopped := 0
+		for k, b := range backends {
+			if strings.HasPrefix(k, passive.Node+":") {
+				b.stop()
+				delete(backends, k)
+				stopped++
+			}
+		}
+		if p := l.Process(passive.Node, "mariadbd"); p != nil {
+			if err := p.Stop(lab.StopGrace); err != nil {
+				return Director{}, err
+			}
+			stopped++
+		}
+		if stopped == 0 {
+			return Director{}, fmt.Errorf("no mariadbd nor built-in backend in %s", passive.Node)
 		}
 		err := WaitFor(ctx, 30*time.Second, func() string {
 			for _, d := range c.Directors {
@@ -442,8 +454,8 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		}
 		if mysql {
 			var dbs []string
-			for _, d := range c.Directors {
-				dbs = append(dbs, net.JoinHostPort(d.Addr.String(), fmt.Sprint(c.Port)))
+			for _, a := range c.Realservers() {
+				dbs = append(dbs, net.JoinHostPort(a.String(), fmt.Sprint(c.Port)))
 			}
 			ws, err := CheckWrites(ctx, l.Box(client), dbs, writes, opts.Timeout)
 			if err != nil {
@@ -687,7 +699,7 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 		r.Verdict = Loop
 	case len(r.Share) != wantServers:
 		r.Verdict = NoBalance
-		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v; want %d boxes serving", r.Served, r.Connections, shareString(r.Share), wantServers))
+		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v; want %d serving", r.Served, r.Connections, shareString(r.Share), wantServers))
 	default:
 		r.Verdict = Clean
 		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v", r.Served, r.Connections, shareString(r.Share)))
@@ -756,7 +768,7 @@ func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) 
 			return why
 		}
 		for _, d := range c.Directors {
-			if why := hasService(l.Box(d.Node)); why != "" {
+			if why := hasService(l.Box(d.Node), len(c.servers())); why != "" {
 				return why
 			}
 		}
@@ -849,9 +861,9 @@ func serves(box *lab.Box, rs netip.Addr) string {
 	return ""
 }
 
-// hasService says why box has no virtual service, or one without both
+// hasService says why box has no virtual service, or one without its n
 // realservers, or "".
-func hasService(box *lab.Box) string {
+func hasService(box *lab.Box, n int) string {
 	h, err := ipvs.New(box.Path())
 	if err != nil {
 		return err.Error()
@@ -863,8 +875,8 @@ func hasService(box *lab.Box) string {
 	}
 	for _, s := range svcs {
 		dsts, err := h.GetDestinations(s)
-		if err != nil || len(dsts) != 2 {
-			return fmt.Sprintf("%s's virtual service %s:%d (fwmark %d) has %d realservers, not 2, yet (%v)", box.Name, s.Address, s.Port, s.FWMark, len(dsts), err)
+		if err != nil || len(dsts) != n {
+			return fmt.Sprintf("%s's virtual service %s:%d (fwmark %d) has %d realservers, not %d, yet (%v)", box.Name, s.Address, s.Port, s.FWMark, len(dsts), n, err)
 		}
 	}
 	if err != nil {

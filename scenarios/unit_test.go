@@ -111,7 +111,7 @@ func TestJudge(t *testing.T) {
 		fromClients *uint64
 	}{
 		{"clean and balanced", FixFwmark, served(1, 2, 1, 2), snap(0, 0), Clean, true, "4 of 4 served, by server_id 1:2 2:2", nil, nil, nil, nil},
-		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), NoBalance, false, "3 of 3 served, by server_id 1:3; want 2 boxes serving", nil, nil, nil, nil},
+		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), NoBalance, false, "3 of 3 served, by server_id 1:3; want 2 serving", nil, nil, nil, nil},
 		{"passive box counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "passive d2's service counted 88 packets", nil, nil, nil, nil},
 		{"ttl ran out", FixNone, append(served(1), Conn{Error: "connect: no route to host"}), snap(0, 3), Loop, true, "3 ICMP time exceeded; 1 of 2 failed (connect: no route to host)", nil, nil, nil, nil},
 		{"hung connection", FixFwmark, append(served(1, 2), Conn{Hung: true}), snap(0, 0), Loop, false, "1 of 3 connections hung", nil, nil, nil, nil},

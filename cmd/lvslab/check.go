@@ -195,7 +195,7 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	}
 	evs, skipped := pl.Events(p, evs)
 	if slices.Contains(evs, scenarios.Switchover) {
-		m1 = append(m1, check.Mapping{Box: pl.Backup(), From: "priority", To: "200",
+		m1 = append(m1, check.Mapping{Box: pl.Backup(), From: "priority", To: fmt.Sprint(pl.SwitchoverPriority(p)),
 			Why: "vrrp-switchover: the BACKUP restarts with a priority above the MASTER's written into its config"})
 	}
 	var labNotes strings.Builder

@@ -292,3 +292,69 @@ func TestActiveActive(t *testing.T) {
 		t.Errorf("runnable %q, want VI_WEB's line and active-active", why)
 	}
 }
+
+// withLines copies the pair in fixtures/check/dir to a temporary
+// directory, each config with add appended to the lines that match after.
+func withLines(t *testing.T, dir string, files []string, after, add string) [2]string {
+	t.Helper()
+	out := t.TempDir()
+	var paths [2]string
+	for i, f := range files {
+		text, err := os.ReadFile(fixtures + dir + "/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(out, filepath.Dir(f)), 0o755)
+		os.WriteFile(filepath.Join(out, f), []byte(strings.ReplaceAll(string(text), after, after+add)), 0o644)
+		if i < 2 {
+			paths[i] = filepath.Join(out, f)
+		}
+	}
+	return paths
+}
+
+// TestOtherRealserver: a realserver that is neither box becomes a plain
+// realserver node (VIP on lo, ARP quiet, MariaDB), and the scenarios
+// count it among the servers.
+func TestOtherRealserver(t *testing.T) {
+	rs := "    real_server 192.168.1.50 3306 {\n        weight 1\n        TCP_CHECK {\n        }\n    }\n"
+	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    protocol TCP\n", rs)
+	p, err := LoadPair(configs, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three realservers and no unicast: which two are the boxes is the
+	// user's to say.
+	if _, err := Derive(p); err == nil || !strings.Contains(err.Error(), "db1.conf: cannot tell this box's address: 3 realservers") {
+		t.Errorf("derive: %v; want which box is which asked for", err)
+	}
+	p.Addrs = [2]netip.Addr{netip.MustParseAddr("192.168.1.233"), netip.MustParseAddr("192.168.1.213")}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := pl.Runnable(); why != "" || len(pl.Realservers) != 1 || pl.Realservers[0] != netip.MustParseAddr("192.168.1.50") {
+		t.Fatalf("runnable %q, realservers %v", why, pl.Realservers)
+	}
+	n := pl.Topology.Node("rs1")
+	if n == nil || n.HasRole(lab.RoleDirector) || n.Sysctls["net.ipv4.conf.all.arp_ignore"] != "1" || len(n.Services) != 1 {
+		t.Fatalf("rs1: %+v", n)
+	}
+	c, err := scenarios.NewCluster(pl.Topology)
+	if err != nil || len(c.Others) != 1 || c.Others[0].Node != "rs1" || len(c.Realservers()) != 3 {
+		t.Errorf("cluster %+v, %v: want rs1 among the realservers", c, err)
+	}
+	// A service that balances to other realservers than the first is not
+	// run: readiness and the verdict count one set of servers.
+	configs = withLines(t, "several", []string{"app1.conf", "app2.conf", "conf.d/services.conf"}, "    lb_algo sh          # a client stays on one box\n    lb_kind DR\n    protocol TCP\n", strings.NewReplacer("3306", "80", "192.168.1.50", "172.16.5.50").Replace(rs))
+	if p, err = LoadPair(configs, [2]string{}); err != nil {
+		t.Fatal(err)
+	}
+	p.Addrs = [2]netip.Addr{netip.MustParseAddr("172.16.5.11"), netip.MustParseAddr("172.16.5.12")}
+	if pl, err = Derive(p); err != nil {
+		t.Fatal(err)
+	}
+	if why := pl.Runnable(); !strings.Contains(why, "TCP 172.16.5.101:80 balances to [172.16.5.11 172.16.5.12 172.16.5.50]") {
+		t.Errorf("runnable %q", why)
+	}
+}

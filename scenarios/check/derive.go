@@ -177,6 +177,9 @@ func (pl *Plan) addresses(p *Pair) error {
 		if b.Addr.IsValid() {
 			continue
 		}
+		if len(candidates) > 2 {
+			return fmt.Errorf("%s: cannot tell this box's address: %d realservers in the VIP's subnet (%v) and no unicast_src_ip or unicast_peer: give --addr %s=IP", b.Config, len(candidates), candidates, b.Node)
+		}
 		for _, a := range candidates {
 			if a != pl.Boxes[1-i].Addr {
 				b.Addr = a

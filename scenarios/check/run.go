@@ -18,15 +18,23 @@ func (pl *Plan) Runnable() string {
 	if pl.unrunnable != "" {
 		return pl.unrunnable
 	}
-	if len(pl.Realservers) > 0 {
-		return "realservers other than the two boxes: not run yet"
-	}
 	for _, v := range pl.VIPs {
 		if !pl.Subnet.Contains(v.Addr()) {
 			return fmt.Sprintf("VIP %s is outside %s, the first VIP's subnet: the lab has one bridge and one subnet", v.Addr(), pl.Subnet)
 		}
 	}
-	for _, s := range pl.Services {
+	for _, a := range pl.Realservers {
+		if !pl.Subnet.Contains(a) {
+			return fmt.Sprintf("realserver %s is outside %s: DR needs the realservers on the directors' link", a, pl.Subnet)
+		}
+	}
+	var first []netip.Addr
+	for k, s := range pl.Services {
+		if rs := s.realservers(); k == 0 {
+			first = rs
+		} else if !slices.Equal(rs, first) {
+			return fmt.Sprintf("%s balances to %v, %s to %v: the lab runs services that balance to the same realservers", s.Key, rs, pl.Services[0].Key, first)
+		}
 		if s.Kind != "DR" {
 			return s.Key + ": lb_kind " + s.Kind + ": the lab runs DR services"
 		}
@@ -64,12 +72,17 @@ func (pl *Plan) Events(p *Pair, evs []scenarios.Event) ([]scenarios.Event, []str
 			}
 		}
 	}
+	skip := []scenarios.Event{scenarios.Switchover, scenarios.Failback}
 	if len(why) == 0 {
-		return evs, nil
+		skip = nil
+	}
+	if top := pl.masterPriority(p); top >= 254 {
+		why = append(why, fmt.Sprintf("%s's priority is %d: no BACKUP priority (254 at most) preempts it, so %s is not run", pl.Boxes[pl.electionOrder()[0]].Node, top, scenarios.Switchover))
+		skip = append(skip, scenarios.Switchover)
 	}
 	var out []scenarios.Event
 	for _, e := range evs {
-		if e != scenarios.Switchover && e != scenarios.Failback {
+		if !slices.Contains(skip, e) {
 			out = append(out, e)
 		}
 	}
@@ -92,6 +105,21 @@ func (pl *Plan) Workloads() []scenarios.Service {
 		}
 		out = append(out, svc)
 	}
+	return out
+}
+
+// realservers are the addresses the service balances to, on either box,
+// sorted.
+func (s *Service) realservers() []netip.Addr {
+	var out []netip.Addr
+	for _, vs := range s.Servers {
+		for _, rs := range vs.RealServers {
+			if !slices.Contains(out, rs.Addr) {
+				out = append(out, rs.Addr)
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
 	return out
 }
 
@@ -155,10 +183,12 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 	files := func(node string, priority int) (map[string]string, string, error) {
 		i := pl.box(node)
 		e := labEdits[i]
+		// The scenario asks for a priority above the MASTER's: the
+		// configs' MASTER's, which the lab's cluster does not know.
 		if priority != 0 && priority != p.Configs[i].Instances[0].Priority {
 			e = e.Clone()
 			for _, in := range p.Configs[i].Instances {
-				if err := raise(e, in, priority); err != nil {
+				if err := raise(e, in, pl.SwitchoverPriority(p)); err != nil {
 					return nil, "", err
 				}
 			}
@@ -177,6 +207,20 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 		return &scenarios.UserKeepalived{Files: files, Rules: rules}
 	}
 	return impl, mappings, nil
+}
+
+// SwitchoverPriority is the priority the BACKUP restarts with for a VRRP
+// switchover: one above the MASTER's highest (254 at most: 255 is an
+// address owner's).
+func (pl *Plan) SwitchoverPriority(p *Pair) int { return min(pl.masterPriority(p)+1, 254) }
+
+// masterPriority is the highest priority of the MASTER box's instances.
+func (pl *Plan) masterPriority(p *Pair) int {
+	top := 0
+	for _, in := range p.Configs[pl.electionOrder()[0]].Instances {
+		top = max(top, in.Priority)
+	}
+	return top
 }
 
 // raise edits instance in's priority to priority (a switchover).
