@@ -9,12 +9,13 @@ DEB_PACKAGES := iproute2 iptables ipvsadm mariadb-server mariadb-client keepaliv
 	socat tcpdump iputils-ping \
 	qemu-system-x86 kmod xz-utils zstd cpio chromium
 GINKGO      := bin/ginkgo
-# Tests that need kernel IPVS are named TestIPVS*. `make test` and `make
+# Tests that need kernel IPVS (or another module the host may lack: netem)
+# are named TestIPVS*. `make test` and `make
 # conformance` run them through `lvslab kexec`: natively where the host has
 # ip_vs, else in ONE micro-VM for all of them, with LVSLAB_REQUIRE_IPVS=1 so
 # they fail rather than skip. Their binaries are built on the host
 # (compiling under TCG is slow), next to their packages.
-IPVS_PKGS   := director lab/kernel
+IPVS_PKGS   := director lab lab/kernel
 IPVS_BINS   := $(foreach p,$(IPVS_PKGS) scenarios,$(p)/$(notdir $(p)).test)
 # The conformance specs run in PROCS Ginkgo processes (PROCS=1: one after
 # another, for debugging). Each spec has its own lab; six labs peak at
@@ -127,6 +128,9 @@ fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director c
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZ_EXECS)x ./director/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_EXECS)x ./scenarios/keepalivedconf/
 
+# make test runs the adversity specs labelled core only; make conformance
+# runs them all.
+test: GINKGO_FLAGS += --label-filter='!adversity || core'
 test: deps kernel ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
 	$(GO) test -count=1 -p 1 -timeout $(SUITE_TIMEOUT) ./...
 	@mkdir -p reports

@@ -378,6 +378,17 @@ func (l *Lab) linkNode(n *Node) error {
 		if err != nil {
 			return fmt.Errorf("set %s up in %s: %w", ifc.Name, b.Path(), err)
 		}
+		if ifc.Netem == nil {
+			continue
+		}
+		for _, toNode := range []bool{false, true} {
+			if toNode && ifc.Bridge == "" {
+				continue
+			}
+			if _, err := l.Impair(n.Name, ifc.Name, toNode, Match{}, *ifc.Netem); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -106,6 +106,15 @@ func (p *Process) Stop(grace time.Duration) error {
 	return nil
 }
 
+// Signal sends sig to the process group: SIGSTOP freezes all of it
+// (keepalived's VRRP and checker children too), SIGCONT thaws it.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("signal %s in %s: %w", p.Name, p.Box, err)
+	}
+	return nil
+}
+
 // Kill sends SIGKILL to the process group and waits for the process.
 func (p *Process) Kill() {
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)

@@ -57,6 +57,9 @@ type Interface struct {
 	Bridge    string   `yaml:"bridge,omitempty"`
 	// Peer is "node.interface" for a direct node-to-node link.
 	Peer string `yaml:"peer,omitempty"`
+	// Netem impairs the link from the start: both directions of a bridge
+	// port's link, the frames the node sends on a direct one.
+	Netem *Netem `yaml:"netem,omitempty"`
 }
 
 // Roles and services a topology may name.
@@ -290,6 +293,11 @@ func (v *validator) node(i int, bridges map[string]bool) {
 	for j := range n.Interfaces {
 		ifc := &n.Interfaces[j]
 		ip := fmt.Sprintf("%s.interfaces[%d]", p, j)
+		if ifc.Netem != nil {
+			if _, field, err := ifc.Netem.attrs(); err != nil {
+				v.fail(ip+".netem."+field, "%v", err)
+			}
+		}
 		switch {
 		case ifc.Name == "":
 			v.fail(ip+".name", "interface name is required")

@@ -3,10 +3,14 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 func TestParseDefaultTopology(t *testing.T) {
@@ -96,6 +100,9 @@ func TestParseTopologyErrors(t *testing.T) {
 		{"realserver without VIP", "vip: 10.0.0.200\n", "", `vip: realservers need a vip`},
 		{"second VIP outside every subnet", `vip: 10.0.0.200`, "vip: 10.0.0.200\nvips: [10.0.0.201, 10.9.0.7]", `t.yaml:3: vips[1]: VIP 10.9.0.7 is outside every subnet`},
 		{"second VIP repeats the first", `vip: 10.0.0.200`, "vip: 10.0.0.200\nvips: [10.0.0.200]", `vips[0]: VIP 10.0.0.200 is also vip`},
+		{"netem jitter past the delay", `        addresses: [10.0.0.2/24]`, "        addresses: [10.0.0.2/24]\n        netem: {delay: 10ms, jitter: 20ms}", `t.yaml:21: nodes[1].interfaces[0].netem.jitter: 20ms is more than the delay "10ms"`},
+		{"netem loss past 100", `        addresses: [10.0.0.2/24]`, "        addresses: [10.0.0.2/24]\n        netem: {loss: 120}", `nodes[1].interfaces[0].netem.loss: 120: want a percentage`},
+		{"netem rate unreadable", `        addresses: [10.0.0.2/24]`, "        addresses: [10.0.0.2/24]\n        netem: {rate: fast}", `netem.rate: "fast": want a rate such as 10mbit`},
 		{"unknown role", `[client]`, `[router]`, `t.yaml:15: nodes[1].roles[0]: unknown role "router"`},
 		{"unknown service", `[mysql]`, `[postgres]`, `t.yaml:8: nodes[0].services[0]: unknown service "postgres"`},
 		{"bad node name", `  - name: b`, `  - name: B_1`, `nodes[1].name: node name "B_1"`},
@@ -181,4 +188,23 @@ func FuzzParseTopology(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNetemAttrs: what a topology's netem becomes in netlink's terms.
+func TestNetemAttrs(t *testing.T) {
+	a, field, err := Netem{Delay: "100ms", Jitter: "50ms", Loss: 30, Reorder: 5, Rate: "10mbit"}.attrs()
+	if err != nil || field != "" {
+		t.Fatal(field, err)
+	}
+	if a.Latency != 100000 || a.Jitter != 50000 || a.Loss != 30 || a.ReorderProb != 5 || a.Rate64 != 1250000 {
+		t.Errorf("%+v", a)
+	}
+	if _, field, err := (Netem{Reorder: 5}).attrs(); field != "reorder" || err == nil {
+		t.Errorf("reorder without delay: %s %v", field, err)
+	}
+	keys := Match{Protocol: 112, SrcMAC: net.HardwareAddr{0x02, 0, 0xc0, 0xa8, 1, 0xe9}}.keys()
+	want := []netlink.TcU32Key{{Off: 8, Mask: 0x00ff0000, Val: 0x00700000}, {Off: -8, Mask: 0xffffffff, Val: 0x0200c0a8}, {Off: -4, Mask: 0xffff0000, Val: 0x01e90000}}
+	if !slices.Equal(keys, want) {
+		t.Errorf("keys %+v, want %+v", keys, want)
+	}
 }

@@ -41,9 +41,10 @@ var Fixes = []Fix{FixNone, FixFwmark, FixBackupOnly, FixRedirect}
 
 // Director is one of the two boxes that direct and serve at once.
 type Director struct {
-	Node string
-	Addr netip.Addr
-	MAC  net.HardwareAddr
+	Node  string
+	Iface string // its interface on the bridge
+	Addr  netip.Addr
+	MAC   net.HardwareAddr
 	// Priority decides the VRRP election: the first director is MASTER.
 	Priority int
 	// Mark is this box's fwmark for FixFwmark (the seed's 3 and 4).
@@ -59,6 +60,10 @@ type Cluster struct {
 	// Others are the realservers that are neither director (a user's
 	// pair may balance to more machines than the two boxes).
 	Others []Realserver
+	// Single: only the first director runs; the second box only serves.
+	// The reference of the load curve: one director, no second box to
+	// loop with.
+	Single bool
 }
 
 // Realserver is a node that only serves.
@@ -89,7 +94,7 @@ func NewCluster(t *lab.Topology) (Cluster, error) {
 		if len(ifc.Prefixes()) == 0 || ifc.HardwareAddr() == nil {
 			return c, fmt.Errorf("topology %s: director %s needs an address and a fixed MAC on %s", t.Name, node.Name, ifc.Name)
 		}
-		c.Directors[n] = Director{Node: node.Name, Addr: ifc.Prefixes()[0].Addr(), MAC: ifc.HardwareAddr(),
+		c.Directors[n] = Director{Node: node.Name, Iface: ifc.Name, Addr: ifc.Prefixes()[0].Addr(), MAC: ifc.HardwareAddr(),
 			Priority: 150 - 50*n, Mark: 3 + n}
 		n++
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/template"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -27,6 +28,8 @@ type Implementation interface {
 	Stop(i int, graceful bool) error
 	// Logs returns each director's log so far, by node.
 	Logs() map[string]string
+	// Signal sends sig to director i's processes: SIGSTOP, SIGCONT.
+	Signal(i int, sig syscall.Signal) error
 }
 
 // Keepalived is the reference: Debian's keepalived 2.2.x, one per director
@@ -91,6 +94,14 @@ func (d *directors) Stop(i int, graceful bool) error {
 	}
 	p.Kill()
 	return nil
+}
+
+// Signal implements Implementation.
+func (d *directors) Signal(i int, sig syscall.Signal) error {
+	if d.procs[i] == nil {
+		return fmt.Errorf("director %d was not started", i)
+	}
+	return d.procs[i].Signal(sig)
 }
 
 // Logs implements Implementation.
@@ -234,6 +245,9 @@ func (m Mixed) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix)
 // Stop implements Implementation.
 func (m Mixed) Stop(i int, graceful bool) error { return m[i].Stop(i, graceful) }
 
+// Signal implements Implementation.
+func (m Mixed) Signal(i int, sig syscall.Signal) error { return m[i].Signal(i, sig) }
+
 // Logs implements Implementation.
 func (m Mixed) Logs() map[string]string {
 	logs := m[0].Logs()
@@ -252,6 +266,9 @@ func StartBoth(ctx context.Context, impl Implementation, l *lab.Lab, c Cluster, 
 	master := l.Box(c.Directors[0].Node)
 	if err := WaitFor(ctx, readyBound, func() string { return HoldsVIP(master, c) }); err != nil {
 		return fmt.Errorf("the first director alone: %w (%s)", err, logTails(impl))
+	}
+	if c.Single {
+		return nil
 	}
 	return impl.Start(ctx, l, c, 1, fix)
 }

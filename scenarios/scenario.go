@@ -3,6 +3,7 @@ package scenarios
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lvslab/lvslab/director"
@@ -68,10 +70,62 @@ const (
 	// a VIP:port service left beside the fwmark one re-balances the
 	// unmarked traffic the peer forwards.
 	Reconfigure Event = "reconfigure"
+
+	// Adversity: the network or the host misbehaves. The write workload
+	// runs across each; the verdict is on the pair after it converged,
+	// and Failover is the convergence: from the heal (or the thaw) to
+	// the MASTER alone holding the VIP.
+
+	// SplitBrain cuts VRRP between the two directors (the bridge drops
+	// each one's adverts to the other) until the BACKUP has held the VIP
+	// beside the MASTER for splitBrainFor, then heals.
+	SplitBrain Event = "split-brain"
+	// AdvertLoss10, 30 and 50 lose that share of the MASTER's adverts to
+	// the BACKUP for advertLossFor: three in a row lost and the BACKUP
+	// takes the VIP until the next one arrives.
+	AdvertLoss10 Event = "advert-loss-10"
+	AdvertLoss30 Event = "advert-loss-30"
+	AdvertLoss50 Event = "advert-loss-50"
+	// Frozen stops the MASTER's director (SIGSTOP, its whole process
+	// group) for frozenFor, then thaws it (SIGCONT): its kernel state
+	// works on while it sleeps; the BACKUP takes the VIP, and gives it
+	// back when the thawed MASTER's adverts resume.
+	Frozen Event = "master-frozen"
+	// FailoverDelayed is FailoverKill with 100 ms ± 50 ms of delay
+	// between the two boxes (every frame one sends the other), healed
+	// once the BACKUP holds the VIP.
+	FailoverDelayed Event = "failover-delayed"
 )
 
 // Events lists every event.
-var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback, Reconfigure}
+var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback, Reconfigure,
+	SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, FailoverDelayed}
+
+// Adversity are the events where the network or the host misbehaves.
+var Adversity = []Event{SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, FailoverDelayed}
+
+// How long the adversity events last.
+const (
+	splitBrainFor = 5 * time.Second
+	advertLossFor = 10 * time.Second
+	frozenFor     = 5 * time.Second
+)
+
+// vrrpProtocol is VRRP's IP protocol number.
+const vrrpProtocol = 112
+
+// advertLoss is an AdvertLoss event's share of adverts lost, in percent.
+func advertLoss(ev Event) float64 {
+	switch ev {
+	case AdvertLoss10:
+		return 10
+	case AdvertLoss30:
+		return 30
+	case AdvertLoss50:
+		return 50
+	}
+	return 0
+}
 
 // Expected is the one table of expected outcomes. Without a guard, the
 // passive director re-balances what the active one forwards (LOOP), unless
@@ -81,6 +135,17 @@ var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, 
 // outcome that contradicted a first expectation; the REDIRECT fix through a
 // switchover is not in the suite (see there).
 func Expected(fix Fix, ev Event) Verdict {
+	// The adversity events end as the plain events they come down to:
+	// the pair converged back to its MASTER (a frozen one returns like a
+	// failback), or a failover by SIGKILL.
+	switch ev {
+	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50:
+		ev = Steady
+	case Frozen:
+		ev = Failback
+	case FailoverDelayed:
+		ev = FailoverKill
+	}
 	switch {
 	case ev == MySQLDown:
 		return Clean // nothing is forwarded to the other box any more
@@ -113,6 +178,13 @@ type Options struct {
 	// Backends are the other services the boxes serve (a pair with
 	// several), so that their checkers find every realserver up.
 	Backends []Service
+	// Rate, when set, paces the read workload: Connections new
+	// connections, one every 1/Rate s whatever the earlier ones do (an
+	// open loop, as independent clients arrive). Load curves use it.
+	Rate int
+	// SingleDirector runs the first director only, the second box as a
+	// realserver: the load curve's reference.
+	SingleDirector bool
 }
 
 func (o *Options) defaults() {
@@ -185,8 +257,22 @@ type Result struct {
 	// SyncDaemons are the IPVS sync daemons each director ran after the
 	// traffic, under the backup-only fix.
 	SyncDaemons map[string][]director.SyncDaemon `json:"sync_daemons,omitempty"`
-	// Writes is the write workload across a failover (failover events).
+	// Writes is the write workload across a failover (failover and
+	// adversity events).
 	Writes *WriteStats `json:"writes,omitempty"`
+	// Takeovers counts the times the BACKUP took the VIP during an
+	// adversity event.
+	Takeovers *int `json:"backup_takeovers,omitempty"`
+	// Load: the paced workload's rate (connections/s; 0 for the plain
+	// read workload), the served connections' latency percentiles,
+	// frames on the directors' bridge ports per connection, and the
+	// machine's softirq time during the traffic (every CPU; meaningful
+	// when one lab runs at a time). Single: one director, the reference.
+	Rate          int         `json:"rate,omitempty"`
+	Single        bool        `json:"single_director,omitempty"`
+	Latency       Percentiles `json:"latency"`
+	FramesPerConn float64     `json:"director_frames_per_conn"`
+	SoftirqMs     uint64      `json:"softirq_ms"`
 	// Runs counts the verdicts of a cell run several times (Tally).
 	Runs map[Verdict]int `json:"runs,omitempty"`
 	// Logs are the directors' logs, by node, and for a failed scenario
@@ -233,7 +319,7 @@ func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{
 // down before it returns.
 func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, ev Event, opts Options) (_ *Result, err error) {
 	opts.defaults()
-	r := &Result{Service: opts.Service.Name, Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: cmp.Or(opts.Expected, Expected(fix, ev))}
+	r := &Result{Service: opts.Service.Name, Single: opts.SingleDirector, Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: cmp.Or(opts.Expected, Expected(fix, ev))}
 	c, err := NewCluster(topo)
 	if err != nil {
 		return nil, err
@@ -244,6 +330,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if opts.Service.VIP.IsValid() {
 		c.VIP = opts.Service.VIP
 	}
+	c.Single = opts.SingleDirector
 	t0 := time.Now()
 	step := func(what string) {
 		fmt.Fprintf(opts.Progress, "lvslab: %s, %s, fix %s: %s at %.1fs\n", ev, impl.Name(), fix, what, time.Since(t0).Seconds())
@@ -296,19 +383,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	step("MASTER alone holds the VIP, both tables full")
 	if fix == FixBackupOnly {
-		// backup_only guards a box only once its backup sync daemon runs,
-		// which its director starts after the state change.
-		err := WaitFor(ctx, readyBound, func() string {
-			ds, err := syncDaemons(l, c)
-			if err != nil {
-				return err.Error()
-			}
-			if !slices.ContainsFunc(ds[c.Directors[1].Node], func(d director.SyncDaemon) bool { return d.State == director.SyncBackup }) {
-				return c.Directors[1].Node + " runs no backup sync daemon yet"
-			}
-			return ""
-		})
-		if err != nil {
+		if err := waitBackupDaemon(ctx, l, c); err != nil {
 			return nil, fmt.Errorf("%w (%s)", err, logTails(impl))
 		}
 	}
@@ -354,8 +429,23 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
 	}
 	t1 := time.Now()
-	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), opts.Service.Backend, vip, opts.Connections, opts.Parallel, opts.DialTimeout, opts.Timeout)
+	var every time.Duration
+	if opts.Rate > 0 {
+		every = time.Second / time.Duration(opts.Rate)
+	}
+	soft0, err := softirq()
+	if err != nil {
+		capture.Stop()
+		return nil, err
+	}
+	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), opts.Service.Backend, vip, opts.Connections, opts.Parallel, every, opts.DialTimeout, opts.Timeout)
 	r.Traffic = time.Since(t1)
+	soft1, err := softirq()
+	if err != nil {
+		capture.Stop()
+		return nil, err
+	}
+	r.Rate, r.SoftirqMs = opts.Rate, soft1-soft0
 	step("traffic done")
 	time.Sleep(SampleInterval) // the last interval
 	close(stop)
@@ -430,43 +520,33 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 			return Director{}, fmt.Errorf("health check: %w", err)
 		}
 		r.Failover = time.Since(t1)
-	case FailoverStop, FailoverKill:
-		// Writes (MySQL inserts) run across the failover; every
-		// acknowledged one must survive it.
-		var err error
-		mysql := opts.Service.Backend == BackendMySQL
-		wstop, wdone := make(chan struct{}), make(chan []Write)
-		go func() {
-			if !mysql {
-				<-wstop
-				wdone <- nil
-				return
+	case FailoverStop, FailoverKill, FailoverDelayed:
+		err := r.acrossWrites(ctx, l, c, opts, client, vip, func() (err error) {
+			if ev == FailoverDelayed {
+				heal, err := impairBetween(l, c, 0, lab.Netem{Delay: "100ms", Jitter: "50ms"})
+				if err != nil {
+					return err
+				}
+				defer heal()
 			}
-			wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
-		}()
-		time.Sleep(5 * writeInterval)
-		r.Failover, err = TimeVIPTakeover(ctx, l.Box(passive.Node), c, func() error { return impl.Stop(0, ev == FailoverStop) })
-		time.Sleep(5 * writeInterval)
-		close(wstop)
-		writes := <-wdone
+			r.Failover, err = TimeVIPTakeover(ctx, l.Box(passive.Node), c, func() error { return impl.Stop(0, ev == FailoverStop) })
+			return err
+		})
 		if err != nil {
 			return Director{}, fmt.Errorf("failover: %w", err)
 		}
-		if mysql {
-			var dbs []string
-			for _, a := range c.Realservers() {
-				dbs = append(dbs, net.JoinHostPort(a.String(), fmt.Sprint(c.Port)))
-			}
-			ws, err := CheckWrites(ctx, l.Box(client), dbs, writes, opts.Timeout)
-			if err != nil {
-				return Director{}, err
-			}
-			r.Writes = &ws
-		}
 		passive = c.Directors[0]
-		// The writes' packets reach the IPVS counters at the estimator's
-		// next tick: let it pass, or they count as the reads' evidence.
-		time.Sleep(ipvsStatsDelay)
+	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen:
+		w, err := WatchVIP(l.Box(passive.Node), c)
+		if err != nil {
+			return Director{}, err
+		}
+		defer w.Close()
+		err = r.acrossWrites(ctx, l, c, opts, client, vip, func() error { return r.adversity(ctx, l, c, impl, fix, ev) })
+		if err != nil {
+			return Director{}, fmt.Errorf("%s: %w", ev, err)
+		}
+		r.Takeovers = new(w.Takes())
 	case Switchover:
 		t1 := time.Now()
 		c.Directors[1].Priority = 200
@@ -522,6 +602,137 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		r.Failover = time.Since(t1)
 	}
 	return passive, nil
+}
+
+// acrossWrites makes event happen while the write workload (MySQL
+// inserts, on a MySQL service) runs, then checks that every acknowledged
+// write survived it.
+func (r *Result) acrossWrites(ctx context.Context, l *lab.Lab, c Cluster, opts Options, client, vip string, event func() error) error {
+	mysql := opts.Service.Backend == BackendMySQL
+	wstop, wdone := make(chan struct{}), make(chan []Write)
+	go func() {
+		if !mysql {
+			<-wstop
+			wdone <- nil
+			return
+		}
+		wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
+	}()
+	time.Sleep(5 * writeInterval)
+	err := event()
+	time.Sleep(5 * writeInterval)
+	close(wstop)
+	writes := <-wdone
+	if err != nil {
+		return err
+	}
+	if mysql {
+		var dbs []string
+		for _, a := range c.Realservers() {
+			dbs = append(dbs, net.JoinHostPort(a.String(), fmt.Sprint(c.Port)))
+		}
+		ws, err := CheckWrites(ctx, l.Box(client), dbs, writes, opts.Timeout)
+		if err != nil {
+			return err
+		}
+		r.Writes = &ws
+	}
+	// The writes' packets reach the IPVS counters at the estimator's
+	// next tick: let it pass, or they count as the reads' evidence.
+	time.Sleep(ipvsStatsDelay)
+	return nil
+}
+
+// waitBackupDaemon waits until the BACKUP runs its backup sync daemon:
+// backup_only guards a box only then, and its director starts it after
+// the state change.
+func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
+	return WaitFor(ctx, readyBound, func() string {
+		ds, err := syncDaemons(l, c)
+		if err != nil {
+			return err.Error()
+		}
+		if !slices.ContainsFunc(ds[c.Directors[1].Node], func(d director.SyncDaemon) bool { return d.State == director.SyncBackup }) {
+			return c.Directors[1].Node + " runs no backup sync daemon yet"
+		}
+		return ""
+	})
+}
+
+// adversity makes a split brain, an advert loss or a frozen MASTER happen
+// and waits until the pair has converged back: the MASTER alone holding
+// the VIP and, under backup_only, the BACKUP's backup sync daemon running
+// again. It times that from the heal or the thaw.
+func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event) error {
+	master, backup := l.Box(c.Directors[0].Node), l.Box(c.Directors[1].Node)
+	var heal func() error
+	switch ev {
+	case SplitBrain:
+		var err error
+		if heal, err = impairBetween(l, c, vrrpProtocol, lab.Netem{Loss: 100}); err != nil {
+			return err
+		}
+		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(backup, c) }); err != nil {
+			heal()
+			return fmt.Errorf("VRRP cut, the BACKUP did not take the VIP: %w", err)
+		}
+		if why := HoldsVIP(master, c); why != "" {
+			heal()
+			return fmt.Errorf("VRRP cut, the MASTER let go of the VIP: %s", why)
+		}
+		time.Sleep(splitBrainFor)
+	case Frozen:
+		if err := impl.Signal(0, syscall.SIGSTOP); err != nil {
+			return err
+		}
+		time.Sleep(frozenFor)
+		heal = func() error { return impl.Signal(0, syscall.SIGCONT) }
+	default: // advert loss
+		var err error
+		d1, d2 := c.Directors[0], c.Directors[1]
+		heal, err = l.Impair(d2.Node, d2.Iface, true,
+			lab.Match{Protocol: vrrpProtocol, SrcMAC: d1.MAC}, lab.Netem{Loss: advertLoss(ev)})
+		if err != nil {
+			return err
+		}
+		time.Sleep(advertLossFor)
+	}
+	if err := heal(); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 0) }); err != nil {
+		return fmt.Errorf("after the heal: %w", err)
+	}
+	if fix == FixBackupOnly {
+		if err := waitBackupDaemon(ctx, l, c); err != nil {
+			return fmt.Errorf("after the heal: %w (%s)", err, logTails(impl))
+		}
+	}
+	r.Failover = time.Since(t0)
+	return nil
+}
+
+// impairBetween applies n to what each director sends the other (IP
+// protocol proto only, unless 0), on the bridge; it returns the heal.
+func impairBetween(l *lab.Lab, c Cluster, proto uint8, n lab.Netem) (func() error, error) {
+	var undos []func() error
+	heal := func() error {
+		var errs []error
+		for _, u := range undos {
+			errs = append(errs, u())
+		}
+		return errors.Join(errs...)
+	}
+	for i, d := range c.Directors {
+		u, err := l.Impair(d.Node, d.Iface, true, lab.Match{Protocol: proto, SrcMAC: c.Peer(i).MAC}, n)
+		if err != nil {
+			heal()
+			return nil, err
+		}
+		undos = append(undos, u)
+	}
+	return heal, nil
 }
 
 // readyBound is how long two freshly started directors may take to settle
@@ -640,8 +851,17 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 	for k, v := range after.frames {
 		r.Frames[k] = PortFrames{Rx: v.Rx - before.frames[k].Rx, Tx: v.Tx - before.frames[k].Tx}
 	}
+	r.Latency = latencies(r.Conns)
+	var dirFrames uint64
+	for _, d := range c.Directors {
+		f := r.Frames[d.Node+"."+d.Iface]
+		dirFrames += f.Rx + f.Tx
+	}
 	r.Share = map[int]int{}
 	r.Connections = len(r.Conns)
+	if r.Connections > 0 {
+		r.FramesPerConn = float64(dirFrames) / float64(r.Connections)
+	}
 	for _, cn := range r.Conns {
 		switch {
 		case cn.ServedBy > 0:
@@ -683,6 +903,9 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 	}
 	if cs := r.Capture; !cs.Complete() {
 		notes = append(notes, fmt.Sprintf("capture incomplete: %d frames kept, %d dropped by the kernel, %d past the cap of %d", cs.Frames, cs.KernelDrops, cs.Overflow, maxFrames))
+	}
+	if r.Takeovers != nil {
+		notes = append(notes, fmt.Sprintf("during the event the BACKUP took the VIP %d time(s); %.2fs after the heal the MASTER alone held it", *r.Takeovers, r.Failover.Seconds()))
 	}
 	if te > 0 {
 		why = append(why, fmt.Sprintf("%d ICMP time exceeded", te))
@@ -767,8 +990,8 @@ func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) 
 		if why := onlyVIP(l, c, 0); why != "" {
 			return why
 		}
-		for _, d := range c.Directors {
-			if why := hasService(l.Box(d.Node), len(c.servers())); why != "" {
+		for i, d := range c.Directors {
+			if why := hasService(l.Box(d.Node), len(c.servers())); why != "" && (i == 0 || !c.Single) {
 				return why
 			}
 		}

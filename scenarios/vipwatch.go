@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
@@ -22,6 +23,8 @@ type VIPWatch struct {
 	got  chan struct{} // closed when the VIP came, at
 	at   time.Time
 	err  error // why the events ended first, if they did
+	// takes counts every time the box took the VIP, not only the first.
+	takes atomic.Int32
 }
 
 // WatchVIP subscribes to box's address events. Start it before the action
@@ -64,9 +67,12 @@ func WatchVIP(box *lab.Box, c Cluster) (*VIPWatch, error) {
 					finish(fmt.Errorf("%s's address events ended", box.Name))
 					return
 				}
-				if !found && u.NewAddr && u.LinkIndex != 1 && u.LinkAddress.IP.Equal(c.VIP.AsSlice()) {
-					w.at = time.Now()
-					finish(nil)
+				if u.NewAddr && u.LinkIndex != 1 && u.LinkAddress.IP.Equal(c.VIP.AsSlice()) {
+					w.takes.Add(1)
+					if !found {
+						w.at = time.Now()
+						finish(nil)
+					}
 				}
 			case err := <-errs:
 				finish(fmt.Errorf("%s's address events: %w", box.Name, err))
@@ -90,6 +96,9 @@ func (w *VIPWatch) Wait(ctx context.Context, limit time.Duration) (time.Time, er
 		return time.Time{}, ctx.Err()
 	}
 }
+
+// Takes is how many times the box took the VIP so far.
+func (w *VIPWatch) Takes() int { return int(w.takes.Load()) }
 
 // Close ends the subscription.
 func (w *VIPWatch) Close() { close(w.done) }

@@ -5,9 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,13 +30,15 @@ type Conn struct {
 }
 
 // Reads opens n fresh connections to addr from the client box, at most
-// parallel at once, each bounded by dial (the TCP connect) and timeout
-// (each read and write), and asks each which backend serves it: SELECT
-// @@server_id over MySQL, or the built-in backend's answer. The
-// connections take turns among the source addresses from (the box's
-// default when empty): IPVS persistence and source hashing decide per
-// client address, so one address would see one backend.
-func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr string, n, parallel int, dial, timeout time.Duration) []Conn {
+// parallel at once, or, when every is set, one every that long whatever
+// the others do (an open loop: the paced load); each is bounded by dial
+// (the TCP connect) and timeout (each read and write), and asks which
+// backend serves it: SELECT @@server_id over MySQL, or the built-in
+// backend's answer. The connections take turns among the source
+// addresses from (the box's default when empty): IPVS persistence and
+// source hashing decide per client address, so one address would see one
+// backend.
+func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr string, n, parallel int, every, dial, timeout time.Duration) []Conn {
 	query := func(ctx context.Context, i int) (int, error) {
 		var src netip.Addr
 		if len(from) > 0 {
@@ -62,9 +68,16 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 		}
 	}
 	out := make([]Conn, n)
+	if every > 0 {
+		parallel = n // paced, not bounded
+	}
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
+	start := time.Now()
 	for i := range out {
+		if every > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -172,4 +185,44 @@ func CheckWrites(ctx context.Context, client *lab.Box, backends []string, writes
 		}
 	}
 	return st, nil
+}
+
+// Percentiles of the served connections' latencies.
+type Percentiles struct {
+	P50 time.Duration `json:"p50_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+// latencies are the percentiles of the connections some backend served
+// (nearest rank); the zero value when none was.
+func latencies(conns []Conn) Percentiles {
+	var d []time.Duration
+	for _, c := range conns {
+		if c.ServedBy > 0 {
+			d = append(d, c.Latency)
+		}
+	}
+	if len(d) == 0 {
+		return Percentiles{}
+	}
+	slices.Sort(d)
+	rank := func(p float64) time.Duration { return d[int(math.Ceil(p*float64(len(d))))-1] }
+	return Percentiles{P50: rank(0.50), P99: rank(0.99), Max: d[len(d)-1]}
+}
+
+// softirq is the time every CPU of this machine has spent in softirqs
+// since boot, in ms: /proc/stat's softirq column, in USER_HZ (100) ticks.
+func softirq() (uint64, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	ticks, err := strconv.ParseUint(f[7], 10, 64)
+	return ticks * 10, err
 }

@@ -89,7 +89,7 @@ func cmdCheck(args []string) error {
 	fixed := fs.String("write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2")
 	asJSON := fs.Bool("json", false, "print the parsed configs, the derived lab and the prescription as JSON")
 	plan := fs.Bool("plan", false, "derive the lab and write the fix, but do not run it")
-	events := fs.String("events", "", "the events to run, comma-separated (default: all of "+eventNames(checkEvents)+")")
+	events := fs.String("events", "", "the events to run, comma-separated (default: all of "+eventNames(checkEvents)+"; also "+eventNames(scenarios.Adversity)+")")
 	conns := fs.Int("connections", 20, "client connections per run")
 	keep := fs.String("keep", "", "run no events: leave the pair's lab up, VRRP settled, with your configs (yours) or the prescription (prescribed); then lvslab watch, exec, down")
 	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
@@ -250,8 +250,8 @@ func parseEvents(s string) ([]scenarios.Event, error) {
 	}
 	var out []scenarios.Event
 	for _, e := range strings.Split(s, ",") {
-		if !slices.Contains(checkEvents, scenarios.Event(e)) {
-			return nil, usageError("--events: %q: want some of %s", e, eventNames(checkEvents))
+		if !slices.Contains(checkEvents, scenarios.Event(e)) && !slices.Contains(scenarios.Adversity, scenarios.Event(e)) {
+			return nil, usageError("--events: %q: want some of %s, %s", e, eventNames(checkEvents), eventNames(scenarios.Adversity))
 		}
 		out = append(out, scenarios.Event(e))
 	}

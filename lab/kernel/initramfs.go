@@ -18,8 +18,10 @@ import (
 var bootModules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay", "virtio_console"}
 
 // ipvsModules are what the labs need from a kernel: IPVS with the usual
-// schedulers, and the netfilter matches of the loop guard.
-var ipvsModules = []string{"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "xt_mac", "xt_mark", "veth", "bridge"}
+// schedulers, the netfilter matches of the loop guard, and the qdiscs and
+// classifier of the impairments (lab.Impair).
+var ipvsModules = []string{"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "xt_mac", "xt_mark", "veth", "bridge",
+	"sch_netem", "sch_prio", "cls_u32"}
 
 // CheckModules fails, naming the module, if k lacks one the labs need.
 func CheckModules(k *Kernel) error {
