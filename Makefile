@@ -172,14 +172,15 @@ endef
 
 # make bench BENCH_SETS="director run" reruns some sets; BENCH.md is
 # always regenerated from every raw file (each names its date).
-BENCH_SETS ?= lab kernel director scenarios run check suite
+BENCH_SETS ?= lab kernel director scenarios load run check suite
 bench: export LVSLAB_BIN := $(CURDIR)/$(BIN)
 bench: export LVSLAB_REQUIRE_IPVS := 1
 bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate reports/bench/BENCH.md (root)
 	$(if $(filter lab,$(BENCH_SETS)),$(call bench_raw,./lab/,lab,Lab engine: two-director up+down vs an iproute2 script; MariaDB ready))
 	$(if $(filter kernel,$(BENCH_SETS)),$(call bench_raw,./lab/kernel/,kernel,Kernel runner: lvslab vm run -- true under TCG vs the DESIGN.md boot recipe))
 	$(if $(filter director,$(BENCH_SETS)),$(call bench_raw,./director/,director,Director: IPVS reconcile vs ipvsadm; failover vs keepalived,$(BENCH_KEXEC),$(BENCH_KERNEL)))
-	$(if $(filter scenarios,$(BENCH_SETS)),$(call bench_raw,./scenarios/,scenarios,Conformance: one steady-state scenario from nothing to a verdict vs a shell script,$(BENCH_KEXEC),$(BENCH_KERNEL)))
+	$(if $(filter scenarios,$(BENCH_SETS)),$(call bench_raw,./scenarios/,scenarios,Conformance: one steady-state scenario from nothing to a verdict vs a shell script,-bench BenchmarkIPVSSteadyState $(BENCH_KEXEC),$(BENCH_KERNEL)))
+	$(if $(filter load,$(BENCH_SETS)),$(call bench_raw,./scenarios/,load,Load: p99 latency at 200 connections/s of the fwmark pair vs one director,-bench BenchmarkIPVSLoad $(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter run,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,run,The headline job: lvslab run (six scenarios at once) from start to exit,-bench BenchmarkRun,$(BENCH_KERNEL)))
 	$(if $(filter check,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,check,lvslab check on the reference pair (12 runs) vs lvslab run on the same cells of the template pair,-bench BenchmarkCheck,$(BENCH_KERNEL)))
 	$(if $(filter suite,$(BENCH_SETS)),$(suite_raw))

@@ -85,9 +85,9 @@ Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{e
 <pre id="your-config">{{.}}</pre>{{end}}
 <h2>Matrix</h2>
 <table id="matrix">
-<tr>{{if .Services}}<th>service</th>{{end}}<th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th>{{if .Merged}}<th>ran on</th>{{end}}</tr>
+<tr>{{if .Services}}<th>service</th>{{end}}{{if .LoadCharts}}<th>load</th>{{end}}<th>scenario</th><th>implementation</th><th>fix</th><th>verdict</th><th>expected</th><th>result</th><th>served</th><th>hung</th><th>failover</th><th>bounce depth</th><th>evidence</th>{{if .Merged}}<th>ran on</th>{{end}}</tr>
 {{range .Cells}}<tr class="{{if .Pass}}PASS{{else}}FAIL{{end}}">
-{{if $.Services}}<td>{{.Service}}</td>{{end}}<td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
+{{if $.Services}}<td>{{.Service}}</td>{{end}}{{if $.LoadCharts}}<td>{{.LoadText}}</td>{{end}}<td>{{.Scenario}}</td><td>{{.Implementation}}</td><td>{{.Fix}}</td>
 <td class="{{.Verdict}}">{{.VerdictText}}</td><td>{{.Expected}}</td><td>{{if .Pass}}PASS{{else}}FAIL{{end}}</td>
 <td>{{.Served}}/{{.Connections}}</td><td>{{.Hung}}</td><td>{{if .Failover}}{{secs .Failover}}{{else}}-{{end}}</td>
 <td>{{with .Bounces}}{{.MaxDepth}}{{else}}-{{end}}{{with .Pcap}} <a href="{{.}}">pcapng</a>{{end}}{{with .Capture}}<br><small class="capture">{{.Frames}} frames{{if not .Complete}}, <strong>incomplete</strong>: {{.KernelDrops}} dropped by the kernel, {{.Overflow}} past the cap{{end}}</small>{{end}}</td><td>{{.Reason}}</td>
@@ -95,7 +95,7 @@ Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{e
 {{end}}</table>
 <h2>Connections hung or failed, per cell</h2>
 <svg width="{{.BarsW}}" height="{{.BarsH}}" role="img" aria-label="hung or failed share per cell">
-{{range $i, $c := .Cells}}<text x="4" y="{{$.BarY $i 14}}" font-size="12">{{with $c.Service}}{{.}} / {{end}}{{$c.Scenario}} / {{$c.Implementation}} / {{$c.Fix}}</text>
+{{range $i, $c := .Cells}}<text x="4" y="{{$.BarY $i 14}}" font-size="12">{{with $c.Service}}{{.}} / {{end}}{{$c.Scenario}} / {{$c.Implementation}} / {{$c.Fix}}{{with $c.LoadText}} / {{.}}{{end}}</text>
 <rect class="bar" x="{{$.BarX}}" y="{{$.BarY $i 4}}" width="{{$c.BadWidth}}" height="12"/>
 <text x="{{$.BarLabelX $c.BadWidth}}" y="{{$.BarY $i 14}}" font-size="12">{{pct $c.BadShare}}</text>
 {{end}}</svg>
@@ -104,12 +104,23 @@ Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{e
 <span style="color:#36c">blue</span>: on the client's port. With the loop, director frames
 far outnumber the client's.</small></p>
 {{range .Cells}}<figure>
-<figcaption>{{with .Service}}{{.}} / {{end}}{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}: <span class="{{.Verdict}}">{{.Verdict}}</span>
+<figcaption>{{with .Service}}{{.}} / {{end}}{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}{{with .LoadText}} / {{.}}{{end}}: <span class="{{.Verdict}}">{{.Verdict}}</span>
 (peak {{.MaxFrames}} frames per 100 ms; x: 0 to {{secs .Traffic}} of traffic)</figcaption>
 <svg width="` + fmt.Sprint(chartW) + `" height="` + fmt.Sprint(chartH) + `" viewBox="0 -2 ` + fmt.Sprint(chartW) + ` ` + fmt.Sprint(chartH+4) + `" role="img" aria-label="frames timeline">
 <polyline class="dir" points="{{.Directors}}"/><polyline class="cli" points="{{.Client}}"/>
 </svg></figure>
 {{end}}
+{{with .LoadCharts}}<h2 id="load">Load: the loop's cost as the rate grows</h2>
+<p><small>A paced workload through the VIP at each rate, in steady state; one director alone is the reference.
+The table: <code>lvslab load</code>'s output, or the matrix above.</small></p>
+{{range .}}<figure><figcaption>{{.Title}} (top: {{.Max}})</figcaption>
+<svg width="` + fmt.Sprint(loadW+160) + `" height="` + fmt.Sprint(loadH) + `" role="img" aria-label="{{.Title}}">
+<line x1="` + fmt.Sprint(loadPad) + `" y1="` + fmt.Sprint(loadH-loadPad) + `" x2="` + fmt.Sprint(loadW-loadPad) + `" y2="` + fmt.Sprint(loadH-loadPad) + `" stroke="#999"/>
+{{range .Rates}}<text x="{{.X}}" y="` + fmt.Sprint(loadH-loadPad+16) + `" font-size="11" text-anchor="middle">{{.Text}}</text>
+{{end}}{{range .Series}}<polyline fill="none" stroke-width="2" stroke="{{.Color}}" points="{{.Points}}"/>
+<text x="` + fmt.Sprint(loadW) + `" y="{{.LabelY}}" font-size="11" fill="{{.Color}}">{{.Name}}</text>
+{{end}}</svg></figure>
+{{end}}{{end}}
 {{with .Findings}}<h2>Expectations the kernel contradicted, investigated</h2>
 <dl id="findings">
 {{range .}}<dt><strong>{{.Title}}</strong></dt><dd>{{.Text}}</dd>
@@ -137,9 +148,21 @@ func (v view) Services() bool {
 	return slices.ContainsFunc(v.Results, func(r *scenarios.Result) bool { return r.Service != "" })
 }
 
+// LoadText is a paced cell's rate and, for the reference, "one
+// director"; "" for the others.
+func (c cell) LoadText() string {
+	if c.Rate == 0 {
+		return ""
+	}
+	if c.Single {
+		return fmt.Sprintf("%d/s, one director", c.Rate)
+	}
+	return fmt.Sprintf("%d/s", c.Rate)
+}
+
 // BarX is where the bars start, right of their labels.
 func (v view) BarX() int {
-	if v.Services() {
+	if v.Services() || len(v.loadResults()) > 0 {
 		return 460
 	}
 	return 260

@@ -48,3 +48,46 @@ func BenchmarkIPVSSteadyState(b *testing.B) {
 		}
 	})
 }
+
+// loadRate and loadFor are the load benchmark's point of the curve.
+const (
+	loadRate = 200
+	loadFor  = 10
+)
+
+// BenchmarkIPVSLoad: the p99 latency (ns/op) of the connections the
+// keepalived pair with the fwmark guard served at loadRate connections/s
+// for loadFor s, against one director in front of the same two boxes
+// (reference), in the same run. frames/conn counts the frames on the
+// directors' bridge ports per connection.
+func BenchmarkIPVSLoad(b *testing.B) {
+	labtest.RequireIPVS(b)
+	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		fix    scenarios.Fix
+		single bool
+	}{{"fwmark", scenarios.FixFwmark, false}, {"reference", scenarios.FixNone, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			var p99, frames float64
+			for range b.N {
+				r, err := scenarios.Run(context.Background(), topo, &scenarios.Keepalived{}, c.fix, scenarios.Steady, scenarios.Options{
+					Connections: loadRate * loadFor, Rate: loadRate, SingleDirector: c.single, Expected: scenarios.Clean, RunDir: b.TempDir(),
+					Service: scenarios.Service{Port: 9000, Backend: scenarios.BackendBanner}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if !r.Pass {
+					b.Fatalf("verdict %s, want CLEAN: %s", r.Verdict, r.Reason)
+				}
+				p99 += float64(r.Latency.P99)
+				frames += r.FramesPerConn
+			}
+			b.ReportMetric(p99/float64(b.N), "ns/op")
+			b.ReportMetric(frames/float64(b.N), "frames/conn")
+		})
+	}
+}

@@ -22,6 +22,10 @@ type Cell struct {
 	Event   Event
 	Fix     Fix
 	Service *Service // nil: the matrix's Options.Service
+	// Rate paces the workload at Rate connections/s, Connections of
+	// them (a load curve's point); Single runs the first director only.
+	Rate, Connections int
+	Single            bool
 }
 
 // Name is the cell's name: EVENT/IMPLEMENTATION/FIX, as ParseCell reads
@@ -30,6 +34,12 @@ func (c Cell) Name() string {
 	n := fmt.Sprintf("%s/%s/%s", c.Event, c.Impl().Name(), c.Fix)
 	if c.Service != nil && c.Service.Name != "" {
 		n += " " + c.Service.Name
+	}
+	if c.Single {
+		n += " one-director"
+	}
+	if c.Rate > 0 {
+		n += fmt.Sprintf(" %d/s", c.Rate)
 	}
 	return n
 }
@@ -101,10 +111,19 @@ func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jo
 					o.Service = *c.Service
 					name += ", " + cmp.Or(o.Service.Name, fmt.Sprint(o.Service.Port))
 				}
+				if c.Rate > 0 {
+					o.Rate, o.Connections = c.Rate, c.Connections
+					name += fmt.Sprintf(", %d/s", c.Rate)
+				}
+				if c.Single {
+					// One director has no second box to loop with.
+					o.SingleDirector, o.Expected = true, Clean
+					name += ", one director"
+				}
 				if repeat > 1 {
 					name += fmt.Sprintf(", run %d of %d", k+1, repeat)
 				}
-				fmt.Fprintf(log, "lvslab: %s: %d connections\n", name, opts.Connections)
+				fmt.Fprintf(log, "lvslab: %s: %d connections\n", name, o.Connections)
 				if repeat > 1 && o.CaptureDir != "" {
 					o.CaptureDir = filepath.Join(o.CaptureDir, fmt.Sprintf("run%d", k+1)) // one pcap per run
 				}

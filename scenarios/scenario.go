@@ -771,12 +771,23 @@ func kernelState(box *lab.Box) string {
 	return out.String()
 }
 
-// savePcap writes the capture as dir/<scenario>-<implementation>-<fix>.pcapng.
+// savePcap writes the capture as dir/<scenario>-<implementation>-<fix>
+// [-<service>][-one-director][-<rate>ps].pcapng.
 func savePcap(dir string, r *Result, frames []Frame, ports map[int]string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, fmt.Sprintf("%s-%s-%s.pcapng", r.Scenario, r.Implementation, r.Fix))
+	name := fmt.Sprintf("%s-%s-%s", r.Scenario, r.Implementation, r.Fix)
+	if r.Service != "" {
+		name += "-" + strings.NewReplacer(" ", "-", ":", "-").Replace(r.Service)
+	}
+	if r.Single {
+		name += "-one-director"
+	}
+	if r.Rate > 0 {
+		name += fmt.Sprintf("-%dps", r.Rate)
+	}
+	path := filepath.Join(dir, name+".pcapng")
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err

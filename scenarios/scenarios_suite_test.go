@@ -265,6 +265,41 @@ var _ = Describe("Two-box LVS-DR", func() {
 	)
 })
 
+var _ = Describe("Load", Label("load"), func() {
+	BeforeEach(func() {
+		inShard()
+		requireIPVS()
+	})
+
+	// The loop's cost per connection at a fixed rate: frames on the
+	// directors' bridge ports, against one director alone. Counts, not
+	// times (latencies are BENCH.md's, from lvslab load).
+	It("at 50 connections/s the unfixed pair costs over twice one director's frames per connection; the fwmark pair under 1.5 times", Label("core"), timeout(), func(ctx SpecContext) {
+		topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+		Expect(err).NotTo(HaveOccurred())
+		load := func(fix scenarios.Fix, single bool) *scenarios.Result {
+			opts := scenarios.Options{Connections: 200, Rate: 50, SingleDirector: single, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter,
+				Service: scenarios.Service{Port: 9000, Backend: scenarios.BackendBanner}}
+			if single {
+				opts.Expected = scenarios.Clean
+			}
+			r, err := scenarios.Run(ctx, topo, &scenarios.Keepalived{}, fix, scenarios.Steady, opts)
+			Expect(err).NotTo(HaveOccurred())
+			GinkgoWriter.Printf("%s one-director=%v: %s, %.1f director frames per connection, p99 %s\n", fix, single, r.Verdict, r.FramesPerConn, r.Latency.P99)
+			Expect(r.Pass).To(BeTrue(), r.Reason)
+			return r
+		}
+		one, none, fwmark := load(scenarios.FixNone, true), load(scenarios.FixNone, false), load(scenarios.FixFwmark, false)
+		// The report's cell is the unfixed pair's run, with the comparison.
+		none.Reason += fmt.Sprintf("; %.1f director frames per connection, against %.1f for one director and %.1f for the fwmark pair",
+			none.FramesPerConn, one.FramesPerConn, fwmark.FramesPerConn)
+		record(none)
+		Expect(one.Served).To(Equal(200))
+		Expect(none.FramesPerConn).To(BeNumerically(">", 2*one.FramesPerConn), "the loop multiplies the frames")
+		Expect(fwmark.FramesPerConn).To(BeNumerically("<", 1.5*one.FramesPerConn), "the guarded pair costs about what one director does")
+	})
+})
+
 // adversityImpls are the pairs the adversity events run on.
 var adversityImpls = map[string]func() scenarios.Implementation{
 	"keepalived": func() scenarios.Implementation { return &scenarios.Keepalived{} },

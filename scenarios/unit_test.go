@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lvslab/lvslab/fixtures"
@@ -161,6 +162,12 @@ func TestExpected(t *testing.T) {
 		{FixFwmark, Switchover, Clean},
 		{FixNone, Failback, Loop},
 		{FixFwmark, Failback, Clean},
+		{FixNone, SplitBrain, Loop}, // converged back to steady state
+		{FixFwmark, AdvertLoss50, Clean},
+		{FixNone, Frozen, Loop}, // the thawed MASTER returns, the BACKUP keeps its rules
+		{FixBackupOnly, Frozen, Clean},
+		{FixBackupOnly, FailoverDelayed, Loop}, // a SIGKILL, however slow the link
+		{FixFwmark, FailoverDelayed, Clean},
 	} {
 		if got := Expected(tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)
@@ -186,5 +193,21 @@ func TestTally(t *testing.T) {
 	}
 	if stable.VerdictText() != "LOOP 3/3" || flaky.VerdictText() != "UNSTABLE (CLEAN 1/3, LOOP 2/3)" || (&Result{Verdict: Loop}).VerdictText() != "LOOP" {
 		t.Errorf("verdict texts %q, %q", stable.VerdictText(), flaky.VerdictText())
+	}
+}
+
+// TestLatencies: nearest-rank percentiles over the served connections only.
+func TestLatencies(t *testing.T) {
+	var conns []Conn
+	for i := 1; i <= 100; i++ {
+		conns = append(conns, Conn{ServedBy: 1, Latency: time.Duration(i) * time.Millisecond})
+	}
+	conns = append(conns, Conn{Hung: true, Latency: 5 * time.Second}) // not served: not counted
+	got := latencies(conns)
+	if want := (Percentiles{P50: 50 * time.Millisecond, P99: 99 * time.Millisecond, Max: 100 * time.Millisecond}); got != want {
+		t.Errorf("latencies: %+v, want %+v", got, want)
+	}
+	if got := latencies(conns[100:]); got != (Percentiles{}) {
+		t.Errorf("none served: %+v", got)
 	}
 }

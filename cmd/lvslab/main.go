@@ -27,6 +27,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"run", "[--connections N] [--reports DIR] [--kernel native|vm]", "the headline: reproduce the two-box ping-pong loop with keepalived and prove the fwmark fix", cmdRun},
+		{"load", "[--rates 10,50,200] [--duration 10s] [--impl keepalived|lvslab] [--fixes LIST] [--reports DIR]", "the loop's cost curve: a paced workload at each rate, one director alone against the pair without a fix and with each", cmdLoad},
 		{"check", "[--plan] [--events LIST] [--iptables R1 --iptables R2] [--mac d1=MAC] [--addr d1=IP] [--port MARK=PORT] [--write-fixed DIR] [--json] [--reports DIR] BOX1.conf BOX2.conf", "read your two boxes' keepalived configs, derive the lab for them, write the fwmark fix for your addresses, MACs and services, and run both in the lab through failover events (exit 0: all CLEAN; 1: a run loops or does not balance, or with --plan something to fix; 2: bad input)", cmdCheck},
 		{"report", "[--reports DIR] [RUN-ID] | merge [--run-id ID] SHARD-DIR...", "re-render a run's index.html from its summary.json (default: latest), or merge the reports of a suite's shards into one", cmdReport},
 		{"up", "[-t topology.yaml] [--lab NAME] [--directors keepalived|lvslab|mixed [--fix FIX]] [--kernel native|vm]", "build a lab, start its MariaDB backends and, with --directors, the two directors (VRRP settled), leave it running (in a micro-VM if the host has no IPVS)", cmdUp},
