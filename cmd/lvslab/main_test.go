@@ -180,9 +180,10 @@ func TestSweepAfterKilledUp(t *testing.T) {
 	snap.ExpectClean(t, runDir, name)
 }
 
-// TestUpInVM keeps a lab in a micro-VM: where the host has no IPVS, the
-// lab still has it, and exec, status and down reach it through the agent.
-func TestUpInVM(t *testing.T) {
+// vmLab prepares a test of a lab kept in a micro-VM (from the host, as
+// root, with qemu): its run directory and name, a snapshot of the host to
+// find leaks against, and a sweep at the end.
+func vmLab(t *testing.T) (runDir, name string, snap labtest.HostState) {
 	labtest.RequireRoot(t)
 	if runenv.InMicroVM() {
 		t.Skip("already inside a micro-VM")
@@ -190,9 +191,16 @@ func TestUpInVM(t *testing.T) {
 	if _, err := kernel.QEMU(); err != nil {
 		labtest.Missing(t, err.Error())
 	}
-	runDir, name := t.TempDir(), lab.RandomName()
-	snap := labtest.Snapshot(t)
+	runDir, name = t.TempDir(), lab.RandomName()
+	snap = labtest.Snapshot(t)
 	t.Cleanup(func() { cli(t, "sweep", "--lab", name, "--run-dir", runDir) })
+	return runDir, name, snap
+}
+
+// TestUpInVM keeps a lab in a micro-VM: where the host has no IPVS, the
+// lab still has it, and exec, status and down reach it through the agent.
+func TestUpInVM(t *testing.T) {
+	runDir, name, snap := vmLab(t)
 	// A cluster to poke at: the lvslab directors, no fix (the loop).
 	stdout, stderr, code := cli(t, "up", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir, "--directors", "lvslab", "--fix", "none")
 	if code != 0 || !strings.Contains(stdout, "192.168.1.200/32") || !strings.Contains(stdout, "micro-VM") {
@@ -327,16 +335,7 @@ func TestCheck(t *testing.T) {
 // TestCheckKeepInVM: lvslab check --keep leaves the user's pair running
 // in the lab, its built-in backends as the lab's processes, until down.
 func TestCheckKeepInVM(t *testing.T) {
-	labtest.RequireRoot(t)
-	if runenv.InMicroVM() {
-		t.Skip("already inside a micro-VM")
-	}
-	if _, err := kernel.QEMU(); err != nil {
-		labtest.Missing(t, err.Error())
-	}
-	runDir, name := t.TempDir(), lab.RandomName()
-	snap := labtest.Snapshot(t)
-	t.Cleanup(func() { cli(t, "sweep", "--lab", name, "--run-dir", runDir) })
+	runDir, name, snap := vmLab(t)
 	web := "../../fixtures/check/http/"
 	stdout, stderr, code := cli(t, "check", "--keep", "yours", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir, web+"web1.conf", web+"web2.conf")
 	if code != 0 || !strings.Contains(stdout, "your configs as given") || !strings.Contains(stdout, "backend-80") {
