@@ -135,7 +135,9 @@ func TestIPVSSoakFailover(t *testing.T) {
 	}
 	client, vip := l.Box("client"), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
 	stop, done := make(chan struct{}), make(chan []scenarios.Write)
-	go func() { done <- scenarios.Writes(ctx, client, vip, time.Now().UnixNano(), 50*time.Millisecond, 2*time.Second, stop) }()
+	go func() {
+		done <- scenarios.Writes(ctx, client, vip, time.Now().UnixNano(), 50*time.Millisecond, 2*time.Second, stop)
+	}()
 	var over, back []time.Duration
 	for k := range soakCycles {
 		t0 := time.Now()
