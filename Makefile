@@ -143,7 +143,7 @@ test: deps kernel ipvs-bins ## all tests: unit and privileged (root) here, then 
 # numbers (raw output: reports/bench/raw/soak.txt).
 soak: export LVSLAB_SOAK := 1
 soak: SHELL := /bin/bash
-soak: deps kernel build ## long, bounded runs that must leave nothing behind and lose no write; writes reports/bench/SOAK.md (root, about 15 minutes)
+soak: deps kernel build ## long, bounded runs that must leave nothing behind and lose no write; writes reports/bench/SOAK.md (root, about 4 minutes here)
 	@mkdir -p reports/bench/raw
 	@{ echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
 	   echo "# date: $$(date -u +%F)"; \

@@ -183,12 +183,20 @@ func printStatus(s *lab.Status, name string) {
 		node = s.State.Topology.Nodes[0].Name
 	}
 	fmt.Printf("\nExec into a node:  lvslab exec%s %s -- ipvsadm -Ln\n", flag, node)
+	// MySQL from the client: to the first MariaDB box, and through the
+	// VIP once directors hold it.
 	topo := s.State.Topology
 	client := slices.IndexFunc(topo.Nodes, func(n lab.Node) bool { return n.HasRole(lab.RoleClient) })
-	mysql := slices.ContainsFunc(topo.Nodes, func(n lab.Node) bool { return slices.Contains(n.Services, lab.ServiceMySQL) })
-	if client >= 0 && mysql && topo.VIP != "" {
-		fmt.Printf("                   lvslab exec%s %s -- mariadb -h %s -u %s -p%s -e 'select @@server_id'   # through the VIP\n",
-			flag, topo.Nodes[client].Name, topo.VIP, lab.MySQLUser, lab.MySQLPassword)
+	db := slices.IndexFunc(topo.Nodes, func(n lab.Node) bool { return n.HasService(lab.ServiceMySQL) && len(n.Interfaces) > 0 })
+	if client >= 0 && db >= 0 && len(topo.Nodes[db].Interfaces[0].Prefixes()) > 0 {
+		hosts := []string{topo.Nodes[db].Interfaces[0].Prefixes()[0].Addr().String()}
+		if topo.VIP != "" && slices.ContainsFunc(s.Processes, func(p lab.ProcStatus) bool { return p.Name == "keepalived" || p.Name == "director" }) {
+			hosts = append(hosts, topo.VIP)
+		}
+		for _, h := range hosts {
+			fmt.Printf("                   lvslab exec%s %s -- mariadb -h %s -u %s -p%s -e 'select @@server_id'\n",
+				flag, topo.Nodes[client].Name, h, lab.MySQLUser, lab.MySQLPassword)
+		}
 	}
 	if s.State.Runner == kernel.VM {
 		fmt.Printf("The lab runs in a micro-VM: paths above are inside it; exec has no stdin.\n")
