@@ -91,6 +91,14 @@ const (
 	// works on while it sleeps; the BACKUP takes the VIP, and gives it
 	// back when the thawed MASTER's adverts resume.
 	Frozen Event = "master-frozen"
+	// Isolated cuts the MASTER off from everything (every frame to and
+	// from it lost) until the BACKUP has held the VIP for isolatedFor,
+	// then heals: a split brain whose MASTER no client reaches.
+	Isolated Event = "master-isolated"
+	// ClientCut loses every frame between the client and the MASTER for
+	// clientCutFor: VRRP goes on, so nothing fails over and the client
+	// has no VIP meanwhile.
+	ClientCut Event = "client-cut"
 	// FailoverDelayed is FailoverKill with 100 ms ± 50 ms of delay
 	// between the two boxes (every frame one sends the other), healed
 	// once the BACKUP holds the VIP.
@@ -99,16 +107,18 @@ const (
 
 // Events lists every event.
 var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback, Reconfigure,
-	SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, FailoverDelayed}
+	SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed}
 
 // Adversity are the events where the network or the host misbehaves.
-var Adversity = []Event{SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, FailoverDelayed}
+var Adversity = []Event{SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed}
 
 // How long the adversity events last.
 const (
 	splitBrainFor = 5 * time.Second
 	advertLossFor = 10 * time.Second
 	frozenFor     = 5 * time.Second
+	isolatedFor   = 5 * time.Second
+	clientCutFor  = 5 * time.Second
 )
 
 // vrrpProtocol is VRRP's IP protocol number.
@@ -139,7 +149,7 @@ func Expected(fix Fix, ev Event) Verdict {
 	// the pair converged back to its MASTER (a frozen one returns like a
 	// failback), or a failover by SIGKILL.
 	switch ev {
-	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50:
+	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Isolated, ClientCut:
 		ev = Steady
 	case Frozen:
 		ev = Failback
@@ -523,7 +533,9 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 	case FailoverStop, FailoverKill, FailoverDelayed:
 		err := r.acrossWrites(ctx, l, c, opts, client, vip, func() (err error) {
 			if ev == FailoverDelayed {
-				heal, err := impairBetween(l, c, 0, lab.Netem{Delay: "100ms", Jitter: "50ms"})
+				d1, d2 := c.Directors[0], c.Directors[1]
+				heal, err := impair(l, lab.Netem{Delay: "100ms", Jitter: "50ms"},
+					impairment{d1.Node, d1.Iface, true, lab.Match{SrcMAC: d2.MAC}}, impairment{d2.Node, d2.Iface, true, lab.Match{SrcMAC: d1.MAC}})
 				if err != nil {
 					return err
 				}
@@ -536,7 +548,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 			return Director{}, fmt.Errorf("failover: %w", err)
 		}
 		passive = c.Directors[0]
-	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen:
+	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut:
 		w, err := WatchVIP(l.Box(passive.Node), c)
 		if err != nil {
 			return Director{}, err
@@ -664,23 +676,41 @@ func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
 // the VIP and, under backup_only, the BACKUP's backup sync daemon running
 // again. It times that from the heal or the thaw.
 func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event) error {
-	master, backup := l.Box(c.Directors[0].Node), l.Box(c.Directors[1].Node)
+	d1, d2 := c.Directors[0], c.Directors[1]
+	master, backup := l.Box(d1.Node), l.Box(d2.Node)
 	var heal func() error
+	var err error
 	switch ev {
-	case SplitBrain:
-		var err error
-		if heal, err = impairBetween(l, c, vrrpProtocol, lab.Netem{Loss: 100}); err != nil {
+	case SplitBrain, Isolated:
+		cut := []impairment{{d1.Node, d1.Iface, true, lab.Match{Protocol: vrrpProtocol, SrcMAC: d2.MAC}},
+			{d2.Node, d2.Iface, true, lab.Match{Protocol: vrrpProtocol, SrcMAC: d1.MAC}}}
+		if ev == Isolated {
+			cut = []impairment{{d1.Node, d1.Iface, true, lab.Match{}}, {d1.Node, d1.Iface, false, lab.Match{}}}
+		}
+		if heal, err = impair(l, lab.Netem{Loss: 100}, cut...); err != nil {
 			return err
 		}
 		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(backup, c) }); err != nil {
 			heal()
-			return fmt.Errorf("VRRP cut, the BACKUP did not take the VIP: %w", err)
+			return fmt.Errorf("cut off, the BACKUP did not take the VIP: %w", err)
 		}
 		if why := HoldsVIP(master, c); why != "" {
 			heal()
-			return fmt.Errorf("VRRP cut, the MASTER let go of the VIP: %s", why)
+			return fmt.Errorf("cut off, the MASTER let go of the VIP: %s", why)
 		}
-		time.Sleep(splitBrainFor)
+		if ev == SplitBrain {
+			time.Sleep(splitBrainFor)
+		} else {
+			time.Sleep(isolatedFor)
+		}
+	case ClientCut:
+		cl := l.Topo.Node(clientNode(l.Topo)).Interfaces[0]
+		heal, err = impair(l, lab.Netem{Loss: 100}, impairment{d1.Node, d1.Iface, true, lab.Match{SrcMAC: cl.HardwareAddr()}},
+			impairment{clientNode(l.Topo), cl.Name, true, lab.Match{SrcMAC: d1.MAC}})
+		if err != nil {
+			return err
+		}
+		time.Sleep(clientCutFor)
 	case Frozen:
 		if err := impl.Signal(0, syscall.SIGSTOP); err != nil {
 			return err
@@ -688,10 +718,7 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 		time.Sleep(frozenFor)
 		heal = func() error { return impl.Signal(0, syscall.SIGCONT) }
 	default: // advert loss
-		var err error
-		d1, d2 := c.Directors[0], c.Directors[1]
-		heal, err = l.Impair(d2.Node, d2.Iface, true,
-			lab.Match{Protocol: vrrpProtocol, SrcMAC: d1.MAC}, lab.Netem{Loss: advertLoss(ev)})
+		heal, err = impair(l, lab.Netem{Loss: advertLoss(ev)}, impairment{d2.Node, d2.Iface, true, lab.Match{Protocol: vrrpProtocol, SrcMAC: d1.MAC}})
 		if err != nil {
 			return err
 		}
@@ -713,9 +740,16 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 	return nil
 }
 
-// impairBetween applies n to what each director sends the other (IP
-// protocol proto only, unless 0), on the bridge; it returns the heal.
-func impairBetween(l *lab.Lab, c Cluster, proto uint8, n lab.Netem) (func() error, error) {
+// impairment is one direction of a link that lab.Impair impairs: toward
+// node on its bridge port, or from it; only the frames match picks.
+type impairment struct {
+	node, iface string
+	toNode      bool
+	match       lab.Match
+}
+
+// impair applies n to each of is and returns the heal of them all.
+func impair(l *lab.Lab, n lab.Netem, is ...impairment) (func() error, error) {
 	var undos []func() error
 	heal := func() error {
 		var errs []error
@@ -724,8 +758,8 @@ func impairBetween(l *lab.Lab, c Cluster, proto uint8, n lab.Netem) (func() erro
 		}
 		return errors.Join(errs...)
 	}
-	for i, d := range c.Directors {
-		u, err := l.Impair(d.Node, d.Iface, true, lab.Match{Protocol: proto, SrcMAC: c.Peer(i).MAC}, n)
+	for _, i := range is {
+		u, err := l.Impair(i.node, i.iface, i.toNode, i.match, n)
 		if err != nil {
 			heal()
 			return nil, err

@@ -244,7 +244,7 @@ var _ = Describe("Two-box LVS-DR", func() {
 
 	// Adversity: every event for both implementations and the mixed pair,
 	// under each fix they run; `make test` runs the entries labelled core.
-	DescribeTable("adversity: split brain, advert loss, a frozen MASTER, a delayed failover",
+	DescribeTable("adversity: split brain, advert loss, a frozen or isolated MASTER, a client cut off, a delayed failover",
 		func(ctx SpecContext, impl string, ev scenarios.Event, fix scenarios.Fix) {
 			var r *scenarios.Result
 			if want, ok := adversityExceptions[fmt.Sprintf("%s %s %s", ev, impl, fix)]; ok {
@@ -257,8 +257,11 @@ var _ = Describe("Two-box LVS-DR", func() {
 			if ev != scenarios.FailoverDelayed {
 				Expect(r.Takeovers).NotTo(BeNil())
 			}
-			if ev == scenarios.SplitBrain || ev == scenarios.Frozen {
+			switch ev {
+			case scenarios.SplitBrain, scenarios.Frozen, scenarios.Isolated:
 				Expect(*r.Takeovers).To(BeNumerically(">=", 1), "the BACKUP took the VIP during the event")
+			case scenarios.ClientCut:
+				Expect(*r.Takeovers).To(BeZero(), "VRRP went on: nothing failed over")
 			}
 		},
 		adversityEntries(),
@@ -273,8 +276,12 @@ var _ = Describe("Load", Label("load"), func() {
 
 	// The loop's cost per connection at a fixed rate: frames on the
 	// directors' bridge ports, against one director alone. Counts, not
-	// times (latencies are BENCH.md's, from lvslab load).
-	It("at 50 connections/s the unfixed pair costs over twice one director's frames per connection; the fwmark pair under 1.5 times", Label("core"), timeout(), func(ctx SpecContext) {
+	// times (latencies are BENCH.md's, from lvslab load). Serial: alone,
+	// after the parallel specs; beside six other labs on two TCG cores a
+	// paced workload's connections time out without any loop (52 of 200
+	// for one director, once in CI), so loop evidence here is bounces,
+	// not timeouts.
+	It("at 50 connections/s the unfixed pair costs over twice one director's frames per connection; the fwmark pair under 1.5 times", Label("core"), Serial, timeout(), func(ctx SpecContext) {
 		topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 		Expect(err).NotTo(HaveOccurred())
 		load := func(fix scenarios.Fix, single bool) *scenarios.Result {
@@ -285,16 +292,18 @@ var _ = Describe("Load", Label("load"), func() {
 			}
 			r, err := scenarios.Run(ctx, topo, &scenarios.Keepalived{}, fix, scenarios.Steady, opts)
 			Expect(err).NotTo(HaveOccurred())
-			GinkgoWriter.Printf("%s one-director=%v: %s, %.1f director frames per connection, p99 %s\n", fix, single, r.Verdict, r.FramesPerConn, r.Latency.P99)
-			Expect(r.Pass).To(BeTrue(), r.Reason)
+			GinkgoWriter.Printf("%s one-director=%v: %s, %.1f director frames per connection, p99 %s: %s\n", fix, single, r.Verdict, r.FramesPerConn, r.Latency.P99, r.Reason)
 			return r
 		}
 		one, none, fwmark := load(scenarios.FixNone, true), load(scenarios.FixNone, false), load(scenarios.FixFwmark, false)
+		Expect(one.Bounces.Bounced).To(BeZero(), "one director has no second box to bounce to")
+		Expect(fwmark.Bounces.Bounced).To(BeZero(), "the guard stops the bounces")
+		Expect(none.Bounces.Bounced).To(BeNumerically(">", 0), "the unfixed pair loops")
+		Expect(none.Verdict).To(Equal(scenarios.Loop))
 		// The report's cell is the unfixed pair's run, with the comparison.
 		none.Reason += fmt.Sprintf("; %.1f director frames per connection, against %.1f for one director and %.1f for the fwmark pair",
 			none.FramesPerConn, one.FramesPerConn, fwmark.FramesPerConn)
 		record(none)
-		Expect(one.Served).To(Equal(200))
 		Expect(none.FramesPerConn).To(BeNumerically(">", 2*one.FramesPerConn), "the loop multiplies the frames")
 		Expect(fwmark.FramesPerConn).To(BeNumerically("<", 1.5*one.FramesPerConn), "the guarded pair costs about what one director does")
 	})

@@ -168,6 +168,8 @@ func TestExpected(t *testing.T) {
 		{FixBackupOnly, Frozen, Clean},
 		{FixBackupOnly, FailoverDelayed, Loop}, // a SIGKILL, however slow the link
 		{FixFwmark, FailoverDelayed, Clean},
+		{FixNone, Isolated, Loop},
+		{FixFwmark, ClientCut, Clean},
 	} {
 		if got := Expected(tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)

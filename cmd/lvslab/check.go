@@ -172,16 +172,10 @@ func cmdCheck(args []string) error {
 	}
 	if info.Mode == kernel.VM {
 		fmt.Fprintf(os.Stderr, "\nlvslab: %s: running the lab in a micro-VM\n", info.Reason)
-		v.shares = append(v.shares, dir)
 		flags := args[:len(args)-fs.NArg()]
 		argv := append([]string{self, "check"}, flags...)
 		argv = append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id, "--write-fixed", "")
-		code, err := v.runInVM(append(argv, fs.Args()...))
-		if err != nil {
-			return err
-		}
-		screenshot(filepath.Join(dir, "latest")) // on the host: Chromium under TCG is slow
-		return exitCode(code)
+		return reportInVM(v, append(argv, fs.Args()...), dir)
 	}
 	return runCheck(p, pl, rx, evs, *conns, self, dir, id, started, account.String())
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,15 +88,8 @@ func cmdLoad(args []string) error {
 	}
 	if info.Mode == kernel.VM {
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the load in a micro-VM\n", info.Reason)
-		v.shares = append(v.shares, dir)
-		flags := args[:len(args)-fs.NArg()]
-		argv := append([]string{self, "load"}, flags...)
-		code, err := v.runInVM(append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id))
-		if err != nil {
-			return err
-		}
-		screenshot(filepath.Join(dir, "latest"))
-		return exitCode(code)
+		argv := append([]string{self, "load"}, args[:len(args)-fs.NArg()]...)
+		return reportInVM(v, append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id), dir)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

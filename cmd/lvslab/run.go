@@ -74,20 +74,15 @@ func cmdRun(args []string) error {
 		// Run this very command in the micro-VM (once per kernel); reports
 		// land on the host.
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the scenarios in a micro-VM\n", info.Reason)
-		v.shares = append(v.shares, dir)
 		argv := []string{self, "run", "--kernel", kernel.Native, "--reports", dir, "--connections", fmt.Sprint(*conns),
 			"--jobs", fmt.Sprint(*jobs), "--repeat", fmt.Sprint(*repeat), "-v=" + fmt.Sprint(*verbose)}
 		for _, c := range cellArgs {
 			argv = append(argv, "--cell", c)
 		}
 		if *kernels == "" {
-			code, err := v.runInVM(append(argv, "--run-id", id))
-			if err != nil {
-				return err
-			}
-			screenshot(filepath.Join(dir, "latest")) // on the host: Chromium under TCG is slow
-			return exitCode(code)
+			return reportInVM(v, append(argv, "--run-id", id), dir)
 		}
+		v.shares = append(v.shares, dir)
 		return runKernels(v, argv, strings.Split(*kernels, ","), dir, id)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -109,6 +104,20 @@ func cmdRun(args []string) error {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
 	return nil
+}
+
+// reportInVM runs argv (this command again, natively, writing its report
+// under dir) in the micro-VM with dir shared, renders the report's
+// screenshot on the host (Chromium under TCG is slow) and exits as argv
+// did.
+func reportInVM(v *vmFlags, argv []string, dir string) error {
+	v.shares = append(v.shares, dir)
+	code, err := v.runInVM(argv)
+	if err != nil {
+		return err
+	}
+	screenshot(filepath.Join(dir, "latest"))
+	return exitCode(code)
 }
 
 // startRun decides where a run's scenarios go (kernel mode) and its
