@@ -82,19 +82,20 @@ var Findings = []Finding{
 			"conn_reuse_mode=3 (also reschedule FIN_WAIT entries of DR connections) should close this path for " +
 			"closed connections, not for ones still open at the switch: not measured yet."},
 	{"After a split brain the clients return to the MASTER only if it hears the other box's advert first",
-		"When VRRP heals, the box that became MASTER during the split brain yields at the first advert of the " +
-			"higher-priority MASTER; the MASTER re-announces the VIP (gratuitous ARP) only if it hears a " +
-			"lower-priority advert first (RFC 5798 discards it; keepalived and the lvslab director both answer it " +
-			"with an advert and gratuitous ARP). Which advert crosses first is the phase of the two timers at the " +
-			"heal. In this suite's timing keepalived's MASTER heard the other box in 6 of 6 runs (its log: " +
-			"\"Received advert from 192.168.1.213 with lower priority 100, ours 150, forcing new election\", then " +
-			"ARP), and the client came back (0 segments reached the other box); the lvslab MASTER, whose peer " +
-			"advertises just before it takes the VIP, so the heal 5 s after the take lands just after the peer's " +
-			"advert, heard nothing in 6 of 6 and the client stayed with the old BACKUP until its ARP entry ages " +
-			"(304 to 385 segments a run reached it). That box still balances (fwmark guard: CLEAN) unless it " +
-			"may not: under backup_only it serves every client itself, NO-BALANCE, the one adversity cell whose " +
-			"outcome differs between implementations. The cause is the phase, not the implementation: the other " +
-			"phase would give keepalived the same outcome."},
+		"When VRRP heals, the box that became MASTER during the split brain (or while the MASTER was cut off) yields " +
+			"at the first advert of the higher-priority MASTER; the MASTER re-announces the VIP (gratuitous ARP) only " +
+			"if it hears a lower-priority advert first (RFC 5798 discards it; keepalived and the lvslab director both " +
+			"answer it with an advert and gratuitous ARP). Which advert crosses first is the phase of the two timers " +
+			"at the heal. The first version of these events healed at a fixed time after the BACKUP took the VIP, so " +
+			"the phase followed each implementation's timing: keepalived's MASTER heard the other box in 6 of 6 runs " +
+			"(its log: \"Received advert from 192.168.1.213 with lower priority 100, ours 150, forcing new " +
+			"election\", then ARP) and the client came back; the lvslab BACKUP advertises just before it takes the " +
+			"VIP, so its MASTER heard nothing in 6 of 6 and the client stayed with the old BACKUP (304 to 385 " +
+			"segments a run reached it) until its ARP entry would age; with the MASTER isolated instead, keepalived's " +
+			"clients stayed too in 2 of 4 runs. The events now heal just after the BACKUP's own advert (seen on the " +
+			"bridge), the same phase for every implementation: the clients stay with the box that yielded. It still " +
+			"balances (fwmark: CLEAN; no fix: LOOP), but under backup_only or REDIRECT, as BACKUP, it serves every " +
+			"client itself: NO-BALANCE, not a loop."},
 	{"Under backup_only a brief takeover removes the guard until the backup sync daemon is back",
 		"With 30% of its adverts lost for 10 s the keepalived BACKUP took the VIP once, switched its sync daemon to " +
 			"master, then logged the MASTER's higher-priority advert and nothing else: at the reads, 3 s after " +

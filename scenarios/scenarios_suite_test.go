@@ -246,13 +246,7 @@ var _ = Describe("Two-box LVS-DR", func() {
 	// under each fix they run; `make test` runs the entries labelled core.
 	DescribeTable("adversity: split brain, advert loss, a frozen or isolated MASTER, a client cut off, a delayed failover",
 		func(ctx SpecContext, impl string, ev scenarios.Event, fix scenarios.Fix) {
-			var r *scenarios.Result
-			if want, ok := adversityExceptions[fmt.Sprintf("%s %s %s", ev, impl, fix)]; ok {
-				r = run(ctx, adversityImpls[impl](), ev, fix, want)
-				Expect(r.Verdict).To(Equal(want), r.Reason)
-			} else {
-				r = scenario(ctx, adversityImpls[impl](), ev, fix)
-			}
+			r := scenario(ctx, adversityImpls[impl](), ev, fix)
 			Expect(r.Writes).NotTo(BeNil(), "the write workload ran across the event")
 			if ev != scenarios.FailoverDelayed {
 				Expect(r.Takeovers).NotTo(BeNil())
@@ -316,15 +310,6 @@ var adversityImpls = map[string]func() scenarios.Implementation{
 	"keepalived+lvslab": func() scenarios.Implementation {
 		return scenarios.Mixed{&scenarios.Keepalived{}, &scenarios.GoDirector{Binary: lvslabBinary(), LearnPeerMAC: true}}
 	},
-}
-
-// adversityExceptions are the cells whose outcome differs from the
-// table's (Expected), each explained in Findings: after a split brain
-// the lvslab MASTER does not hear the BACKUP's lower-priority advert
-// before the BACKUP yields, so it sends no gratuitous ARP and the client
-// stays with the BACKUP, which under backup_only serves it alone.
-var adversityExceptions = map[string]scenarios.Verdict{
-	"split-brain lvslab backup-only": scenarios.NoBalance,
 }
 
 // adversityCore are the adversity cells make test runs: each event once,

@@ -170,6 +170,10 @@ func TestExpected(t *testing.T) {
 		{FixFwmark, FailoverDelayed, Clean},
 		{FixNone, Isolated, Loop},
 		{FixFwmark, ClientCut, Clean},
+		{FixFwmark, SplitBrain, Clean},         // the box the clients stayed with balances
+		{FixBackupOnly, SplitBrain, NoBalance}, // it serves them itself
+		{FixRedirect, Isolated, NoBalance},
+		{FixBackupOnly, ClientCut, Clean},
 	} {
 		if got := Expected(tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)
