@@ -184,17 +184,14 @@ func (l *Lab) linkEnd(node, ifc string, toNode bool) (*Box, string, error) {
 	if n == nil {
 		return nil, "", fmt.Errorf("impair: no node %q", node)
 	}
-	for _, i := range n.Interfaces {
-		if i.Name != ifc {
-			continue
-		}
-		if !toNode {
-			return l.Box(node), ifc, nil
-		}
-		if i.Bridge == "" {
-			return nil, "", fmt.Errorf("impair %s.%s toward the node: not a bridge port", node, ifc)
-		}
-		return l.Box(i.Bridge), PortName(node, ifc, l.portIndex(n, &i)), nil
+	i := n.iface(ifc)
+	switch {
+	case i == nil:
+		return nil, "", fmt.Errorf("impair: node %s has no interface %q", node, ifc)
+	case !toNode:
+		return l.Box(node), ifc, nil
+	case i.Bridge == "":
+		return nil, "", fmt.Errorf("impair %s.%s toward the node: not a bridge port", node, ifc)
 	}
-	return nil, "", fmt.Errorf("impair: node %s has no interface %q", node, ifc)
+	return l.Box(i.Bridge), PortName(node, ifc, l.portIndex(n, i)), nil
 }

@@ -139,4 +139,7 @@ func ask(ctx context.Context, client *lab.Box, from netip.Addr, kind, addr strin
 }
 
 // backendKey names the built-in backend on node's port.
-func backendKey(node string, port int) string { return fmt.Sprintf("%s:%d", node, port) }
+type backendKey struct {
+	node string
+	port int
+}

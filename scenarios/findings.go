@@ -97,10 +97,10 @@ var Findings = []Finding{
 			"balances (fwmark: CLEAN; no fix: LOOP), but under backup_only or REDIRECT, as BACKUP, it serves every " +
 			"client itself: NO-BALANCE, not a loop."},
 	{"Under backup_only a brief takeover removes the guard until the backup sync daemon is back",
-		"With 30% of its adverts lost for 10 s the keepalived BACKUP took the VIP once, switched its sync daemon to " +
-			"master, then logged the MASTER's higher-priority advert and nothing else: at the reads, 3 s after " +
-			"the heal, it ran no sync daemon at all, backup_only did not guard it, and the cell came out LOOP " +
-			"(5 of 46 forwarded segments bounced). The backup daemon's start takes the kernel's RTNL lock, the " +
+		"With 30% of its adverts lost for 10 s the keepalived BACKUP took the VIP once (its log: Entering MASTER " +
+			"STATE), then logged the MASTER's higher-priority advert and nothing else: when the traffic ended, " +
+			"seconds after the heal, it ran no sync daemon at all, backup_only did not guard it, and the cell came " +
+			"out LOOP (5 of 46 forwarded segments bounced). Likely cause, not shown: the backup daemon's start takes the kernel's RTNL lock, the " +
 			"same wait the start-up of these cells already has (see the readiness finding). Convergence after an " +
 			"adversity event under backup_only therefore includes the BACKUP's backup sync daemon running again, " +
 			"as at start, and the verdict is on the pair after that."},

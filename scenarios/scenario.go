@@ -359,7 +359,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	step("lab up")
-	backends := map[string]*backend{}
+	backends := map[backendKey]*backend{}
 	defer func() {
 		for _, b := range backends {
 			b.stop()
@@ -378,11 +378,11 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}()
 	// One built-in backend a port: it listens on every address.
 	for _, s := range append([]Service{{Port: c.Port, Backend: opts.Service.Backend}}, opts.Backends...) {
-		if s.Backend == BackendMySQL || backends[backendKey(c.Directors[0].Node, s.Port)] != nil {
+		if s.Backend == BackendMySQL || backends[backendKey{c.Directors[0].Node, s.Port}] != nil {
 			continue
 		}
 		for _, node := range c.servers() {
-			if backends[backendKey(node, s.Port)], err = startBackend(l.Box(node), s.Backend, s.Port, l.ServerID(node)); err != nil {
+			if backends[backendKey{node, s.Port}], err = startBackend(l.Box(node), s.Backend, s.Port, l.ServerID(node)); err != nil {
 				return nil, err
 			}
 		}
@@ -503,7 +503,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 // passive director after it: the one not holding the VIP (the BACKUP, or
 // after a failover the old MASTER). It records how long the event took to
 // take effect and, across failovers, the write workload.
-func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event, opts Options, client, vip string, backends map[string]*backend) (Director, error) {
+func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event, opts Options, client, vip string, backends map[backendKey]*backend) (Director, error) {
 	passive := c.Directors[1]
 	switch ev {
 	case MySQLDown:
@@ -512,7 +512,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		// service, not of the measured one only.
 		stopped := 0
 		for k, b := range backends {
-			if strings.HasPrefix(k, passive.Node+":") {
+			if k.node == passive.Node {
 				b.stop()
 				delete(backends, k)
 				stopped++

@@ -51,6 +51,29 @@ func addCheckPairFlags(fs *flag.FlagSet) *checkPairFlags {
 	return f
 }
 
+// args are f's flags and the configs again, paths made absolute: for the
+// agent to plan the pair in the micro-VM, whose working directory is not
+// this one.
+func (f *checkPairFlags) args(configs []string) []string {
+	abs := func(p string) string {
+		a, _ := filepath.Abs(p)
+		return a
+	}
+	var out []string
+	for _, r := range f.rules {
+		out = append(out, "--iptables", abs(r))
+	}
+	for flag, vs := range map[string][]string{"mac": f.macs, "addr": f.addrs, "port": f.ports} {
+		for _, v := range vs {
+			out = append(out, "--"+flag, v)
+		}
+	}
+	for _, c := range configs {
+		out = append(out, abs(c))
+	}
+	return out
+}
+
 // plan reads the pair the two configs and f name, derives its lab and
 // writes its fix; errors are bad input (exit 2).
 func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
@@ -141,26 +164,7 @@ func cmdCheck(args []string) error {
 		return &exitError{2, fmt.Errorf("running the lab needs root (--plan: the lab and the fix without a run)")}
 	}
 	if *keep != "" {
-		// The pair's own flags, for the agent to plan it again in the VM,
-		// whose working directory is not this one.
-		var pairArgs []string
-		abs := func(name, v string) string {
-			if name == "iptables" || name == "" {
-				v, _ = filepath.Abs(v)
-			}
-			return v
-		}
-		fs.Visit(func(f *flag.Flag) {
-			if slices.Contains([]string{"iptables", "mac", "addr", "port"}, f.Name) {
-				for _, v := range *f.Value.(*stringList) {
-					pairArgs = append(pairArgs, "--"+f.Name, abs(f.Name, v))
-				}
-			}
-		})
-		for _, a := range fs.Args() {
-			pairArgs = append(pairArgs, abs("", a))
-		}
-		return keepCheck(j, *keep, pairArgs, *mode, *name, *runDir, v)
+		return keepCheck(j, *keep, pf.args(fs.Args()), *mode, *name, *runDir, v)
 	}
 	info, dir, id, started, err := startRun(*mode, *reportDir, *runID)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -365,5 +366,26 @@ func TestUpDirectorFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, want) {
 			t.Errorf("up %s: exit %d, %q; want exit 2 and %q", args, code, stderr, want)
 		}
+	}
+}
+
+// TestCheckPairArgs: the pair's flags as the agent in the micro-VM gets
+// them back, with every path absolute.
+func TestCheckPairArgs(t *testing.T) {
+	fs := newFlags("check")
+	pf := addCheckPairFlags(fs)
+	if err := fs.Parse([]string{"--iptables", "a.rules", "--iptables", "b.rules", "--mac", "d1=02:00:00:00:00:01", "--port", "3=80", "a.conf", "b.conf"}); err != nil {
+		t.Fatal(err)
+	}
+	got := pf.args(fs.Args())
+	wd, _ := os.Getwd()
+	again := newFlags("check")
+	pf2 := addCheckPairFlags(again)
+	if err := again.Parse(got); err != nil {
+		t.Fatalf("%q: %v", got, err)
+	}
+	if !slices.Equal(pf2.rules, []string{wd + "/a.rules", wd + "/b.rules"}) || !slices.Equal(again.Args(), []string{wd + "/a.conf", wd + "/b.conf"}) ||
+		!slices.Equal(pf2.macs, pf.macs) || !slices.Equal(pf2.ports, pf.ports) {
+		t.Errorf("args %q", got)
 	}
 }
