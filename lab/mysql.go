@@ -64,7 +64,19 @@ func (l *Lab) StartMariaDB(ctx context.Context, node string) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := l.startMariaDB(node, tmpl)
+	data := filepath.Join(l.Dir, node, "mysql")
+	os.RemoveAll(data) // a server started again starts from the template again
+	if err := copyDir(data, tmpl); err != nil {
+		return nil, fmt.Errorf("copy datadir for %s: %w", node, err)
+	}
+	return l.RestartMariaDB(ctx, node)
+}
+
+// RestartMariaDB starts node's mariadbd again on the datadir it left when
+// it stopped (what it acknowledged stays) and waits until it answers a
+// ping.
+func (l *Lab) RestartMariaDB(ctx context.Context, node string) (*Process, error) {
+	p, err := l.startMariaDB(node)
 	if err != nil {
 		return nil, err
 	}
@@ -188,16 +200,12 @@ func (l *Lab) installDB(ctx context.Context) (string, error) {
 	return dir, nil
 }
 
-func (l *Lab) startMariaDB(node, tmpl string) (*Process, error) {
+func (l *Lab) startMariaDB(node string) (*Process, error) {
 	b := l.boxes[node]
 	if b == nil {
 		return nil, fmt.Errorf("start mariadbd: no node %q", node)
 	}
 	data := filepath.Join(l.Dir, node, "mysql")
-	os.RemoveAll(data) // a restarted server starts from the template again
-	if err := copyDir(data, tmpl); err != nil {
-		return nil, fmt.Errorf("copy datadir for %s: %w", node, err)
-	}
 	return b.Start("mariadbd", []string{
 		"mariadbd", "--no-defaults", "--datadir=" + data, "--user=root",
 		fmt.Sprintf("--server-id=%d", l.ServerID(node)),

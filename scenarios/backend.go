@@ -37,9 +37,11 @@ type Service struct {
 // backend is a built-in server on one box: its listening socket is in the
 // box's namespace, served by goroutines of this process.
 type backend struct {
-	ln  net.Listener
-	srv *http.Server // nil for a banner
-	wg  sync.WaitGroup
+	kind     string
+	serverID int
+	ln       net.Listener
+	srv      *http.Server // nil for a banner
+	wg       sync.WaitGroup
 }
 
 // startBackend serves port on box, saying serverID to every client.
@@ -71,7 +73,7 @@ func ServeBackend(ctx context.Context, kind string, port, serverID int) error {
 
 // serveBackend answers every connection to ln with serverID, as kind.
 func serveBackend(ln net.Listener, kind string, serverID int) *backend {
-	b := &backend{ln: ln}
+	b := &backend{kind: kind, serverID: serverID, ln: ln}
 	answer := fmt.Sprintf("server_id %d\n", serverID)
 	if kind == BackendHTTP {
 		b.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second,

@@ -106,14 +106,22 @@ const (
 	// between the two boxes (every frame one sends the other), healed
 	// once the BACKUP holds the VIP.
 	FailoverDelayed Event = "failover-delayed"
+	// MySQLFlap stops and starts the passive box's servers (its mariadbd,
+	// on the data it left, and any built-in backend) while the reads run:
+	// down for flapFor, then, once both directors' health checks send to
+	// it again, up for flapFor; flapCycles times, the reads paced across
+	// all of them. A
+	// connection that fails while they are down (refused, or closed by
+	// the stopping server) is the flap's doing, not loop evidence.
+	MySQLFlap Event = "mysql-flap"
 )
 
 // Events lists every event.
 var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback, Reconfigure,
-	SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed}
+	SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed, MySQLFlap}
 
 // Adversity are the events where the network or the host misbehaves.
-var Adversity = []Event{SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed}
+var Adversity = []Event{SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed, MySQLFlap}
 
 // How long the adversity events last.
 const (
@@ -122,6 +130,11 @@ const (
 	frozenFor     = 5 * time.Second
 	isolatedFor   = 5 * time.Second
 	clientCutFor  = 5 * time.Second
+	flapFor       = 2 * time.Second
+	flapCycles    = 2
+	// flapEvery paces the reads across a flap, which go on until its
+	// last cycle ends.
+	flapEvery = 300 * time.Millisecond
 )
 
 // vrrpProtocol is VRRP's IP protocol number.
@@ -158,7 +171,7 @@ func Expected(fix Fix, ev Event) Verdict {
 		return NoBalance
 	}
 	switch ev {
-	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Isolated, ClientCut:
+	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Isolated, ClientCut, MySQLFlap:
 		ev = Steady
 	case Frozen:
 		ev = Failback
@@ -282,6 +295,12 @@ type Result struct {
 	// Takeovers counts the times the BACKUP took the VIP during an
 	// adversity event.
 	Takeovers *int `json:"backup_takeovers,omitempty"`
+	// Outages are when a flapping box's servers were down (MySQLFlap):
+	// from each stop to both directors sending to it again. DownErrors
+	// counts the connections refused or closed (Conn.Refused) that
+	// overlapped one.
+	Outages    []Outage `json:"outages,omitempty"`
+	DownErrors int      `json:"down_errors,omitempty"`
 	// Load: the paced workload's rate (connections/s; 0 for the plain
 	// read workload), the served connections' latency percentiles,
 	// frames on the directors' bridge ports per connection, and the
@@ -297,6 +316,19 @@ type Result struct {
 	// Logs are the directors' logs, by node, and for a failed scenario
 	// each director's IPVS, mangle and nat tables at the end.
 	Logs map[string]string `json:"logs,omitempty"`
+}
+
+// Outage is a time a box's servers were down.
+type Outage struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+// during says whether connection c overlapped one of outages.
+func during(outages []Outage, c Conn) bool {
+	return slices.ContainsFunc(outages, func(o Outage) bool {
+		return c.Start.Before(o.To) && c.Start.Add(c.Latency).After(o.From)
+	})
 }
 
 // Sample is the frames bridge ports carried in one interval: on the
@@ -430,7 +462,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err != nil {
 		return nil, err
 	}
-	if ev != Steady {
+	if ev != Steady && ev != MySQLFlap {
 		step(string(ev) + " done")
 	}
 	wantServers := len(c.servers())
@@ -452,12 +484,18 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if opts.Rate > 0 {
 		every = time.Second / time.Duration(opts.Rate)
 	}
+	var cycled <-chan struct{}
+	var flapped func() error
+	if ev == MySQLFlap {
+		every = flapEvery
+		cycled, flapped = r.flapping(ctx, l, c, opts, client, vip, passive, backends)
+	}
 	soft0, err := softirq()
 	if err != nil {
 		capture.Stop()
 		return nil, err
 	}
-	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), opts.Service.Backend, vip, opts.Connections, opts.Parallel, every, opts.DialTimeout, opts.Timeout)
+	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), opts.Service.Backend, vip, opts.Connections, opts.Parallel, every, opts.DialTimeout, opts.Timeout, cycled)
 	r.Traffic = time.Since(t1)
 	soft1, err := softirq()
 	if err != nil {
@@ -466,6 +504,13 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	r.Rate, r.SoftirqMs = opts.Rate, soft1-soft0
 	step("traffic done")
+	if flapped != nil {
+		if err := flapped(); err != nil {
+			capture.Stop()
+			return nil, fmt.Errorf("%s: %w", ev, err)
+		}
+		step(fmt.Sprintf("%s done: %d outages, the servers up again", ev, len(r.Outages)))
+	}
 	time.Sleep(SampleInterval) // the last interval
 	close(stop)
 	r.Timeline = <-sampled
@@ -508,29 +553,13 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 	switch ev {
 	case MySQLDown:
 		t1 := time.Now()
-		// Every server of the box stops: its realserver is out of every
-		// service, not of the measured one only.
-		stopped := 0
-		for k, b := range backends {
-			if k.node == passive.Node {
-				b.stop()
-				delete(backends, k)
-				stopped++
-			}
-		}
-		if p := l.Process(passive.Node, "mariadbd"); p != nil {
-			if err := p.Stop(lab.StopGrace); err != nil {
-				return Director{}, err
-			}
-			stopped++
-		}
-		if stopped == 0 {
-			return Director{}, fmt.Errorf("no mariadbd nor built-in backend in %s", passive.Node)
+		if _, err := stopServers(l, passive.Node, backends); err != nil {
+			return Director{}, err
 		}
 		err := WaitFor(ctx, 30*time.Second, func() string {
 			for _, d := range c.Directors {
-				if why := serves(l.Box(d.Node), passive.Addr); why != "" {
-					return why
+				if to, err := sendsTo(l.Box(d.Node), passive.Addr); err != nil || to {
+					return fmt.Sprintf("%s still sends to %s (%v)", d.Node, passive.Addr, err)
 				}
 			}
 			return ""
@@ -625,10 +654,23 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 	return passive, nil
 }
 
-// acrossWrites makes event happen while the write workload (MySQL
-// inserts, on a MySQL service) runs, then checks that every acknowledged
-// write survived it.
+// acrossWrites makes event happen while the write workload runs (see
+// startWrites).
 func (r *Result) acrossWrites(ctx context.Context, l *lab.Lab, c Cluster, opts Options, client, vip string, event func() error) error {
+	writes := r.startWrites(ctx, l, c, opts, client, vip)
+	time.Sleep(5 * writeInterval)
+	err := event()
+	time.Sleep(5 * writeInterval)
+	if werr := writes(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// startWrites starts the write workload (MySQL inserts, on a MySQL
+// service); the returned func stops it and checks that every
+// acknowledged write survived.
+func (r *Result) startWrites(ctx context.Context, l *lab.Lab, c Cluster, opts Options, client, vip string) func() error {
 	mysql := opts.Service.Backend == BackendMySQL
 	wstop, wdone := make(chan struct{}), make(chan []Write)
 	go func() {
@@ -639,15 +681,12 @@ func (r *Result) acrossWrites(ctx context.Context, l *lab.Lab, c Cluster, opts O
 		}
 		wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
 	}()
-	time.Sleep(5 * writeInterval)
-	err := event()
-	time.Sleep(5 * writeInterval)
-	close(wstop)
-	writes := <-wdone
-	if err != nil {
-		return err
-	}
-	if mysql {
+	return func() error {
+		close(wstop)
+		writes := <-wdone
+		if !mysql {
+			return nil
+		}
 		var dbs []string
 		for _, a := range c.Realservers() {
 			dbs = append(dbs, net.JoinHostPort(a.String(), fmt.Sprint(c.Port)))
@@ -657,11 +696,11 @@ func (r *Result) acrossWrites(ctx context.Context, l *lab.Lab, c Cluster, opts O
 			return err
 		}
 		r.Writes = &ws
+		// The writes' packets reach the IPVS counters at the estimator's
+		// next tick: let it pass, or they count as the reads' evidence.
+		time.Sleep(ipvsStatsDelay)
+		return nil
 	}
-	// The writes' packets reach the IPVS counters at the estimator's
-	// next tick: let it pass, or they count as the reads' evidence.
-	time.Sleep(ipvsStatsDelay)
-	return nil
 }
 
 // waitBackupDaemon waits until the BACKUP runs its backup sync daemon:
@@ -962,6 +1001,9 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 			r.Hung++
 		default:
 			r.Errors++
+			if cn.Refused && during(r.Outages, cn) {
+				r.DownErrors++
+			}
 		}
 	}
 	var te uint64
@@ -996,7 +1038,11 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 		notes = append(notes, fmt.Sprintf("capture incomplete: %d frames kept, %d dropped by the kernel, %d past the cap of %d", cs.Frames, cs.KernelDrops, cs.Overflow, maxFrames))
 	}
 	if r.Takeovers != nil {
-		notes = append(notes, fmt.Sprintf("during the event the BACKUP took the VIP %d time(s); %.2fs after the heal the MASTER alone held it", *r.Takeovers, r.Failover.Seconds()))
+		note := fmt.Sprintf("during the event the BACKUP took the VIP %d time(s)", *r.Takeovers)
+		if r.Scenario != MySQLFlap { // nothing to heal
+			note += fmt.Sprintf("; %.2fs after the heal the MASTER alone held it", r.Failover.Seconds())
+		}
+		notes = append(notes, note)
 	}
 	if te > 0 {
 		why = append(why, fmt.Sprintf("%d ICMP time exceeded", te))
@@ -1004,8 +1050,17 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 	if r.Hung > 0 {
 		why = append(why, fmt.Sprintf("%d of %d connections hung", r.Hung, r.Connections))
 	}
-	if r.Errors > 0 {
-		why = append(why, fmt.Sprintf("%d of %d failed (%s)", r.Errors, r.Connections, firstError(r.Conns)))
+	// A connection refused or closed while its server was down is the
+	// flapping server's doing: a loop drops (hangs) or answers with ICMP.
+	down := func(c Conn) bool { return c.Refused && during(r.Outages, c) }
+	if n := r.Errors - r.DownErrors; n > 0 {
+		why = append(why, fmt.Sprintf("%d of %d failed (%s)", n, r.Connections, firstError(r.Conns, func(c Conn) bool { return !down(c) })))
+	}
+	if r.DownErrors > 0 {
+		notes = append(notes, fmt.Sprintf("%d of %d refused or closed while %s's servers were down (%s), not loop evidence", r.DownErrors, r.Connections, passive, firstError(r.Conns, down)))
+	}
+	if len(r.Outages) > 0 {
+		notes = append(notes, fmt.Sprintf("%s's servers were down %d time(s), %s in all", passive, len(r.Outages), outageTime(r.Outages).Round(time.Millisecond)))
 	}
 	// Every error is in why, so a run with no loop evidence had none.
 	switch {
@@ -1021,7 +1076,7 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 	r.Pass = r.Verdict == r.Expected
 	why = append(why, notes...)
 	if w := r.Writes; w != nil {
-		why = append(why, fmt.Sprintf("writes across the failover: %d acknowledged of %d, %d lost", w.Acked, w.Attempted, w.Lost))
+		why = append(why, fmt.Sprintf("writes across the event: %d acknowledged of %d, %d lost", w.Acked, w.Attempted, w.Lost))
 		if w.Lost > 0 {
 			r.Pass = false
 		}
@@ -1029,13 +1084,23 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 	r.Reason = strings.Join(why, "; ")
 }
 
-func firstError(conns []Conn) string {
+// firstError is the first error of a failed connection (not hung) that
+// which picks.
+func firstError(conns []Conn, which func(Conn) bool) string {
 	for _, c := range conns {
-		if c.Error != "" && !c.Hung {
+		if c.Error != "" && !c.Hung && which(c) {
 			return c.Error
 		}
 	}
 	return ""
+}
+
+func outageTime(outages []Outage) time.Duration {
+	var d time.Duration
+	for _, o := range outages {
+		d += o.To.Sub(o.From)
+	}
+	return d
 }
 
 func shareString(share map[int]int) string {
@@ -1153,26 +1218,28 @@ func HoldsVIP(box *lab.Box, c Cluster) string {
 	return ""
 }
 
-// serves says why box still sends to realserver rs with a weight, or "".
-func serves(box *lab.Box, rs netip.Addr) string {
+// sendsTo says whether one of box's virtual services sends to realserver
+// rs (with a weight).
+func sendsTo(box *lab.Box, rs netip.Addr) (bool, error) {
 	h, err := ipvs.New(box.Path())
 	if err != nil {
-		return err.Error()
+		return false, err
 	}
 	defer h.Close()
 	svcs, err := h.GetServices()
 	if err != nil {
-		return err.Error()
+		return false, err
 	}
 	for _, s := range svcs {
-		dsts, _ := h.GetDestinations(s)
-		for _, d := range dsts {
-			if d.Address.Equal(rs.AsSlice()) && d.Weight > 0 {
-				return fmt.Sprintf("%s still sends to %s (weight %d)", box.Name, rs, d.Weight)
-			}
+		dsts, err := h.GetDestinations(s)
+		if err != nil {
+			return false, err
+		}
+		if slices.ContainsFunc(dsts, func(d *ipvs.Destination) bool { return d.Address.Equal(rs.AsSlice()) && d.Weight > 0 }) {
+			return true, nil
 		}
 	}
-	return ""
+	return false, nil
 }
 
 // hasService says why box has no virtual service, or one without its n

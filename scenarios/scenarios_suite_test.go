@@ -244,7 +244,7 @@ var _ = Describe("Two-box LVS-DR", func() {
 
 	// Adversity: every event for both implementations and the mixed pair,
 	// under each fix they run; `make test` runs the entries labelled core.
-	DescribeTable("adversity: split brain, advert loss, a frozen or isolated MASTER, a client cut off, a delayed failover",
+	DescribeTable("adversity: split brain, advert loss, a frozen or isolated MASTER, a client cut off, a delayed failover, the BACKUP's MySQL flapping",
 		func(ctx SpecContext, impl string, ev scenarios.Event, fix scenarios.Fix) {
 			r := scenario(ctx, adversityImpls[impl](), ev, fix)
 			Expect(r.Writes).NotTo(BeNil(), "the write workload ran across the event")
@@ -256,6 +256,9 @@ var _ = Describe("Two-box LVS-DR", func() {
 				Expect(*r.Takeovers).To(BeNumerically(">=", 1), "the BACKUP took the VIP during the event")
 			case scenarios.ClientCut:
 				Expect(*r.Takeovers).To(BeZero(), "VRRP went on: nothing failed over")
+			case scenarios.MySQLFlap:
+				Expect(*r.Takeovers).To(BeZero(), "a backend's health is not VRRP's: nothing failed over")
+				Expect(r.Outages).NotTo(BeEmpty(), "the BACKUP's servers went down during the reads")
 			}
 		},
 		adversityEntries(),

@@ -1,14 +1,19 @@
 package scenarios
 
 import (
-	"github.com/lvslab/lvslab/director"
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/google/go-cmp/cmp"
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
@@ -138,6 +143,39 @@ func TestJudge(t *testing.T) {
 	}
 }
 
+// A flapping server's refusals are not loop evidence; a failure outside
+// its outages, or a hang inside one, still is.
+func TestJudgeFlap(t *testing.T) {
+	c := testCluster(t)
+	t0 := time.Now()
+	failed := func(at, took time.Duration, err string) Conn {
+		return Conn{Start: t0.Add(at), Latency: took, Error: err, Hung: err == "i/o timeout", Refused: err != "i/o timeout" && err != "no route to host"}
+	}
+	for _, tc := range []struct {
+		name   string
+		failed Conn
+		want   Verdict
+		reason string
+	}{
+		{"refused while down", failed(time.Second, time.Millisecond, "connection refused"), Clean, "1 of 3 refused or closed while d2's servers were down (connection refused), not loop evidence"},
+		{"closed as it went down", failed(-time.Second, 1500*time.Millisecond, "invalid connection"), Clean, "1 of 3 refused or closed while d2's servers were down (invalid connection)"},
+		{"refused once up again", failed(6*time.Second, time.Millisecond, "connection refused"), Loop, "1 of 3 failed (connection refused)"},
+		{"hung while down", failed(time.Second, 3*time.Second, "i/o timeout"), Loop, "1 of 3 connections hung"},
+		// the loop's ICMP time exceeded, while the server was down
+		{"unreachable while down", failed(time.Second, 5*time.Millisecond, "no route to host"), Loop, "1 of 3 failed (no route to host)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Result{Fix: FixFwmark, Expected: Expected(FixFwmark, MySQLFlap), Conns: []Conn{{ServedBy: 1}, {ServedBy: 2}, tc.failed},
+				Outages: []Outage{{From: t0, To: t0.Add(5 * time.Second)}}}
+			none := snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1}}, te: map[string]uint64{}}
+			r.judge(c, "d2", 2, none, none)
+			if r.Verdict != tc.want || !strings.Contains(r.Reason, tc.reason) || !strings.Contains(r.Reason, "d2's servers were down 1 time(s), 5s in all") {
+				t.Errorf("got %s %q; want %s containing %q", r.Verdict, r.Reason, tc.want, tc.reason)
+			}
+		})
+	}
+}
+
 func TestExpected(t *testing.T) {
 	for _, tc := range []struct {
 		fix  Fix
@@ -170,6 +208,8 @@ func TestExpected(t *testing.T) {
 		{FixFwmark, FailoverDelayed, Clean},
 		{FixNone, Isolated, Loop},
 		{FixFwmark, ClientCut, Clean},
+		{FixNone, MySQLFlap, Loop}, // whenever the MASTER sends to the box, the box re-balances
+		{FixFwmark, MySQLFlap, Clean},
 		{FixFwmark, SplitBrain, Clean},         // the box the clients stayed with balances
 		{FixBackupOnly, SplitBrain, NoBalance}, // it serves them itself
 		{FixRedirect, Isolated, NoBalance},
@@ -215,5 +255,29 @@ func TestLatencies(t *testing.T) {
 	}
 	if got := latencies(conns[100:]); got != (Percentiles{}) {
 		t.Errorf("none served: %+v", got)
+	}
+}
+
+func TestIsRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, refused := net.Dial("tcp", addr) // nothing listens there now
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{refused, true},
+		{fmt.Errorf("query: %w", mysql.ErrInvalidConn), true},
+		{&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+		{&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, false}, // the loop's ICMP
+		{context.DeadlineExceeded, false},
+	} {
+		if got := isRefused(tc.err); got != tc.want {
+			t.Errorf("isRefused(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

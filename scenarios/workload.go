@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -23,10 +25,16 @@ import (
 type Conn struct {
 	// ServedBy is the @@server_id that answered; 0 when none did.
 	ServedBy int           `json:"served_by"`
+	Start    time.Time     `json:"start"`
 	Latency  time.Duration `json:"latency_ns"`
 	// Hung: no answer before the timeout (the loop's symptom).
-	Hung  bool   `json:"hung"`
-	Error string `json:"error,omitempty"`
+	Hung bool `json:"hung"`
+	// Refused: the server end refused or closed it (a reset, or the
+	// connection closed before the answer), as a stopped or stopping
+	// server does; a loop drops segments instead, or answers with ICMP
+	// (no route to host).
+	Refused bool   `json:"refused,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Reads opens n fresh connections to addr from the client box, at most
@@ -37,8 +45,9 @@ type Conn struct {
 // backend's answer. The connections take turns among the source
 // addresses from (the box's default when empty): IPVS persistence and
 // source hashing decide per client address, so one address would see one
-// backend.
-func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr string, n, parallel int, every, dial, timeout time.Duration) []Conn {
+// backend. Paced connections go on past n until until closes, when it is
+// not nil.
+func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr string, n, parallel int, every, dial, timeout time.Duration, until <-chan struct{}) []Conn {
 	query := func(ctx context.Context, i int) (int, error) {
 		var src netip.Addr
 		if len(from) > 0 {
@@ -67,39 +76,64 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 			return id, err
 		}
 	}
-	out := make([]Conn, n)
-	if every > 0 {
-		parallel = n // paced, not bounded
+	var sem chan struct{} // paced: not bounded
+	if every == 0 {
+		sem, until = make(chan struct{}, parallel), nil
 	}
-	sem := make(chan struct{}, parallel)
+	more := func(i int) bool {
+		if i < n {
+			return true
+		}
+		select {
+		case <-until: // nil: blocks, so never
+		default:
+			return until != nil
+		}
+		return false
+	}
+	var out []*Conn
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i := range out {
+	for i := 0; more(i); i++ {
 		if every > 0 {
 			time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		} else {
+			sem <- struct{}{}
 		}
-		sem <- struct{}{}
+		c := &Conn{}
+		out = append(out, c)
 		wg.Go(func() {
-			defer func() { <-sem }()
+			if sem != nil {
+				defer func() { <-sem }()
+			}
 			qctx, cancel := context.WithTimeout(ctx, dial+timeout)
 			defer cancel()
-			t0 := time.Now()
+			c.Start = time.Now()
 			id, err := query(qctx, i)
-			out[i].ServedBy, out[i].Latency = id, time.Since(t0)
+			c.ServedBy, c.Latency = id, time.Since(c.Start)
 			if err != nil {
-				out[i].Hung = isTimeout(err)
-				out[i].Error = err.Error()
+				c.Hung, c.Refused = isTimeout(err), isRefused(err)
+				c.Error = err.Error()
 			}
 		})
 	}
 	wg.Wait()
-	return out
+	conns := make([]Conn, len(out))
+	for i, c := range out {
+		conns[i] = *c
+	}
+	return conns
 }
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		errors.As(err, &ne) && ne.Timeout()
+}
+
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, mysql.ErrInvalidConn)
 }
 
 // Write is one insert through the VIP.
