@@ -23,14 +23,19 @@ const (
 // cell is one result as the page shows it.
 type cell struct {
 	*scenarios.Result
-	// Directors and Client are SVG polyline points of the timeline.
+	// Directors and Client are SVG polyline points of the timeline, Down
+	// the spans of its x axis when a flapping box's servers were down.
 	Directors, Client string
+	Down              []span
 	MaxFrames         uint64
 	// BadShare is the share of connections hung or failed, and BadWidth
 	// its bar's width.
 	BadShare float64
 	BadWidth int
 }
+
+// span is a stretch of a chart's x axis.
+type span struct{ X, W float64 }
 
 func newCell(r *scenarios.Result) cell {
 	c := cell{Result: r}
@@ -54,6 +59,17 @@ func newCell(r *scenarios.Result) cell {
 		cl = append(cl, fmt.Sprintf("%.1f,%.1f", x, y(s.Client)))
 	}
 	c.Directors, c.Client = strings.Join(dir, " "), strings.Join(cl, " ")
+	if n > 1 {
+		first, last := r.TimelineStart.Add(r.Timeline[0].At), r.TimelineStart.Add(r.Timeline[n-1].At)
+		x := func(t time.Time) float64 {
+			return chartW * min(max(t.Sub(first).Seconds()/last.Sub(first).Seconds(), 0), 1)
+		}
+		for _, o := range r.Outages {
+			if x0, x1 := x(o.From), x(o.To); x1 > x0 {
+				c.Down = append(c.Down, span{x0, x1 - x0})
+			}
+		}
+	}
 	if r.Connections > 0 {
 		c.BadShare = float64(r.Hung+r.Errors) / float64(r.Connections)
 	}
@@ -76,7 +92,7 @@ th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-
 .ERROR, .NO-BALANCE, .UNSTABLE { color: #b60; font-weight: bold; }
 svg { background: #fafafa; border: 1px solid #ddd; }
 .dir { stroke: #c33; fill: none; stroke-width: 1.5; } .cli { stroke: #36c; fill: none; stroke-width: 1.5; }
-.bar { fill: #c33; } small { color: #666; } pre { white-space: pre-wrap; }
+.bar { fill: #c33; } .down { fill: #f3e3a0; } small { color: #666; } pre { white-space: pre-wrap; }
 </style></head><body>
 <h1>Two-box LVS-DR conformance: run {{.RunID}}</h1>
 <p>Kernel {{.Kernel}} ({{.Runner}}), started {{.Started.Format "2006-01-02 15:04:05 MST"}}.
@@ -101,12 +117,13 @@ Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{e
 {{end}}</svg>
 <h2>Bridge frames per 100 ms during the traffic</h2>
 <p><small><span style="color:#c33">red</span>: frames on the directors' ports;
-<span style="color:#36c">blue</span>: on the client's port. With the loop, director frames
-far outnumber the client's.</small></p>
+<span style="color:#36c">blue</span>: on the client's port; shaded: a flapping box's servers
+down. With the loop, director frames far outnumber the client's.</small></p>
 {{range .Cells}}<figure>
 <figcaption>{{with .Service}}{{.}} / {{end}}{{.Scenario}} / {{.Implementation}} / fix {{.Fix}}{{with .LoadText}} / {{.}}{{end}}: <span class="{{.Verdict}}">{{.Verdict}}</span>
 (peak {{.MaxFrames}} frames per 100 ms; x: 0 to {{secs .Traffic}} of traffic)</figcaption>
 <svg width="` + fmt.Sprint(chartW) + `" height="` + fmt.Sprint(chartH) + `" viewBox="0 -2 ` + fmt.Sprint(chartW) + ` ` + fmt.Sprint(chartH+4) + `" role="img" aria-label="frames timeline">
+{{range .Down}}<rect class="down" x="{{printf "%.1f" .X}}" y="0" width="{{printf "%.1f" .W}}" height="` + fmt.Sprint(chartH) + `"/>{{end}}
 <polyline class="dir" points="{{.Directors}}"/><polyline class="cli" points="{{.Client}}"/>
 </svg></figure>
 {{end}}

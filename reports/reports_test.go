@@ -14,10 +14,13 @@ import (
 )
 
 func sample() *Summary {
+	t0 := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	loop := &scenarios.Result{Scenario: scenarios.Steady, Implementation: "keepalived", Fix: scenarios.FixNone,
 		Verdict: scenarios.Loop, Expected: scenarios.Loop, Pass: true, Reason: "passive d2's service counted 522 packets",
 		Connections: 40, Served: 30, Hung: 3, Errors: 7, Capture: &scenarios.CaptureStats{Frames: 900, KernelDrops: 4},
-		Timeline: []scenarios.Sample{{At: 100 * time.Millisecond, Client: 10, Directors: 80}, {At: 200 * time.Millisecond, Client: 5, Directors: 40}}}
+		Timeline: []scenarios.Sample{{At: 100 * time.Millisecond, Client: 10, Directors: 80}, {At: 200 * time.Millisecond, Client: 5, Directors: 40}},
+		// down from before the timeline to its middle
+		TimelineStart: t0, Outages: []scenarios.Outage{{From: t0.Add(-time.Second), To: t0.Add(150 * time.Millisecond)}}}
 	clean := &scenarios.Result{Scenario: scenarios.FailoverKill, Implementation: "keepalived", Fix: scenarios.FixFwmark,
 		Verdict: scenarios.Clean, Expected: scenarios.Clean, Pass: true, Reason: "40 of 40 served",
 		Connections: 40, Served: 40, Failover: 3600 * time.Millisecond, Capture: &scenarios.CaptureStats{Frames: 310}}
@@ -46,6 +49,7 @@ func TestWriteAndRender(t *testing.T) {
 		`900 frames, <strong>incomplete</strong>: 4 dropped by the kernel, 0 past the cap`, `<small class="capture">310 frames</small>`,
 		`<polyline class="dir" points="0.0,0.0 360.0,60.0"/>`, // 80 is the peak, 40 half of it
 		`<polyline class="cli" points="0.0,105.0 360.0,112.5"/>`,
+		`<rect class="down" x="0.0" y="0" width="180.0" height="120"/>`,
 		">25%</text>",        // (3 hung + 7 failed) / 40
 		"every run is CLEAN", // a check report
 		"<pre id=\"your-config\">Your configuration\n  d1: db1.conf &lt;with include&gt;</pre>",

@@ -70,7 +70,10 @@ const (
 // more that come and go over minutes (twelve runs of each, one after
 // the other, put five slow ones in a row on one side); a ratio of
 // neighbours cancels that drift. frames/conn counts the frames on the
-// directors' bridge ports per connection.
+// directors' bridge ports per connection, unserved the connections that
+// hung or failed (the p99 is of the served). A run fails on a bounce
+// only: under TCG at this rate a stall can leave a few connections of
+// either setup unanswered (2 and 25 of 2000 once) without any loop.
 func BenchmarkIPVSLoad(b *testing.B) {
 	labtest.RequireIPVS(b)
 	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
@@ -84,12 +87,12 @@ func BenchmarkIPVSLoad(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if !r.Pass {
-			b.Fatalf("%s, one director %v: verdict %s, want CLEAN: %s", fix, single, r.Verdict, r.Reason)
+		if r.Bounces == nil || r.Bounces.Bounced > 0 {
+			b.Fatalf("%s, one director %v: %s", fix, single, r.Reason)
 		}
 		return r
 	}
-	var p99, ref, ratio, frames, refFrames float64
+	var p99, ref, ratio, frames, refFrames, unserved, refUnserved float64
 	for range b.N {
 		loadOps++
 		var pair, one *scenarios.Result
@@ -103,6 +106,8 @@ func BenchmarkIPVSLoad(b *testing.B) {
 		ratio += float64(pair.Latency.P99) / float64(one.Latency.P99)
 		frames += pair.FramesPerConn
 		refFrames += one.FramesPerConn
+		unserved += float64(pair.Hung + pair.Errors)
+		refUnserved += float64(one.Hung + one.Errors)
 	}
 	n := float64(b.N)
 	b.ReportMetric(p99/n, "ns/op")
@@ -110,6 +115,8 @@ func BenchmarkIPVSLoad(b *testing.B) {
 	b.ReportMetric(ratio/n, "p99-ratio")
 	b.ReportMetric(frames/n, "frames/conn")
 	b.ReportMetric(refFrames/n, "ref-frames/conn")
+	b.ReportMetric(unserved/n, "unserved")
+	b.ReportMetric(refUnserved/n, "ref-unserved")
 }
 
 // loadOps counts BenchmarkIPVSLoad's ops over -count, so the reference

@@ -276,8 +276,10 @@ type Result struct {
 	Setup    time.Duration `json:"setup_ns"`
 	Traffic  time.Duration `json:"traffic_ns"`
 	Conns    []Conn        `json:"conns"`
-	// Timeline samples the bridge every 100 ms during the traffic.
-	Timeline []Sample `json:"timeline"`
+	// Timeline samples the bridge every 100 ms during the traffic, from
+	// TimelineStart (its samples' At count from there).
+	Timeline      []Sample  `json:"timeline"`
+	TimelineStart time.Time `json:"timeline_start"`
 	// Bounces is what a capture on the bridge saw during the traffic, and
 	// Pcap the file it was written to, if any.
 	Bounces *Bounces      `json:"bounces,omitempty"`
@@ -345,10 +347,9 @@ const SampleInterval = 100 * time.Millisecond
 
 // sampleFrames reads the bridge's port counters every SampleInterval
 // until stop is closed, and returns the per-interval frame counts.
-func sampleFrames(bridge *lab.Box, c Cluster, client string, stop <-chan struct{}) []Sample {
+func sampleFrames(bridge *lab.Box, c Cluster, client string, t0 time.Time, stop <-chan struct{}) []Sample {
 	sum := func() (cl, dir uint64) { return bridgeFrames(bridge, c, client) }
 	var out []Sample
-	t0 := time.Now()
 	lastC, lastD := sum()
 	tick := time.NewTicker(SampleInterval)
 	defer tick.Stop()
@@ -474,7 +475,8 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	stop, sampled := make(chan struct{}), make(chan []Sample)
-	go func() { sampled <- sampleFrames(l.Box(topo.Bridges[0].Name), c, client, stop) }()
+	r.TimelineStart = time.Now()
+	go func() { sampled <- sampleFrames(l.Box(topo.Bridges[0].Name), c, client, r.TimelineStart, stop) }()
 	capture, err := StartCapture(l.Box(topo.Bridges[0].Name))
 	if err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
@@ -484,33 +486,33 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if opts.Rate > 0 {
 		every = time.Second / time.Duration(opts.Rate)
 	}
+	soft0, err := softirq()
+	if err != nil {
+		capture.Stop()
+		return nil, err
+	}
 	var cycled <-chan struct{}
 	var flapped func() error
 	if ev == MySQLFlap {
 		every = flapEvery
 		cycled, flapped = r.flapping(ctx, l, c, opts, client, vip, passive, backends)
 	}
-	soft0, err := softirq()
-	if err != nil {
-		capture.Stop()
-		return nil, err
-	}
 	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), opts.Service.Backend, vip, opts.Connections, opts.Parallel, every, opts.DialTimeout, opts.Timeout, cycled)
 	r.Traffic = time.Since(t1)
+	step("traffic done")
 	soft1, err := softirq()
+	if flapped != nil {
+		if ferr := flapped(); ferr != nil {
+			capture.Stop()
+			return nil, fmt.Errorf("%s: %w", ev, ferr)
+		}
+		step(fmt.Sprintf("%s done: %d outages, the servers up again", ev, len(r.Outages)))
+	}
 	if err != nil {
 		capture.Stop()
 		return nil, err
 	}
 	r.Rate, r.SoftirqMs = opts.Rate, soft1-soft0
-	step("traffic done")
-	if flapped != nil {
-		if err := flapped(); err != nil {
-			capture.Stop()
-			return nil, fmt.Errorf("%s: %w", ev, err)
-		}
-		step(fmt.Sprintf("%s done: %d outages, the servers up again", ev, len(r.Outages)))
-	}
 	time.Sleep(SampleInterval) // the last interval
 	close(stop)
 	r.Timeline = <-sampled

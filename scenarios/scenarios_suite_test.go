@@ -320,6 +320,7 @@ var adversityImpls = map[string]func() scenarios.Implementation{
 var adversityCore = []string{
 	"split-brain keepalived fwmark", "split-brain lvslab none", "advert-loss-50 lvslab fwmark",
 	"master-frozen keepalived none", "master-frozen keepalived+lvslab fwmark", "failover-delayed lvslab fwmark",
+	"mysql-flap keepalived+lvslab fwmark",
 }
 
 func adversityEntries() []TableEntry {
