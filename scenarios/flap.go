@@ -21,9 +21,10 @@ func stopServers(l *lab.Lab, node string, backends map[backendKey]*backend) (sta
 			stopped[k] = b
 		}
 	}
-	mariadb := l.Process(node, "mariadbd") != nil
+	p := l.Process(node, "mariadbd")
+	mariadb := p != nil
 	if mariadb {
-		if err := l.Process(node, "mariadbd").Stop(lab.StopGrace); err != nil {
+		if err := p.Stop(lab.StopGrace); err != nil {
 			return nil, err
 		}
 	}
@@ -93,8 +94,10 @@ func (r *Result) flapping(ctx context.Context, l *lab.Lab, c Cluster, opts Optio
 // bothSendTo says why a director does not send to d's realserver, or "".
 func bothSendTo(l *lab.Lab, c Cluster, d Director) string {
 	for _, dd := range c.Directors {
-		if to, err := sendsTo(l.Box(dd.Node), d.Addr); err != nil || !to {
-			return fmt.Sprintf("%s does not send to %s again yet (%v)", dd.Node, d.Addr, err)
+		if to, err := sendsTo(l.Box(dd.Node), d.Addr); err != nil {
+			return err.Error()
+		} else if !to {
+			return fmt.Sprintf("%s does not send to %s again yet", dd.Node, d.Addr)
 		}
 	}
 	return ""

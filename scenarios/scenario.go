@@ -110,9 +110,9 @@ const (
 	// on the data it left, and any built-in backend) while the reads run:
 	// down for flapFor, then, once both directors' health checks send to
 	// it again, up for flapFor; flapCycles times, the reads paced across
-	// all of them. A
-	// connection that fails while they are down (refused, or closed by
-	// the stopping server) is the flap's doing, not loop evidence.
+	// all of them. A connection that fails while they are down (refused,
+	// or closed by the stopping server) is the flap's doing, not loop
+	// evidence.
 	MySQLFlap Event = "mysql-flap"
 )
 
@@ -560,8 +560,10 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		}
 		err := WaitFor(ctx, 30*time.Second, func() string {
 			for _, d := range c.Directors {
-				if to, err := sendsTo(l.Box(d.Node), passive.Addr); err != nil || to {
-					return fmt.Sprintf("%s still sends to %s (%v)", d.Node, passive.Addr, err)
+				if to, err := sendsTo(l.Box(d.Node), passive.Addr); err != nil {
+					return err.Error()
+				} else if to {
+					return fmt.Sprintf("%s still sends to %s", d.Node, passive.Addr)
 				}
 			}
 			return ""

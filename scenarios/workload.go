@@ -81,15 +81,15 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 		sem, until = make(chan struct{}, parallel), nil
 	}
 	more := func(i int) bool {
-		if i < n {
-			return true
+		if i < n || until == nil {
+			return i < n
 		}
 		select {
-		case <-until: // nil: blocks, so never
+		case <-until:
+			return false
 		default:
-			return until != nil
+			return true
 		}
-		return false
 	}
 	var out []*Conn
 	var wg sync.WaitGroup
