@@ -213,6 +213,10 @@ func (l *Lab) startMariaDB(node string) (*Process, error) {
 		"--socket=" + filepath.Join(data, "mysqld.sock"), "--pid-file=" + filepath.Join(data, "mysqld.pid"),
 		"--init-file=" + filepath.Join(l.Dir, "schema.sql"), "--skip-name-resolve",
 		innodbLogSize, "--innodb-buffer-pool-size=32M", "--performance-schema=OFF",
+		// MyISAM's key buffer and Aria's page cache default to 128 MB
+		// each, for tables a lab hardly uses: at 1 MB mariadbd starts on
+		// 16% less CPU under TCG (93 against 111 ticks, 4 starts each).
+		"--key-buffer-size=1M", "--aria-pagecache-buffer-size=1M",
 		// A binary log, so any node can be a replication source (the
 		// seed's boxes replicate; the mysql-replica check reads that).
 		"--log-bin=binlog",
@@ -259,7 +263,11 @@ func copySparse(dst, src string) error {
 	if err != nil {
 		return err
 	}
-	size, buf := fi.Size(), make([]byte, 256<<10)
+	// Most of a datadir's files are small: a buffer of their size (a
+	// 256 KiB one for each, zeroed, was 16% of the copies' CPU under
+	// TCG).
+	size := fi.Size()
+	buf := make([]byte, min(size, 256<<10))
 	for off := int64(0); off < size; {
 		// Skip src's holes where the file system can say (tmpfs, ext4).
 		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
