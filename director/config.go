@@ -42,6 +42,11 @@ type VRRPConfig struct {
 	Preempt      *bool         `yaml:"preempt,omitempty"` // default true
 	PreemptDelay time.Duration `yaml:"preempt_delay,omitempty"`
 	UnicastPeer  string        `yaml:"unicast_peer,omitempty"`
+	// GARPRefresh, when set, re-announces the VIPs with gratuitous ARP
+	// this often while MASTER (keepalived's vrrp_garp_master_refresh):
+	// clients that a BACKUP's brief takeover (a split brain) drew away
+	// come back within it, even when the BACKUP yielded unheard.
+	GARPRefresh time.Duration `yaml:"garp_refresh,omitempty"`
 }
 
 // ServiceConfig is one virtual service and its realservers.
@@ -175,6 +180,9 @@ func (c *Config) validate() error {
 	}
 	if v.PreemptDelay < 0 || v.PreemptDelay > time.Hour {
 		k.fail("vrrp.preempt_delay", "preempt_delay %s: want 0 to 1h", v.PreemptDelay)
+	}
+	if v.GARPRefresh != 0 && (v.GARPRefresh < v.AdvertInt || v.GARPRefresh > time.Hour) {
+		k.fail("vrrp.garp_refresh", "garp_refresh %s: want 0 (none) or advert_int (%s) to 1h", v.GARPRefresh, v.AdvertInt)
 	}
 	if v.UnicastPeer != "" {
 		if a, err := netip.ParseAddr(v.UnicastPeer); err != nil || !a.Is4() {

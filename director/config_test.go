@@ -65,6 +65,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown field", "  vrid: 51", "  vrid: 51\n  colour: red", `c.yaml:4: unknown field "colour"`},
 		{"vrid range", "vrid: 51", "vrid: 300", "c.yaml:3: vrrp.vrid: vrid 300: want 1-255"},
 		{"priority owner", "priority: 150", "priority: 255", "c.yaml:4: vrrp.priority: priority 255"},
+		{"garp_refresh under advert_int", "  vrid: 51", "  vrid: 51\n  garp_refresh: 100ms", "vrrp.garp_refresh: garp_refresh 100ms: want 0 (none) or advert_int (1s) to 1h"},
 		{"bad VIP", "vip: 192.168.1.200", "vip: 192.168.1", "c.yaml:7: services[0].vip: bad VIP"},
 		{"bad port", "port: 3306", "port: 70000", "c.yaml:8: services[0].port: port 70000"},
 		{"scheduler", "    port: 3306", "    port: 3306\n    scheduler: fastest", `services[0].scheduler: unknown scheduler "fastest"`},

@@ -57,8 +57,10 @@ type Daemon struct {
 	transmit func(Advert) error
 	announce func(v netip.Addr, held func() bool)
 	// vipGen counts VIP additions and removals: an announcement goes on
-	// only while the generation it started in holds.
-	vipGen  atomic.Uint64
+	// only while the generation it started in holds. announced is when
+	// the VIPs were last announced (vrrp.garp_refresh).
+	vipGen    atomic.Uint64
+	announced time.Time
 	crashed chan error // a goroutine's panic (spawn)
 	started bool       // the loop ran: VIPs may be up
 	// peerMAC is the MAC the guard excludes (nil while unknown), and
@@ -183,6 +185,7 @@ func (d *Daemon) loop(ctx context.Context, recv <-chan received, checks <-chan c
 				func(m *Machine) []Action { return m.Receive(time.Now(), r.advert, r.src) })
 		case <-timer.C:
 			d.transition("timer", func(m *Machine) []Action { return m.Tick(time.Now()) })
+			d.refreshVIPs(time.Now())
 		case cr := <-checks:
 			timer.Stop()
 			d.checked(cr)
@@ -648,6 +651,7 @@ func (d *Daemon) vipAddr(v netip.Addr) *netlink.Addr {
 func (d *Daemon) addVIPs() error {
 	gen := d.vipGen.Add(1)
 	held := func() bool { return d.vipGen.Load() == gen }
+	d.announced = time.Now()
 	var errs []error
 	for _, v := range d.vips {
 		if err := d.nl.AddrAdd(d.link, d.vipAddr(v)); err != nil && !errors.Is(err, unix.EEXIST) {
@@ -657,6 +661,21 @@ func (d *Daemon) addVIPs() error {
 		d.announce(v, held)
 	}
 	return errors.Join(errs...)
+}
+
+// refreshVIPs announces the VIPs again when vrrp.garp_refresh has passed
+// since the last announcement and we are MASTER. The loop calls it on
+// its timer, which while MASTER fires for every advert.
+func (d *Daemon) refreshVIPs(now time.Time) {
+	every := d.cfg.VRRP.GARPRefresh
+	if every == 0 || d.fsm.State() != Master || now.Sub(d.announced) < every {
+		return
+	}
+	d.announced = now
+	gen := d.vipGen.Load()
+	for _, v := range d.vips {
+		d.announce(v, func() bool { return d.vipGen.Load() == gen })
+	}
 }
 
 func (d *Daemon) delVIPs() error {

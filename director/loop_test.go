@@ -238,3 +238,39 @@ func TestAnnouncementsEndWithTheVIP(t *testing.T) {
 		t.Errorf("MASTER again: the old announcement held %v, the new one %v; want false, true", held[0](), held[1]())
 	}
 }
+
+// TestGARPRefresh: with vrrp.garp_refresh a MASTER announces its VIPs
+// again once that long has passed since the last announcement; a BACKUP,
+// or a director without it, does not.
+func TestGARPRefresh(t *testing.T) {
+	d, _ := stalledDaemon(t, "150")
+	n := 0
+	d.announce = func(netip.Addr, func() bool) { n++ }
+	d.fsm.state = Master
+	if err := d.addVIPs(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := d.announced
+	d.refreshVIPs(t0.Add(time.Hour))
+	if n != 1 {
+		t.Fatalf("without garp_refresh: %d announcements, want the one of addVIPs", n)
+	}
+	d.cfg.VRRP.GARPRefresh = 2 * time.Second
+	for _, step := range []struct {
+		after time.Duration
+		state State
+		want  int
+	}{
+		{time.Second, Master, 1},     // too early
+		{2 * time.Second, Backup, 1}, // not MASTER
+		{2 * time.Second, Master, 2}, // due
+		{3 * time.Second, Master, 2}, // 1 s since the last
+		{4500 * time.Millisecond, Master, 3},
+	} {
+		d.fsm.state = step.state
+		d.refreshVIPs(t0.Add(step.after))
+		if n != step.want {
+			t.Fatalf("at +%s as %s: %d announcements, want %d", step.after, step.state, n, step.want)
+		}
+	}
+}

@@ -95,7 +95,9 @@ var Findings = []Finding{
 			"clients stayed too in 2 of 4 runs. The events now heal just after the BACKUP's own advert (seen on the " +
 			"bridge), the same phase for every implementation: the clients stay with the box that yielded. It still " +
 			"balances (fwmark: CLEAN; no fix: LOOP), but under backup_only or REDIRECT, as BACKUP, it serves every " +
-			"client itself: NO-BALANCE, not a loop."},
+			"client itself: NO-BALANCE, not a loop. A MASTER that re-announces its VIPs now and then brings them " +
+			"back (keepalived's vrrp_garp_master_refresh; the lvslab director's vrrp.garp_refresh, added for this): " +
+			"at 2 s, split-brain lvslab backup-only was CLEAN in 4 of 4 runs, NO-BALANCE in 4 of 4 without."},
 	{"Under backup_only a brief takeover removes the guard until the backup sync daemon is back",
 		"With 30% of its adverts lost for 10 s the keepalived BACKUP took the VIP once (its log: Entering MASTER " +
 			"STATE), then logged the MASTER's higher-priority advert and nothing else: when the traffic ended, " +

@@ -21,11 +21,19 @@ type GoDirector struct {
 	// LearnPeerMAC leaves peer_mac out of the config: the fwmark guard
 	// learns it from the peer's VRRP adverts.
 	LearnPeerMAC bool
+	// GARPRefresh sets vrrp.garp_refresh: the MASTER announces its VIPs
+	// again this often.
+	GARPRefresh time.Duration
 	directors
 }
 
 // Name implements Implementation.
-func (*GoDirector) Name() string { return "lvslab" }
+func (d *GoDirector) Name() string {
+	if d.GARPRefresh > 0 {
+		return "lvslab, garp_refresh " + d.GARPRefresh.String()
+	}
+	return "lvslab"
+}
 
 var directorConf = template.Must(template.New("director.yaml").Parse(`# lvslab director on {{.Node}}, rendered by the scenario.
 vrrp:
@@ -33,6 +41,9 @@ vrrp:
   vrid: {{.VRID}}
   priority: {{.Priority}}
   advert_int: 1s
+{{- with .GARPRefresh}}
+  garp_refresh: {{.}}
+{{- end}}
 services:
   - name: mysql
     vip: {{.VIP}}
@@ -76,7 +87,7 @@ func (d *GoDirector) Config(c Cluster, i int, fix Fix, socket string) (string, e
 	var conf bytes.Buffer
 	err := directorConf.Execute(&conf, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": peerMAC,
-		"Socket": socket})
+		"Socket": socket, "GARPRefresh": d.GARPRefresh})
 	return conf.String(), err
 }
 

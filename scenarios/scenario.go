@@ -470,17 +470,25 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if ev == MySQLDown {
 		wantServers--
 	}
+	// The capture starts an IPVS estimator tick before the first reading
+	// of the counters, which move at its ticks only: whatever they count
+	// between the readings crossed the bridge while the capture ran. (It
+	// started after the reading once, and a passive box counted one
+	// packet more than the capture saw clients send it, most likely a
+	// late segment of the writes between the tick and the capture.)
+	capture, err := StartCapture(l.Box(topo.Bridges[0].Name))
+	if err != nil {
+		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
+	}
+	time.Sleep(ipvsStatsDelay)
 	before, err := observe(l, c)
 	if err != nil {
+		capture.Stop()
 		return nil, err
 	}
 	stop, sampled := make(chan struct{}), make(chan []Sample)
 	r.TimelineStart = time.Now()
 	go func() { sampled <- sampleFrames(l.Box(topo.Bridges[0].Name), c, client, r.TimelineStart, stop) }()
-	capture, err := StartCapture(l.Box(topo.Bridges[0].Name))
-	if err != nil {
-		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
-	}
 	t1 := time.Now()
 	var every time.Duration
 	if opts.Rate > 0 {
@@ -700,9 +708,6 @@ func (r *Result) startWrites(ctx context.Context, l *lab.Lab, c Cluster, opts Op
 			return err
 		}
 		r.Writes = &ws
-		// The writes' packets reach the IPVS counters at the estimator's
-		// next tick: let it pass, or they count as the reads' evidence.
-		time.Sleep(ipvsStatsDelay)
 		return nil
 	}
 }

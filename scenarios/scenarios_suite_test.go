@@ -263,6 +263,18 @@ var _ = Describe("Two-box LVS-DR", func() {
 		},
 		adversityEntries(),
 	)
+
+	// The remedy for the clients a split brain leaves with the BACKUP
+	// (Findings): the MASTER announces its VIPs again every 2 s, so
+	// within 2 s of the heal the clients are back and the pair balances
+	// under backup_only too.
+	It("split-brain lvslab backup-only with garp_refresh 2s: the clients come back to the MASTER", Label("adversity"), timeout(), func(ctx SpecContext) {
+		r := run(ctx, &scenarios.GoDirector{Binary: lvslabBinary(), GARPRefresh: 2 * time.Second}, scenarios.SplitBrain, scenarios.FixBackupOnly, scenarios.Clean)
+		GinkgoWriter.Printf("%s: %s\n", r.Verdict, r.Reason)
+		Expect(*r.Takeovers).To(BeNumerically(">=", 1), "the BACKUP took the VIP during the event")
+		Expect(r.Verdict).To(Equal(scenarios.Clean), r.Reason)
+		Expect(r.Pass).To(BeTrue(), r.Reason)
+	})
 })
 
 var _ = Describe("Load", Label("load"), func() {
