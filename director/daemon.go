@@ -61,8 +61,8 @@ type Daemon struct {
 	// the VIPs were last announced (vrrp.garp_refresh).
 	vipGen    atomic.Uint64
 	announced time.Time
-	crashed chan error // a goroutine's panic (spawn)
-	started bool       // the loop ran: VIPs may be up
+	crashed   chan error // a goroutine's panic (spawn)
+	started   bool       // the loop ran: VIPs may be up
 	// peerMAC is the MAC the guard excludes (nil while unknown), and
 	// peerFrom where it came from: "config", "adverts" or "neighbour".
 	peerMAC  net.HardwareAddr

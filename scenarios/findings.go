@@ -59,7 +59,11 @@ var Findings = []Finding{
 			"switches its IPVS sync daemons, and the kernel's start_sync_thread takes the RTNL lock, which other labs' " +
 			"namespace teardown holds: the likely cause, not confirmed yet. Readiness now waits up to 90 s and a " +
 			"failure reports each box's process stacks. The lvslab director drops the VIP on its VRRP loop and " +
-			"switches sync daemons on a worker."},
+			"switches sync daemons on a worker. Seen again after a heal, with no other lab running: advert-loss-50 " +
+			"keepalived backup-only, repeated alone, in its third run the BACKUP that had taken the VIP logged the " +
+			"MASTER's higher-priority advert and nothing else for 90 s, both boxes holding the VIP (ERROR); the only " +
+			"other namespace work was the previous run's teardown, minutes before. The convergence after a heal now " +
+			"waits 90 s too and reports the stacks; the cause is open."},
 	{"Directors started together may both become MASTER for a moment",
 		"Both time out as BACKUP after about 3.5 s and take the VIP until the higher priority's adverts are heard " +
 			"(1.5 s once, with six scenarios on a loaded micro-VM). Under load this broke cells: a REDIRECT cell " +
@@ -97,7 +101,12 @@ var Findings = []Finding{
 			"balances (fwmark: CLEAN; no fix: LOOP), but under backup_only or REDIRECT, as BACKUP, it serves every " +
 			"client itself: NO-BALANCE, not a loop. A MASTER that re-announces its VIPs now and then brings them " +
 			"back (keepalived's vrrp_garp_master_refresh; the lvslab director's vrrp.garp_refresh, added for this): " +
-			"at 2 s, split-brain lvslab backup-only was CLEAN in 4 of 4 runs, NO-BALANCE in 4 of 4 without."},
+			"at 2 s, split-brain lvslab backup-only was CLEAN in 4 of 4 runs, NO-BALANCE in 4 of 4 without. How long " +
+			"the clients stay is their own neighbour timers': in one full run of the suite an isolated MASTER's clients " +
+			"were back by the reads (lvslab, backup_only: CLEAN where NO-BALANCE was expected) and after a takeover under " +
+			"50% advert loss a keepalived pair's stayed (NO-BALANCE where CLEAN was expected). Under backup_only or " +
+			"REDIRECT these events now pass as CLEAN, or as NO-BALANCE when the capture saw the clients send to the " +
+			"passive box."},
 	{"Under backup_only a brief takeover removes the guard until the backup sync daemon is back",
 		"With 30% of its adverts lost for 10 s the keepalived BACKUP took the VIP once (its log: Entering MASTER " +
 			"STATE), then logged the MASTER's higher-priority advert and nothing else: when the traffic ended, " +

@@ -80,7 +80,19 @@ func (k *Keepalived) Name() string {
 // directors holds the process an implementation runs on each director
 // box, and stops them the same way for every implementation.
 type directors struct {
+	lab   *lab.Lab
 	procs [2]*lab.Process
+}
+
+// firstStart says whether director i starts for the first time in l, not
+// again: what a first start installs in the box (a guard rule, a sysctl)
+// a restart finds in place. One Implementation may run several labs in
+// turn (a spec repeated, REPEAT=N): each lab's first start is its own.
+func (d *directors) firstStart(l *lab.Lab, i int) bool {
+	if d.lab != l {
+		d.lab, d.procs = l, [2]*lab.Process{}
+	}
+	return d.procs[i] == nil
 }
 
 // Stop implements Implementation.
@@ -148,7 +160,7 @@ func (k *Keepalived) Config(c Cluster, i int, fix Fix, dir string) (string, erro
 func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fix Fix) error {
 	d := c.Directors[i]
 	box := l.Box(d.Node)
-	if k.procs[i] == nil { // a restart finds the rule and sysctl in place
+	if k.firstStart(l, i) {
 		switch fix {
 		case FixFwmark:
 			g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", PeerMAC: c.Peer(i).MAC, Mark: uint32(d.Mark)}

@@ -189,6 +189,17 @@ func Expected(fix Fix, ev Event) Verdict {
 	return Clean
 }
 
+// clientsMayStay: after an event in which the BACKUP may take the VIP and
+// yield it again, clients whose ARP entry still names it send to it until
+// the entry fails or a gratuitous ARP moves it (Findings); under
+// backup_only or REDIRECT that box serves them itself. Whether they still
+// do at the reads is the clients' neighbour timers, not the pair: such a
+// cell passes as CLEAN, or as NO-BALANCE when the capture saw clients send
+// to the passive box, whichever of the two Expected names.
+func clientsMayStay(fix Fix, ev Event) bool {
+	return (fix == FixBackupOnly || fix == FixRedirect) && (ev == SplitBrain || ev == Isolated || advertLoss(ev) > 0)
+}
+
 // Options bound a scenario's workload.
 type Options struct {
 	Connections int // client connections (default 40)
@@ -796,8 +807,11 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 	// Converged: the MASTER alone holds the VIP and both tables are full
 	// again (a box cut off marked the other's realserver down).
 	t0 := time.Now()
-	if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
-		return fmt.Errorf("after the heal: %w", err)
+	// readyBound: after a brief takeover the keepalived BACKUP under
+	// backup_only can hang as it does at start (see readyBound and
+	// Findings), both boxes holding the VIP for over 90 s.
+	if err := WaitReady(ctx, l, c, readyBound); err != nil {
+		return fmt.Errorf("after the heal: %w (%s; d1: %s; d2: %s)", err, logTails(impl), master.Stacks(), backup.Stacks())
 	}
 	if fix == FixBackupOnly {
 		if err := waitBackupDaemon(ctx, l, c); err != nil {
@@ -1083,6 +1097,16 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v", r.Served, r.Connections, shareString(r.Share)))
 	}
 	r.Pass = r.Verdict == r.Expected
+	if !r.Pass && r.Expected == Expected(r.Fix, r.Scenario) && clientsMayStay(r.Fix, r.Scenario) {
+		switch {
+		case r.Verdict == Clean:
+			r.Pass = true
+			notes = append(notes, "the clients were back with the MASTER by the reads (their ARP entries, see Findings)")
+		case r.Verdict == NoBalance && r.PassiveFromClients != nil && *r.PassiveFromClients > 0:
+			r.Pass = true
+			notes = append(notes, fmt.Sprintf("the clients still sent to %s, the box that yielded (%d segments; their ARP entries, see Findings), which serves them itself under %s", passive, *r.PassiveFromClients, r.Fix))
+		}
+	}
 	why = append(why, notes...)
 	if w := r.Writes; w != nil {
 		why = append(why, fmt.Sprintf("writes across the event: %d acknowledged of %d, %d lost", w.Acked, w.Attempted, w.Lost))

@@ -11,7 +11,9 @@ import (
 // evidence, and in Runs how often each verdict came out. Runs that agree
 // keep their verdict, and pass if every run passed. Runs that disagree
 // are UNSTABLE and fail, with the first reason seen for each outcome: a
-// flake is counted and shown, never retried away.
+// flake is counted and shown, never retried away. Only where the judge
+// accepts two verdicts (clientsMayStay) can runs that disagree each pass:
+// then the tally passes, with both outcomes and their reasons.
 func Tally(runs []*Result) *Result {
 	t := *runs[0]
 	t.Runs = map[Verdict]int{}
@@ -26,7 +28,9 @@ func Tally(runs []*Result) *Result {
 	if len(t.Runs) == 1 {
 		return &t
 	}
-	t.Verdict, t.Pass = Unstable, false
+	if !t.Pass {
+		t.Verdict = Unstable
+	}
 	var why []string
 	for _, v := range slices.Sorted(maps.Keys(t.Runs)) {
 		why = append(why, fmt.Sprintf("%s in %d of %d runs: %s", v, t.Runs[v], len(runs), reasons[v]))

@@ -176,6 +176,47 @@ func TestJudgeFlap(t *testing.T) {
 	}
 }
 
+// TestJudgeStuckClients: where a BACKUP's takeover may leave the clients
+// with it (split brain, isolation, advert loss under backup_only or
+// REDIRECT), CLEAN passes, and NO-BALANCE passes only when the capture saw
+// the clients send to the passive box; elsewhere the table decides alone.
+func TestJudgeStuckClients(t *testing.T) {
+	c := testCluster(t)
+	served := func(ids ...int) (cs []Conn) {
+		for _, id := range ids {
+			cs = append(cs, Conn{ServedBy: id})
+		}
+		return cs
+	}
+	for _, tc := range []struct {
+		name        string
+		fix         Fix
+		ev          Event
+		conns       []Conn
+		fromClients uint64
+		want        bool
+	}{
+		{"split brain, clients back", FixBackupOnly, SplitBrain, served(1, 2), 0, true},
+		{"split brain, clients stayed", FixBackupOnly, SplitBrain, served(2, 2), 40, true},
+		{"advert loss, clients stayed", FixRedirect, AdvertLoss50, served(2, 2), 40, true},
+		{"advert loss, one box served, clients at the MASTER", FixBackupOnly, AdvertLoss50, served(1, 1), 0, false},
+		{"advert loss under fwmark: the table alone", FixFwmark, AdvertLoss50, served(2, 2), 40, false},
+		{"steady state under backup_only: the table alone", FixBackupOnly, Steady, served(2, 2), 40, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Result{Fix: tc.fix, Scenario: tc.ev, Expected: Expected(tc.fix, tc.ev), Conns: tc.conns,
+				Bounces: &Bounces{}, Capture: &CaptureStats{Frames: 500}, PassiveFromClients: new(tc.fromClients)}
+			snap := func(p uint32) snapshot {
+				return snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1, InPkts: p}}, te: map[string]uint64{}}
+			}
+			r.judge(c, "d2", 2, snap(0), snap(uint32(tc.fromClients)))
+			if r.Pass != tc.want {
+				t.Errorf("%s (expected %s): pass %v, want %v: %s", r.Verdict, r.Expected, r.Pass, tc.want, r.Reason)
+			}
+		})
+	}
+}
+
 func TestExpected(t *testing.T) {
 	for _, tc := range []struct {
 		fix  Fix
@@ -236,6 +277,11 @@ func TestTally(t *testing.T) {
 	if flaky.Verdict != Unstable || flaky.Pass || flaky.Counts() != "CLEAN 1/3, LOOP 2/3" ||
 		flaky.Reason != "CLEAN in 1 of 3 runs: 20 of 20 served | LOOP in 2 of 3 runs: bounced" {
 		t.Errorf("LOOP, CLEAN, LOOP: got %s pass=%v %q %q", flaky.Verdict, flaky.Pass, flaky.Counts(), flaky.Reason)
+	}
+	// Two verdicts the judge accepted (clientsMayStay): both shown, passing.
+	accepted := Tally([]*Result{{Verdict: NoBalance, Expected: NoBalance, Pass: true, Reason: "stayed"}, {Verdict: Clean, Expected: NoBalance, Pass: true, Reason: "back"}})
+	if !accepted.Pass || accepted.VerdictText() != "CLEAN 1/2, NO-BALANCE 1/2" || accepted.Reason != "CLEAN in 1 of 2 runs: back | NO-BALANCE in 1 of 2 runs: stayed" {
+		t.Errorf("NO-BALANCE, CLEAN, each accepted: got %s pass=%v %q %q", accepted.Verdict, accepted.Pass, accepted.VerdictText(), accepted.Reason)
 	}
 	if stable.VerdictText() != "LOOP 3/3" || flaky.VerdictText() != "UNSTABLE (CLEAN 1/3, LOOP 2/3)" || (&Result{Verdict: Loop}).VerdictText() != "LOOP" {
 		t.Errorf("verdict texts %q, %q", stable.VerdictText(), flaky.VerdictText())

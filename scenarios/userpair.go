@@ -35,7 +35,7 @@ func (u *UserKeepalived) Name() string { return "keepalived" }
 func (u *UserKeepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, _ Fix) error {
 	d := c.Directors[i]
 	box := l.Box(d.Node)
-	if u.procs[i] == nil && u.Rules[i] != "" {
+	if u.firstStart(l, i) && u.Rules[i] != "" {
 		err := box.Do(func() error {
 			cmd := exec.Command("iptables-restore", "--noflush")
 			cmd.Stdin = bytes.NewReader([]byte(u.Rules[i]))
