@@ -649,8 +649,7 @@ func (d *Daemon) vipAddr(v netip.Addr) *netlink.Addr {
 // a MASTER that yields at once must not go on claiming the VIP for the
 // peer that now holds it.
 func (d *Daemon) addVIPs() error {
-	gen := d.vipGen.Add(1)
-	held := func() bool { return d.vipGen.Load() == gen }
+	held := d.heldWhile(d.vipGen.Add(1))
 	d.announced = time.Now()
 	var errs []error
 	for _, v := range d.vips {
@@ -672,10 +671,16 @@ func (d *Daemon) refreshVIPs(now time.Time) {
 		return
 	}
 	d.announced = now
-	gen := d.vipGen.Load()
+	held := d.heldWhile(d.vipGen.Load())
 	for _, v := range d.vips {
-		d.announce(v, func() bool { return d.vipGen.Load() == gen })
+		d.announce(v, held)
 	}
+}
+
+// heldWhile is an announcement's test that the VIPs it announces are still
+// held: no VIP addition or removal since generation gen.
+func (d *Daemon) heldWhile(gen uint64) func() bool {
+	return func() bool { return d.vipGen.Load() == gen }
 }
 
 func (d *Daemon) delVIPs() error {
