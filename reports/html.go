@@ -89,7 +89,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
 .PASS { background: #d9f2d9; } .FAIL { background: #f7d4d4; }
 .LOOP { color: #b00; font-weight: bold; } .CLEAN { color: #070; font-weight: bold; }
-.ERROR, .NO-BALANCE, .UNSTABLE { color: #b60; font-weight: bold; }
+.ERROR, .NO-BALANCE, .UNSTABLE, .UNSERVED { color: #b60; font-weight: bold; }
 svg { background: #fafafa; border: 1px solid #ddd; }
 .dir { stroke: #c33; fill: none; stroke-width: 1.5; } .cli { stroke: #36c; fill: none; stroke-width: 1.5; }
 .bar { fill: #c33; } .down { fill: #f3e3a0; } small { color: #666; } pre { white-space: pre-wrap; }

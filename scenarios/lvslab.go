@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/lvslab/lvslab/director"
 	"os"
 	"path/filepath"
 	"text/template"
 	"time"
+
+	"github.com/lvslab/lvslab/director"
 
 	"github.com/lvslab/lvslab/lab"
 )

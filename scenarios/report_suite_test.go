@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/lvslab/lvslab/lab/runenv"
 	"hash/fnv"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/lvslab/lvslab/lab/runenv"
 
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/reports"

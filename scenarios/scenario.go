@@ -39,6 +39,11 @@ const (
 	// Error: the run failed before the observers could judge (a lab that
 	// did not come up, a spec that timed out); Reason says how.
 	Error Verdict = "ERROR"
+	// Unserved: connections failed, but nothing showed a loop (no bounce,
+	// no ICMP time exceeded, no passive count beyond the clients'): the
+	// host or the harness failed them. Never what a cell expects; Reason
+	// names the failures' causes.
+	Unserved Verdict = "UNSERVED"
 )
 
 // Event is what happens to the MASTER's director before the traffic.
@@ -990,163 +995,6 @@ func syncDaemons(l *lab.Lab, c Cluster) (map[string][]director.SyncDaemon, error
 		}
 	}
 	return out, nil
-}
-
-// judge: LOOP when the passive director's virtual service counted packets
-// (no client talks to it), a looping packet ran out of TTL, or a
-// connection hung.
-func (r *Result) judge(c Cluster, passive string, wantServers int, before, after snapshot) {
-	r.IPVS, r.TimeExceeded, r.Frames = map[string]IPVSCounters{}, map[string]uint64{}, map[string]PortFrames{}
-	for _, d := range c.Directors {
-		r.IPVS[d.Node] = after.ipvs[d.Node].Sub(before.ipvs[d.Node])
-		r.TimeExceeded[d.Node] = after.te[d.Node] - before.te[d.Node]
-	}
-	for k, v := range after.frames {
-		r.Frames[k] = PortFrames{Rx: v.Rx - before.frames[k].Rx, Tx: v.Tx - before.frames[k].Tx}
-	}
-	r.Latency = latencies(r.Conns)
-	var dirFrames uint64
-	for _, d := range c.Directors {
-		f := r.Frames[d.Node+"."+d.Iface]
-		dirFrames += f.Rx + f.Tx
-	}
-	r.Share = map[int]int{}
-	r.Connections = len(r.Conns)
-	if r.Connections > 0 {
-		r.FramesPerConn = float64(dirFrames) / float64(r.Connections)
-	}
-	for _, cn := range r.Conns {
-		switch {
-		case cn.ServedBy > 0:
-			r.Served++
-			r.Share[cn.ServedBy]++
-		case cn.Hung:
-			r.Hung++
-		default:
-			r.Errors++
-			if cn.Refused && during(r.Outages, cn) {
-				r.DownErrors++
-			}
-		}
-	}
-	var te uint64
-	for _, v := range r.TimeExceeded {
-		te += v
-	}
-	var why []string
-	if b := r.Bounces; b != nil && b.Bounced > 0 {
-		why = append(why, fmt.Sprintf("%d of %d forwarded segments bounced between the directors, up to %d hops", b.Bounced, b.Forwarded, b.MaxDepth))
-	}
-	var notes []string
-	if p := r.IPVS[passive].InPkts; p > 0 {
-		// The passive service's count is the evidence, unless a complete
-		// capture shows it all came from clients: a SIGKILLed MASTER keeps
-		// the VIP on its interface and still answers ARP. More than the
-		// clients sent it means it re-balanced what the active box
-		// forwarded, a loop whether or not it picked itself this time.
-		msg := fmt.Sprintf("passive %s's service counted %d packets", passive, p)
-		b, fc := r.Bounces, r.PassiveFromClients
-		switch {
-		case b == nil || fc == nil || !r.Capture.Complete():
-			why = append(why, msg)
-		case uint64(p) <= *fc && b.Bounced == 0:
-			notes = append(notes, fmt.Sprintf("%s, no more than the %d segments clients sent it: no segment bounced", msg, *fc))
-		case b.Bounced == 0:
-			why = append(why, fmt.Sprintf("%s, more than the %d segments clients sent it: it re-balanced what the active box forwarded (to itself this time, so nothing bounced; the same setup loops when it picks the other box)", msg, *fc))
-		default:
-			why = append(why, msg)
-		}
-	}
-	if cs := r.Capture; !cs.Complete() {
-		notes = append(notes, fmt.Sprintf("capture incomplete: %d frames kept, %d dropped by the kernel, %d past the cap of %d", cs.Frames, cs.KernelDrops, cs.Overflow, maxFrames))
-	}
-	if r.Takeovers != nil {
-		note := fmt.Sprintf("during the event the BACKUP took the VIP %d time(s)", *r.Takeovers)
-		if r.Scenario != MySQLFlap { // nothing to heal
-			note += fmt.Sprintf("; %.2fs after the heal the MASTER alone held it", r.Failover.Seconds())
-		}
-		notes = append(notes, note)
-	}
-	if te > 0 {
-		why = append(why, fmt.Sprintf("%d ICMP time exceeded", te))
-	}
-	if r.Hung > 0 {
-		why = append(why, fmt.Sprintf("%d of %d connections hung", r.Hung, r.Connections))
-	}
-	// A connection refused or closed while its server was down is the
-	// flapping server's doing: a loop drops (hangs) or answers with ICMP.
-	down := func(c Conn) bool { return c.Refused && during(r.Outages, c) }
-	if n := r.Errors - r.DownErrors; n > 0 {
-		why = append(why, fmt.Sprintf("%d of %d failed (%s)", n, r.Connections, firstError(r.Conns, func(c Conn) bool { return !down(c) })))
-	}
-	if r.DownErrors > 0 {
-		notes = append(notes, fmt.Sprintf("%d of %d refused or closed while %s's servers were down (%s), not loop evidence", r.DownErrors, r.Connections, passive, firstError(r.Conns, down)))
-	}
-	if len(r.Outages) > 0 {
-		notes = append(notes, fmt.Sprintf("%s's servers were down %d time(s), %s in all", passive, len(r.Outages), outageTime(r.Outages).Round(time.Millisecond)))
-	}
-	// Every error is in why, so a run with no loop evidence had none.
-	switch {
-	case len(why) > 0:
-		r.Verdict = Loop
-	case len(r.Share) != wantServers:
-		r.Verdict = NoBalance
-		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v; want %d serving", r.Served, r.Connections, shareString(r.Share), wantServers))
-	default:
-		r.Verdict = Clean
-		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v", r.Served, r.Connections, shareString(r.Share)))
-	}
-	r.Pass = r.Verdict == r.Expected
-	if !r.Pass && r.Expected == Expected(r.Fix, r.Scenario) && clientsMayStay(r.Fix, r.Scenario) {
-		switch {
-		case r.Verdict == Clean:
-			r.Pass = true
-			notes = append(notes, "the clients were back with the MASTER by the reads (their ARP entries, see Findings)")
-		case r.Verdict == NoBalance && r.PassiveFromClients != nil && *r.PassiveFromClients > 0:
-			r.Pass = true
-			notes = append(notes, fmt.Sprintf("the clients still sent to %s, the box that yielded (%d segments; their ARP entries, see Findings), which serves them itself under %s", passive, *r.PassiveFromClients, r.Fix))
-		}
-	}
-	why = append(why, notes...)
-	if w := r.Writes; w != nil {
-		why = append(why, fmt.Sprintf("writes across the event: %d acknowledged of %d, %d lost", w.Acked, w.Attempted, w.Lost))
-		if w.Lost > 0 {
-			r.Pass = false
-		}
-	}
-	r.Reason = strings.Join(why, "; ")
-}
-
-// firstError is the first error of a failed connection (not hung) that
-// which picks.
-func firstError(conns []Conn, which func(Conn) bool) string {
-	for _, c := range conns {
-		if c.Error != "" && !c.Hung && which(c) {
-			return c.Error
-		}
-	}
-	return ""
-}
-
-func outageTime(outages []Outage) time.Duration {
-	var d time.Duration
-	for _, o := range outages {
-		d += o.To.Sub(o.From)
-	}
-	return d
-}
-
-func shareString(share map[int]int) string {
-	ids := make([]int, 0, len(share))
-	for id := range share {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	var parts []string
-	for _, id := range ids {
-		parts = append(parts, fmt.Sprintf("%d:%d", id, share[id]))
-	}
-	return strings.Join(parts, " ")
 }
 
 func clientNode(t *lab.Topology) string {

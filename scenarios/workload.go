@@ -33,8 +33,10 @@ type Conn struct {
 	// connection closed before the answer), as a stopped or stopping
 	// server does; a loop drops segments instead, or answers with ICMP
 	// (no route to host).
-	Refused bool   `json:"refused,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Refused bool `json:"refused,omitempty"`
+	// Cause names a failure's kind (failureCause): what UNSERVED reports.
+	Cause string `json:"cause,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // Reads opens n fresh connections to addr from the client box, at most
@@ -113,7 +115,7 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 			c.ServedBy, c.Latency = id, time.Since(c.Start)
 			if err != nil {
 				c.Hung, c.Refused = isTimeout(err), isRefused(err)
-				c.Error = err.Error()
+				c.Cause, c.Error = failureCause(err), err.Error()
 			}
 		})
 	}
@@ -123,6 +125,29 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 		conns[i] = *c
 	}
 	return conns
+}
+
+// failureCause names the kind of a connection's failure: a handshake
+// (TCP connect) or an answer that timed out, refused, reset, closed by
+// the server end, or unreachable (an ICMP error: with the loop, time
+// exceeded).
+func failureCause(err error) string {
+	var op *net.OpError
+	switch {
+	case isTimeout(err) && errors.As(err, &op) && op.Op == "dial":
+		return "handshake timeout"
+	case isTimeout(err):
+		return "answer timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "unreachable"
+	case isRefused(err):
+		return "closed"
+	}
+	return "other error"
 }
 
 func isTimeout(err error) bool {
