@@ -318,7 +318,7 @@ func TestIsRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	_, refused := net.Dial("tcp", addr) // nothing listens there now
+	_, refused := net.Dial("tcp", addr)                                              // nothing listens there now
 	dialTimeout := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded} // as net.Dialer returns it
 	for _, tc := range []struct {
 		err   error
