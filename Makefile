@@ -61,7 +61,7 @@ endef
 export IPVS_TESTS
 
 .DEFAULT_GOAL := help
-.PHONY: help deps kernel build install run conformance conformance-sharded lab-up lab-down test unit fuzz bench soak sweep clean ipvs-bins
+.PHONY: help deps kernel prepare build install run conformance conformance-sharded lab-up lab-down test unit fuzz bench soak sweep clean ipvs-bins
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,6 +77,11 @@ kernel: build ## fetch the micro-VM kernel (and those of KERNELS) into the cache
 	@if $(BIN) kernel info | grep -q '^runner: *vm'; then $(BIN) kernel fetch $(foreach k,$(KERNELS),&& $(BIN) kernel fetch --suite $(k)); \
 	else echo "kernel: host has ip_vs, no VM kernel needed"; fi
 
+# prepare makes what parallel labs share, once, before they start: the
+# MariaDB template datadir in the cache (the kernel has its own target).
+prepare: build
+	@$(BIN) prepare
+
 build: ## build bin/lvslab (static: it is also the micro-VM's /init)
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/lvslab
 
@@ -89,10 +94,10 @@ ipvs-bins: build $(GINKGO)
 install: build ## copy bin/lvslab to /usr/local/bin
 	install -m 0755 $(BIN) /usr/local/bin/lvslab
 
-run: deps kernel ## the headline: the ping-pong loop and the fwmark fix, keepalived and lvslab, six scenarios at once; writes reports/latest
+run: deps kernel prepare ## the headline: the ping-pong loop and the fwmark fix, keepalived and lvslab, six scenarios at once; writes reports/latest
 	$(BIN) run
 
-conformance: deps kernel ipvs-bins ## the Ginkgo conformance specs in PROCS processes (default 6), through the kernel runner; SHARD, REPEAT, KERNELS
+conformance: deps kernel prepare ipvs-bins ## the Ginkgo conformance specs in PROCS processes (default 6), through the kernel runner; SHARD, REPEAT, KERNELS
 	@mkdir -p reports
 ifeq ($(KERNELS),)
 	$(IN_KERNEL) $(GINKGO_RUN)
@@ -106,12 +111,12 @@ endif
 # matrix runs them on three runners: .github/workflows/conformance.yml).
 N     ?= 3
 STAMP := $(shell date -u +%Y%m%d-%H%M%S)
-conformance-sharded: deps kernel ipvs-bins ## the conformance specs as N shards (default 3), merged by lvslab report merge
+conformance-sharded: deps kernel prepare ipvs-bins ## the conformance specs as N shards (default 3), merged by lvslab report merge
 	@rc=0; for i in $$(seq 1 $(N)); do \
 		$(MAKE) --no-print-directory conformance SHARD=$$i/$(N) RUN_ID=$(STAMP)-shard$${i}of$(N) || rc=1; done; \
 	$(BIN) report merge --run-id $(STAMP)-merged $(foreach i,$(shell seq 1 $(N)),reports/$(STAMP)-shard$(i)of$(N)) && exit $$rc
 
-lab-up: deps kernel ## bring up the default lab and leave it running (lvslab up)
+lab-up: deps kernel prepare ## bring up the default lab and leave it running (lvslab up)
 	$(BIN) up
 	@command -v lvslab >/dev/null || echo "note: lvslab is $(BIN) here; 'make install' puts it on PATH"
 
@@ -131,7 +136,7 @@ fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director c
 # make test runs the adversity specs labelled core only; make conformance
 # runs them all.
 test: GINKGO_FLAGS += --label-filter='!adversity || core'
-test: deps kernel ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
+test: deps kernel prepare ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
 	$(GO) test -count=1 -p 1 -timeout $(SUITE_TIMEOUT) ./...
 	@mkdir -p reports
 	$(IN_KERNEL) sh -c "$$IPVS_TESTS"

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -86,6 +87,8 @@ type Lab struct {
 	closed  bool
 	Started time.Time
 
+	// waited sums the time this lab waited for admission (Admit).
+	waited atomic.Int64
 	tmplMu sync.Mutex
 	tmpl   string // MariaDB template datadir, once made
 }
@@ -153,20 +156,8 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 	if err := l.claim(); err != nil {
 		return nil, err
 	}
-	for _, b := range topo.Bridges {
-		if err := l.buildBridge(b); err != nil {
-			return nil, err
-		}
-	}
-	for i := range topo.Nodes {
-		if err := l.buildNode(&topo.Nodes[i]); err != nil {
-			return nil, err
-		}
-	}
-	for i := range topo.Nodes {
-		if err := l.linkNode(&topo.Nodes[i]); err != nil {
-			return nil, err
-		}
+	if err := l.buildNet(ctx); err != nil {
+		return nil, err
 	}
 	if !opts.NoServices {
 		if err := l.startServices(ctx); err != nil {
@@ -175,6 +166,44 @@ func Build(ctx context.Context, topo *Topology, opts Options) (_ *Lab, err error
 	}
 	return l, nil
 }
+
+// buildNet creates the bridges, the nodes' namespaces and their links,
+// once admitted (AdmitLab).
+func (l *Lab) buildNet(ctx context.Context) error {
+	slot, err := l.admit(ctx, AdmitLab)
+	if err != nil {
+		return err
+	}
+	defer slot.Release()
+	topo := l.Topo
+	for _, b := range topo.Bridges {
+		if err := l.buildBridge(b); err != nil {
+			return err
+		}
+	}
+	for i := range topo.Nodes {
+		if err := l.buildNode(&topo.Nodes[i]); err != nil {
+			return err
+		}
+	}
+	for i := range topo.Nodes {
+		if err := l.linkNode(&topo.Nodes[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// admit waits for a slot of kind (Admit), counting the wait as the lab's.
+func (l *Lab) admit(ctx context.Context, kind Admission) (*Slot, error) {
+	slot, waited, err := Admit(ctx, kind)
+	l.waited.Add(int64(waited))
+	return slot, err
+}
+
+// AdmissionWait is how long the lab has waited for admission so far: time
+// that its own bounds should not count.
+func (l *Lab) AdmissionWait() time.Duration { return time.Duration(l.waited.Load()) }
 
 // RandomName returns a fresh lab name such as "t3f9a1c".
 func RandomName() string {

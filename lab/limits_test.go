@@ -2,10 +2,11 @@ package lab
 
 import (
 	"fmt"
-	"github.com/lvslab/lvslab/lab/yamlcheck"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lvslab/lvslab/lab/yamlcheck"
 )
 
 // TestYAMLLimits: input past a limit is refused quickly, with the file and

@@ -8,12 +8,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/lvslab/lvslab/lab/runenv"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/lvslab/lvslab/lab/runenv"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lvslab/lvslab/fixtures"
@@ -26,9 +28,6 @@ const (
 	MySQLPassword = "lab"
 	MySQLPort     = 3306
 )
-
-// MySQLReadyTimeout bounds how long a backend may take to answer a ping.
-const MySQLReadyTimeout = 30 * time.Second
 
 // innodbLogSize keeps each datadir copy small (26 MB instead of 114 MB);
 // template and servers must agree on it.
@@ -57,25 +56,39 @@ func (l *Lab) startServices(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// StartMariaDB starts mariadbd in node from a copy of the lab's template
-// datadir (made on first use) and waits until it answers a ping.
+// StartMariaDB starts mariadbd in node from a copy of the template
+// datadir and waits until it answers a ping.
 func (l *Lab) StartMariaDB(ctx context.Context, node string) (*Process, error) {
 	tmpl, err := l.template(ctx)
 	if err != nil {
 		return nil, err
 	}
+	slot, err := l.admit(ctx, AdmitServer)
+	if err != nil {
+		return nil, err
+	}
+	defer slot.Release()
 	data := filepath.Join(l.Dir, node, "mysql")
 	os.RemoveAll(data) // a server started again starts from the template again
 	if err := copyDir(data, tmpl); err != nil {
 		return nil, fmt.Errorf("copy datadir for %s: %w", node, err)
 	}
-	return l.RestartMariaDB(ctx, node)
+	return l.runMariaDB(ctx, node)
 }
 
 // RestartMariaDB starts node's mariadbd again on the datadir it left when
 // it stopped (what it acknowledged stays) and waits until it answers a
 // ping.
 func (l *Lab) RestartMariaDB(ctx context.Context, node string) (*Process, error) {
+	slot, err := l.admit(ctx, AdmitServer)
+	if err != nil {
+		return nil, err
+	}
+	defer slot.Release()
+	return l.runMariaDB(ctx, node)
+}
+
+func (l *Lab) runMariaDB(ctx context.Context, node string) (*Process, error) {
 	p, err := l.startMariaDB(node)
 	if err != nil {
 		return nil, err
@@ -83,9 +96,8 @@ func (l *Lab) RestartMariaDB(ctx context.Context, node string) (*Process, error)
 	return p, l.WaitMySQL(ctx, node, p)
 }
 
-// template returns a MariaDB template datadir: the cached one when an
-// earlier lab made one for this mariadbd (under TCG, mariadb-install-db
-// takes 7.5 s; natively 0.9 s), else one made now and then cached.
+// template writes the schema the servers load and returns the template
+// datadir they copy.
 func (l *Lab) template(ctx context.Context) (string, error) {
 	l.tmplMu.Lock()
 	defer l.tmplMu.Unlock()
@@ -95,26 +107,57 @@ func (l *Lab) template(ctx context.Context) (string, error) {
 	if err := os.WriteFile(filepath.Join(l.Dir, "schema.sql"), fixtures.Schema, 0o644); err != nil {
 		return "", fmt.Errorf("write schema: %w", err)
 	}
+	tmpl, err := EnsureTemplate(ctx, l.opts.Progress)
+	if err != nil {
+		return "", err
+	}
+	l.tmpl = tmpl
+	return tmpl, nil
+}
+
+// EnsureTemplate returns the MariaDB template datadir for this mariadbd,
+// making it the first time (mariadb-install-db: 0.9 s natively, 7.5 s
+// under TCG), one process at a time. make run and make test make it on
+// the host (lvslab prepare) before any lab starts. In the micro-VM the
+// host's cache is read-only over 9p, and copies from it cost a lab ~2 s of
+// CPU under TCG (pprof: 53% of a scenario's own CPU): the template is
+// staged once per VM onto the guest's /run, a tmpfs that goes with the VM,
+// or made there if the host has none.
+func EnsureTemplate(ctx context.Context, progress io.Writer) (string, error) {
 	cached, err := templateCache()
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(cached); err == nil {
-		l.tmpl = stageTemplate(cached)
-		return l.tmpl, nil
+	dst := cached
+	if runenv.InMicroVM() {
+		dst = filepath.Join("/run", "lvslab-mariadb", filepath.Base(cached))
+	}
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", fmt.Errorf("mariadb template: %w", err)
+	}
+	lock, err := lockFile(ctx, dst+".lock")
+	if err != nil {
+		return "", fmt.Errorf("mariadb template: %w", err)
+	}
+	defer lock.Close()
+	if _, err := os.Stat(dst); err == nil {
+		return dst, nil // made while we waited
+	}
+	if dst != cached {
+		if _, err := os.Stat(cached); err == nil {
+			return dst, storeTemplate(cached, dst)
+		}
 	}
 	t0 := time.Now()
-	l.progress("mariadb: creating template datadir (cached for later labs in %s)", cached)
-	dir, err := l.installDB(ctx)
-	if err != nil {
+	fmt.Fprintf(progress, "lvslab: mariadb: creating the template datadir %s (once)\n", dst)
+	if err := installDB(ctx, dst); err != nil {
 		return "", err
 	}
-	l.progress("mariadb: template ready in %.1fs", time.Since(t0).Seconds())
-	if err := storeTemplate(dir, cached); err != nil {
-		l.progress("mariadb: not cached: %v", err)
-	}
-	l.tmpl = dir
-	return dir, nil
+	fmt.Fprintf(progress, "lvslab: mariadb: template ready in %.1fs\n", time.Since(t0).Seconds())
+	return dst, nil
 }
 
 // templateCache is the cache directory of a template for this mariadbd
@@ -133,25 +176,6 @@ func templateCache() (string, error) {
 	id := fmt.Sprintf("%s %d %d %s", path, fi.Size(), fi.ModTime().UnixNano(), innodbLogSize)
 	sum := sha256.Sum256([]byte(id))
 	return filepath.Join(runenv.CacheDir(), "mariadb", hex.EncodeToString(sum[:6])), nil
-}
-
-// stageTemplate returns where labs copy a cached template from. In the
-// micro-VM the cache is the host's, read over 9p, and two datadir copies
-// from there cost a lab ~2 s of CPU under TCG (pprof: 53% of a scenario's
-// own CPU): the template is copied once per VM onto the guest's /run, a
-// tmpfs that goes with the VM. Natively the cache is read as it is.
-func stageTemplate(cached string) string {
-	if !runenv.InMicroVM() {
-		return cached
-	}
-	staged := filepath.Join("/run", "lvslab-mariadb", filepath.Base(cached))
-	if _, err := os.Stat(staged); err == nil {
-		return staged
-	}
-	if err := storeTemplate(cached, staged); err != nil {
-		return cached
-	}
-	return staged
 }
 
 // storeTemplate copies dir into the cache next to dst, then renames it
@@ -174,30 +198,24 @@ func storeTemplate(dir, dst string) error {
 	return nil
 }
 
-// installDB runs mariadb-install-db into the run directory. It runs inside
-// a box like any lab process, so a sweep after a crash finds it.
-func (l *Lab) installDB(ctx context.Context) (string, error) {
+// installDB makes a template datadir at dst with mariadb-install-db: in
+// a directory beside it, renamed into place, so a template is always
+// complete. It opens no socket: the host's namespace will do.
+func installDB(ctx context.Context, dst string) error {
 	if _, err := exec.LookPath("mariadb-install-db"); err != nil {
-		return "", fmt.Errorf("mariadb-install-db not found: install mariadb-server (make deps)")
+		return fmt.Errorf("mariadb-install-db not found: install mariadb-server (make deps)")
 	}
-	dir := filepath.Join(l.Dir, "mysql-template")
-	box := l.Boxes()[0]
-	p, err := box.Start("mariadb-install-db", []string{"mariadb-install-db", "--no-defaults", "--datadir=" + dir,
-		"--auth-root-authentication-method=normal", "--skip-test-db", "--user=root", innodbLogSize})
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), ".tmp-")
 	if err != nil {
-		return "", err
+		return fmt.Errorf("mariadb template: %w", err)
 	}
-	select {
-	case <-p.Done():
-	case <-ctx.Done():
-		p.Kill()
-		return "", ctx.Err()
+	defer os.RemoveAll(tmp)
+	out, err := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+filepath.Join(tmp, "d"),
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--user=root", innodbLogSize).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mariadb-install-db: %w: %s", err, Tail(string(out), 5))
 	}
-	if p.err != nil {
-		return "", fmt.Errorf("mariadb-install-db: %w: %s", p.err, LogTail(p.Log, 5))
-	}
-	os.Remove(p.pidFile) // done: status lists only the servers
-	return dir, nil
+	return os.Rename(filepath.Join(tmp, "d"), dst)
 }
 
 func (l *Lab) startMariaDB(node string) (*Process, error) {
@@ -340,15 +358,25 @@ func (b *Box) MySQLConfig(addr string, timeout time.Duration) *mysql.Config {
 	return cfg
 }
 
+// A starting mariadbd is failed when it makes no progress, not after a
+// fixed time: on a loaded machine (six labs on two TCG cores) a healthy
+// server took 47 s. Progress is its log growing or its CPU time moving;
+// none for MySQLStall fails it, with the evidence. MySQLCeiling bounds a
+// server that progresses but never answers.
+const (
+	MySQLStall   = 30 * time.Second
+	MySQLCeiling = 10 * time.Minute
+)
+
 // WaitMySQL pings the node's mariadbd over TCP from inside its namespace
-// until it answers, p exits, or MySQLReadyTimeout passes; errors carry the
-// tail of the server log.
+// until it answers, p exits, or it stalls (MySQLStall); errors carry the
+// tail of the server log and the process's state.
 func (l *Lab) WaitMySQL(ctx context.Context, node string, p *Process) error {
 	b := l.boxes[node]
 	db := b.OpenMySQL(fmt.Sprintf("127.0.0.1:%d", MySQLPort), time.Second)
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, MySQLReadyTimeout)
-	defer cancel()
+	progress := func() uint64 { return fileSize(p.Log) + ProcCPU(p.Pid()) }
+	w := NewStallWatch(MySQLStall, MySQLCeiling, progress)
 	for {
 		err := db.PingContext(ctx)
 		if err == nil {
@@ -358,10 +386,21 @@ func (l *Lab) WaitMySQL(ctx context.Context, node string, p *Process) error {
 		case <-p.Done():
 			return fmt.Errorf("mariadbd in %s exited: %s", node, LogTail(p.Log, 5))
 		case <-ctx.Done():
-			return fmt.Errorf("mariadbd in %s not ready after %s (%v): %s", node, MySQLReadyTimeout, err, LogTail(p.Log, 5))
+			return fmt.Errorf("mariadbd in %s not ready: %w (%v): %s", node, ctx.Err(), err, LogTail(p.Log, 5))
 		case <-time.After(20 * time.Millisecond):
 		}
+		if why := w.Stalled(); why != "" {
+			return fmt.Errorf("mariadbd in %s not ready: %s (last ping: %v; %s): %s", node, why, err, ProcState(p.Pid()), LogTail(p.Log, 5))
+		}
 	}
+}
+
+func fileSize(path string) uint64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return uint64(fi.Size())
 }
 
 // LogTail is the last n lines of a log file on one line: see lab/runenv.

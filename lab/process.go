@@ -1,14 +1,12 @@
 package lab
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -159,16 +157,9 @@ func readPIDFile(path string) (pid int, alive bool) {
 // procStat reads a process's start time, in clock ticks since boot, and
 // whether it is a zombie.
 func procStat(pid int) (start uint64, zombie bool, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := statFields(pid)
 	if err != nil {
 		return 0, false, err
-	}
-	// The command name (field 2) may hold spaces and parentheses: count
-	// from the last ')'. Field 3 is then the first.
-	i := bytes.LastIndexByte(data, ')')
-	fields := strings.Fields(string(data[i+1:]))
-	if i < 0 || len(fields) < 20 {
-		return 0, false, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	start, err = strconv.ParseUint(fields[19], 10, 64)
 	return start, fields[0] == "Z", err

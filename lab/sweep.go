@@ -72,7 +72,9 @@ func remove(runDir, nsPrefix string, dirMatch func(string) bool, grace time.Dura
 	}
 	ents, _ := os.ReadDir(runDir)
 	for _, e := range ents {
-		if !e.IsDir() || !dirMatch(e.Name()) {
+		// Lab names never start with a dot; .admit holds the admission
+		// slots, which other processes may hold.
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || !dirMatch(e.Name()) {
 			continue
 		}
 		dir := filepath.Join(runDir, e.Name())

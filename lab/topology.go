@@ -2,7 +2,6 @@ package lab
 
 import (
 	"fmt"
-	"github.com/lvslab/lvslab/lab/yamlcheck"
 	"math"
 	"net"
 	"net/netip"
@@ -10,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/lvslab/lvslab/lab/yamlcheck"
 )
 
 // Topology is a lab described as plain data: bridges, nodes and their

@@ -233,6 +233,9 @@ type Options struct {
 	// SingleDirector runs the first director only, the second box as a
 	// realserver: the load curve's reference.
 	SingleDirector bool
+	// Bound, when set, bounds the run once its lab is built: the time the
+	// lab waited for admission (lab.Admit) before that is not counted.
+	Bound time.Duration
 }
 
 func (o *Options) defaults() {
@@ -290,6 +293,9 @@ type Result struct {
 	// holding the VIP, or the dead realserver out of both tables.
 	Failover time.Duration `json:"failover_ns,omitempty"`
 	Setup    time.Duration `json:"setup_ns"`
+	// Admission is how long the lab waited for admission (lab.Admit)
+	// while it was built: part of Setup, not of any bound.
+	Admission time.Duration `json:"admission_ns"`
 	Traffic  time.Duration `json:"traffic_ns"`
 	Conns    []Conn        `json:"conns"`
 	// Timeline samples the bridge every 100 ms during the traffic, from
@@ -407,7 +413,13 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err != nil {
 		return nil, err
 	}
-	step("lab up")
+	r.Admission = l.AdmissionWait()
+	step(fmt.Sprintf("lab up (%.1fs of it waiting for admission)", r.Admission.Seconds()))
+	if opts.Bound > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Bound)
+		defer cancel()
+	}
 	backends := map[backendKey]*backend{}
 	defer func() {
 		for _, b := range backends {

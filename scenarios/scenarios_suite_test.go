@@ -38,13 +38,18 @@ func requireIPVS() {
 	}
 }
 
-// specTimeout bounds one run of a spec: a scenario takes 10-20 s alone
-// and about a minute beside five others under TCG; one that cannot
-// converge fails with Ginkgo's timeout report, long before the suite's
-// --timeout.
-const specTimeout = 4 * time.Minute
+// runBound bounds one scenario run once its lab is built (Options.Bound):
+// a scenario takes 10-20 s alone and about a minute beside five others
+// under TCG. The time a lab waits for admission (lab.Admit) is not
+// counted: labs take turns to start their servers.
+const runBound = 4 * time.Minute
 
-// timeout is a spec's SpecTimeout: specTimeout for each of its runs.
+// specTimeout is only the safety net of a spec that hangs outside any
+// run's bound (its own checks, admission that never comes): a spec with
+// several runs (lvslab check's pairs) counts one per run.
+const specTimeout = 15 * time.Minute
+
+// timeout is a spec's SpecTimeout: specTimeout for each of its repeats.
 func timeout() SpecTimeout { return SpecTimeout(time.Duration(*repeat) * specTimeout) }
 
 // entry is a table entry bounded by timeout (a table takes no SpecTimeout
@@ -65,7 +70,7 @@ func run(ctx SpecContext, impl scenarios.Implementation, ev scenarios.Event, fix
 // runOn is run in a lab built from topo, the workload asking svc, the
 // boxes serving backends as well (a pair with several services).
 func runOn(ctx SpecContext, topo *lab.Topology, svc scenarios.Service, backends []scenarios.Service, impl scenarios.Implementation, ev scenarios.Event, fix scenarios.Fix, expected ...scenarios.Verdict) *scenarios.Result {
-	opts := scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter, Service: svc, Backends: backends}
+	opts := scenarios.Options{Connections: 20, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter, Service: svc, Backends: backends, Bound: runBound}
 	if len(expected) > 0 {
 		opts.Expected = expected[0]
 	}
@@ -304,7 +309,7 @@ var _ = Describe("Load", Label("load"), func() {
 		topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 		Expect(err).NotTo(HaveOccurred())
 		load := func(fix scenarios.Fix, single bool) *scenarios.Result {
-			opts := scenarios.Options{Connections: 200, Rate: 50, SingleDirector: single, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter,
+			opts := scenarios.Options{Connections: 200, Rate: 50, SingleDirector: single, RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter, Bound: runBound,
 				Service: scenarios.Service{Port: 9000, Backend: scenarios.BackendBanner}}
 			if single {
 				opts.Expected = scenarios.Clean

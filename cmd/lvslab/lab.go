@@ -283,6 +283,22 @@ func cmdSweep(args []string) error {
 	return err
 }
 
+// cmdPrepare makes the MariaDB template datadir in the cache, so that
+// labs started together (six Ginkgo processes, lvslab run's six
+// scenarios) find it made rather than each make it at once.
+func cmdPrepare(args []string) error {
+	fs := newFlags("prepare")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	dir, err := lab.EnsureTemplate(context.Background(), os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "lvslab: mariadb template: %s\n", dir)
+	return nil
+}
+
 // cmdAgent runs inside the micro-VM of `lvslab up --kernel vm` (and
 // `lvslab check --keep`): it builds the lab and serves the host's requests
 // until `down`.

@@ -43,6 +43,7 @@ func init() {
 		{"probe", "[--timeout D] tcp|mysql-ping ADDRESS PORT", "(internal) check a realserver once, exit 0 if it answers: what lvslab check runs for a MISC_CHECK script the lab does not have", cmdProbe},
 		{"kexec", "[--kernel native|vm] BINARY [ARG...]", "go test -exec wrapper: run BINARY where the kernel has IPVS", cmdKexec},
 		{"sweep", "[--lab NAME]", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
+		{"prepare", "", "make what every lab shares, once, before labs start in parallel: the MariaDB template datadir in the cache (make run and make test call it)", cmdPrepare},
 	}
 }
 
