@@ -296,8 +296,8 @@ type Result struct {
 	// Admission is how long the lab waited for admission (lab.Admit)
 	// while it was built: part of Setup, not of any bound.
 	Admission time.Duration `json:"admission_ns"`
-	Traffic  time.Duration `json:"traffic_ns"`
-	Conns    []Conn        `json:"conns"`
+	Traffic   time.Duration `json:"traffic_ns"`
+	Conns     []Conn        `json:"conns"`
 	// Timeline samples the bridge every 100 ms during the traffic, from
 	// TimelineStart (its samples' At count from there).
 	Timeline      []Sample  `json:"timeline"`
