@@ -133,9 +133,10 @@ fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director c
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZ_EXECS)x ./director/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_EXECS)x ./scenarios/keepalivedconf/
 
-# make test runs the adversity specs labelled core only; make conformance
-# runs them all.
-test: GINKGO_FLAGS += --label-filter='!adversity || core'
+# make test runs the specs labelled test: one per verdict class ×
+# implementation × fix that proves the headline, and one per capability
+# (check, adversity, load); make conformance runs them all.
+test: GINKGO_FLAGS += --label-filter=test
 test: deps kernel prepare ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
 	$(GO) test -count=1 -p 1 -timeout $(SUITE_TIMEOUT) ./...
 	@mkdir -p reports

@@ -54,7 +54,7 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 }
 
 var _ = Describe("lvslab check: a user's pair in the lab", Label("check"), func() {
-	It("the reference pair, first configured: loops; as prescribed: clean", timeout(), func(ctx SpecContext) {
+	It("the reference pair, first configured: loops; as prescribed: clean", Label("test"), timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "reference", "", "", scenarios.Loop, scenarios.Clean)
 	})
 	It("a passive box that re-balances to itself only (db2 weights db1 0): no bounce, still a loop; as prescribed: clean", timeout(), func(ctx SpecContext) {

@@ -3,7 +3,6 @@ package scenarios_test
 import (
 	"fmt"
 	"os"
-	"slices"
 	"testing"
 	"time"
 
@@ -160,22 +159,22 @@ var _ = Describe("Two-box LVS-DR", func() {
 		func(ctx SpecContext, ev scenarios.Event, fix scenarios.Fix) {
 			scenario(ctx, &scenarios.Keepalived{}, ev, fix)
 		},
-		entry("steady state, no fix: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
-		entry("steady state, fwmark + MAC guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
+		entry("steady state, no fix: the ping-pong loop", Label("test", "steady-state"), scenarios.Steady, scenarios.FixNone),
+		entry("steady state, fwmark + MAC guard", Label("test", "steady-state"), scenarios.Steady, scenarios.FixFwmark),
 		entry("MASTER stopped gracefully, no fix: nothing left to loop on", Label("failover"), scenarios.FailoverStop, scenarios.FixNone),
 		entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
 		entry("MASTER killed, no fix: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
-		entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
+		entry("MASTER killed, fwmark guard", Label("test", "failover"), scenarios.FailoverKill, scenarios.FixFwmark),
 		entry("MASTER stopped gracefully, backup_only", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		entry("BACKUP's MySQL down: TCP_CHECK takes it out", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
-		entry("steady state, notify REDIRECT while BACKUP", Label("steady-state"), scenarios.Steady, scenarios.FixRedirect),
+		entry("steady state, notify REDIRECT while BACKUP", Label("test", "steady-state"), scenarios.Steady, scenarios.FixRedirect),
 		entry("MASTER killed, notify REDIRECT: the killed box never ran notify_backup, the loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixRedirect),
 		entry("VRRP-only switchover, no fix: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
 		entry("VRRP-only switchover, fwmark guard", Label("failover"), scenarios.Switchover, scenarios.FixFwmark),
 		entry("failback with preempt, fwmark guard", Label("failover"), scenarios.Failback, scenarios.FixFwmark),
 	)
 
-	It("keepalived MASTER killed, backup_only: master sync daemons on both boxes, the loop in reverse", Label("failover", "sync"), timeout(), func(ctx SpecContext) {
+	It("keepalived MASTER killed, backup_only: master sync daemons on both boxes, the loop in reverse", Label("test", "failover", "sync"), timeout(), func(ctx SpecContext) {
 		backupOnlyKilled(ctx, &scenarios.Keepalived{})
 	})
 
@@ -183,12 +182,12 @@ var _ = Describe("Two-box LVS-DR", func() {
 		func(ctx SpecContext, ev scenarios.Event, fix scenarios.Fix) {
 			scenario(ctx, &scenarios.GoDirector{Binary: lvslabBinary()}, ev, fix)
 		},
-		entry("steady state, no guard: the ping-pong loop", Label("steady-state"), scenarios.Steady, scenarios.FixNone),
-		entry("steady state, fwmark guard", Label("steady-state"), scenarios.Steady, scenarios.FixFwmark),
+		entry("steady state, no guard: the ping-pong loop", Label("test", "steady-state"), scenarios.Steady, scenarios.FixNone),
+		entry("steady state, fwmark guard", Label("test", "steady-state"), scenarios.Steady, scenarios.FixFwmark),
 		entry("MASTER stopped gracefully, fwmark guard", Label("failover"), scenarios.FailoverStop, scenarios.FixFwmark),
-		entry("MASTER killed, fwmark guard", Label("failover"), scenarios.FailoverKill, scenarios.FixFwmark),
+		entry("MASTER killed, fwmark guard", Label("test", "failover"), scenarios.FailoverKill, scenarios.FixFwmark),
 		entry("MASTER killed, no guard: its leftover rules loop in reverse", Label("failover"), scenarios.FailoverKill, scenarios.FixNone),
-		entry("steady state, backup-only guard + sync daemon", Label("steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
+		entry("steady state, backup-only guard + sync daemon", Label("test", "steady-state"), scenarios.Steady, scenarios.FixBackupOnly),
 		entry("MASTER stopped gracefully, backup-only guard", Label("failover"), scenarios.FailoverStop, scenarios.FixBackupOnly),
 		entry("BACKUP's MySQL down: the health check quiesces it", Label("health"), scenarios.MySQLDown, scenarios.FixFwmark),
 		entry("VRRP-only switchover, no guard: the old MASTER loops in reverse", Label("failover"), scenarios.Switchover, scenarios.FixNone),
@@ -237,7 +236,7 @@ var _ = Describe("Two-box LVS-DR", func() {
 		// With no VRRP instance to follow, keepalived runs both daemons on
 		// both boxes from the start: under backup_only the MASTER stops
 		// balancing too and serves every connection itself (NO-BALANCE).
-		entry("interface only: both daemons on both boxes, no balancing", Label("steady-state", "sync"), scenarios.SyncForms[3], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
+		entry("interface only: both daemons on both boxes, no balancing", Label("test", "steady-state", "sync"), scenarios.SyncForms[3], ", maxlen=1472, group=224.0.0.81, port=8848, ttl=1",
 			[]string{"master sync daemon (mcast=eth0, syncid=0", "backup sync daemon (mcast=eth0, syncid=0"},
 			[]string{"master sync daemon (mcast=eth0, syncid=0", "backup sync daemon (mcast=eth0, syncid=0"}, scenarios.NoBalance),
 	)
@@ -251,14 +250,14 @@ var _ = Describe("Two-box LVS-DR", func() {
 			scenario(ctx, pair, ev, fix)
 		},
 		entry("keepalived MASTER, lvslab BACKUP, no fix: the loop", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixNone),
-		entry("keepalived MASTER, lvslab BACKUP, fwmark guard", Label("steady-state", "mixed"), true, scenarios.Steady, scenarios.FixFwmark),
+		entry("keepalived MASTER, lvslab BACKUP, fwmark guard", Label("test", "steady-state", "mixed"), true, scenarios.Steady, scenarios.FixFwmark),
 		entry("lvslab MASTER, keepalived BACKUP, fwmark guard", Label("steady-state", "mixed"), false, scenarios.Steady, scenarios.FixFwmark),
 		entry("keepalived MASTER killed, fwmark guard: lvslab takes over", Label("failover", "mixed"), true, scenarios.FailoverKill, scenarios.FixFwmark),
 		entry("lvslab MASTER killed, fwmark guard: keepalived takes over", Label("failover", "mixed"), false, scenarios.FailoverKill, scenarios.FixFwmark),
 	)
 
 	// Adversity: every event for both implementations and the mixed pair,
-	// under each fix they run; `make test` runs the entries labelled core.
+	// under each fix they run; `make test` runs one (adversityInTest).
 	DescribeTable("adversity: split brain, advert loss, a frozen or isolated MASTER, a client cut off, a delayed failover, the BACKUP's MySQL flapping",
 		func(ctx SpecContext, impl string, ev scenarios.Event, fix scenarios.Fix) {
 			r := scenario(ctx, adversityImpls[impl](), ev, fix)
@@ -305,7 +304,7 @@ var _ = Describe("Load", Label("load"), func() {
 	// paced workload's connections time out without any loop (52 of 200
 	// for one director, once in CI), so loop evidence here is bounces,
 	// not timeouts.
-	It("at 50 connections/s the unfixed pair costs over twice one director's frames per connection; the fwmark pair under 1.5 times", Label("core"), Serial, timeout(), func(ctx SpecContext) {
+	It("at 50 connections/s the unfixed pair costs over twice one director's frames per connection; the fwmark pair under 1.5 times", Label("test"), Serial, timeout(), func(ctx SpecContext) {
 		topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 		Expect(err).NotTo(HaveOccurred())
 		load := func(fix scenarios.Fix, single bool) *scenarios.Result {
@@ -342,13 +341,9 @@ var adversityImpls = map[string]func() scenarios.Implementation{
 	},
 }
 
-// adversityCore are the adversity cells make test runs: each event once,
-// each pair and the guarded and unguarded pair among them.
-var adversityCore = []string{
-	"split-brain keepalived fwmark", "split-brain lvslab none", "advert-loss-50 lvslab fwmark",
-	"master-frozen keepalived none", "master-frozen keepalived+lvslab fwmark", "failover-delayed lvslab fwmark",
-	"mysql-flap keepalived+lvslab fwmark",
-}
+// adversityInTest is the adversity cell make test runs: one, for the
+// capability (make conformance runs them all).
+var adversityInTest = "split-brain keepalived fwmark"
 
 func adversityEntries() []TableEntry {
 	fixes := map[string][]scenarios.Fix{
@@ -362,8 +357,8 @@ func adversityEntries() []TableEntry {
 			for _, fix := range fixes[impl] {
 				name := fmt.Sprintf("%s %s %s", ev, impl, fix)
 				labels := Label("adversity")
-				if slices.Contains(adversityCore, name) {
-					labels = Label("adversity", "core")
+				if name == adversityInTest {
+					labels = Label("test", "adversity")
 				}
 				out = append(out, entry(name, labels, impl, ev, fix))
 			}
