@@ -53,7 +53,7 @@ func Admit(ctx context.Context, kind Admission) (*Slot, time.Duration, error) {
 		// Start at a random slot so that waiters do not all poll slot 0.
 		first := rand.IntN(n)
 		for i := range n {
-			f, err := tryLock(filepath.Join(AdmitDir, fmt.Sprintf("%s.%d", kind, (first+i)%n)))
+			f, err := TryLock(filepath.Join(AdmitDir, fmt.Sprintf("%s.%d", kind, (first+i)%n)))
 			if err != nil {
 				return nil, 0, fmt.Errorf("admission %s: %w", kind, err)
 			}
@@ -67,10 +67,10 @@ func Admit(ctx context.Context, kind Admission) (*Slot, time.Duration, error) {
 	}
 }
 
-// lockFile waits until it holds the flock of path (created if missing).
-func lockFile(ctx context.Context, path string) (*os.File, error) {
+// LockFile waits until it holds the flock of path (created if missing).
+func LockFile(ctx context.Context, path string) (*os.File, error) {
 	for {
-		f, err := tryLock(path)
+		f, err := TryLock(path)
 		if err != nil || f != nil {
 			return f, err
 		}
@@ -80,9 +80,9 @@ func lockFile(ctx context.Context, path string) (*os.File, error) {
 	}
 }
 
-// tryLock opens path and takes its flock without waiting: nil, nil when
+// TryLock opens path and takes its flock without waiting: nil, nil when
 // another descriptor holds it.
-func tryLock(path string) (*os.File, error) {
+func TryLock(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err

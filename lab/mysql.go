@@ -138,7 +138,7 @@ func EnsureTemplate(ctx context.Context, progress io.Writer) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", fmt.Errorf("mariadb template: %w", err)
 	}
-	lock, err := lockFile(ctx, dst+".lock")
+	lock, err := LockFile(ctx, dst+".lock")
 	if err != nil {
 		return "", fmt.Errorf("mariadb template: %w", err)
 	}

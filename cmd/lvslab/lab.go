@@ -236,7 +236,9 @@ func cmdExec(args []string) error {
 		return err
 	}
 	if st.Runner == kernel.VM {
-		done, err := vmlab.Call(context.Background(), vmlab.Socket(*runDir, *name),
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		done, err := vmlab.Call(ctx, vmlab.Dir(*runDir, *name),
 			vmlab.Request{Op: "exec", Box: rest[0], Argv: rest[1:]}, os.Stdout, os.Stderr)
 		if err != nil {
 			return &exitError{max(done.Code, 1), err}
@@ -253,10 +255,11 @@ func cmdDown(args []string) error {
 		return err
 	}
 	if st, err := lab.ReadState(*runDir, *name); err == nil && st.Runner == kernel.VM {
-		if err := vmlab.Down(*runDir, st, lab.StopGrace); err != nil {
-			return err
+		what, err := vmlab.Down(*runDir, st, lab.StopGrace)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
-		fmt.Fprintf(os.Stderr, "lvslab: lab %q down: VM powered off, run dir removed\n", *name)
+		fmt.Fprintf(os.Stderr, "lvslab: lab %q down: %s\n", *name, what)
 		return nil
 	}
 	r, err := lab.Down(*runDir, *name, lab.StopGrace)
@@ -314,9 +317,13 @@ func cmdAgent(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	port, err := kernel.OpenPort(kernel.AgentPort, os.O_RDWR)
-	if err != nil {
-		return fmt.Errorf("agent runs only inside lvslab's micro-VM: %w", err)
+	var ports []vmlab.Port
+	for i := range kernel.AgentPorts {
+		port, err := kernel.OpenPort(kernel.AgentPort(i), os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("agent runs only inside lvslab's micro-VM: %w", err)
+		}
+		ports = append(ports, port)
 	}
 	start := func(ctx context.Context, l *lab.Lab) error { return startDirectors(ctx, l, *directors, *fix) }
 	if *keep != "" {
@@ -333,7 +340,7 @@ func cmdAgent(args []string) error {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "lvslab agent: %v\n", err)
 	}
-	return vmlab.Serve(context.Background(), l, lab.DefaultRunDir, err, port)
+	return vmlab.Serve(context.Background(), l, lab.DefaultRunDir, err, ports...)
 }
 
 // directorFlags are up's --directors and --fix.

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/lvslab/lvslab/lab/runenv"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lvslab/lvslab/lab/runenv"
 
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"

@@ -200,19 +200,21 @@ func qemuTail(out *bytes.Buffer) string {
 
 // Start boots the VM in the background with ctl as its control directory
 // and returns qemu's process. The command's stdout and stderr go to
-// ctl/stdout.log and ctl/stderr.log; a further virtio-serial port named
-// AgentPort is a unix socket at ctl/agent.sock on the host. qemu runs in a
-// session of its own and outlives the caller: stop it through the agent,
-// or kill it.
+// ctl/stdout.log and ctl/stderr.log; AgentPorts further virtio-serial
+// ports, AgentPort(i) in the guest, are unix sockets AgentSocket(i) in ctl
+// on the host: one client each at a time. qemu runs in a session of its
+// own and outlives the caller: stop it through the agent, or kill it.
 func (v *MicroVM) Start(ctl string, spec Spec) (*os.Process, error) {
 	cmd, err := v.command(ctl, cmp.Or(v.Accel.Name, TCG), spec, filepath.Join(ctl, "stdout.log"), filepath.Join(ctl, "stderr.log"))
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(ctl, AgentSocket)
-	cmd.Args = append(cmd.Args,
-		"-chardev", "socket,id=agent,path="+sock+",server=on,wait=off",
-		"-device", "virtserialport,chardev=agent,name="+AgentPort)
+	for i := range AgentPorts {
+		id := fmt.Sprintf("agent%d", i)
+		cmd.Args = append(cmd.Args,
+			"-chardev", "socket,id="+id+",path="+filepath.Join(ctl, AgentSocket(i))+",server=on,wait=off",
+			"-device", "virtserialport,chardev="+id+",name="+AgentPort(i))
+	}
 	log, err := os.Create(filepath.Join(ctl, "qemu.log"))
 	if err != nil {
 		return nil, err
@@ -226,12 +228,18 @@ func (v *MicroVM) Start(ctl string, spec Spec) (*os.Process, error) {
 	return cmd.Process, nil
 }
 
-// Agent port: see Start.
-const (
-	AgentPort   = "lvslab.agent"
-	AgentSocket = "agent.sock"
-	consoleFile = "console.log"
-)
+// AgentPorts is how many requests the agent serves at once (watch beside
+// status and exec): one per port, see Start.
+const AgentPorts = 4
+
+// AgentPort is the guest's name of agent port i.
+func AgentPort(i int) string { return fmt.Sprintf("lvslab.agent%d", i) }
+
+// AgentSocket is the host's socket of agent port i, in the VM's ctl
+// directory.
+func AgentSocket(i int) string { return fmt.Sprintf("agent%d.sock", i) }
+
+const consoleFile = "console.log"
 
 // command writes the spec and the initramfs into ctl and returns the qemu
 // command; the guest's stdout and stderr go to the files out and errOut.

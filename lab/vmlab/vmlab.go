@@ -1,23 +1,33 @@
 // Package vmlab keeps a lab in a background micro-VM, for hosts whose
 // kernel has no IPVS. `lvslab up` boots the VM with `lvslab agent` as its
 // command; the agent builds the lab inside and serves requests (status,
-// exec, down) on a virtio-serial port that the host sees as the unix socket
-// <run dir>/agent.sock. One request at a time; exec has no stdin.
+// exec, down) on kernel.AgentPorts virtio-serial ports, each a unix socket
+// in the lab's run directory on the host. A client takes a port by its
+// lock file, so each port has one client at a time, and the agent serves
+// the ports side by side: watch beside status and exec. A client that
+// goes away (Ctrl-C, a kill, a closed pipe) cancels its own request: the
+// guest sees the port hang up, or the next request arrive. exec has no
+// stdin.
 //
 // Wire format: the host writes one JSON Request line; the agent answers
-// with frames of [kind byte][length uint32, big endian][payload]: 'o' and
-// 'e' carry the command's stdout and stderr, 'x' ends the answer with a
-// JSON Done.
+// with frames of [kind byte][length uint32, big endian][payload], each in
+// one write: 'h' first, carrying the request's ID (a client skips what
+// came before it: the tail of an answer to a client that left), then 'o'
+// and 'e' with the command's stdout and stderr, and 'x' ends the answer
+// with a JSON Done.
 package vmlab
 
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -31,6 +41,7 @@ import (
 
 // Request is what the host asks of the agent.
 type Request struct {
+	ID   string   `json:"id"`
 	Op   string   `json:"op"` // status, exec, down
 	Box  string   `json:"box,omitempty"`
 	Argv []string `json:"argv,omitempty"`
@@ -44,14 +55,26 @@ type Done struct {
 }
 
 const (
+	frameHello  = 'h'
 	frameStdout = 'o'
 	frameStderr = 'e'
 	frameDone   = 'x'
+	// maxPayload keeps a frame within one buffer of the guest's port
+	// (virtio_console takes at most 32 KiB a write), so that a frame is
+	// never split between two clients.
+	maxPayload = 32<<10 - 5
 )
 
 // GuestTopology is where the agent finds the topology: the run directory
 // is the VM's control share.
 var GuestTopology = filepath.Join(kernel.GuestCtl, "topology.yaml")
+
+// Port is one agent port: a virtio-serial port in the guest, whose write
+// deadline unblocks a write to a host that left.
+type Port interface {
+	io.ReadWriter
+	SetWriteDeadline(time.Time) error
+}
 
 // frameWriter writes frames of one kind; writers share a mutex.
 type frameWriter struct {
@@ -63,49 +86,133 @@ type frameWriter struct {
 func (f *frameWriter) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := writeFrame(f.w, f.kind, p); err != nil {
-		return 0, err
+	for n := 0; n < len(p); {
+		chunk := p[n:min(len(p), n+maxPayload)]
+		if err := writeFrame(f.w, f.kind, chunk); err != nil {
+			return n, err
+		}
+		n += len(chunk)
 	}
 	return len(p), nil
 }
 
 func writeFrame(w io.Writer, kind byte, p []byte) error {
-	hdr := [5]byte{kind}
-	binary.BigEndian.PutUint32(hdr[1:], uint32(len(p)))
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(p)
+	buf := make([]byte, 5+len(p))
+	buf[0] = kind
+	binary.BigEndian.PutUint32(buf[1:], uint32(len(p)))
+	copy(buf[5:], p)
+	_, err := w.Write(buf)
 	return err
 }
 
-// Serve is the agent: it answers requests on port until a down request has
-// closed the lab. buildErr, if set, is what status reports.
-func Serve(ctx context.Context, l *lab.Lab, runDir string, buildErr error, port io.ReadWriter) error {
-	r := bufio.NewReader(port)
-	var mu sync.Mutex
-	for {
+// Serve is the agent: it answers requests on every port until a down
+// request has closed the lab. buildErr, if set, is what status reports.
+func Serve(ctx context.Context, l *lab.Lab, runDir string, buildErr error, ports ...Port) error {
+	return serve(ctx, func(ctx context.Context, req Request, stdout, stderr io.Writer) Done {
+		return handle(ctx, l, runDir, buildErr, req, stdout, stderr)
+	}, ports...)
+}
+
+// handler answers one request, writing a command's output to stdout and
+// stderr; it ends early when ctx does.
+type handler func(ctx context.Context, req Request, stdout, stderr io.Writer) Done
+
+func serve(ctx context.Context, h handler, ports ...Port) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	downed := make(chan struct{}, len(ports))
+	for _, p := range ports {
+		go func() {
+			if servePort(ctx, h, p) {
+				downed <- struct{}{}
+			}
+		}()
+	}
+	<-downed
+	return nil
+}
+
+// portEvent is a request line from the port's client, or (line nil) its
+// hang-up.
+type portEvent struct{ line []byte }
+
+// readPort turns what the port reads into events, in order. With no host
+// connected the port reads as EOF: a hang-up once after a request, then
+// quiet polling until a client connects.
+func readPort(ctx context.Context, p io.Reader, events chan<- portEvent) {
+	r := bufio.NewReader(p)
+	connected := false
+	for ctx.Err() == nil {
 		line, err := r.ReadBytes('\n')
-		if err != nil {
-			// No host connected: the port reads as EOF. Wait for one.
+		switch {
+		case err == nil:
+			connected = true
+			events <- portEvent{line}
+		case connected:
+			connected = false
+			events <- portEvent{}
+		default:
 			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		var req Request
-		done := Done{}
-		if err := json.Unmarshal(line, &req); err != nil {
-			done.Code, done.Error = 2, "bad request: "+err.Error()
-		} else {
-			done = handle(ctx, l, runDir, buildErr, req, &frameWriter{&mu, port, frameStdout}, &frameWriter{&mu, port, frameStderr})
-		}
-		data, _ := json.Marshal(done)
-		mu.Lock()
-		writeFrame(port, frameDone, data) // a host gone mid-answer is no error
-		mu.Unlock()
-		if req.Op == "down" {
-			return nil
 		}
 	}
+}
+
+// servePort answers one port's requests, one at a time; a request ends
+// early when its client hangs up or the next request arrives (one client
+// at a time holds a port: a new request means the last client left). It
+// reports whether a down request ended it.
+func servePort(ctx context.Context, h handler, p Port) bool {
+	events := make(chan portEvent, 16)
+	go readPort(ctx, p, events)
+	var mu sync.Mutex
+	var next []byte
+	for {
+		line := next
+		for next = nil; line == nil; {
+			select {
+			case <-ctx.Done():
+				return false
+			case ev := <-events:
+				line = ev.line
+			}
+		}
+		var req Request
+		if err := json.Unmarshal(line, &req); err != nil {
+			answer(p, &mu, req.ID, Done{Code: 2, Error: "bad request: " + err.Error()})
+			continue
+		}
+		mu.Lock()
+		writeFrame(p, frameHello, []byte(req.ID)) // a host gone mid-answer is no error
+		mu.Unlock()
+		reqCtx, cancel := context.WithCancel(ctx)
+		result := make(chan Done, 1)
+		go func() {
+			result <- h(reqCtx, req, &frameWriter{&mu, p, frameStdout}, &frameWriter{&mu, p, frameStderr})
+		}()
+		var done Done
+		select {
+		case done = <-result:
+		case ev := <-events: // the client left: end its request, unblock its writes
+			cancel()
+			p.SetWriteDeadline(time.Now())
+			<-result
+			p.SetWriteDeadline(time.Time{})
+			next = ev.line
+			continue
+		}
+		cancel()
+		answer(p, &mu, req.ID, done)
+		if req.Op == "down" {
+			return true
+		}
+	}
+}
+
+func answer(p io.Writer, mu *sync.Mutex, id string, done Done) {
+	data, _ := json.Marshal(done)
+	mu.Lock()
+	defer mu.Unlock()
+	writeFrame(p, frameDone, data)
 }
 
 func handle(ctx context.Context, l *lab.Lab, runDir string, buildErr error, req Request, stdout, stderr io.Writer) Done {
@@ -142,10 +249,17 @@ func handle(ctx context.Context, l *lab.Lab, runDir string, buildErr error, req 
 	return Done{Code: 2, Error: fmt.Sprintf("unknown op %q", req.Op)}
 }
 
-// Call sends req to the agent behind sock and copies the command's output
-// to stdout and stderr until the answer ends.
-func Call(ctx context.Context, sock string, req Request, stdout, stderr io.Writer) (Done, error) {
+// Call sends req to the agent of the lab whose run directory is dir, on
+// the first free port (waiting for one), and copies the command's output
+// to stdout and stderr until the answer ends. Cancelling ctx (Ctrl-C)
+// closes the connection: the agent ends the request.
+func Call(ctx context.Context, dir string, req Request, stdout, stderr io.Writer) (Done, error) {
 	var done Done
+	lock, sock, err := takePort(ctx, dir)
+	if err != nil {
+		return done, err
+	}
+	defer lock.Close()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", sock)
 	if err != nil {
@@ -155,17 +269,51 @@ func Call(ctx context.Context, sock string, req Request, stdout, stderr io.Write
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	return call(c, req, stdout, stderr)
+	stopClose := context.AfterFunc(ctx, func() { c.Close() })
+	defer stopClose()
+	done, err = call(c, req, stdout, stderr)
+	if ctx.Err() != nil {
+		return done, fmt.Errorf("%s: %w", req.Op, context.Cause(ctx))
+	}
+	return done, err
 }
 
-// call sends one request on c and reads its answer.
+// takePort locks a free agent port of the lab in dir: its lock file is
+// held while the client uses the port.
+func takePort(ctx context.Context, dir string) (*os.File, string, error) {
+	for i := range kernel.AgentPorts {
+		f, err := lab.TryLock(filepath.Join(dir, kernel.AgentSocket(i)+".lock"))
+		if err != nil {
+			return nil, "", fmt.Errorf("VM agent: %w", err)
+		}
+		if f != nil {
+			return f, filepath.Join(dir, kernel.AgentSocket(i)), nil
+		}
+	}
+	// every port busy: wait for one
+	i := rand.IntN(kernel.AgentPorts)
+	f, err := lab.LockFile(ctx, filepath.Join(dir, kernel.AgentSocket(i)+".lock"))
+	if err != nil {
+		return nil, "", fmt.Errorf("VM agent: every port busy: %w", err)
+	}
+	return f, filepath.Join(dir, kernel.AgentSocket(i)), nil
+}
+
+// call sends one request on c and reads its answer, skipping what comes
+// before the agent's hello with the request's ID.
 func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) {
 	var done Done
+	if req.ID == "" {
+		id := make([]byte, 8)
+		crand.Read(id)
+		req.ID = hex.EncodeToString(id)
+	}
 	data, _ := json.Marshal(req)
 	if _, err := c.Write(append(data, '\n')); err != nil {
 		return done, fmt.Errorf("send %s to the VM agent: %w", req.Op, err)
 	}
 	r := bufio.NewReader(c)
+	ours := false
 	for {
 		var hdr [5]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -175,12 +323,16 @@ func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) 
 		if _, err := io.ReadFull(r, p); err != nil {
 			return done, fmt.Errorf("read the VM agent's answer to %s: %w", req.Op, err)
 		}
-		switch hdr[0] {
-		case frameStdout:
+		switch {
+		case hdr[0] == frameHello:
+			ours = string(p) == req.ID
+		case !ours && hdr[0] != frameDone:
+			// the tail of an answer to a client that left
+		case hdr[0] == frameStdout:
 			stdout.Write(p)
-		case frameStderr:
+		case hdr[0] == frameStderr:
 			stderr.Write(p)
-		case frameDone:
+		case hdr[0] == frameDone && ours:
 			if err := json.Unmarshal(p, &done); err != nil {
 				return done, fmt.Errorf("VM agent answer: %w", err)
 			}
@@ -192,8 +344,8 @@ func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) 
 	}
 }
 
-// Socket is the agent socket of the lab called name.
-func Socket(runDir, name string) string { return filepath.Join(runDir, name, kernel.AgentSocket) }
+// Dir is the run directory of the lab called name: its agent's sockets.
+func Dir(runDir, name string) string { return filepath.Join(runDir, name) }
 
 // Up boots a micro-VM whose agent builds topo (whose YAML is topoData) as
 // the lab called name, with the agent's further flags agentArgs
@@ -238,7 +390,7 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	for {
-		if _, err := os.Stat(Socket(runDir, name)); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, kernel.AgentSocket(kernel.AgentPorts-1))); err == nil {
 			break
 		}
 		if syscall.Kill(proc.Pid, 0) != nil {
@@ -260,21 +412,35 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []
 // Status asks the agent of the lab called name what the kernel inside the
 // VM shows; it waits while the agent still builds the lab.
 func Status(ctx context.Context, runDir, name string) (*lab.Status, error) {
-	done, err := Call(ctx, Socket(runDir, name), Request{Op: "status"}, io.Discard, io.Discard)
+	done, err := Call(ctx, Dir(runDir, name), Request{Op: "status"}, io.Discard, io.Discard)
 	return done.Status, err
 }
 
 // Down asks the agent to tear the lab down, waits for the VM to power off
-// (killing it after grace), and removes the run directory.
-func Down(runDir string, st *lab.State, grace time.Duration) error {
+// (killing it after grace), removes the run directory, and says what
+// happened. A VM gone and swept is down, even if the agent's answer was
+// lost: that is reported, not failed.
+func Down(runDir string, st *lab.State, grace time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace+30*time.Second)
 	defer cancel()
-	_, callErr := Call(ctx, Socket(runDir, st.Name), Request{Op: "down"}, io.Discard, io.Discard)
+	t0 := time.Now()
+	_, callErr := Call(ctx, Dir(runDir, st.Name), Request{Op: "down"}, io.Discard, io.Discard)
+	off := false
 	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if syscall.Kill(st.PID, 0) != nil {
+			off = true
 			break
 		}
 	}
-	_, err := lab.Sweep(runDir, st.Name)
-	return errors.Join(callErr, err)
+	what := fmt.Sprintf("the agent tore the lab down, the VM powered off in %.1fs", time.Since(t0).Seconds())
+	switch {
+	case callErr != nil && off:
+		what = fmt.Sprintf("the agent's answer was lost (%v), the VM powered off in %.1fs", callErr, time.Since(t0).Seconds())
+	case !off:
+		what = fmt.Sprintf("the VM did not power off within %s (agent: %v): killed", grace, callErr)
+	}
+	if _, err := lab.Sweep(runDir, st.Name); err != nil {
+		return what, err
+	}
+	return what + ", run dir removed", nil
 }
