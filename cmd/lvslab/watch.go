@@ -47,6 +47,10 @@ func cmdWatch(args []string) error {
 		argv := []string{self, "watch", "--lab", *name, "--run-dir", lab.DefaultRunDir, "--count", fmt.Sprint(*count),
 			"--interval", interval.String(), "--tty=" + fmt.Sprint(*tty)}
 		done, err := vmlab.Call(ctx, vmlab.Dir(*runDir, *name), vmlab.Request{Op: "exec", Box: st.Topology.Nodes[0].Name, Argv: argv}, os.Stdout, os.Stderr)
+		if ctx.Err() != nil { // interrupted, as natively: the agent ends the watch inside
+			fmt.Println()
+			return nil
+		}
 		if err != nil {
 			return &exitError{max(done.Code, 1), err}
 		}
