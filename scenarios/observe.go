@@ -6,7 +6,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/moby/ipvs"
 )
@@ -150,4 +152,72 @@ func ReadCounters(l *lab.Lab, c Cluster) (Counters, error) {
 		}
 	}
 	return k, nil
+}
+
+// sampleFrames reads the bridge's port counters every SampleInterval
+// until stop is closed, and returns the per-interval frame counts.
+func sampleFrames(bridge *lab.Box, c Cluster, client string, t0 time.Time, stop <-chan struct{}) []Sample {
+	sum := func() (cl, dir uint64) { return bridgeFrames(bridge, c, client) }
+	var out []Sample
+	lastC, lastD := sum()
+	tick := time.NewTicker(SampleInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return out
+		case <-tick.C:
+			cl, dir := sum()
+			out = append(out, Sample{At: time.Since(t0), Client: cl - lastC, Directors: dir - lastD})
+			lastC, lastD = cl, dir
+		}
+	}
+}
+
+// ipvsStatsDelay is one tick of the IPVS estimator, plus a margin.
+const ipvsStatsDelay = 2200 * time.Millisecond
+
+// snapshot is every observer's reading at one moment.
+type snapshot struct {
+	ipvs   map[string]IPVSCounters
+	te     map[string]uint64
+	frames map[string]PortFrames
+}
+
+func observe(l *lab.Lab, c Cluster) (snapshot, error) {
+	s := snapshot{ipvs: map[string]IPVSCounters{}, te: map[string]uint64{}, frames: map[string]PortFrames{}}
+	for _, d := range c.Directors {
+		var err error
+		if s.ipvs[d.Node], err = ReadIPVS(l.Box(d.Node)); err != nil {
+			return s, err
+		}
+		if s.te[d.Node], err = TimeExceeded(l.Box(d.Node)); err != nil {
+			return s, err
+		}
+	}
+	for _, b := range l.Topo.Bridges {
+		ports, err := ReadPorts(l.Box(b.Name))
+		if err != nil {
+			return s, err
+		}
+		for k, v := range ports {
+			s.frames[k] = v
+		}
+	}
+	return s, nil
+}
+
+// syncDaemons lists the IPVS sync daemons running on each director.
+func syncDaemons(l *lab.Lab, c Cluster) (map[string][]director.SyncDaemon, error) {
+	out := map[string][]director.SyncDaemon{}
+	for _, d := range c.Directors {
+		err := l.Box(d.Node).Do(func() (err error) {
+			out[d.Node], err = director.SyncDaemons()
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sync daemons in %s: %w", d.Node, err)
+		}
+	}
+	return out, nil
 }
