@@ -81,9 +81,7 @@ kernel: build ## fetch the micro-VM kernel (and those of KERNELS) into the cache
 	@if $(BIN) kernel info | grep -q '^runner: *vm'; then $(BIN) kernel fetch $(foreach k,$(KERNELS),&& $(BIN) kernel fetch --suite $(k)); \
 	else echo "kernel: host has ip_vs, no VM kernel needed"; fi
 
-# prepare makes what parallel labs share, once, before they start: the
-# MariaDB template datadir in the cache (the kernel has its own target).
-prepare: build
+prepare: build ## make the MariaDB template datadir in the cache once, before labs start in parallel (run, test and conformance do)
 	@$(BIN) prepare
 
 build: ## build bin/lvslab (static: it is also the micro-VM's /init)

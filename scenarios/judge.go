@@ -97,7 +97,10 @@ func (r *Result) count(c Cluster, before, after snapshot) {
 
 // flapped: a connection refused or closed while its server was down is
 // the flapping server's doing (MySQLFlap), not the pair's.
-func (r *Result) flapped(c Conn) bool { return c.Refused && during(r.Outages, c) }
+func (r *Result) flapped(c Conn) bool { return c.refused() && during(r.Outages, c) }
+
+// failed: a connection neither served nor explained by a flap.
+func (r *Result) failed(c Conn) bool { return c.ServedBy == 0 && !r.flapped(c) }
 
 // loopEvidence is the positive evidence of a loop, and notes on what was
 // seen but is not evidence.
@@ -157,11 +160,11 @@ func (r *Result) failures() string {
 	causes := map[string]int{}
 	n := 0
 	for _, c := range r.Conns {
-		if c.ServedBy > 0 || (!c.Hung && r.flapped(c)) {
+		if !r.failed(c) {
 			continue
 		}
 		n++
-		causes[cmp.Or(c.Cause, "failed")]++
+		causes[cmp.Or(c.Cause, "other error")]++
 	}
 	if n == 0 {
 		return ""
@@ -170,7 +173,7 @@ func (r *Result) failures() string {
 	for _, k := range slices.Sorted(maps.Keys(causes)) {
 		parts = append(parts, fmt.Sprintf("%d %s", causes[k], k))
 	}
-	first := firstError(r.Conns, func(c Conn) bool { return c.ServedBy == 0 && (c.Hung || !r.flapped(c)) })
+	first := firstError(r.Conns, r.failed)
 	return fmt.Sprintf("%d of %d failed: %s (first: %s)", n, r.Connections, strings.Join(parts, ", "), first)
 }
 

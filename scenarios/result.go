@@ -69,7 +69,7 @@ type Result struct {
 	Takeovers *int `json:"backup_takeovers,omitempty"`
 	// Outages are when a flapping box's servers were down (MySQLFlap):
 	// from each stop to both directors sending to it again. DownErrors
-	// counts the connections refused or closed (Conn.Refused) that
+	// counts the connections refused or closed (Conn.refused) that
 	// overlapped one.
 	Outages    []Outage `json:"outages,omitempty"`
 	DownErrors int      `json:"down_errors,omitempty"`

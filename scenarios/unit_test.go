@@ -123,7 +123,7 @@ func TestJudge(t *testing.T) {
 		// failures without loop evidence are the host's or the harness's
 		// (a lab starved of CPU): never a verdict on the pair
 		{"hung connection, no loop evidence", FixFwmark, append(served(1, 2), Conn{Hung: true, Cause: "handshake timeout", Error: "i/o timeout"}), snap(0, 0), Unserved, false, "1 of 3 failed: 1 handshake timeout (first: i/o timeout), without loop evidence", nil, nil, nil, nil},
-		{"closed under load, no loop evidence", FixFwmark, append(served(1, 2), Conn{Refused: true, Cause: "closed", Error: "invalid connection"}, Conn{Refused: true, Cause: "closed", Error: "invalid connection"}), snap(0, 0), Unserved, false, "2 of 4 failed: 2 closed", nil, nil, nil, nil},
+		{"closed under load, no loop evidence", FixFwmark, append(served(1, 2), Conn{Cause: "closed", Error: "invalid connection"}, Conn{Cause: "closed", Error: "invalid connection"}), snap(0, 0), Unserved, false, "2 of 4 failed: 2 closed", nil, nil, nil, nil},
 		{"loop expected, only hangs", FixNone, append(served(1, 2), Conn{Hung: true, Cause: "answer timeout"}), snap(0, 0), Unserved, false, "1 of 3 failed: 1 answer timeout", nil, nil, nil, nil},
 		{"loop with hangs", FixNone, append(served(1, 2), Conn{Hung: true, Cause: "handshake timeout"}), snap(12, 0), Loop, true, "passive d2's service counted 12 packets; 1 of 3 failed: 1 handshake timeout", nil, nil, nil, nil},
 		{"loop expected, none seen", FixNone, served(1, 2), snap(0, 0), Clean, false, "2 of 2 served", nil, nil, nil, nil},
@@ -153,8 +153,8 @@ func TestJudge(t *testing.T) {
 func TestJudgeFlap(t *testing.T) {
 	c := testCluster(t)
 	t0 := time.Now()
-	failed := func(at, took time.Duration, err string) Conn {
-		return Conn{Start: t0.Add(at), Latency: took, Error: err, Hung: err == "i/o timeout", Refused: err != "i/o timeout" && err != "no route to host"}
+	failed := func(at, took time.Duration, err, cause string) Conn {
+		return Conn{Start: t0.Add(at), Latency: took, Error: err, Hung: err == "i/o timeout", Cause: cause}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -162,14 +162,14 @@ func TestJudgeFlap(t *testing.T) {
 		want   Verdict
 		reason string
 	}{
-		{"refused while down", failed(time.Second, time.Millisecond, "connection refused"), Clean, "1 of 3 refused or closed while d2's servers were down (connection refused), not loop evidence"},
-		{"closed as it went down", failed(-time.Second, 1500*time.Millisecond, "invalid connection"), Clean, "1 of 3 refused or closed while d2's servers were down (invalid connection)"},
+		{"refused while down", failed(time.Second, time.Millisecond, "connection refused", "refused"), Clean, "1 of 3 refused or closed while d2's servers were down (connection refused), not loop evidence"},
+		{"closed as it went down", failed(-time.Second, 1500*time.Millisecond, "invalid connection", "closed"), Clean, "1 of 3 refused or closed while d2's servers were down (invalid connection)"},
 		// not the flap's, and no loop evidence either: not a verdict
-		{"refused once up again", failed(6*time.Second, time.Millisecond, "connection refused"), Unserved, "1 of 3 failed: 1 failed (first: connection refused), without loop evidence"},
-		{"hung while down", failed(time.Second, 3*time.Second, "i/o timeout"), Unserved, "1 of 3 failed: 1 failed (first: i/o timeout)"},
+		{"refused once up again", failed(6*time.Second, time.Millisecond, "connection refused", "refused"), Unserved, "1 of 3 failed: 1 refused (first: connection refused), without loop evidence"},
+		{"hung while down", failed(time.Second, 3*time.Second, "i/o timeout", "answer timeout"), Unserved, "1 of 3 failed: 1 answer timeout (first: i/o timeout)"},
 		// an ICMP error while the server was down is not excused; loop
 		// evidence is the directors' time exceeded count
-		{"unreachable while down", failed(time.Second, 5*time.Millisecond, "no route to host"), Unserved, "1 of 3 failed: 1 failed (first: no route to host)"},
+		{"unreachable while down", failed(time.Second, 5*time.Millisecond, "no route to host", "unreachable"), Unserved, "1 of 3 failed: 1 unreachable (first: no route to host)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &Result{Fix: FixFwmark, Expected: Expected(FixFwmark, MySQLFlap), Conns: []Conn{{ServedBy: 1}, {ServedBy: 2}, tc.failed},
@@ -311,7 +311,9 @@ func TestLatencies(t *testing.T) {
 	}
 }
 
-func TestIsRefused(t *testing.T) {
+// TestFailureCause: each kind of failure from real and wrapped errors,
+// and which of them a stopped server causes (refused).
+func TestFailureCause(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -332,11 +334,9 @@ func TestIsRefused(t *testing.T) {
 		{dialTimeout, false, "handshake timeout"},
 		{context.DeadlineExceeded, false, "answer timeout"},
 	} {
-		if got := isRefused(tc.err); got != tc.want {
-			t.Errorf("isRefused(%v) = %v, want %v", tc.err, got, tc.want)
-		}
-		if got := failureCause(tc.err); got != tc.cause {
-			t.Errorf("failureCause(%v) = %q, want %q", tc.err, got, tc.cause)
+		c := Conn{Cause: failureCause(tc.err)}
+		if c.Cause != tc.cause || c.refused() != tc.want {
+			t.Errorf("failureCause(%v) = %q, refused %v; want %q, %v", tc.err, c.Cause, c.refused(), tc.cause, tc.want)
 		}
 	}
 }

@@ -29,11 +29,6 @@ type Conn struct {
 	Latency  time.Duration `json:"latency_ns"`
 	// Hung: no answer before the timeout (the loop's symptom).
 	Hung bool `json:"hung"`
-	// Refused: the server end refused or closed it (a reset, or the
-	// connection closed before the answer), as a stopped or stopping
-	// server does; a loop drops segments instead, or answers with ICMP
-	// (no route to host).
-	Refused bool `json:"refused,omitempty"`
 	// Cause names a failure's kind (failureCause): what UNSERVED reports.
 	Cause string `json:"cause,omitempty"`
 	Error string `json:"error,omitempty"`
@@ -114,8 +109,7 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 			id, err := query(qctx, i)
 			c.ServedBy, c.Latency = id, time.Since(c.Start)
 			if err != nil {
-				c.Hung, c.Refused = isTimeout(err), isRefused(err)
-				c.Cause, c.Error = failureCause(err), err.Error()
+				c.Hung, c.Cause, c.Error = isTimeout(err), failureCause(err), err.Error()
 			}
 		})
 	}
@@ -144,21 +138,23 @@ func failureCause(err error) string {
 		return "reset"
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return "unreachable"
-	case isRefused(err):
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, mysql.ErrInvalidConn):
 		return "closed"
 	}
 	return "other error"
+}
+
+// refused: the server end refused or closed the connection (a reset, or
+// closed before the answer), as a stopped or stopping server does; a loop
+// drops segments instead, or answers with ICMP (no route to host).
+func (c Conn) refused() bool {
+	return c.Cause == "refused" || c.Cause == "reset" || c.Cause == "closed"
 }
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
 		errors.As(err, &ne) && ne.Timeout()
-}
-
-func isRefused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, mysql.ErrInvalidConn)
 }
 
 // Write is one insert through the VIP.

@@ -432,12 +432,13 @@ func Down(runDir string, st *lab.State, grace time.Duration) (string, error) {
 			break
 		}
 	}
-	what := fmt.Sprintf("the agent tore the lab down, the VM powered off in %.1fs", time.Since(t0).Seconds())
-	switch {
-	case callErr != nil && off:
-		what = fmt.Sprintf("the agent's answer was lost (%v), the VM powered off in %.1fs", callErr, time.Since(t0).Seconds())
-	case !off:
-		what = fmt.Sprintf("the VM did not power off within %s (agent: %v): killed", grace, callErr)
+	agent := "the agent tore the lab down"
+	if callErr != nil {
+		agent = fmt.Sprintf("the agent's answer was lost (%v)", callErr)
+	}
+	what := fmt.Sprintf("%s, the VM powered off in %.1fs", agent, time.Since(t0).Seconds())
+	if !off {
+		what = fmt.Sprintf("%s, the VM did not power off within %s: killed", agent, grace)
 	}
 	if _, err := lab.Sweep(runDir, st.Name); err != nil {
 		return what, err
