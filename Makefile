@@ -197,9 +197,23 @@ define suite_raw
 	@mv reports/bench/raw/suite.txt.new reports/bench/raw/suite.txt
 endef
 
+# newcomer_raw does what a newcomer does, NEWCOMER_RUNS times: a fresh
+# clone and cache, make run, make test (fixtures/bench/newcomer.sh).
+NEWCOMER_RUNS ?= 5
+define newcomer_raw
+	@echo "bench: a fresh clone and cache, make run and make test, $(NEWCOMER_RUNS) times -> reports/bench/raw/newcomer.txt (about 9 minutes each)"
+	@{ echo "# title: A newcomer: fresh clone and LVSLAB_CACHE, make run then make test ($(NEWCOMER_RUNS) times; Debian packages and Go's build cache kept)"; \
+	   echo "# command: fixtures/bench/newcomer.sh . $(NEWCOMER_RUNS)"; \
+	   echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
+	   echo "# kernel: $(BENCH_KERNEL)"; \
+	   echo "# date: $$(date -u +%F)"; \
+	   fixtures/bench/newcomer.sh . $(NEWCOMER_RUNS); } > reports/bench/raw/newcomer.txt.new
+	@mv reports/bench/raw/newcomer.txt.new reports/bench/raw/newcomer.txt
+endef
+
 # make bench BENCH_SETS="director run" reruns some sets; BENCH.md is
 # always regenerated from every raw file (each names its date).
-BENCH_SETS ?= lab kernel director scenarios load run check suite
+BENCH_SETS ?= lab kernel director scenarios load run check suite newcomer
 bench: export LVSLAB_BIN := $(CURDIR)/$(BIN)
 bench: export LVSLAB_REQUIRE_IPVS := 1
 bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate reports/bench/BENCH.md (root)
@@ -211,6 +225,7 @@ bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate repor
 	$(if $(filter run,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,run,The headline job: lvslab run (six scenarios at once) from start to exit,-bench BenchmarkRun,$(BENCH_KERNEL)))
 	$(if $(filter check,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,check,lvslab check on the reference pair (12 runs) vs lvslab run on the same cells of the template pair,-bench BenchmarkCheck,$(BENCH_KERNEL)))
 	$(if $(filter suite,$(BENCH_SETS)),$(suite_raw))
+	$(if $(filter newcomer,$(BENCH_SETS)),$(newcomer_raw))
 	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 
 clean: ## remove build outputs
