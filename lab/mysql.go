@@ -13,12 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
-
-	"github.com/lvslab/lvslab/lab/runenv"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lvslab/lvslab/fixtures"
+	"github.com/lvslab/lvslab/lab/runenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -210,8 +210,10 @@ func installDB(ctx context.Context, dst string) error {
 		return fmt.Errorf("mariadb template: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	out, err := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+filepath.Join(tmp, "d"),
-		"--auth-root-authentication-method=normal", "--skip-test-db", "--user=root", innodbLogSize).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "mariadb-install-db", "--no-defaults", "--datadir="+filepath.Join(tmp, "d"),
+		"--auth-root-authentication-method=normal", "--skip-test-db", "--user=root", innodbLogSize)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // not outliving a killed lvslab
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("mariadb-install-db: %w: %s", err, Tail(string(out), 5))
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -125,6 +126,9 @@ func Exec(lab, box string, argv []string) error {
 func (b *Box) Run(ctx context.Context, argv []string, stdout, stderr io.Writer) (int, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	// Once ctx ends and the command is killed, a child it left holding
+	// its output must not hold Wait (and the caller) forever.
+	cmd.WaitDelay = 2 * time.Second
 	if err := b.Do(cmd.Start); err != nil {
 		return 0, fmt.Errorf("run %s in %s: %w", argv[0], b.Name, err)
 	}

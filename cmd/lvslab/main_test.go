@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvslab/lvslab/lab/runenv"
-
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/labtest"
+	"github.com/lvslab/lvslab/lab/runenv"
 )
 
 // lvslab is the binary under test, built once by TestMain.
