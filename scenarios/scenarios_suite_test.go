@@ -343,7 +343,7 @@ var adversityImpls = map[string]func() scenarios.Implementation{
 
 // adversityInTest is the adversity cell make test runs: one, for the
 // capability (make conformance runs them all).
-var adversityInTest = "split-brain keepalived fwmark"
+const adversityInTest = "split-brain keepalived fwmark"
 
 func adversityEntries() []TableEntry {
 	fixes := map[string][]scenarios.Fix{
