@@ -20,21 +20,22 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 	r.count(c, before, after)
 	loop, notes := r.loopEvidence(passive)
 	failed := r.failures()
+	why := loop
 	switch {
 	case len(loop) > 0:
 		r.Verdict = Loop
 		if failed != "" {
-			loop = append(loop, failed)
+			why = append(why, failed)
 		}
 	case failed != "":
 		r.Verdict = Unserved
-		loop = append(loop, failed+", without loop evidence: not a verdict on the pair")
+		why = append(why, failed+", without loop evidence: not a verdict on the pair")
 	case len(r.Share) != wantServers:
 		r.Verdict = NoBalance
-		loop = append(loop, fmt.Sprintf("%d of %d served, by server_id %v; want %d serving", r.Served, r.Connections, shareString(r.Share), wantServers))
+		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v; want %d serving", r.Served, r.Connections, shareString(r.Share), wantServers))
 	default:
 		r.Verdict = Clean
-		loop = append(loop, fmt.Sprintf("%d of %d served, by server_id %v", r.Served, r.Connections, shareString(r.Share)))
+		why = append(why, fmt.Sprintf("%d of %d served, by server_id %v", r.Served, r.Connections, shareString(r.Share)))
 	}
 	r.Pass = r.Verdict == r.Expected
 	if !r.Pass && r.Expected == Expected(r.Fix, r.Scenario) && clientsMayStay(r.Fix, r.Scenario) {
@@ -47,7 +48,7 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 			notes = append(notes, fmt.Sprintf("the clients still sent to %s, the box that yielded (%d segments; their ARP entries, see Findings), which serves them itself under %s", passive, *r.PassiveFromClients, r.Fix))
 		}
 	}
-	why := append(loop, notes...)
+	why = append(why, notes...)
 	if w := r.Writes; w != nil {
 		why = append(why, fmt.Sprintf("writes across the event: %d acknowledged of %d, %d lost", w.Acked, w.Attempted, w.Lost))
 		if w.Lost > 0 {
