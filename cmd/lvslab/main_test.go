@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,6 +235,18 @@ func TestUpInVM(t *testing.T) {
 	if _, _, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d2", "--", "sh", "-c", "exit 9"); code != 9 {
 		t.Errorf("exit code through the agent: got %d, want 9", code)
 	}
+	// watch, killed mid-stream in each way a user ends it; each time exec
+	// still answers with its own output, beside a second watch that runs on.
+	beside := startWatch(t, runDir, name)
+	for _, end := range []string{"SIGINT", "SIGTERM", "SIGKILL", "closed pipe"} {
+		w := startWatch(t, runDir, name)
+		w.end(t, end)
+		out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d1", "--", "echo", "after-"+end)
+		if code != 0 || out != "after-"+end+"\n" {
+			t.Errorf("exec after a watch ended by %s: exit %d, %q %q; want only its own output", end, code, out, stderr)
+		}
+	}
+	beside.end(t, "SIGINT")
 	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "mariadbd") || !strings.Contains(out, "lvslab") {
 		t.Errorf("status through the agent shows no mariadbd or director:\n%s", out)
 	}
@@ -242,6 +256,57 @@ func TestUpInVM(t *testing.T) {
 	snap.ExpectClean(t, runDir, name)
 	if left := lab.ProcessesMentioning(filepath.Join(runDir, name)); len(left) > 0 {
 		t.Errorf("leak: %v", left)
+	}
+}
+
+// watcher is a `lvslab watch` of a VM lab, its first line read.
+type watcher struct {
+	cmd *exec.Cmd
+	out io.ReadCloser
+}
+
+func startWatch(t *testing.T, runDir, name string) *watcher {
+	t.Helper()
+	cmd := exec.Command(lvslab, "watch", "--lab", name, "--run-dir", runDir, "--interval", "200ms")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // the header: it streams
+		t.Fatalf("watch: %v", err)
+	}
+	return &watcher{cmd, out}
+}
+
+// end ends the watch as a user would: a signal, or by closing the pipe
+// it writes to (its next line then fails), and expects it gone within
+// 20 s.
+func (w *watcher) end(t *testing.T, how string) {
+	t.Helper()
+	switch how {
+	case "SIGINT":
+		w.cmd.Process.Signal(syscall.SIGINT)
+	case "SIGTERM":
+		w.cmd.Process.Signal(syscall.SIGTERM)
+	case "SIGKILL":
+		w.cmd.Process.Kill()
+	case "closed pipe":
+		w.out.Close()
+	}
+	exited := make(chan error, 1)
+	go func() { io.Copy(io.Discard, w.out); exited <- w.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		// a terminal program ends cleanly on Ctrl-C and SIGTERM
+		if (how == "SIGINT" || how == "SIGTERM") && err != nil {
+			t.Errorf("watch ended by %s: %v, want exit 0", how, err)
+		}
+	case <-time.After(20 * time.Second):
+		w.cmd.Process.Kill()
+		t.Errorf("watch still running 20 s after %s", how)
 	}
 }
 
