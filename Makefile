@@ -142,8 +142,12 @@ fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director c
 # (check, adversity, load); make conformance runs them all.
 test: GINKGO_FLAGS += --label-filter=test
 test: IPVS_SKIP := ^TestIPVSDirectorPair$$/keepalived
+# The host's packages test side by side (go test's default -p, one per
+# CPU): their privileged tests mostly wait on micro-VMs and VRRP timers
+# (25 s of CPU in 84 s one package at a time), and each uses its own lab
+# names and run directories.
 test: deps kernel prepare ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
-	$(GO) test -count=1 -p 1 -timeout $(SUITE_TIMEOUT) ./...
+	$(GO) test -count=1 -timeout $(SUITE_TIMEOUT) ./...
 	@mkdir -p reports
 	$(IN_KERNEL) sh -c "$$IPVS_TESTS"
 

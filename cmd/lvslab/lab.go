@@ -323,7 +323,7 @@ func cmdAgent(args []string) error {
 		if err != nil {
 			return fmt.Errorf("agent runs only inside lvslab's micro-VM: %w", err)
 		}
-		ports = append(ports, port)
+		ports = append(ports, vmlab.DevicePort{File: port})
 	}
 	start := func(ctx context.Context, l *lab.Lab) error { return startDirectors(ctx, l, *directors, *fix) }
 	if *keep != "" {

@@ -275,8 +275,16 @@ func startWatch(t *testing.T, runDir, name string) *watcher {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // the header: it streams
-		t.Fatalf("watch: %v", err)
+	header := make(chan error, 1)
+	go func() { _, err := bufio.NewReader(out).ReadString('\n'); header <- err }()
+	select {
+	case err := <-header: // it streams
+		if err != nil {
+			t.Fatalf("watch: %v", err)
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("watch drew no header in a minute")
 	}
 	return &watcher{cmd, out}
 }

@@ -6,8 +6,8 @@
 // lock file, so each port has one client at a time, and the agent serves
 // the ports side by side: watch beside status and exec. A client that
 // goes away (Ctrl-C, a kill, a closed pipe) cancels its own request: the
-// guest sees the port hang up, or the next request arrive. exec has no
-// stdin.
+// guest sees the port hang up and no host come back, or the next request
+// arrive. exec has no stdin.
 //
 // Wire format: the host writes one JSON Request line; the agent answers
 // with frames of [kind byte][length uint32, big endian][payload], each in
@@ -37,6 +37,7 @@ import (
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
+	"golang.org/x/sys/unix"
 )
 
 // Request is what the host asks of the agent.
@@ -74,6 +75,28 @@ var GuestTopology = filepath.Join(kernel.GuestCtl, "topology.yaml")
 type Port interface {
 	io.ReadWriter
 	SetWriteDeadline(time.Time) error
+	// HostConnected reports whether a host holds the port now.
+	HostConnected() bool
+}
+
+// DevicePort is a virtio-serial port device (/dev/vportNpM) as a Port.
+type DevicePort struct{ *os.File }
+
+// HostConnected: virtio_console polls POLLHUP while no host holds the
+// port.
+func (p DevicePort) HostConnected() bool {
+	rc, err := p.SyscallConn()
+	if err != nil {
+		return false
+	}
+	hup := true
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd)}}
+		if _, err := unix.Poll(fds, 0); err == nil {
+			hup = fds[0].Revents&unix.POLLHUP != 0
+		}
+	})
+	return !hup
 }
 
 // frameWriter writes frames of one kind; writers share a mutex.
@@ -136,10 +159,19 @@ func serve(ctx context.Context, h handler, ports ...Port) error {
 // hang-up.
 type portEvent struct{ line []byte }
 
+// hangupGrace is how long a port that read as hung up has for a host to
+// hold it again before the hang-up counts. The guest learns of hosts
+// opening and closing the port by control messages that travel apart
+// from the data: it may read the next client's request before the last
+// client's close, then see the port closed and opened again.
+const hangupGrace = time.Second
+
 // readPort turns what the port reads into events, in order. With no host
-// connected the port reads as EOF: a hang-up once after a request, then
+// connected the port reads as EOF: a hang-up once after a request (unless
+// a host holds the port again within hangupGrace: the close was the last
+// client's, or a new client's request will end the last one's), then
 // quiet polling until a client connects.
-func readPort(ctx context.Context, p io.Reader, events chan<- portEvent) {
+func readPort(ctx context.Context, p Port, events chan<- portEvent) {
 	r := bufio.NewReader(p)
 	connected := false
 	for ctx.Err() == nil {
@@ -148,13 +180,23 @@ func readPort(ctx context.Context, p io.Reader, events chan<- portEvent) {
 		case err == nil:
 			connected = true
 			events <- portEvent{line}
-		case connected:
+		case connected && !hostReturns(ctx, p):
 			connected = false
 			events <- portEvent{}
 		default:
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// hostReturns reports whether a host holds p within hangupGrace.
+func hostReturns(ctx context.Context, p Port) bool {
+	for end := time.Now().Add(hangupGrace); ctx.Err() == nil && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if p.HostConnected() {
+			return true
+		}
+	}
+	return false
 }
 
 // servePort answers one port's requests, one at a time; a request ends
