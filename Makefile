@@ -130,12 +130,13 @@ lab-down: build ## stop the default lab and remove everything it made
 unit: ## unit tests only: no root, no kernel state
 	$(GO) test -count=1 -short ./...
 
-# FUZZ_EXECS inputs per target (Go's -fuzztime Nx): 1.2 x 10^6 in all.
+# FUZZ_EXECS inputs per target (Go's -fuzztime Nx): 1.6 x 10^6 in all.
 FUZZ_EXECS ?= 400000
-fuzz: ## run each parser fuzz target for FUZZ_EXECS inputs (topology, director config, keepalived.conf)
+fuzz: ## run each fuzz target for FUZZ_EXECS inputs (topology, director config, keepalived.conf, check's whole plan)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTopology$$' -fuzztime $(FUZZ_EXECS)x ./lab/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZ_EXECS)x ./director/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_EXECS)x ./scenarios/keepalivedconf/
+	$(GO) test -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZ_EXECS)x ./scenarios/check/
 
 # make test runs the specs labelled test: one per verdict class ×
 # implementation × fix that proves the headline, and one per capability

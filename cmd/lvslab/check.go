@@ -31,6 +31,10 @@ import (
 var checkEvents = []scenarios.Event{scenarios.Steady, scenarios.FailoverStop, scenarios.FailoverKill,
 	scenarios.Switchover, scenarios.Failback, scenarios.MySQLDown}
 
+// maxCheckConnections bounds --connections: each run opens that many
+// connections through the lab.
+const maxCheckConnections = 10000
+
 // checkJob is a pair of configs read and planned: what cmdCheck and, for
 // --keep in a micro-VM, the agent both derive from check's arguments.
 type checkJob struct {
@@ -110,6 +114,7 @@ func cmdCheck(args []string) error {
 	fs := newFlags("check")
 	pf := addCheckPairFlags(fs)
 	fixed := fs.String("write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2")
+	force := fs.Bool("force", false, "with --write-fixed: write into a DIR that is not empty or is a system directory, replacing files")
 	asJSON := fs.Bool("json", false, "print the parsed configs, the derived lab and the prescription as JSON")
 	plan := fs.Bool("plan", false, "derive the lab and write the fix, but do not run it")
 	events := fs.String("events", "", "the events to run, comma-separated (default: all of "+eventNames(checkEvents)+"; also "+eventNames(scenarios.Adversity)+")")
@@ -127,6 +132,9 @@ func cmdCheck(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *conns < 1 || *conns > maxCheckConnections {
+		return usageError("--connections %d: want 1 to %d", *conns, maxCheckConnections)
+	}
 	if *keep != "" && *keep != "yours" && *keep != "prescribed" {
 		return usageError("--keep %q: want yours or prescribed", *keep)
 	}
@@ -136,7 +144,7 @@ func cmdCheck(args []string) error {
 	}
 	p, pl, rx := j.p, j.pl, j.rx
 	if *fixed != "" {
-		if err := writeFixed(*fixed, p, pl, rx); err != nil {
+		if err := writeFixed(*fixed, *force, p, pl, rx); err != nil {
 			return err
 		}
 	}
@@ -251,6 +259,9 @@ func parseEvents(s string) ([]scenarios.Event, error) {
 		if !slices.Contains(checkEvents, scenarios.Event(e)) && !slices.Contains(scenarios.Adversity, scenarios.Event(e)) {
 			return nil, usageError("--events: %q: want some of %s, %s", e, eventNames(checkEvents), eventNames(scenarios.Adversity))
 		}
+		if slices.Contains(out, scenarios.Event(e)) {
+			return nil, usageError("--events: %s given twice", e)
+		}
 		out = append(out, scenarios.Event(e))
 	}
 	return out, nil
@@ -348,32 +359,6 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 	if fixed != "" {
 		fmt.Fprintf(w, "\nFixed configs and rules written under %s/d1 and %s/d2.\n", fixed, fixed)
 	}
-}
-
-// writeFixed writes DIR/dN/<config files, relative to the box's main
-// config>, and DIR/dN/iptables.rules.
-func writeFixed(dir string, p *check.Pair, pl *check.Plan, rx *check.Prescription) error {
-	for i, b := range rx.Boxes {
-		out := filepath.Join(dir, pl.Boxes[i].Node)
-		base := filepath.Dir(p.Paths[i])
-		for _, f := range p.Configs[i].Files {
-			text := b.Files[f]
-			rel, err := filepath.Rel(base, f)
-			if err != nil || strings.HasPrefix(rel, "..") {
-				rel = filepath.Base(f) // an include from elsewhere
-			}
-			if err := os.MkdirAll(filepath.Join(out, filepath.Dir(rel)), 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(out, rel), []byte(text), 0o644); err != nil {
-				return err
-			}
-		}
-		if err := os.WriteFile(filepath.Join(out, "iptables.rules"), []byte(b.Restore), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // keepCheck leaves the pair's lab up, VRRP settled, with its configs as

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -28,7 +29,7 @@ func init() {
 	commands = []command{
 		{"run", "[--connections N] [--reports DIR] [--kernel native|vm]", "the headline: reproduce the two-box ping-pong loop with keepalived and prove the fwmark fix", cmdRun},
 		{"load", "[--rates 10,50,200] [--duration 10s] [--impl keepalived|lvslab] [--fixes LIST] [--reports DIR]", "the loop's cost curve: a paced workload at each rate, one director alone against the pair without a fix and with each", cmdLoad},
-		{"check", "[--plan] [--events LIST] [--iptables R1 --iptables R2] [--mac d1=MAC] [--addr d1=IP] [--port MARK=PORT] [--write-fixed DIR] [--json] [--reports DIR] [--keep yours|prescribed [--lab NAME]] BOX1.conf BOX2.conf", "read your two boxes' keepalived configs, derive the lab for them, write the fwmark fix for your addresses, MACs and services, and run both in the lab through failover events, each service of the pair in turn (exit 0: all CLEAN; 1: a run loops or does not balance, or with --plan something to fix; 2: bad input); --keep leaves the pair's lab up instead", cmdCheck},
+		{"check", "[--plan] [--events LIST] [--iptables R1 --iptables R2] [--mac d1=MAC] [--addr d1=IP] [--port MARK=PORT] [--write-fixed DIR [--force]] [--json] [--reports DIR] [--keep yours|prescribed [--lab NAME]] BOX1.conf BOX2.conf", "read your two boxes' keepalived configs, derive the lab for them, write the fwmark fix for your addresses, MACs and services, and run both in the lab through failover events, each service of the pair in turn (exit 0: all CLEAN; 1: a run loops or does not balance, or with --plan something to fix; 2: bad input); --keep leaves the pair's lab up instead", cmdCheck},
 		{"report", "[--reports DIR] [RUN-ID] | merge [--run-id ID] SHARD-DIR...", "re-render a run's index.html from its summary.json (default: latest), or merge the reports of a suite's shards into one", cmdReport},
 		{"up", "[-t topology.yaml] [--lab NAME] [--directors keepalived|lvslab|mixed [--fix FIX]] [--kernel native|vm]", "build a lab, start its MariaDB backends and, with --directors, the two directors (VRRP settled), leave it running (in a micro-VM if the host has no IPVS)", cmdUp},
 		{"status", "[--lab NAME]", "show a running lab's namespaces, interfaces and processes", cmdStatus},
@@ -152,14 +153,19 @@ func labFlags(fs *flag.FlagSet) (name, runDir *string) {
 
 // parse parses flags; bad flags are usage errors (exit 2). A --lab flag,
 // given or defaulted, must be a plain lab name: it becomes a path.
+// parse parses a command's flags: --help prints its usage; a bad flag is
+// one line, pointing at --help.
 func parse(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stderr)
+			fs.Usage()
 			return err
 		}
-		return &exitError{2, err}
+		return usageError("%v (lvslab %s --help lists its flags)", err, fs.Name())
 	}
+	fs.SetOutput(os.Stderr)
 	if f := fs.Lookup("lab"); f != nil {
 		given := false
 		fs.Visit(func(v *flag.Flag) { given = given || v == f })

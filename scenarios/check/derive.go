@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -92,6 +91,9 @@ var ifaceName = regexp.MustCompile(`^[a-z][a-z0-9.-]{0,10}$`)
 
 // Derive builds the lab for a pair.
 func Derive(p *Pair) (*Plan, error) {
+	if err := validate(p); err != nil {
+		return nil, err
+	}
 	pl := &Plan{}
 	for i, c := range p.Configs {
 		if len(c.Instances) == 0 {
@@ -117,7 +119,9 @@ func Derive(p *Pair) (*Plan, error) {
 	if err := pl.services(p); err != nil {
 		return nil, err
 	}
-	pl.subnetAndClient()
+	if err := pl.subnetAndClient(); err != nil {
+		return nil, err
+	}
 	for i := range pl.Boxes {
 		b := &pl.Boxes[i]
 		mac, why := p.MACs[i], "given by --mac"
@@ -195,6 +199,11 @@ func (pl *Plan) addresses(p *Pair) error {
 	if pl.Boxes[0].Addr == pl.Boxes[1].Addr {
 		return fmt.Errorf("both boxes derive the address %s: give --addr d1=IP --addr d2=IP", pl.Boxes[0].Addr)
 	}
+	for _, b := range pl.Boxes {
+		if slices.ContainsFunc(pl.VIPs, func(v netip.Prefix) bool { return v.Addr() == b.Addr }) {
+			return fmt.Errorf("%s: %s's address %s is a VIP: a box's own address is not the one that moves", b.Config, b.Node, b.Addr)
+		}
+	}
 	return nil
 }
 
@@ -268,7 +277,7 @@ func (pl *Plan) services(p *Pair) error {
 // subnetAndClient takes the first VIP's subnet (a /24 around it when the
 // config gives a host route) and client addresses nobody uses, from the
 // top.
-func (pl *Plan) subnetAndClient() {
+func (pl *Plan) subnetAndClient() error {
 	pl.Subnet = pl.VIPs[0].Masked()
 	if pl.Subnet.Bits() > 24 {
 		pl.Subnet = netip.PrefixFrom(pl.VIPs[0].Addr(), 24).Masked()
@@ -285,8 +294,12 @@ func (pl *Plan) subnetAndClient() {
 			pl.Clients = append(pl.Clients, a)
 		}
 	}
+	if len(pl.Clients) == 0 {
+		return fmt.Errorf("%s: the boxes, realservers and VIPs take every address of %s: no address is left for the lab's client", pl.Boxes[0].Config, pl.Subnet)
+	}
 	pl.Mappings = append(pl.Mappings, Mapping{From: "client", To: fmt.Sprintf("%s (%d addresses from %s down)", pl.Clients[0], len(pl.Clients), pl.Clients[0]),
 		Why: "unused addresses of the VIP's subnet: IPVS persistence and source hashing decide per client address"})
+	return nil
 }
 
 // clients is how many client addresses the workload comes from: with 16,
@@ -368,7 +381,7 @@ func LoadPair(configs [2]string, rules [2]string) (*Pair, error) {
 		if rules[i] == "" {
 			continue
 		}
-		text, err := os.ReadFile(rules[i])
+		text, err := keepalivedconf.ReadFile(rules[i], keepalivedconf.MaxFileBytes)
 		if err != nil {
 			return nil, err
 		}

@@ -2,10 +2,13 @@ package check
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
 )
@@ -71,6 +74,13 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 		if s.Marks[0] != 0 {
 			rx.Notes = append(rx.Notes, checkMarkRules(p, pl, s)...)
+			for i := range rx.Boxes {
+				if p.Rules[i] != nil && len(p.Rules[i].Setting(s.Marks[i])) == 0 { // the rule the service needs
+					for _, port := range s.Ports {
+						rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, port, pl.Boxes[1-i].MAC, s.Marks[i]))
+					}
+				}
+			}
 			continue
 		}
 		// One mark for both boxes (the seed's fix used 3 and 4; the mark
@@ -79,9 +89,7 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		m := mark()
 		for i := range rx.Boxes {
 			for _, port := range s.Ports {
-				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, fmt.Sprintf(
-					"iptables -t mangle -A PREROUTING -d %s/32 -p tcp --dport %d -m mac ! --mac-source %s -j MARK --set-mark %d",
-					s.VIP, port, pl.Boxes[1-i].MAC, m))
+				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, port, pl.Boxes[1-i].MAC, m))
 			}
 			if err := edits[i].toFwmark(s.Servers[i], m, s.Ports[0]); err != nil {
 				return nil, err
@@ -104,6 +112,13 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 	}
 	return rx, nil
+}
+
+// guardRule is the fwmark guard for one port: mark VIP traffic unless
+// the other box (peerMAC) sent it.
+func guardRule(vip netip.Addr, port uint16, peerMAC string, mark uint32) string {
+	return fmt.Sprintf("iptables -t mangle -A PREROUTING -d %s/32 -p tcp --dport %d -m mac ! --mac-source %s -j MARK --set-mark %d",
+		vip, port, peerMAC, mark)
 }
 
 // usedMarks are the marks the configs' fwmark services and the rules use.
@@ -132,6 +147,10 @@ func checkMarkRules(p *Pair, pl *Plan, s *Service) []string {
 			notes = append(notes, fmt.Sprintf("%s on %s: declared by fwmark %d, but no rules were given (--iptables) to check that they exclude %s's MAC %s",
 				s.Key, pl.Boxes[i].Node, s.Marks[i], peer.Node, peer.MAC))
 			continue
+		}
+		if len(p.Rules[i].Setting(s.Marks[i])) == 0 {
+			notes = append(notes, fmt.Sprintf("%s on %s: declared by fwmark %d, but no rule of %s sets that mark: the service gets no traffic; the fix adds the guard rule that sets it",
+				s.Key, pl.Boxes[i].Node, s.Marks[i], p.Rules[i].Path))
 		}
 		for _, r := range p.Rules[i].Setting(s.Marks[i]) {
 			if !r.Not || r.MAC.String() != peer.MAC {
@@ -229,17 +248,49 @@ func (e Edits) toFwmark(vs *keepalivedconf.VirtualServer, mark uint32, port uint
 	return nil
 }
 
-// lineOf reads the line at pos from its file.
+// lineOf is the line at pos of its file.
 func lineOf(pos keepalivedconf.Pos) (string, error) {
-	data, err := os.ReadFile(pos.File)
+	lines, err := linesOf(pos.File)
 	if err != nil {
 		return "", err
 	}
-	lines := strings.Split(string(data), "\n")
 	if pos.Line < 1 || pos.Line > len(lines) {
 		return "", fmt.Errorf("%s: no such line", pos)
 	}
 	return lines[pos.Line-1], nil
+}
+
+// sources are the files planning has read, by path: it edits many lines
+// of a file (one per virtual_server) and reads the file once.
+var sources = struct {
+	sync.Mutex
+	files map[string]source
+}{files: map[string]source{}}
+
+type source struct {
+	size  int64
+	mtime time.Time
+	lines []string
+}
+
+// linesOf is file's lines, read once while the file stays as it was.
+func linesOf(file string) ([]string, error) {
+	st, err := os.Stat(file)
+	if err != nil {
+		return nil, err
+	}
+	sources.Lock()
+	defer sources.Unlock()
+	if s, ok := sources.files[file]; ok && s.size == st.Size() && s.mtime.Equal(st.ModTime()) {
+		return s.lines, nil
+	}
+	data, err := keepalivedconf.ReadFile(file, keepalivedconf.MaxFileBytes)
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(string(data), "\n")
+	sources.files[file] = source{st.Size(), st.ModTime(), lines}
+	return lines, nil
 }
 
 // Apply returns the text of every one of files with the edits, and a
@@ -248,17 +299,17 @@ func (e Edits) Apply(files []string) (map[string]string, string, error) {
 	out := map[string]string{}
 	var diff strings.Builder
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		orig, err := linesOf(f)
 		if err != nil {
 			return nil, "", err
 		}
 		if e[f] == nil {
-			out[f] = string(data)
+			out[f] = strings.Join(orig, "\n")
 			continue
 		}
 		var lines []string
 		fmt.Fprintf(&diff, "--- %s\n+++ %s (fixed)\n", f, f)
-		for k, l := range strings.Split(string(data), "\n") {
+		for k, l := range orig {
 			repl, ok := e[f][k+1]
 			if !ok {
 				lines = append(lines, l)

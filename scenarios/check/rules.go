@@ -1,7 +1,7 @@
 package check
 
 import (
-	"fmt"
+	"bytes"
 	"net"
 	"net/netip"
 	"strconv"
@@ -35,6 +35,10 @@ type MarkRule struct {
 // PREROUTING rules that set a mark (MARK --set-mark or --set-xmark).
 func ParseRules(path string, text []byte) (*Rules, error) {
 	r := &Rules{Path: path}
+	if i := bytes.IndexByte(text, 0); i >= 0 {
+		return nil, keepalivedconf.Errorf(keepalivedconf.Pos{File: path, Line: bytes.Count(text[:i], []byte("\n")) + 1},
+			"a NUL byte: this is no iptables-save output nor iptables commands")
+	}
 	table := "filter"
 	for i, line := range strings.Split(string(text), "\n") {
 		pos := keepalivedconf.Pos{File: path, Line: i + 1}
@@ -69,13 +73,13 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 			case "-d", "--destination":
 				a, err := netip.ParsePrefix(withBits(next()))
 				if err != nil {
-					return nil, fmt.Errorf("%s: -d: %v", pos, err)
+					return nil, keepalivedconf.Errorf(pos, "-d: %v", err)
 				}
 				rule.Dst = a.Addr()
 			case "--dport", "--destination-port":
 				p, err := strconv.ParseUint(next(), 10, 16)
 				if err != nil {
-					return nil, fmt.Errorf("%s: --dport: %v", pos, err)
+					return nil, keepalivedconf.Errorf(pos, "--dport: %v", err)
 				}
 				rule.Port = uint16(p)
 			case "!":
@@ -85,7 +89,7 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 			case "--mac-source":
 				mac, err := net.ParseMAC(next())
 				if err != nil {
-					return nil, fmt.Errorf("%s: --mac-source: %v", pos, err)
+					return nil, keepalivedconf.Errorf(pos, "--mac-source: %v", err)
 				}
 				rule.MAC = mac
 			case "-j", "--jump":
@@ -94,7 +98,7 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 				v, _, _ := strings.Cut(next(), "/")
 				m, err := strconv.ParseUint(v, 0, 32)
 				if err != nil {
-					return nil, fmt.Errorf("%s: %s: %v", pos, f[k-1], err)
+					return nil, keepalivedconf.Errorf(pos, "%s: %v", f[k-1], err)
 				}
 				rule.Mark = uint32(m)
 			}

@@ -14,6 +14,7 @@ import (
 type Config struct {
 	Files          []string                `json:"files"` // the main file first
 	Includes       []Include               `json:"includes,omitempty"`
+	Outside        []string                `json:"outside,omitempty"` // of Files, those outside the main file's directory
 	Global         Global                  `json:"global_defs"`
 	Instances      []*Instance             `json:"vrrp_instances"`
 	SyncGroups     []*SyncGroup            `json:"vrrp_sync_groups,omitempty"`
@@ -192,9 +193,14 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Model(t.Nodes)
 	if c != nil {
-		c.Files, c.Includes = t.Files, t.Includes
+		c.Files, c.Includes, c.Outside = t.Files, t.Includes, t.Outside
+		for i, u := range c.Unmodelled {
+			if slices.Contains(t.Outside, u.Pos.File) {
+				c.Unmodelled[i].Key, c.Unmodelled[i].Block = "(not shown: outside the config's directory)", ""
+			}
+		}
 	}
-	return c, err
+	return c, t.redact(err)
 }
 
 // Model turns a syntax tree into a Config, checking each value it models.
@@ -216,7 +222,7 @@ type modeler struct {
 
 func (m *modeler) fail(n *Node, format string, args ...any) {
 	if m.err == nil {
-		m.err = errorf(n.Pos, "%s: %s", n.Key, fmt.Sprintf(format, args...))
+		m.err = Errorf(n.Pos, "%s: %s", n.Key, fmt.Sprintf(format, args...))
 	}
 }
 
@@ -340,7 +346,7 @@ func (m *modeler) instance(n *Node) {
 		case "nopreempt":
 			in.NoPreempt = true
 		case "preempt_delay":
-			in.PreemptDelay = m.seconds(c)
+			in.PreemptDelay = m.secondsOrZero(c)
 		case "track_script":
 			for _, s := range c.Block {
 				in.TrackScripts = append(in.TrackScripts, s.Key)
@@ -518,7 +524,7 @@ func (m *modeler) checker(n *Node, in string) *Check {
 func (m *modeler) resolve() error {
 	for _, v := range m.c.VirtualServers {
 		if v.Group != "" && m.c.ServerGroups[v.Group] == nil {
-			return errorf(v.Pos, "virtual_server group %s: no virtual_server_group of that name", v.Group)
+			return Errorf(v.Pos, "virtual_server group %s: no virtual_server_group of that name", v.Group)
 		}
 	}
 	return nil
@@ -543,11 +549,22 @@ func (m *modeler) parseInt(n *Node, s string, lo, hi int) int {
 func (m *modeler) intIn(n *Node, lo, hi int) int { return m.parseInt(n, m.arg(n), lo, hi) }
 
 // seconds reads keepalived's times: seconds, possibly fractional.
-func (m *modeler) seconds(n *Node) time.Duration {
+// seconds is n's duration: above 0 (a zero advert_int, delay_loop or
+// timeout is nonsense keepalived refuses or misuses), finite, at most
+// 10^6; secondsOrZero allows 0 (preempt_delay).
+func (m *modeler) seconds(n *Node) time.Duration { return m.duration(n, false) }
+
+func (m *modeler) secondsOrZero(n *Node) time.Duration { return m.duration(n, true) }
+
+func (m *modeler) duration(n *Node, zero bool) time.Duration {
 	s := m.arg(n)
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f > 1e6 {
-		m.fail(n, "want seconds, got %q", s)
+	if err != nil || !(f > 0 || zero && f == 0) || f > 1e6 { // !(…) also refuses NaN
+		low := "above 0"
+		if zero {
+			low = "0 or more"
+		}
+		m.fail(n, "want seconds, %s and at most 1000000, got %s", low, Quote(s))
 		return 0
 	}
 	return time.Duration(f * float64(time.Second))

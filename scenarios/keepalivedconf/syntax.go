@@ -15,9 +15,9 @@ package keepalivedconf
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -28,6 +28,8 @@ const (
 	MaxFiles     = 64
 	MaxDepth     = 32 // nested blocks
 	MaxWords     = 200000
+	// MaxExpandedBytes bounds the lines once $NAME definitions are used.
+	MaxExpandedBytes = 4 * MaxFileBytes
 )
 
 // Pos is where a line is: file and 1-based line.
@@ -36,7 +38,12 @@ type Pos struct {
 	Line int    `json:"line"`
 }
 
-func (p Pos) String() string { return fmt.Sprintf("%s:%d", p.File, p.Line) }
+func (p Pos) String() string {
+	if p.Line == 0 { // the file as a whole
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d", p.File, p.Line)
+}
 
 // Error is bad input at a place: exit 2 material.
 type Error struct {
@@ -51,8 +58,10 @@ var ErrInvalid = errors.New("invalid keepalived config")
 
 func (e *Error) Is(target error) bool { return target == ErrInvalid }
 
-func errorf(p Pos, format string, args ...any) error {
-	return &Error{Pos: p, Msg: fmt.Sprintf(format, args...)}
+// Errorf is an *Error at p, its message cleaned: control bytes escaped,
+// cut to a few hundred bytes.
+func Errorf(p Pos, format string, args ...any) error {
+	return &Error{Pos: p, Msg: clean(fmt.Sprintf(format, args...))}
 }
 
 // Node is one statement: a keyword, its arguments, and its block if it
@@ -80,6 +89,7 @@ type reader struct {
 	files      []string
 	includes   []Include
 	words      int
+	expanded   int // bytes of lines, $ definitions used
 }
 
 // Include is an include line: where, and the pattern as written.
@@ -93,16 +103,47 @@ type Tree struct {
 	Nodes    []*Node
 	Files    []string // the main file first
 	Includes []Include
+	// Outside are the files included from outside the main file's
+	// directory tree: lvslab quotes nothing of them (an include of
+	// /etc/shadow, say), in errors or in --json.
+	Outside []string
 }
 
 // ParseFile reads path and every file it includes into a syntax tree.
 func ParseFile(path string) (*Tree, error) {
 	r := &reader{defs: map[string]string{}}
-	if err := r.readFile(path, Pos{File: path}, 0); err != nil {
-		return nil, err
+	err := r.readFile(path, Pos{File: path}, 0)
+	t := &Tree{Files: r.files, Includes: r.includes, Outside: outside(path, r.files)}
+	if err == nil {
+		t.Nodes, err = build(r.lines)
 	}
-	nodes, err := build(r.lines)
-	return &Tree{Nodes: nodes, Files: r.files, Includes: r.includes}, err
+	return t, t.redact(err)
+}
+
+// outside are those of files not under main's directory.
+func outside(main string, files []string) []string {
+	root, err := filepath.Abs(filepath.Dir(main))
+	if err != nil {
+		return files
+	}
+	var out []string
+	for _, f := range files {
+		abs, err := filepath.Abs(f)
+		if rel, _ := filepath.Rel(root, abs); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// redact is err with nothing quoted of a file outside the config's
+// directory: its position and why not.
+func (t *Tree) redact(err error) error {
+	var e *Error
+	if errors.As(err, &e) && slices.Contains(t.Outside, e.Pos.File) {
+		return &Error{Pos: e.Pos, Msg: "not valid here (not quoted: the file is outside the config's directory)"}
+	}
+	return err
 }
 
 // Parse reads one file's text, which may not include others, into a
@@ -117,21 +158,11 @@ func Parse(name string, text []byte) ([]*Node, error) {
 
 func (r *reader) readFile(path string, from Pos, depth int) error {
 	if len(r.files) >= MaxFiles {
-		return errorf(from, "more than %d config files", MaxFiles)
+		return Errorf(from, "more than %d config files", MaxFiles)
 	}
-	st, err := os.Stat(path)
+	text, err := ReadFile(path, MaxFileBytes)
 	if err != nil {
-		return errorf(from, "%v", err)
-	}
-	if !st.Mode().IsRegular() {
-		return errorf(from, "%s is not a regular file", path)
-	}
-	if st.Size() > MaxFileBytes {
-		return errorf(from, "%s is %d bytes, more than the %d a config may have", path, st.Size(), MaxFileBytes)
-	}
-	text, err := os.ReadFile(path)
-	if err != nil {
-		return errorf(from, "%v", err)
+		return Errorf(from, "%v", err)
 	}
 	r.files = append(r.files, path)
 	return r.readText(path, text, depth)
@@ -144,7 +175,10 @@ var (
 
 func (r *reader) readText(name string, text []byte, depth int) error {
 	if len(text) > MaxFileBytes {
-		return errorf(Pos{File: name}, "more than %d bytes", MaxFileBytes)
+		return Errorf(Pos{File: name}, "more than %d bytes", MaxFileBytes)
+	}
+	if line, why := misread(text); why != "" {
+		return Errorf(Pos{File: name, Line: line}, "%s", why)
 	}
 	for i, raw := range strings.Split(string(text), "\n") {
 		pos := Pos{File: name, Line: i + 1}
@@ -154,46 +188,54 @@ func (r *reader) readText(name string, text []byte, depth int) error {
 		}
 		switch {
 		case s[0] == '@':
-			return errorf(pos, "conditional configuration (%s) is not supported: remove the @ lines that do not apply", strings.Fields(s)[0])
+			return Errorf(pos, "conditional configuration (%s) is not supported: remove the @ lines that do not apply", strings.Fields(s)[0])
 		case strings.HasPrefix(s, "~SEQ"):
-			return errorf(pos, "~SEQ is not supported")
+			return Errorf(pos, "~SEQ is not supported")
 		}
 		if m := defLine.FindStringSubmatch(s); m != nil {
 			v := strings.TrimSpace(m[2])
 			if v == "" || strings.HasSuffix(v, `\`) {
-				return errorf(pos, "multi-line definition of $%s is not supported", m[1])
+				return Errorf(pos, "multi-line definition of $%s is not supported", m[1])
 			}
 			r.defs[m[1]] = v
 			continue
 		}
 		// A $NAME with no definition stays as written, as keepalived leaves
 		// it (a shell variable in a notify command, say).
+		grown := len(s)
 		s = defUse.ReplaceAllStringFunc(s, func(use string) string {
 			m := defUse.FindStringSubmatch(use)
-			if v, ok := r.defs[m[1]+m[2]]; ok {
-				return v
+			v, ok := r.defs[m[1]+m[2]]
+			if !ok {
+				return use
 			}
-			return use
+			if grown += len(v); grown > MaxFileBytes {
+				return "" // stop growing: refused below
+			}
+			return v
 		})
+		if r.expanded += grown; grown > MaxFileBytes || r.expanded > MaxExpandedBytes {
+			return Errorf(pos, "the $ definitions used make the config more than %d bytes", MaxExpandedBytes)
+		}
 		words, err := split(s)
 		if err != nil {
-			return errorf(pos, "%v", err)
+			return Errorf(pos, "%v", err)
 		}
 		if len(words) == 0 {
 			continue
 		}
 		if r.words += len(words); r.words > MaxWords {
-			return errorf(pos, "more than %d words", MaxWords)
+			return Errorf(pos, "more than %d words", MaxWords)
 		}
 		if words[0] == "include" {
 			if len(words) != 2 {
-				return errorf(pos, "include takes one file or glob")
+				return Errorf(pos, "include takes one file or glob")
 			}
 			if r.noIncludes {
-				return errorf(pos, "include: this text stands alone (read the file with ParseFile)")
+				return Errorf(pos, "include: this text stands alone (read the file with ParseFile)")
 			}
 			if depth >= 8 {
-				return errorf(pos, "includes nested more than 8 deep")
+				return Errorf(pos, "includes nested more than 8 deep")
 			}
 			r.includes = append(r.includes, Include{pos, words[1]})
 			pattern := words[1]
@@ -202,10 +244,10 @@ func (r *reader) readText(name string, text []byte, depth int) error {
 			}
 			matches, err := filepath.Glob(pattern)
 			if err != nil {
-				return errorf(pos, "include %s: %v", words[1], err)
+				return Errorf(pos, "include %s: %v", words[1], err)
 			}
 			if len(matches) == 0 {
-				return errorf(pos, "include %s matches no file", words[1])
+				return Errorf(pos, "include %s matches no file", words[1])
 			}
 			for _, m := range matches {
 				if err := r.readFile(m, pos, depth+1); err != nil {
@@ -266,7 +308,7 @@ func build(lines []line) ([]*Node, error) {
 		return nil, err
 	}
 	if p.i < len(p.words) {
-		return nil, errorf(p.words[p.i].pos, "unexpected }")
+		return nil, Errorf(p.words[p.i].pos, "unexpected }")
 	}
 	return nodes, nil
 }
@@ -286,7 +328,7 @@ type parser struct {
 // until a "}", not consumed.
 func (p *parser) block(depth int, open *Node) ([]*Node, error) {
 	if depth > MaxDepth {
-		return nil, errorf(open.Pos, "blocks nested more than %d deep", MaxDepth)
+		return nil, Errorf(open.Pos, "blocks nested more than %d deep", MaxDepth)
 	}
 	var nodes []*Node
 	for p.i < len(p.words) {
@@ -295,7 +337,7 @@ func (p *parser) block(depth int, open *Node) ([]*Node, error) {
 		case "}":
 			return nodes, nil
 		case "{":
-			return nil, errorf(w.pos, "unexpected {")
+			return nil, Errorf(w.pos, "unexpected {")
 		}
 		n := &Node{Pos: w.pos, Key: w.text}
 		p.i++
@@ -311,7 +353,7 @@ func (p *parser) block(depth int, open *Node) ([]*Node, error) {
 				return nil, err
 			}
 			if p.i >= len(p.words) {
-				return nil, errorf(n.Pos, "%s: block not closed", n.Key)
+				return nil, Errorf(n.Pos, "%s: block not closed", n.Key)
 			}
 			p.i++ // the "}"
 		}
