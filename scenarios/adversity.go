@@ -34,7 +34,7 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 		if heal, err = impair(l, lab.Netem{Loss: 100}, cut...); err != nil {
 			return err
 		}
-		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(backup, c) }); err != nil {
+		if err := WaitFor(ctx, c.takeoverBound(), func() string { return HoldsVIP(backup, c) }); err != nil {
 			heal()
 			return fmt.Errorf("cut off, the BACKUP did not take the VIP: %w", err)
 		}
@@ -85,7 +85,7 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 	// readyBound: after a brief takeover the keepalived BACKUP under
 	// backup_only can hang as it does at start (see readyBound and
 	// Findings), both boxes holding the VIP for over 90 s.
-	if err := WaitReady(ctx, l, c, readyBound); err != nil {
+	if err := waitReady(ctx, l, c, impl, readyBound); err != nil {
 		return fmt.Errorf("after the heal: %w (%s; d1: %s; d2: %s)", err, logTails(impl), master.Stacks(), backup.Stacks())
 	}
 	if fix == FixBackupOnly {

@@ -9,9 +9,11 @@
 package scenarios
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/lvslab/lvslab/lab"
 )
@@ -49,6 +51,9 @@ type Director struct {
 	Priority int
 	// Mark is this box's fwmark for FixFwmark (the seed's 3 and 4).
 	Mark int
+	// Serves: the box is a realserver too (role realserver), as the
+	// seed's are; ordinary DR directors only balance.
+	Serves bool
 }
 
 // Cluster is the two-director LVS-DR setup of a lab.
@@ -64,6 +69,15 @@ type Cluster struct {
 	// The reference of the load curve: one director, no second box to
 	// loop with.
 	Single bool
+	// AdvertInt is the pair's longest VRRP advert interval (0: 1 s).
+	AdvertInt time.Duration
+}
+
+// takeoverBound bounds a VIP takeover: a BACKUP declares the MASTER
+// down after 3 adverts and a skew of up to one (RFC 5798), so the bound
+// grows with the advert interval: 15 s at 1 s, 35 s at 5 s.
+func (c Cluster) takeoverBound() time.Duration {
+	return 10*time.Second + 5*cmp.Or(c.AdvertInt, time.Second)
 }
 
 // Realserver is a node that only serves.
@@ -95,7 +109,7 @@ func NewCluster(t *lab.Topology) (Cluster, error) {
 			return c, fmt.Errorf("topology %s: director %s needs an address and a fixed MAC on %s", t.Name, node.Name, ifc.Name)
 		}
 		c.Directors[n] = Director{Node: node.Name, Iface: ifc.Name, Addr: ifc.Prefixes()[0].Addr(), MAC: ifc.HardwareAddr(),
-			Priority: 150 - 50*n, Mark: 3 + n}
+			Priority: 150 - 50*n, Mark: 3 + n, Serves: node.HasRole(lab.RoleRealserver)}
 		n++
 	}
 	if n != 2 || !c.VIP.IsValid() {
@@ -104,19 +118,30 @@ func NewCluster(t *lab.Topology) (Cluster, error) {
 	return c, nil
 }
 
-// Realservers are the directors' addresses (each box serves MySQL too)
-// and the other realservers'.
+// Realservers are the addresses of the directors that serve (the seed's
+// boxes serve MySQL too) and of the other realservers.
 func (c Cluster) Realservers() []netip.Addr {
-	out := []netip.Addr{c.Directors[0].Addr, c.Directors[1].Addr}
+	var out []netip.Addr
+	for _, d := range c.Directors {
+		if d.Serves {
+			out = append(out, d.Addr)
+		}
+	}
 	for _, o := range c.Others {
 		out = append(out, o.Addr)
 	}
 	return out
 }
 
-// servers are the nodes that serve: the directors, then the others.
+// servers are the nodes that serve: the directors that do, then the
+// others.
 func (c Cluster) servers() []string {
-	out := []string{c.Directors[0].Node, c.Directors[1].Node}
+	var out []string
+	for _, d := range c.Directors {
+		if d.Serves {
+			out = append(out, d.Node)
+		}
+	}
 	for _, o := range c.Others {
 		out = append(out, o.Node)
 	}

@@ -72,7 +72,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 			err = impl.Start(ctx, l, c, 1, fix)
 		}
 		if err == nil {
-			err = WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 1) })
+			err = WaitFor(ctx, c.takeoverBound(), func() string { return onlyVIP(l, c, 1) })
 		}
 		if err != nil {
 			return Director{}, fmt.Errorf("switchover: %w", err)
@@ -98,7 +98,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		if err := settler.Settle(ctx, l, c); err != nil {
 			return Director{}, fmt.Errorf("after the restarts: %w", err)
 		}
-		if err := WaitReady(ctx, l, c, 30*time.Second); err != nil {
+		if err := waitReady(ctx, l, c, impl, 30*time.Second); err != nil {
 			return Director{}, fmt.Errorf("after the restarts: %w", err)
 		}
 		r.Failover = time.Since(t1)
@@ -106,14 +106,14 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		if err := impl.Stop(0, false); err != nil {
 			return Director{}, err
 		}
-		if err := WaitFor(ctx, 15*time.Second, func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
+		if err := WaitFor(ctx, c.takeoverBound(), func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
 			return Director{}, fmt.Errorf("failover before the failback: %w", err)
 		}
 		t1 := time.Now()
 		if err := impl.Start(ctx, l, c, 0, fix); err != nil {
 			return Director{}, err
 		}
-		if err := WaitFor(ctx, 15*time.Second, func() string { return onlyVIP(l, c, 0) }); err != nil {
+		if err := WaitFor(ctx, c.takeoverBound(), func() string { return onlyVIP(l, c, 0) }); err != nil {
 			return Director{}, fmt.Errorf("failback: %w", err)
 		}
 		r.Failover = time.Since(t1)

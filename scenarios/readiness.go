@@ -42,8 +42,18 @@ func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
 const readyBound = 90 * time.Second
 
 // WaitReady waits until the MASTER alone holds the VIP on its interface and
-// both directors have a virtual service with both realservers.
+// both directors have a virtual service with every realserver.
 func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) error {
+	return waitReady(ctx, l, c, nil, limit)
+}
+
+// tableSizer is an implementation whose boxes list their own realservers
+// (a user's pair): how many its IPVS table holds in all, once settled.
+type tableSizer interface{ TableSize(node string) int }
+
+// waitReady is WaitReady with each box's table as impl says, if it does;
+// else every virtual service has each of the cluster's servers.
+func waitReady(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, limit time.Duration) error {
 	return WaitFor(ctx, limit, func() string {
 		// Started at once, both boxes may time out as BACKUP and take the
 		// VIP until the MASTER's adverts reach the other: ready is after.
@@ -51,7 +61,16 @@ func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) 
 			return why
 		}
 		for i, d := range c.Directors {
-			if why := hasService(l.Box(d.Node), len(c.servers())); why != "" && (i == 0 || !c.Single) {
+			if i == 1 && c.Single {
+				continue
+			}
+			why := ""
+			if ts, ok := impl.(tableSizer); ok {
+				why = tableHolds(l.Box(d.Node), ts.TableSize(d.Node))
+			} else {
+				why = hasService(l.Box(d.Node), len(c.servers()))
+			}
+			if why != "" {
 				return why
 			}
 		}
@@ -92,7 +111,7 @@ func TimeVIPTakeover(ctx context.Context, box *lab.Box, c Cluster, action func()
 	if err := action(); err != nil {
 		return 0, err
 	}
-	at, err := w.Wait(ctx, 15*time.Second)
+	at, err := w.Wait(ctx, c.takeoverBound())
 	return at.Sub(t0), err
 }
 
@@ -170,11 +189,37 @@ func hasService(box *lab.Box, n int) string {
 	return ""
 }
 
+// tableHolds says why box's IPVS table does not hold n realservers in
+// all its virtual services, or "".
+func tableHolds(box *lab.Box, n int) string {
+	h, err := ipvs.New(box.Path())
+	if err != nil {
+		return err.Error()
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err != nil {
+		return err.Error()
+	}
+	got := 0
+	for _, s := range svcs {
+		dsts, err := h.GetDestinations(s)
+		if err != nil {
+			return err.Error()
+		}
+		got += len(dsts)
+	}
+	if got != n {
+		return fmt.Sprintf("%s's virtual services hold %d realservers in all, not the %d its config lists, yet", box.Name, got, n)
+	}
+	return ""
+}
+
 // settle waits until the pair started with fix is ready for traffic: the
 // MASTER alone holds the VIP with both tables full, and what the fix
 // runs besides is in place. Its errors carry the directors' log tails.
 func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix) error {
-	if err := WaitReady(ctx, l, c, readyBound); err != nil {
+	if err := waitReady(ctx, l, c, impl, readyBound); err != nil {
 		// Evidence of a hang: where each director box's processes wait.
 		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
 			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())

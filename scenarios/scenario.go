@@ -88,6 +88,9 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		c.VIP = opts.Service.VIP
 	}
 	c.Single = opts.SingleDirector
+	if a, ok := impl.(interface{ AdvertInt() time.Duration }); ok {
+		c.AdvertInt = a.AdvertInt()
+	}
 	t0 := time.Now()
 	step := func(what string) {
 		fmt.Fprintf(opts.Progress, "lvslab: %s, %s, fix %s: %s at %.1fs\n", ev, impl.Name(), fix, what, time.Since(t0).Seconds())

@@ -35,8 +35,8 @@ func testCluster(t *testing.T) Cluster {
 func TestNewCluster(t *testing.T) {
 	c := testCluster(t)
 	want := Cluster{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, VRID: 51, Directors: [2]Director{
-		{Node: "d1", Iface: "eth0", Addr: netip.MustParseAddr("192.168.1.233"), MAC: mustMAC("02:00:c0:a8:01:e9"), Priority: 150, Mark: 3},
-		{Node: "d2", Iface: "eth0", Addr: netip.MustParseAddr("192.168.1.213"), MAC: mustMAC("02:00:c0:a8:01:d5"), Priority: 100, Mark: 4},
+		{Node: "d1", Iface: "eth0", Addr: netip.MustParseAddr("192.168.1.233"), MAC: mustMAC("02:00:c0:a8:01:e9"), Priority: 150, Mark: 3, Serves: true},
+		{Node: "d2", Iface: "eth0", Addr: netip.MustParseAddr("192.168.1.213"), MAC: mustMAC("02:00:c0:a8:01:d5"), Priority: 100, Mark: 4, Serves: true},
 	}}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("cluster (-want +got):\n%s", diff)

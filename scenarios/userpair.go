@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/lvslab/lvslab/lab"
 )
@@ -19,9 +20,15 @@ type UserKeepalived struct {
 	// to the run directory -> text) and the one keepalived reads, with the
 	// VRRP priority set to priority, or as configured when 0.
 	Files func(node string, priority int) (files map[string]string, main string, err error)
-	// Rules are iptables-restore input for each box, applied once before
-	// its first start ("" for none).
-	Rules [2]string
+	// Rules are iptables-restore input for each box (node name -> text),
+	// applied once before its first start ("" for none).
+	Rules map[string]string
+	// Tables are how many realservers each box's virtual services list
+	// in all (node name -> count): its IPVS table once every checker
+	// passed. Each box lists its own; they may differ.
+	Tables map[string]int
+	// Advert is the configs' longest advert_int: failovers take longer.
+	Advert time.Duration
 	// first is the cluster priority each box first started with: the
 	// configs decide it. A restart with another (a switchover raising the
 	// BACKUP's) writes that one into the config.
@@ -31,14 +38,20 @@ type UserKeepalived struct {
 // Name implements Implementation.
 func (u *UserKeepalived) Name() string { return "keepalived" }
 
+// AdvertInt is the pair's longest advert interval.
+func (u *UserKeepalived) AdvertInt() time.Duration { return u.Advert }
+
+// TableSize implements tableSizer.
+func (u *UserKeepalived) TableSize(node string) int { return u.Tables[node] }
+
 // Start implements Implementation.
 func (u *UserKeepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, _ Fix) error {
 	d := c.Directors[i]
 	box := l.Box(d.Node)
-	if u.firstStart(l, i) && u.Rules[i] != "" {
+	if u.firstStart(l, i) && u.Rules[d.Node] != "" {
 		err := box.Do(func() error {
 			cmd := exec.Command("iptables-restore", "--noflush")
-			cmd.Stdin = bytes.NewReader([]byte(u.Rules[i]))
+			cmd.Stdin = bytes.NewReader([]byte(u.Rules[d.Node]))
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("iptables-restore on %s: %v: %s", d.Node, err, bytes.TrimSpace(out))
 			}

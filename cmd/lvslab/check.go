@@ -243,6 +243,9 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	if err := runCells(ctx, sum, pl.Topology, cells, 1, 6, opts, dir); err != nil {
 		return err
 	}
+	if a := pl.Assumptions(); len(a) > 0 {
+		fmt.Printf("\nThese verdicts assume what the configs do not say: %s (see Mappings; --addr sets the boxes' addresses)\n", strings.Join(a, "; "))
+	}
 	if !sum.Pass() {
 		return &exitError{code: 1, err: fmt.Errorf("a run was not CLEAN")}
 	}
@@ -335,7 +338,10 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		fmt.Fprintf(w, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
 	}
 	fmt.Fprintf(w, "\nThe fix\n")
-	if rx.Nothing() {
+	for _, q := range rx.Quiet {
+		fmt.Fprintf(w, "  %s\n", q)
+	}
+	if rx.Nothing() && len(rx.Quiet) < len(pl.Services) {
 		fmt.Fprintf(w, "  nothing to change: every DR service is declared by a mark its rules set only on traffic the other box did not send\n")
 	}
 	for _, b := range rx.Boxes {

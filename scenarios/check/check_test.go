@@ -1,13 +1,16 @@
 package check
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
@@ -356,5 +359,89 @@ func TestOtherRealserver(t *testing.T) {
 	}
 	if why := pl.Runnable(); !strings.Contains(why, "TCP 172.16.5.101:80 balances to [172.16.5.11 172.16.5.12 172.16.5.50]") {
 		t.Errorf("runnable %q", why)
+	}
+}
+
+// TestBareVIP: a VIP given without a prefix (the common form, the seed's)
+// is a /32; the boxes are found among the realservers of the /24 around
+// it, and the plan says both are assumptions.
+func TestBareVIP(t *testing.T) {
+	dir := t.TempDir()
+	var paths [2]string
+	for i, f := range []string{"db1.conf", "db2.conf"} {
+		text, err := os.ReadFile(fixtures + "reference/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bare := strings.Replace(string(text), "192.168.1.200/24 dev eth0", "192.168.1.200", 1)
+		if bare == string(text) {
+			t.Fatalf("%s has no VIP line to strip", f)
+		}
+		paths[i] = filepath.Join(dir, f)
+		os.WriteFile(paths[i], []byte(bare), 0o644)
+	}
+	p, err := LoadPair(paths, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatalf("derive: %v; want the boxes found in the VIP's /24", err)
+	}
+	if pl.Boxes[0].Addr.String() != "192.168.1.233" || pl.Boxes[1].Addr.String() != "192.168.1.213" || pl.Subnet.String() != "192.168.1.0/24" {
+		t.Errorf("boxes %s, %s in %s; want .233, .213 in 192.168.1.0/24", pl.Boxes[0].Addr, pl.Boxes[1].Addr, pl.Subnet)
+	}
+	want := []string{"d1 address 192.168.1.233", "d2 address 192.168.1.213", "VIP 192.168.1.200/32 subnet 192.168.1.0/24"}
+	if got := pl.Assumptions(); !slices.Equal(got, want) {
+		t.Errorf("assumptions %q, want %q", got, want)
+	}
+}
+
+// TestDirectorsOnly: ordinary DR, two directors in front of two web
+// servers. The boxes are no realservers in the lab, and no loop can
+// start (the MASTER never forwards to the other director): no guard.
+func TestDirectorsOnly(t *testing.T) {
+	p := load(t, "directors-only", "lb1.conf", "lb2.conf", "", "")
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range pl.Topology.Nodes {
+		if n.HasRole(lab.RoleDirector) && n.HasRole(lab.RoleRealserver) {
+			t.Errorf("director %s is a realserver in the lab; the configs balance to 10.30.0.21 and .22 only", n.Name)
+		}
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rx.Boxes[0].Rules)+len(rx.Boxes[1].Rules) != 0 || len(rx.Quiet) != 1 || !strings.Contains(rx.Quiet[0], "no ping-pong loop can start") {
+		t.Errorf("rules %v %v, quiet %q; want no guard and why", rx.Boxes[0].Rules, rx.Boxes[1].Rules, rx.Quiet)
+	}
+}
+
+// TestBoxesListedByBoth: box 2 lists two of box 1's three realservers;
+// the boxes are the two both list, the third a plain realserver, and
+// each box's table holds its own.
+func TestBoxesListedByBoth(t *testing.T) {
+	p := load(t, "bare-vip", "db1.conf", "db2.conf", "", "")
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{pl.Boxes[0].Addr.String(), pl.Boxes[1].Addr.String(), fmt.Sprint(pl.Realservers)}; !slices.Equal(got, []string{"192.168.5.233", "192.168.5.213", "[192.168.5.50]"}) {
+		t.Errorf("boxes and realservers %v", got)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yours, _, _, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := yours().(*scenarios.UserKeepalived)
+	if u.Tables["d1"] != 3 || u.Tables["d2"] != 2 || u.AdvertInt() != 5*time.Second {
+		t.Errorf("tables %v, advert %s; want d1 3, d2 2, 5s", u.Tables, u.AdvertInt())
 	}
 }

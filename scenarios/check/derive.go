@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
@@ -65,6 +66,20 @@ type Mapping struct {
 	From string `json:"from"`
 	To   string `json:"to"`
 	Why  string `json:"why"`
+	// Assumed: the configs do not say so; the verdicts hold if it is so.
+	Assumed bool `json:"assumed,omitempty"`
+}
+
+// Assumptions are what the verdicts rest on that the configs do not say,
+// one line each.
+func (pl *Plan) Assumptions() []string {
+	var out []string
+	for _, m := range pl.Mappings {
+		if m.Assumed {
+			out = append(out, strings.TrimSpace(m.Box+" "+m.From+" "+m.To))
+		}
+	}
+	return out
 }
 
 // Plan is the lab derived from a pair.
@@ -154,14 +169,26 @@ func Derive(p *Pair) (*Plan, error) {
 // config's only unicast_peer, else the realservers both configs list that
 // are in a VIP's subnet, in the order the first config lists them.
 func (pl *Plan) addresses(p *Pair) error {
-	var candidates []netip.Addr
-	for _, c := range p.Configs {
+	// A VIP given without a prefix (the usual form) is a /32: the boxes'
+	// subnet is then taken as the /24 around it, as the lab's is.
+	var nets []netip.Prefix
+	for _, v := range pl.VIPs {
+		nets = append(nets, labNet(v))
+	}
+	var listed [2][]netip.Addr
+	for i, c := range p.Configs {
 		for _, vs := range c.VirtualServers {
 			for _, rs := range vs.RealServers {
-				if inAny(pl.VIPs, rs.Addr) && !slices.Contains(candidates, rs.Addr) {
-					candidates = append(candidates, rs.Addr)
+				if inAny(nets, rs.Addr) && !slices.Contains(listed[i], rs.Addr) {
+					listed[i] = append(listed[i], rs.Addr)
 				}
 			}
+		}
+	}
+	var candidates []netip.Addr // listed by both, in box 1's order
+	for _, a := range listed[0] {
+		if slices.Contains(listed[1], a) {
+			candidates = append(candidates, a)
 		}
 	}
 	for i := range pl.Boxes {
@@ -182,7 +209,7 @@ func (pl *Plan) addresses(p *Pair) error {
 			continue
 		}
 		if len(candidates) > 2 {
-			return fmt.Errorf("%s: cannot tell this box's address: %d realservers in the VIP's subnet (%v) and no unicast_src_ip or unicast_peer: give --addr %s=IP", b.Config, len(candidates), candidates, b.Node)
+			return fmt.Errorf("%s: cannot tell this box's address: %d realservers in the VIP's subnet that both configs list (%v) and no unicast_src_ip or unicast_peer: give --addr %s=IP", b.Config, len(candidates), candidates, b.Node)
 		}
 		for _, a := range candidates {
 			if a != pl.Boxes[1-i].Addr {
@@ -193,8 +220,8 @@ func (pl *Plan) addresses(p *Pair) error {
 		if !b.Addr.IsValid() {
 			return fmt.Errorf("%s: cannot tell this box's address (no unicast_src_ip, no unicast_peer on the other box, no second realserver in the VIP's subnet): give --addr %s=IP", b.Config, b.Node)
 		}
-		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(),
-			Why: "assumed: a realserver in the VIP's subnet that both configs list; the configs do not say which box is which (--addr to set)"})
+		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Assumed: true,
+			Why: "assumed: a realserver in the VIP's subnet that both configs list, so the boxes are realservers too; the configs do not say which box is which (--addr to set)"})
 	}
 	if pl.Boxes[0].Addr == pl.Boxes[1].Addr {
 		return fmt.Errorf("both boxes derive the address %s: give --addr d1=IP --addr d2=IP", pl.Boxes[0].Addr)
@@ -278,11 +305,10 @@ func (pl *Plan) services(p *Pair) error {
 // config gives a host route) and client addresses nobody uses, from the
 // top.
 func (pl *Plan) subnetAndClient() error {
-	pl.Subnet = pl.VIPs[0].Masked()
-	if pl.Subnet.Bits() > 24 {
-		pl.Subnet = netip.PrefixFrom(pl.VIPs[0].Addr(), 24).Masked()
-		pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + pl.VIPs[0].String(), To: "subnet " + pl.Subnet.String(),
-			Why: "the lab's bridge needs a subnet for the boxes and the client"})
+	pl.Subnet = labNet(pl.VIPs[0])
+	if pl.Subnet != pl.VIPs[0].Masked() {
+		pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + pl.VIPs[0].String(), To: "subnet " + pl.Subnet.String(), Assumed: true,
+			Why: "the config gives the VIP without its subnet; the lab's bridge needs one for the boxes and the client"})
 	}
 	used := []netip.Addr{pl.Boxes[0].Addr, pl.Boxes[1].Addr}
 	used = append(used, pl.Realservers...)
@@ -305,6 +331,15 @@ func (pl *Plan) subnetAndClient() error {
 // clients is how many client addresses the workload comes from: with 16,
 // source hashing over two boxes sends them all to one with odds 2/65536.
 const clients = 16
+
+// labNet is the subnet the lab puts a VIP in: its own, or the /24
+// around it when the config gives a longer prefix (a bare address).
+func labNet(vip netip.Prefix) netip.Prefix {
+	if vip.Bits() > 24 {
+		return netip.PrefixFrom(vip.Addr(), 24).Masked()
+	}
+	return vip.Masked()
+}
 
 func lastHost(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().As4()
@@ -359,7 +394,11 @@ func (pl *Plan) topology() *lab.Topology {
 	// MASTER: the box that wins the election.
 	for _, i := range pl.electionOrder() {
 		b := pl.Boxes[i]
-		t.Nodes = append(t.Nodes, node(b.Node, []string{lab.RoleDirector, lab.RoleRealserver}, b.Addr, b.MAC, b.LabInterface))
+		roles := []string{lab.RoleDirector}
+		if pl.balancesTo(b.Addr) { // a box that serves too, as the seed's
+			roles = append(roles, lab.RoleRealserver)
+		}
+		t.Nodes = append(t.Nodes, node(b.Node, roles, b.Addr, b.MAC, b.LabInterface))
 	}
 	rs := slices.Clone(pl.Realservers)
 	sort.Slice(rs, func(i, j int) bool { return rs[i].Less(rs[j]) })
@@ -367,6 +406,12 @@ func (pl *Plan) topology() *lab.Topology {
 		t.Nodes = append(t.Nodes, node(fmt.Sprintf("rs%d", k+1), []string{lab.RoleRealserver}, a, labMAC(a).String(), labIface))
 	}
 	return t
+}
+
+// balancesTo reports whether a service of the pair lists a as a
+// realserver.
+func (pl *Plan) balancesTo(a netip.Addr) bool {
+	return slices.ContainsFunc(pl.Services, func(s *Service) bool { return slices.Contains(s.realservers(), a) })
 }
 
 // LoadPair reads two configs and, where given, their iptables rules.

@@ -19,6 +19,8 @@ type Prescription struct {
 	Boxes [2]BoxFix `json:"boxes"`
 	// Notes say where the fwmark guard does not fit and what to do.
 	Notes []string `json:"notes,omitempty"`
+	// Quiet are the services that need no guard, and why.
+	Quiet []string `json:"quiet,omitempty"`
 }
 
 // Nothing reports whether there is nothing to fix: no rule to add, no
@@ -72,6 +74,10 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 			rx.Notes = append(rx.Notes, fmt.Sprintf("%s: lb_kind %s, not DR: the ping-pong loop is a DR problem (the other box gets the client's packet unchanged); no guard written", s.Key, s.Kind))
 			continue
 		}
+		if why := s.noLoop(pl); why != "" {
+			rx.Quiet = append(rx.Quiet, fmt.Sprintf("%s: %s: no ping-pong loop can start, no guard written", s.Key, why))
+			continue
+		}
 		if s.Marks[0] != 0 {
 			rx.Notes = append(rx.Notes, checkMarkRules(p, pl, s)...)
 			for i := range rx.Boxes {
@@ -112,6 +118,21 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 	}
 	return rx, nil
+}
+
+// noLoop says why the service cannot loop between the boxes, or "". A
+// loop needs each box's table to send to the other: the MASTER forwards
+// a client's packet to the BACKUP, whose table (loaded, as keepalived
+// keeps it) sends it back. Ordinary DR, whose directors are not
+// realservers, never forwards to a director.
+func (s *Service) noLoop(pl *Plan) string {
+	for i, vs := range s.Servers {
+		other := pl.Boxes[1-i]
+		if !slices.ContainsFunc(vs.RealServers, func(rs *keepalivedconf.RealServer) bool { return rs.Addr == other.Addr }) {
+			return fmt.Sprintf("%s's service does not balance to %s (%s)", pl.Boxes[i].Node, other.Node, other.Addr)
+		}
+	}
+	return ""
 }
 
 // guardRule is the fwmark guard for one port: mark VIP traffic unless

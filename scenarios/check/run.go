@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/scenarios"
@@ -203,8 +204,18 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 		}
 		return out, labPath(p.Paths[i], p.Paths[i]), nil
 	}
+	byNode, tables, advert := map[string]string{}, map[string]int{}, time.Duration(0)
+	for i, b := range pl.Boxes {
+		byNode[b.Node] = rules[i]
+		for _, in := range p.Configs[i].Instances {
+			advert = max(advert, in.AdvertInt)
+		}
+		for _, vs := range p.Configs[i].VirtualServers {
+			tables[b.Node] += len(vs.RealServers)
+		}
+	}
 	impl := func() scenarios.Implementation {
-		return &scenarios.UserKeepalived{Files: files, Rules: rules}
+		return &scenarios.UserKeepalived{Files: files, Rules: byNode, Tables: tables, Advert: advert}
 	}
 	return impl, mappings, nil
 }
