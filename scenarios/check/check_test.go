@@ -445,3 +445,22 @@ func TestBoxesListedByBoth(t *testing.T) {
 		t.Errorf("tables %v, advert %s; want d1 3, d2 2, 5s", u.Tables, u.AdvertInt())
 	}
 }
+
+// TestMissingNotifyScript: a notify script this machine lacks (the
+// widespread bypass_ipvs.sh) is said to be left out of the verdicts.
+func TestMissingNotifyScript(t *testing.T) {
+	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    advert_int 1\n",
+		"    notify_master \"/nonexistent/bypass_ipvs.sh del 192.168.1.200\"\n")
+	p, err := LoadPair(configs, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "notify_master /nonexistent/bypass_ipvs.sh not run"
+	if got := pl.Assumptions(); !slices.Contains(got, "d1 "+want) || !slices.Contains(got, "d2 "+want) {
+		t.Errorf("assumptions %q; want %q for both boxes", got, want)
+	}
+}
