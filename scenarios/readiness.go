@@ -232,8 +232,10 @@ func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix
 		// keepalived runs its notify scripts asynchronously, after the
 		// state changes. Until notify_master has run, the MASTER
 		// redirects all VIP traffic to itself; until notify_backup has,
-		// the BACKUP does not, and re-balances.
-		err = WaitFor(ctx, 15*time.Second, func() string {
+		// the BACKUP does not, and re-balances. readyBound, not the 15 s
+		// it was: beside six labs and an out-of-memory probe on two
+		// cores, a notify_master took longer once (1 of 5 newcomer runs).
+		err = WaitFor(ctx, readyBound, func() string {
 			if on, err := redirecting(l.Box(c.Directors[0].Node), c); err != nil || on {
 				return fmt.Sprintf("the MASTER still redirects VIP traffic (%v)", err)
 			}
@@ -244,7 +246,8 @@ func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("%w (%s)", err, logTails(impl))
+		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
+			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
 	}
 	return nil
 }
