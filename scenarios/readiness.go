@@ -48,8 +48,12 @@ func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) 
 }
 
 // tableSizer is an implementation whose boxes list their own realservers
-// (a user's pair): how many its IPVS table holds in all, once settled.
-type tableSizer interface{ TableSize(node string) int }
+// (a user's pair): how many a box's IPVS table holds in all once
+// settled, and how many its service for VIP:port balances to.
+type tableSizer interface {
+	TableSize(node string) int
+	Serving(node string, svc netip.AddrPort) int
+}
 
 // waitReady is WaitReady with each box's table as impl says, if it does;
 // else every virtual service has each of the cluster's servers.

@@ -124,14 +124,18 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		step("lab down")
 	}()
 	// One built-in backend a port: it listens on every address.
+	started := map[int]bool{}
 	for _, s := range append([]Service{{Port: c.Port, Backend: opts.Service.Backend}}, opts.Backends...) {
-		if s.Backend == BackendMySQL || backends[backendKey{c.Directors[0].Node, s.Port}] != nil {
+		if s.Backend == BackendMySQL || started[s.Port] {
 			continue
 		}
+		started[s.Port] = true
 		for _, node := range c.servers() {
-			if backends[backendKey{node, s.Port}], err = startBackend(l.Box(node), s.Backend, s.Port, l.ServerID(node)); err != nil {
+			b, err := startBackend(l.Box(node), s.Backend, s.Port, l.ServerID(node))
+			if err != nil {
 				return nil, err
 			}
+			backends[backendKey{node, s.Port}] = b
 		}
 	}
 	startFix := fix
@@ -156,6 +160,15 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		step(string(ev) + " done")
 	}
 	wantServers := len(c.servers())
+	if ts, ok := impl.(tableSizer); ok { // a user's pair: the active box's own list
+		active := c.Directors[0].Node
+		if passive.Node == active {
+			active = c.Directors[1].Node
+		}
+		if n := ts.Serving(active, netip.AddrPortFrom(c.VIP, uint16(c.Port))); n > 0 {
+			wantServers = n
+		}
+	}
 	if ev == MySQLDown {
 		wantServers--
 	}

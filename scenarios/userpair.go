@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,9 @@ type UserKeepalived struct {
 	// in all (node name -> count): its IPVS table once every checker
 	// passed. Each box lists its own; they may differ.
 	Tables map[string]int
+	// Serves are how many realservers each box's virtual service for a
+	// VIP:port lists (node name -> VIP:port -> count).
+	Serves map[string]map[netip.AddrPort]int
 	// Advert is the configs' longest advert_int: failovers take longer.
 	Advert time.Duration
 	// first is the cluster priority each box first started with: the
@@ -43,6 +47,9 @@ func (u *UserKeepalived) AdvertInt() time.Duration { return u.Advert }
 
 // TableSize implements tableSizer.
 func (u *UserKeepalived) TableSize(node string) int { return u.Tables[node] }
+
+// Serving implements tableSizer.
+func (u *UserKeepalived) Serving(node string, svc netip.AddrPort) int { return u.Serves[node][svc] }
 
 // Start implements Implementation.
 func (u *UserKeepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, _ Fix) error {

@@ -204,9 +204,15 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 		}
 		return out, labPath(p.Paths[i], p.Paths[i]), nil
 	}
-	byNode, tables, advert := map[string]string{}, map[string]int{}, time.Duration(0)
+	byNode, tables, serves, advert := map[string]string{}, map[string]int{}, map[string]map[netip.AddrPort]int{}, time.Duration(0)
 	for i, b := range pl.Boxes {
 		byNode[b.Node] = rules[i]
+		serves[b.Node] = map[netip.AddrPort]int{}
+		for _, s := range pl.Services {
+			for _, port := range s.Ports {
+				serves[b.Node][netip.AddrPortFrom(s.VIP, port)] = len(s.Servers[i].RealServers)
+			}
+		}
 		for _, in := range p.Configs[i].Instances {
 			advert = max(advert, in.AdvertInt)
 		}
@@ -215,7 +221,7 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 		}
 	}
 	impl := func() scenarios.Implementation {
-		return &scenarios.UserKeepalived{Files: files, Rules: byNode, Tables: tables, Advert: advert}
+		return &scenarios.UserKeepalived{Files: files, Rules: byNode, Tables: tables, Serves: serves, Advert: advert}
 	}
 	return impl, mappings, nil
 }
