@@ -75,4 +75,11 @@ var _ = Describe("lvslab check: a user's pair in the lab", Label("check"), func(
 	It("the reference pair as its fix reads (fwmark 3 and 4, mangle rules): clean, and nothing to prescribe", timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "reference-fixed", "db1.rules", "db2.rules", scenarios.Clean, "")
 	})
+	It("ordinary DR, directors in front of two web servers: clean, and no guard to prescribe (no loop can start)", timeout(), func(ctx SpecContext) {
+		r := checkRun(ctx, "directors-only", "", "", scenarios.Clean, "")
+		Expect(r.Share).To(HaveLen(2), "the two web servers serve, the directors do not")
+	})
+	It("the seed's shape as published (bare VIP, no unicast), box 2 listing 2 of box 1's 3 realservers: loops; as prescribed: clean", timeout(), func(ctx SpecContext) {
+		checkRun(ctx, "bare-vip", "", "", scenarios.Loop, scenarios.Clean)
+	})
 })
