@@ -148,47 +148,29 @@ func HoldsVIP(box *lab.Box, c Cluster) string {
 // sendsTo says whether one of box's virtual services sends to realserver
 // rs (with a weight).
 func sendsTo(box *lab.Box, rs netip.Addr) (bool, error) {
-	h, err := ipvs.New(box.Path())
-	if err != nil {
-		return false, err
-	}
-	defer h.Close()
-	svcs, err := h.GetServices()
-	if err != nil {
-		return false, err
-	}
-	for _, s := range svcs {
-		dsts, err := h.GetDestinations(s)
-		if err != nil {
-			return false, err
-		}
-		if slices.ContainsFunc(dsts, func(d *ipvs.Destination) bool { return d.Address.Equal(rs.AsSlice()) && d.Weight > 0 }) {
+	table, err := ipvsTable(box)
+	for _, e := range table {
+		if slices.ContainsFunc(e.dsts, func(d *ipvs.Destination) bool { return d.Address.Equal(rs.AsSlice()) && d.Weight > 0 }) {
 			return true, nil
 		}
 	}
-	return false, nil
+	return false, err
 }
 
 // hasService says why box has no virtual service, or one without its n
 // realservers, or "".
 func hasService(box *lab.Box, n int) string {
-	h, err := ipvs.New(box.Path())
-	if err != nil {
+	table, err := ipvsTable(box)
+	switch {
+	case err != nil:
 		return err.Error()
-	}
-	defer h.Close()
-	svcs, err := h.GetServices()
-	if err == nil && len(svcs) == 0 {
+	case len(table) == 0:
 		return box.Name + " has no virtual service yet"
 	}
-	for _, s := range svcs {
-		dsts, err := h.GetDestinations(s)
-		if err != nil || len(dsts) != n {
-			return fmt.Sprintf("%s's virtual service %s:%d (fwmark %d) has %d realservers, not %d, yet (%v)", box.Name, s.Address, s.Port, s.FWMark, len(dsts), n, err)
+	for _, e := range table {
+		if len(e.dsts) != n {
+			return fmt.Sprintf("%s's virtual service %s:%d (fwmark %d) has %d realservers, not %d, yet", box.Name, e.svc.Address, e.svc.Port, e.svc.FWMark, len(e.dsts), n)
 		}
-	}
-	if err != nil {
-		return err.Error()
 	}
 	return ""
 }
@@ -196,27 +178,46 @@ func hasService(box *lab.Box, n int) string {
 // tableHolds says why box's IPVS table does not hold n realservers in
 // all its virtual services, or "".
 func tableHolds(box *lab.Box, n int) string {
-	h, err := ipvs.New(box.Path())
-	if err != nil {
-		return err.Error()
-	}
-	defer h.Close()
-	svcs, err := h.GetServices()
+	table, err := ipvsTable(box)
 	if err != nil {
 		return err.Error()
 	}
 	got := 0
-	for _, s := range svcs {
-		dsts, err := h.GetDestinations(s)
-		if err != nil {
-			return err.Error()
-		}
-		got += len(dsts)
+	for _, e := range table {
+		got += len(e.dsts)
 	}
 	if got != n {
 		return fmt.Sprintf("%s's virtual services hold %d realservers in all, not the %d its config lists, yet", box.Name, got, n)
 	}
 	return ""
+}
+
+// ipvsEntry is a virtual service and its destinations.
+type ipvsEntry struct {
+	svc  *ipvs.Service
+	dsts []*ipvs.Destination
+}
+
+// ipvsTable reads box's IPVS table.
+func ipvsTable(box *lab.Box) ([]ipvsEntry, error) {
+	h, err := ipvs.New(box.Path())
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	svcs, err := h.GetServices()
+	if err != nil {
+		return nil, err
+	}
+	var out []ipvsEntry
+	for _, s := range svcs {
+		dsts, err := h.GetDestinations(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ipvsEntry{s, dsts})
+	}
+	return out, nil
 }
 
 // settle waits until the pair started with fix is ready for traffic: the
