@@ -243,7 +243,7 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	if err := runCells(ctx, sum, pl.Topology, cells, 1, 6, opts, dir); err != nil {
 		return err
 	}
-	if a := pl.Assumptions(); len(a) > 0 {
+	if a := pl.Assumptions(m1...); len(a) > 0 {
 		fmt.Printf("\nThese verdicts assume what the configs do not say: %s (see Mappings; --addr sets the boxes' addresses)\n", strings.Join(a, "; "))
 	}
 	if !sum.Pass() {

@@ -446,9 +446,10 @@ func TestBoxesListedByBoth(t *testing.T) {
 	}
 }
 
-// TestMissingNotifyScript: a notify script this machine lacks (the
-// widespread bypass_ipvs.sh) is said to be left out of the verdicts.
-func TestMissingNotifyScript(t *testing.T) {
+// TestNotifyScriptNotRun: the lab runs no script a config names (the
+// widespread bypass_ipvs.sh): its line is left out of the lab's copy and
+// the verdicts say so.
+func TestNotifyScriptNotRun(t *testing.T) {
 	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    advert_int 1\n",
 		"    notify_master \"/nonexistent/bypass_ipvs.sh del 192.168.1.200\"\n")
 	p, err := LoadPair(configs, [2]string{})
@@ -459,8 +460,23 @@ func TestMissingNotifyScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "notify_master /nonexistent/bypass_ipvs.sh not run"
-	if got := pl.Assumptions(); !slices.Contains(got, "d1 "+want) || !slices.Contains(got, "d2 "+want) {
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "notify_master /nonexistent/bypass_ipvs.sh del 192.168.1.200 not run"
+	if got := pl.Assumptions(mappings...); !slices.Contains(got, "d1 "+want) || !slices.Contains(got, "d2 "+want) {
 		t.Errorf("assumptions %q; want %q for both boxes", got, want)
+	}
+	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := files[main]; !strings.Contains(text, "# ") || regexp.MustCompile(`(?m)^\s*notify_master`).MatchString(text) {
+		t.Errorf("the lab's copy still runs notify_master:\n%s", text)
 	}
 }

@@ -12,10 +12,8 @@ package check
 
 import (
 	"fmt"
-	"maps"
 	"net"
 	"net/netip"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -73,10 +71,10 @@ type Mapping struct {
 }
 
 // Assumptions are what the verdicts rest on that the configs do not say,
-// one line each.
-func (pl *Plan) Assumptions() []string {
+// of the plan's mappings and more (the lab's), one line each.
+func (pl *Plan) Assumptions(more ...Mapping) []string {
 	var out []string
-	for _, m := range pl.Mappings {
+	for _, m := range append(slices.Clone(pl.Mappings), more...) {
 		if m.Assumed {
 			out = append(out, strings.TrimSpace(m.Box+" "+m.From+" "+m.To))
 		}
@@ -163,28 +161,8 @@ func Derive(p *Pair) (*Plan, error) {
 			}
 		}
 	}
-	pl.missingScripts(p)
 	pl.Topology = pl.topology()
 	return pl, nil
-}
-
-// missingScripts lists as assumptions the notify scripts the configs name
-// that this machine lacks: keepalived in the lab cannot run them, so what
-// they do (a REDIRECT that keeps a BACKUP from re-balancing, as the
-// widespread bypass_ipvs.sh adds) is not in the verdicts.
-func (pl *Plan) missingScripts(p *Pair) {
-	for i, c := range p.Configs {
-		for _, in := range c.Instances {
-			for _, key := range slices.Sorted(maps.Keys(in.Notify)) {
-				script := strings.Trim(strings.Fields(in.Notify[key] + " x")[0], `"'`)
-				if _, err := os.Stat(script); err == nil {
-					continue
-				}
-				pl.Mappings = append(pl.Mappings, Mapping{Box: pl.Boxes[i].Node, From: key + " " + script, To: "not run", Assumed: true,
-					Why: fmt.Sprintf("vrrp_instance %s (%s): %s is not on this machine, so the lab runs the pair without it and the verdicts leave out what it does; run check where it is, at that path", in.Name, in.Pos, script)})
-			}
-		}
-	}
 }
 
 // addresses finds each box's own address: unicast_src_ip, else the other

@@ -65,6 +65,7 @@ type Instance struct {
 	PreemptDelay time.Duration     `json:"preempt_delay_ns,omitempty"`
 	TrackScripts []string          `json:"track_script,omitempty"`
 	Notify       map[string]string `json:"notify,omitempty"` // notify, notify_master, ... -> command
+	NotifyPos    map[string]Pos    `json:"-"`
 	// SyncInterface is the deprecated per-instance lvs_sync_daemon_interface.
 	SyncInterface string `json:"lvs_sync_daemon_interface,omitempty"`
 }
@@ -86,11 +87,12 @@ type SyncGroup struct {
 
 // Script is a vrrp_script.
 type Script struct {
-	Pos      Pos           `json:"pos"`
-	Name     string        `json:"name"`
-	Command  string        `json:"script"`
-	Interval time.Duration `json:"interval_ns,omitempty"`
-	Weight   int           `json:"weight,omitempty"`
+	Pos        Pos           `json:"pos"`
+	Name       string        `json:"name"`
+	Command    string        `json:"script"`
+	CommandPos Pos           `json:"-"`
+	Interval   time.Duration `json:"interval_ns,omitempty"`
+	Weight     int           `json:"weight,omitempty"`
 }
 
 // ServerGroup is a virtual_server_group: addresses (with last-octet
@@ -254,7 +256,7 @@ func (m *modeler) top(n *Node) {
 		for _, c := range n.Block {
 			switch c.Key {
 			case "script":
-				s.Command = strings.Join(c.Args, " ")
+				s.Command, s.CommandPos = strings.Join(c.Args, " "), c.Pos
 			case "interval":
 				s.Interval = m.seconds(c)
 			case "weight":
@@ -353,9 +355,9 @@ func (m *modeler) instance(n *Node) {
 			}
 		case "notify", "notify_master", "notify_backup", "notify_fault", "notify_stop":
 			if in.Notify == nil {
-				in.Notify = map[string]string{}
+				in.Notify, in.NotifyPos = map[string]string{}, map[string]Pos{}
 			}
-			in.Notify[c.Key] = strings.Join(c.Args, " ")
+			in.Notify[c.Key], in.NotifyPos[c.Key] = strings.Join(c.Args, " "), c.Pos
 		case "lvs_sync_daemon_interface":
 			in.SyncInterface = m.arg(c)
 		default:
