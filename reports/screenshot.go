@@ -38,11 +38,17 @@ func Screenshot(ctx context.Context, dir string) (string, error) {
 	defer cancel()
 	png, _ := filepath.Abs(filepath.Join(dir, "index.png"))
 	page, _ := filepath.Abs(filepath.Join(dir, "index.html"))
+	if _, err := os.Stat(page); err != nil { // no report was written: no picture of one
+		return "", err
+	}
 	out, err := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+profile, "--window-size=1300,1400", "--screenshot="+png, "file://"+page).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("chromium screenshot: %w: %s", err, lab.Tail(string(out), 5))
+	}
+	if _, err := os.Stat(png); err != nil {
+		return "", fmt.Errorf("chromium wrote no screenshot: %s", lab.Tail(string(out), 5))
 	}
 	return png, nil
 }
