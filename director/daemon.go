@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lvslab/lvslab/director/afpacket"
 	"log/slog"
 	"maps"
 	"net"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lvslab/lvslab/director/afpacket"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/moby/ipvs"
@@ -53,9 +54,14 @@ type Daemon struct {
 	// work runs what may block (iptables, IPVS, sync daemons) off the VRRP
 	// loop; transmit sends an advert and announce a VIP (gratuitous ARP),
 	// both without blocking the loop. Unit tests replace them.
-	work     *worker
-	transmit func(Advert) error
-	announce func(v netip.Addr, held func() bool)
+	work *worker
+	// wantSync is the VRRP state the sync daemons should follow (guard
+	// backup-only); synced the one they do, the worker's own.
+	wantSync   atomic.Int32
+	synced     State
+	switchSync func(SyncDaemon) error // switchSyncDaemon; unit tests replace it
+	transmit   func(Advert) error
+	announce   func(v netip.Addr, held func() bool)
 	// vipGen counts VIP additions and removals: an announcement goes on
 	// only while the generation it started in holds. announced is when
 	// the VIPs were last announced (vrrp.garp_refresh).
@@ -104,7 +110,7 @@ const backupOnlySysctl = "/proc/sys/net/ipv4/vs/backup_only"
 // Run starts the director and blocks until ctx ends, then shuts down
 // cleanly: priority-0 advert, VIP, IPVS services and guard removed.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
-	d := &Daemon{cfg: cfg, log: log, crashed: make(chan error, 1)}
+	d := &Daemon{cfg: cfg, log: log, crashed: make(chan error, 1), switchSync: switchSyncDaemon}
 	d.work = newWorker(d.spawn)
 	// Whatever setup installed before failing is removed too, also after
 	// a panic here or in any of the daemon's goroutines (spawn).
@@ -253,18 +259,31 @@ func (d *Daemon) entered(s State) {
 	if d.cfg.Guard.Mode != GuardBackupOnly || s == Initialize {
 		return
 	}
-	d.work.do(func() { d.switchSync(s) })
+	d.wantSync.Store(int32(s))
+	d.work.do(d.syncDaemons)
 }
 
-func (d *Daemon) switchSync(s State) {
+// syncDaemons, on the worker, brings the IPVS sync daemons to the VRRP
+// state the box is in now: a flap queues a switch per state, and the
+// stale ones are skipped. A switch the kernel failed is retried every
+// second until it holds: once, beside six labs under TCG, stopping the
+// master daemon waited a minute and failed (EAGAIN), and the BACKUP,
+// which had no backup daemon, stayed unguarded.
+func (d *Daemon) syncDaemons() {
+	s := State(d.wantSync.Load())
+	if s == d.synced {
+		return
+	}
 	sd := SyncDaemon{State: SyncMaster, Interface: d.cfg.VRRP.Interface, SyncID: uint32(d.cfg.VRRP.VRID)}
 	if s == Backup {
 		sd.State = SyncBackup
 	}
-	if err := switchSyncDaemon(sd); err != nil {
-		d.log.Error("ipvs sync daemon", "err", err)
+	if err := d.switchSync(sd); err != nil {
+		d.log.Error("ipvs sync daemon", "err", err, "retry_in", time.Second)
+		time.AfterFunc(time.Second, func() { d.work.do(d.syncDaemons) })
 		return
 	}
+	d.synced = s
 	d.log.Info("ipvs sync daemon", "daemon", sd.String())
 }
 

@@ -1,12 +1,17 @@
 package director
 
 import (
-	"github.com/lvslab/lvslab/director/fake"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/lvslab/lvslab/director/fake"
 
 	"github.com/vishvananda/netlink"
 )
@@ -128,3 +133,37 @@ var (
 	_ IPVS     = (*fake.IPVS)(nil)
 	_ IPTables = (*fake.IPTables)(nil)
 )
+
+// TestSyncDaemonsFollowAndRetry: under guard backup-only the sync daemons
+// follow the VRRP state the box is in when the worker gets to them (the
+// stale switches of a flap are skipped), and a switch the kernel failed
+// is retried until it holds.
+func TestSyncDaemonsFollowAndRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg, err := ParseConfig("c.yaml", []byte(baseConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var switched []SyncState
+		failures := 2
+		d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), work: newWorker(goSpawn), switchSync: func(sd SyncDaemon) error {
+			if failures > 0 {
+				failures--
+				return errors.New("stop master sync daemon: resource temporarily unavailable")
+			}
+			switched = append(switched, sd.State)
+			return nil
+		}}
+		// MASTER, then BACKUP again, before the worker ran either switch.
+		for _, s := range []State{Master, Backup} {
+			d.wantSync.Store(int32(s))
+			d.work.do(d.syncDaemons)
+		}
+		time.Sleep(10 * time.Second) // past the retries
+		synctest.Wait()
+		d.work.close()
+		if !slices.Equal(switched, []SyncState{SyncBackup}) || failures != 0 {
+			t.Errorf("switched to %v after %d failures left; want the backup daemon alone, after the 2 failures", switched, failures)
+		}
+	})
+}

@@ -89,8 +89,11 @@ func (r *Result) count(c Cluster, before, after snapshot) {
 			r.Hung++
 		default:
 			r.Errors++
-			if r.flapped(cn) {
+			switch {
+			case r.flapped(cn):
 				r.DownErrors++
+			case r.moved(cn):
+				r.MovedErrors++
 			}
 		}
 	}
@@ -100,8 +103,18 @@ func (r *Result) count(c Cluster, before, after snapshot) {
 // the flapping server's doing (MySQLFlap), not the pair's.
 func (r *Result) flapped(c Conn) bool { return c.refused() && during(r.Outages, c) }
 
-// failed: a connection neither served nor explained by a flap.
-func (r *Result) failed(c Conn) bool { return c.ServedBy == 0 && !r.flapped(c) }
+// moved: a connection reset or closed while the VIP moved under it. The
+// BACKUP took the VIP during the event and a complete capture saw clients
+// still send to the passive box: a connection whose segments reach the
+// box that has no entry for it is reset there (IPVS schedules SYNs only).
+// The takeover's doing, on any VRRP pair; not a loop, not the harness's.
+func (r *Result) moved(c Conn) bool {
+	return c.refused() && r.Takeovers != nil && *r.Takeovers > 0 &&
+		r.PassiveFromClients != nil && *r.PassiveFromClients > 0 && r.Capture.Complete()
+}
+
+// failed: a connection neither served nor explained by a flap or a move.
+func (r *Result) failed(c Conn) bool { return c.ServedBy == 0 && !r.flapped(c) && !r.moved(c) }
 
 // loopEvidence is the positive evidence of a loop, and notes on what was
 // seen but is not evidence.
@@ -151,12 +164,16 @@ func (r *Result) loopEvidence(passive string) (loop, notes []string) {
 	if len(r.Outages) > 0 {
 		notes = append(notes, fmt.Sprintf("%s's servers were down %d time(s), %s in all", passive, len(r.Outages), outageTime(r.Outages).Round(time.Millisecond)))
 	}
+	if r.MovedErrors > 0 {
+		notes = append(notes, fmt.Sprintf("%d of %d reset or closed as the VIP moved under them (clients still sent %d segments to %s), not loop evidence: %s",
+			r.MovedErrors, r.Connections, *r.PassiveFromClients, passive, firstError(r.Conns, r.moved)))
+	}
 	return loop, notes
 }
 
 // failures says how many connections got no answer and why, by cause
 // ("3 of 20 failed: 2 handshake timeout, 1 reset (first: ...)"), leaving
-// out those the flap explains; "" when none did.
+// out those a flap or a move explains; "" when none did.
 func (r *Result) failures() string {
 	causes := map[string]int{}
 	n := 0

@@ -73,6 +73,9 @@ type Result struct {
 	// overlapped one.
 	Outages    []Outage `json:"outages,omitempty"`
 	DownErrors int      `json:"down_errors,omitempty"`
+	// MovedErrors counts the connections reset or closed as the VIP moved
+	// under them (Result.moved).
+	MovedErrors int `json:"moved_errors,omitempty"`
 	// Load: the paced workload's rate (connections/s; 0 for the plain
 	// read workload), the served connections' latency percentiles,
 	// frames on the directors' bridge ports per connection, and the

@@ -224,6 +224,46 @@ func TestJudgeStuckClients(t *testing.T) {
 	}
 }
 
+// TestJudgeMoved: connections reset or closed while the VIP moved (a
+// takeover during the event, clients still sending to the passive box in
+// a complete capture) are the takeover's, not a loop nor the harness's;
+// without a takeover, without clients at the passive box, or as
+// timeouts, they stay failures; loop evidence still wins.
+func TestJudgeMoved(t *testing.T) {
+	c := testCluster(t)
+	closed := Conn{Error: "invalid connection", Cause: "closed"}
+	for _, tc := range []struct {
+		name        string
+		takeovers   int
+		fromClients uint64
+		failed      Conn
+		bounced     int
+		want        Verdict
+	}{
+		{"closed as the VIP moved", 1, 14, closed, 0, Clean},
+		{"no takeover", 0, 14, closed, 0, Unserved},
+		{"clients never at the passive box", 1, 0, closed, 0, Unserved},
+		{"a timeout is no move", 1, 14, Conn{Error: "i/o timeout", Cause: "answer timeout", Hung: true}, 0, Unserved},
+		{"bounces: a loop", 1, 14, closed, 3, Loop},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Result{Fix: FixFwmark, Scenario: AdvertLoss50, Expected: Expected(FixFwmark, AdvertLoss50),
+				Conns: []Conn{{ServedBy: 1}, {ServedBy: 2}, tc.failed}, Takeovers: new(tc.takeovers),
+				Bounces: &Bounces{Bounced: tc.bounced, Forwarded: 10, MaxDepth: 5}, Capture: &CaptureStats{Frames: 500}, PassiveFromClients: new(tc.fromClients)}
+			snap := func(p uint32) snapshot {
+				return snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1, InPkts: p}}, te: map[string]uint64{}}
+			}
+			r.judge(c, "d2", 2, snap(0), snap(uint32(tc.fromClients)))
+			if r.Verdict != tc.want {
+				t.Errorf("got %s, want %s: %s", r.Verdict, tc.want, r.Reason)
+			}
+			if tc.want == Clean && !strings.Contains(r.Reason, "1 of 3 reset or closed as the VIP moved under them (clients still sent 14 segments to d2)") {
+				t.Errorf("the move is not said: %s", r.Reason)
+			}
+		})
+	}
+}
+
 func TestExpected(t *testing.T) {
 	for _, tc := range []struct {
 		fix  Fix
