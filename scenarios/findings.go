@@ -114,5 +114,15 @@ var Findings = []Finding{
 			"out LOOP (5 of 46 forwarded segments bounced). Likely cause, not shown: the backup daemon's start takes the kernel's RTNL lock, the " +
 			"same wait the start-up of these cells already has (see the readiness finding). Convergence after an " +
 			"adversity event under backup_only therefore includes the BACKUP's backup sync daemon running again, " +
-			"as at start, and the verdict is on the pair after that."},
+			"as at start, and the verdict is on the pair after that. The lvslab director met the same wait once " +
+			"(advert-loss-30, backup-only, in a full conformance run): stopping its master daemon waited 60 s on the " +
+			"kernel and failed with EAGAIN, and it stayed without a backup daemon; it now retries every second and " +
+			"follows the state the box is in, skipping the stale switches of a flap."},
+	{"A takeover resets the connections whose segments reach the other box",
+		"With 50% of its adverts lost the keepalived BACKUP of a fwmark pair took the VIP once; after the heal the " +
+			"clients still sent 14 segments to it, and 2 of 20 connections came back closed (invalid connection) " +
+			"with no loop evidence. A box without an entry for a connection does not schedule its non-SYN segments " +
+			"(IPVS schedules SYNs only), and the box's own stack resets them. That is the takeover's cost on any " +
+			"VRRP pair, not a loop and not the harness's: such connections are counted apart (moved_errors) when a " +
+			"takeover happened and a complete capture saw clients at the passive box."},
 }
