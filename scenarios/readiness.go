@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -169,7 +170,7 @@ func hasService(box *lab.Box, n int) string {
 	}
 	for _, e := range table {
 		if len(e.dsts) != n {
-			return fmt.Sprintf("%s's virtual service %s:%d (fwmark %d) has %d realservers, not %d, yet", box.Name, e.svc.Address, e.svc.Port, e.svc.FWMark, len(e.dsts), n)
+			return fmt.Sprintf("%s's virtual service %s has %d realservers, not %d, yet", box.Name, e.name(), len(e.dsts), n)
 		}
 	}
 	return ""
@@ -196,6 +197,14 @@ func tableHolds(box *lab.Box, n int) string {
 type ipvsEntry struct {
 	svc  *ipvs.Service
 	dsts []*ipvs.Destination
+}
+
+// name is the service as ipvsadm shows it: fwmark N, or ADDR:PORT.
+func (e ipvsEntry) name() string {
+	if e.svc.FWMark != 0 {
+		return fmt.Sprintf("fwmark %d", e.svc.FWMark)
+	}
+	return net.JoinHostPort(e.svc.Address.String(), fmt.Sprint(e.svc.Port))
 }
 
 // ipvsTable reads box's IPVS table.
