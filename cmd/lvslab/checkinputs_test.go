@@ -75,7 +75,7 @@ var special = map[string]func(t *testing.T, dir string) string{
 	"/dev/null":          func(*testing.T, string) string { return "/dev/null" },
 	"/proc/self/pagemap": func(*testing.T, string) string { return "/proc/self/pagemap" },
 	"/proc/self/environ": func(*testing.T, string) string { return "/proc/self/environ" },
-	"/sys file":          func(*testing.T, string) string { return "/sys/kernel/mm/transparent_hugepage/enabled" },
+	"/sys file":          func(*testing.T, string) string { return "/sys/class/net/lo/mtu" },
 	"a FIFO": func(t *testing.T, dir string) string {
 		p := filepath.Join(dir, "fifo")
 		if err := syscall.Mkfifo(p, 0o644); err != nil {
