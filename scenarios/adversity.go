@@ -88,10 +88,10 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 	if err := waitReady(ctx, l, c, impl, readyBound); err != nil {
 		return fmt.Errorf("after the heal: %w (%s; d1: %s; d2: %s)", err, logTails(impl), master.Stacks(), backup.Stacks())
 	}
-	if fix == FixBackupOnly {
-		if err := waitBackupDaemon(ctx, l, c); err != nil {
-			return fmt.Errorf("after the heal: %w (%s)", err, logTails(impl))
-		}
+	// The fix back in place too: a REDIRECT judged before notify_backup
+	// put its rule back re-balanced, a loop (1 cell in a full run).
+	if err := fixInPlace(ctx, l, c, fix); err != nil {
+		return fmt.Errorf("after the heal: %w (%s)", err, logTails(impl))
 	}
 	r.Failover = time.Since(t0)
 	return nil

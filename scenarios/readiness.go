@@ -238,18 +238,29 @@ func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix
 		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
 			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
 	}
-	var err error
+	err := fixInPlace(ctx, l, c, fix)
+	if err != nil {
+		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
+			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
+	}
+	return nil
+}
+
+// fixInPlace waits until what fix runs besides the directors' tables is
+// in place on a settled pair: under backup_only the BACKUP's backup sync
+// daemon; under REDIRECT the notify scripts' rules (the MASTER does not
+// redirect, the BACKUP does). keepalived runs its notify scripts
+// asynchronously, after the state changes: until notify_master has run,
+// the MASTER redirects all VIP traffic to itself; until notify_backup
+// has, the BACKUP does not, and re-balances. readyBound, not the 15 s it
+// was: beside six labs and an out-of-memory probe on two cores, a
+// notify_master took longer once (1 of 5 newcomer runs).
+func fixInPlace(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
 	switch fix {
 	case FixBackupOnly:
-		err = waitBackupDaemon(ctx, l, c)
+		return waitBackupDaemon(ctx, l, c)
 	case FixRedirect:
-		// keepalived runs its notify scripts asynchronously, after the
-		// state changes. Until notify_master has run, the MASTER
-		// redirects all VIP traffic to itself; until notify_backup has,
-		// the BACKUP does not, and re-balances. readyBound, not the 15 s
-		// it was: beside six labs and an out-of-memory probe on two
-		// cores, a notify_master took longer once (1 of 5 newcomer runs).
-		err = WaitFor(ctx, readyBound, func() string {
+		return WaitFor(ctx, readyBound, func() string {
 			if on, err := redirecting(l.Box(c.Directors[0].Node), c); err != nil || on {
 				return fmt.Sprintf("the MASTER still redirects VIP traffic (%v)", err)
 			}
@@ -258,10 +269,6 @@ func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix
 			}
 			return ""
 		})
-	}
-	if err != nil {
-		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
-			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
 	}
 	return nil
 }
