@@ -159,7 +159,10 @@ func sendsTo(box *lab.Box, rs netip.Addr) (bool, error) {
 }
 
 // hasService says why box has no virtual service, or one without its n
-// realservers, or "".
+// realservers in service, or "". A realserver a checker quiesced (weight
+// 0) is not in service: after an isolated MASTER's heal, its peer's table
+// still held it at weight 0 and served every client itself (NO-BALANCE,
+// 1 cell in a full run).
 func hasService(box *lab.Box, n int) string {
 	table, err := ipvsTable(box)
 	switch {
@@ -169,8 +172,14 @@ func hasService(box *lab.Box, n int) string {
 		return box.Name + " has no virtual service yet"
 	}
 	for _, e := range table {
-		if len(e.dsts) != n {
-			return fmt.Sprintf("%s's virtual service %s has %d realservers, not %d, yet", box.Name, e.name(), len(e.dsts), n)
+		weighted := 0
+		for _, d := range e.dsts {
+			if d.Weight > 0 {
+				weighted++
+			}
+		}
+		if weighted != n {
+			return fmt.Sprintf("%s's virtual service %s has %d realservers in service, not %d, yet", box.Name, e.name(), weighted, n)
 		}
 	}
 	return ""
