@@ -566,7 +566,7 @@ func (m *modeler) duration(n *Node, zero bool) time.Duration {
 		if zero {
 			low = "0 or more"
 		}
-		m.fail(n, "want seconds, %s and at most 1000000, got %s", low, Quote(s))
+		m.fail(n, "want seconds, %s and at most 1000000, got %s", low, quote(s))
 		return 0
 	}
 	return time.Duration(f * float64(time.Second))

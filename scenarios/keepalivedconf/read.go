@@ -64,18 +64,18 @@ func misread(text []byte) (int, string) {
 	return 0, ""
 }
 
-// MaxQuote is the most of a value an error message quotes; maxMsg the
+// maxQuote is the most of a value an error message quotes; maxMsg the
 // longest message.
 const (
-	MaxQuote = 64
+	maxQuote = 64
 	maxMsg   = 400
 )
 
-// Quote is s as an error message shows a value from a file: quoted, with
+// quote is s as an error message shows a value from a file: quoted, with
 // control bytes escaped (nothing in a config reaches the terminal raw),
-// and cut to MaxQuote bytes.
-func Quote(s string) string {
-	s, cut := cutAt(s, MaxQuote)
+// and cut to maxQuote bytes.
+func quote(s string) string {
+	s, cut := cutAt(s, maxQuote)
 	return strconv.Quote(s) + cut
 }
 
