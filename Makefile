@@ -147,7 +147,7 @@ test: GINKGO_FLAGS += --label-filter=test
 test: IPVS_SKIP := ^TestIPVSDirectorPair$$/keepalived
 # The host's packages test side by side (go test's default -p, one per
 # CPU): their privileged tests mostly wait on micro-VMs and VRRP timers
-# (25 s of CPU in 84 s one package at a time), and each uses its own lab
+# (the three slowest, one at a time: 25 s of CPU in 84 s), and each uses its own lab
 # names and run directories.
 test: deps kernel prepare ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
 	$(GO) test -count=1 -timeout $(SUITE_TIMEOUT) ./...
@@ -193,32 +193,28 @@ endef
 BENCH_KEXEC := -exec "$(CURDIR)/$(BIN) kexec"
 BENCH_KERNEL = $$($(BIN) vm run -- uname -r) in the micro-VM (TCG) when the host lacks ip_vs
 
-# suite_raw times make test on a clean clone of HEAD and the conformance
-# suite in PROCS processes against serial (fixtures/bench/suite.sh).
-define suite_raw
-	@echo "bench: make test and the conformance suite -> reports/bench/raw/suite.txt (about 25 minutes)"
-	@{ echo "# title: Test suite: make test on a clean clone (warm caches); conformance in $(PROCS) Ginkgo processes vs serial (PROCS=1)"; \
-	   echo "# command: fixtures/bench/suite.sh . $(PROCS)"; \
+# script_raw runs the script $(2) (in fixtures/bench/, with arguments
+# $(3)) into reports/bench/raw/$(1).txt with a header naming the machine;
+# $(4) is its title, $(5) what to expect on the way.
+define script_raw
+	@echo "bench: $(5) -> reports/bench/raw/$(1).txt"
+	@{ echo "# title: $(4)"; \
+	   echo "# command: fixtures/bench/$(2) . $(3)"; \
 	   echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
 	   echo "# kernel: $(BENCH_KERNEL)"; \
 	   echo "# date: $$(date -u +%F)"; \
-	   fixtures/bench/suite.sh . $(PROCS); } > reports/bench/raw/suite.txt.new
-	@mv reports/bench/raw/suite.txt.new reports/bench/raw/suite.txt
+	   fixtures/bench/$(2) . $(3); } > reports/bench/raw/$(1).txt.new
+	@mv reports/bench/raw/$(1).txt.new reports/bench/raw/$(1).txt
 endef
 
-# newcomer_raw does what a newcomer does, NEWCOMER_RUNS times: a fresh
-# clone and cache, make run, make test (fixtures/bench/newcomer.sh).
+# suite: make test on a clean clone of HEAD, and the conformance suite in
+# PROCS processes against serial (fixtures/bench/suite.sh). newcomer:
+# what a newcomer does, NEWCOMER_RUNS times: a fresh clone and cache,
+# make run, make test (fixtures/bench/newcomer.sh).
 NEWCOMER_RUNS ?= 5
-define newcomer_raw
-	@echo "bench: a fresh clone and cache, make run and make test, $(NEWCOMER_RUNS) times -> reports/bench/raw/newcomer.txt (about 9 minutes each)"
-	@{ echo "# title: A newcomer: fresh clone and LVSLAB_CACHE, make run then make test ($(NEWCOMER_RUNS) times; Debian packages and Go's build cache kept)"; \
-	   echo "# command: fixtures/bench/newcomer.sh . $(NEWCOMER_RUNS)"; \
-	   echo "# machine: $$(nproc) cores, $$(free -g | awk '/Mem/{print $$2}') GiB, $$(. /etc/os-release; echo $$PRETTY_NAME)"; \
-	   echo "# kernel: $(BENCH_KERNEL)"; \
-	   echo "# date: $$(date -u +%F)"; \
-	   fixtures/bench/newcomer.sh . $(NEWCOMER_RUNS); } > reports/bench/raw/newcomer.txt.new
-	@mv reports/bench/raw/newcomer.txt.new reports/bench/raw/newcomer.txt
-endef
+suite_raw = $(call script_raw,suite,suite.sh,$(PROCS),Test suite: make test on a clean clone (warm caches); conformance in $(PROCS) Ginkgo processes vs serial (PROCS=1),make test and the conformance suite (about 25 minutes))
+newcomer_raw = $(call script_raw,newcomer,newcomer.sh,$(NEWCOMER_RUNS),A newcomer: fresh clone and LVSLAB_CACHE$(comma) make run then make test ($(NEWCOMER_RUNS) times; Debian packages and Go's build cache kept),a fresh clone and cache$(comma) make run and make test$(comma) $(NEWCOMER_RUNS) times (about 5 minutes each))
+comma := ,
 
 # make bench BENCH_SETS="director run" reruns some sets; BENCH.md is
 # always regenerated from every raw file (each names its date).
