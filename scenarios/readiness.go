@@ -3,14 +3,12 @@ package scenarios
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
-	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 )
 
@@ -150,8 +148,8 @@ func HoldsVIP(box *lab.Box, c Cluster) string {
 // rs (with a weight).
 func sendsTo(box *lab.Box, rs netip.Addr) (bool, error) {
 	table, err := ipvsTable(box)
-	for _, e := range table {
-		if slices.ContainsFunc(e.dsts, func(d *ipvs.Destination) bool { return d.Address.Equal(rs.AsSlice()) && d.Weight > 0 }) {
+	for _, s := range table {
+		if slices.ContainsFunc(s.Dests, func(d director.Dest) bool { return d.Addr == rs && d.Weight > 0 }) {
 			return true, nil
 		}
 	}
@@ -171,15 +169,15 @@ func hasService(box *lab.Box, n int) string {
 	case len(table) == 0:
 		return box.Name + " has no virtual service yet"
 	}
-	for _, e := range table {
+	for _, s := range table {
 		weighted := 0
-		for _, d := range e.dsts {
+		for _, d := range s.Dests {
 			if d.Weight > 0 {
 				weighted++
 			}
 		}
 		if weighted != n {
-			return fmt.Sprintf("%s's virtual service %s has %d realservers in service, not %d, yet", box.Name, e.name(), weighted, n)
+			return fmt.Sprintf("%s's virtual service %s has %d realservers in service, not %d, yet", box.Name, s.Key(), weighted, n)
 		}
 	}
 	return ""
@@ -193,8 +191,8 @@ func tableHolds(box *lab.Box, n int) string {
 		return err.Error()
 	}
 	got := 0
-	for _, e := range table {
-		got += len(e.dsts)
+	for _, s := range table {
+		got += len(s.Dests)
 	}
 	if got != n {
 		return fmt.Sprintf("%s's virtual services hold %d realservers in all, not the %d its config lists, yet", box.Name, got, n)
@@ -202,40 +200,19 @@ func tableHolds(box *lab.Box, n int) string {
 	return ""
 }
 
-// ipvsEntry is a virtual service and its destinations.
-type ipvsEntry struct {
-	svc  *ipvs.Service
-	dsts []*ipvs.Destination
-}
-
-// name is the service as ipvsadm shows it: fwmark N, or ADDR:PORT.
-func (e ipvsEntry) name() string {
-	if e.svc.FWMark != 0 {
-		return fmt.Sprintf("fwmark %d", e.svc.FWMark)
-	}
-	return net.JoinHostPort(e.svc.Address.String(), fmt.Sprint(e.svc.Port))
-}
-
-// ipvsTable reads box's IPVS table.
-func ipvsTable(box *lab.Box) ([]ipvsEntry, error) {
-	h, err := ipvs.New(box.Path())
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	svcs, err := h.GetServices()
-	if err != nil {
-		return nil, err
-	}
-	var out []ipvsEntry
-	for _, s := range svcs {
-		dsts, err := h.GetDestinations(s)
+// ipvsTable reads box's IPVS table, services with their destinations, as
+// the director does.
+func ipvsTable(box *lab.Box) (table []director.Service, err error) {
+	err = box.Do(func() error {
+		k, err := director.OpenKernel()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, ipvsEntry{s, dsts})
-	}
-	return out, nil
+		defer k.Close()
+		table, err = director.ReadTable(k)
+		return err
+	})
+	return table, err
 }
 
 // settle waits until the pair started with fix is ready for traffic: the
