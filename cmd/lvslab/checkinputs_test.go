@@ -170,12 +170,12 @@ func badInputs() []badInput {
 		{"192.168.1.200/24 dev eth0", "2001:db8::200/64 dev eth0"},
 		{"192.168.1.200/24 dev eth0", "fe80::1/64 dev eth0"},
 		{"real_server 192.168.1.233 3306", "real_server 2001:db8::233 3306"},
-		{"real_server 192.168.1.213 3306", "real_server ::ffff:192.168.1.213:1 3306"},
+		{"real_server 192.168.1.213 3306", "real_server fd00::213 3306"},
 		{"virtual_server 192.168.1.200 3306", "virtual_server 2001:db8::200 3306"},
 		{"advert_int 1\n", "advert_int 1\n unicast_src_ip 2001:db8::1\n"},
 		{"advert_int 1\n", "advert_int 1\n unicast_peer {\n 2001:db8::2\n }\n"},
 	} {
-		cases = append(cases, edited("IPv6 "+c.new, c.old, c.new, 2, ""))
+		cases = append(cases, edited("IPv6 "+c.new, c.old, c.new, 2, "IPv6: lvslab check runs IPv4 pairs only"))
 	}
 	// Box addresses that are no host's.
 	for _, a := range []string{"0.0.0.0", "255.255.255.255", "224.0.0.18", "127.0.0.1", "192.168.1.200"} {
@@ -211,7 +211,7 @@ func badInputs() []badInput {
 		{[]string{"--bogus"}, "--help lists its flags"},
 		{[]string{"--keep", "mine"}, "want yours or prescribed"},
 		{[]string{"--iptables", refDir + "db1.conf"}, "give it twice"},
-		{[]string{"--lab", "../x"}, ""},
+		{[]string{"--lab", "../x"}, `lab name "../x"`},
 	} {
 		cases = append(cases, flagged(strings.Join(c.flags, " "), c.flags, 2, c.want))
 	}
@@ -225,8 +225,8 @@ func badInputs() []badInput {
 		{"~SEQ", "global_defs {", "~SEQ(a,1,3) x\nglobal_defs {", "~SEQ"},
 		{"an unmatched quote", "router_id db1", "router_id \"db1", "unmatched quote"},
 		{"a multi-line definition", "global_defs {", "$X=a \\\nglobal_defs {", "multi-line definition"},
-		{"an unclosed block", "global_defs {", "global_defs {\n{", ""},
-		{"a stray }", "global_defs {", "}\nglobal_defs {", ""},
+		{"an unclosed block", "global_defs {", "global_defs {\n{", ":5: unexpected {"},
+		{"a stray }", "global_defs {", "}\nglobal_defs {", ":4: unexpected }"},
 		{"include of nothing", "global_defs {", "include /nonexistent-dir/*.conf\nglobal_defs {", "matches no file"},
 		{"include with two words", "global_defs {", "include a b\nglobal_defs {", "include takes one file"},
 		{"a bad glob", "global_defs {", "include [\nglobal_defs {", "include"},
@@ -237,7 +237,7 @@ func badInputs() []badInput {
 		cases = append(cases, edited(c.name, c.old, c.new, 2, c.want))
 	}
 	// An unknown keyword is kept as written, not printed raw.
-	cases = append(cases, edited("ESC bytes in a keyword", "advert_int 1", "\x1b[2J 1\n advert_int 1", 1, ""))
+	cases = append(cases, edited("ESC bytes in a keyword", "advert_int 1", "\x1b[2J 1\n advert_int 1", 1, "keyword(s) kept as written"))
 	cases = append(cases,
 		badInput{"a BOM", func(t *testing.T, dir string) []string {
 			a, b := refPair(t, dir, func(s string) string { return "\uFEFF" + s })
@@ -277,7 +277,7 @@ func badInputs() []badInput {
 			os.WriteFile(filepath.Join(dir, "loop.conf"), []byte("include loop.conf\n"), 0o644)
 			a, b := refPair(t, dir, func(s string) string { return s + "include loop.conf\n" })
 			return []string{a, b}
-		}, 2, ""},
+		}, 2, "loop.conf:1: includes nested more than 8 deep"},
 		badInput{"a glob of 100 files", func(t *testing.T, dir string) []string {
 			os.Mkdir(filepath.Join(dir, "d"), 0o755)
 			for i := range 100 {
@@ -430,6 +430,9 @@ func TestCheckQuotesNoForeignFile(t *testing.T) {
 			if code != c.code || strings.Contains(stdout+stderr, "SECRETHASH") {
 				t.Errorf("%v: exit %d (want %d); the secret must not show:\n%s%s", extra, code, c.code, stdout, stderr)
 			}
+		}
+		if _, err := os.Stat(filepath.Join(out, "d1", "db1.conf")); c.code == 1 && err != nil {
+			t.Errorf("--write-fixed wrote no fixed config to look in: %v", err)
 		}
 		filepath.Walk(out, func(p string, _ os.FileInfo, _ error) error {
 			if data, _ := os.ReadFile(p); bytes.Contains(data, []byte("SECRETHASH")) {
