@@ -3,7 +3,6 @@ package scenarios
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -88,15 +87,15 @@ func ParseCell(s, bin string) (Cell, error) {
 // RunMatrix runs every cell repeat times, jobs at once, each run in a lab
 // of its own (most of a scenario is waiting on timers: VRRP's
 // Master_Down_Interval, the IPVS estimator). It returns a result per cell,
-// in order, tallied over its runs when repeat > 1; log gets a line as
-// each run starts and ends.
+// in order, tallied over its runs when repeat > 1; a run that fails before
+// it is judged (a lab that does not come up) is an ERROR row with its
+// reason, and the other runs go on. log gets a line as each run starts
+// and ends. Only an interrupted ctx fails the matrix.
 func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jobs int, opts Options, log io.Writer) ([]*Result, error) {
 	runs := make([][]*Result, len(cells))
 	for i := range runs {
 		runs[i] = make([]*Result, repeat)
 	}
-	var mu sync.Mutex
-	var errs []error
 	slots := make(chan struct{}, jobs)
 	var wg sync.WaitGroup
 	for k := range repeat {
@@ -129,10 +128,10 @@ func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jo
 				}
 				r, err := Run(ctx, topo, impl, c.Fix, c.Event, o)
 				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("%s: %w", name, err))
-					mu.Unlock()
-					return
+					// The run failed before the observers could judge:
+					// its row says so, and the other runs still count.
+					r = &Result{Scenario: c.Event, Implementation: impl.Name(), Fix: c.Fix, Service: o.Service.Name,
+						Verdict: Error, Expected: cmp.Or(o.Expected, Expected(c.Fix, c.Event)), Reason: err.Error()}
 				}
 				fmt.Fprintf(log, "lvslab:   %s: %s (expected %s): %s\n", name, r.Verdict, r.Expected, r.Reason)
 				runs[i][k] = r
@@ -140,8 +139,8 @@ func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jo
 		}
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted: no verdict to report
 	}
 	out := make([]*Result, len(cells))
 	for i, rs := range runs {

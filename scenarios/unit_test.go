@@ -380,3 +380,33 @@ func TestFailureCause(t *testing.T) {
 		}
 	}
 }
+
+// A run that fails before it is judged keeps its row: ERROR with its
+// reason, failed, beside the runs that did go.
+func TestRunMatrixKeepsErrorRows(t *testing.T) {
+	broken := &lab.Topology{Name: "broken"} // no directors: NewCluster refuses it
+	impl := func() Implementation { return &Keepalived{} }
+	cells := []Cell{{Impl: impl, Event: Steady, Fix: FixNone}, {Impl: impl, Event: FailoverKill, Fix: FixFwmark}}
+	var log strings.Builder
+	rs, err := RunMatrix(context.Background(), broken, cells, 1, 2, Options{}, &log)
+	if err != nil {
+		t.Fatalf("RunMatrix: %v, want ERROR rows", err)
+	}
+	if len(rs) != 2 {
+		t.Fatalf("%d results, want 2", len(rs))
+	}
+	for i, r := range rs {
+		if r.Verdict != Error || r.Pass || r.Reason == "" || r.Cell != cells[i].Name() || r.Expected != Expected(cells[i].Fix, cells[i].Event) {
+			t.Errorf("cell %d: %+v, want an ERROR row with its reason and expectation", i, *r)
+		}
+	}
+	if _, err := RunMatrix(canceled(), broken, cells, 1, 1, Options{}, &log); err == nil {
+		t.Errorf("an interrupted matrix returned no error")
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
