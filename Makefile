@@ -67,7 +67,7 @@ endef
 export IPVS_TESTS
 
 .DEFAULT_GOAL := help
-.PHONY: help deps kernel prepare build install run conformance conformance-sharded lab-up lab-down test unit fuzz bench soak sweep clean ipvs-bins
+.PHONY: help deps kernel prepare build install run conformance conformance-sharded lab-up lab-down test field unit fuzz bench soak sweep clean ipvs-bins
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -151,6 +151,15 @@ test: IPVS_SKIP := ^TestIPVSDirectorPair$$/keepalived
 # names and run directories.
 test: deps kernel prepare ipvs-bins ## all tests: unit and privileged (root) here, then every IPVS test in one micro-VM
 	$(GO) test -count=1 -timeout $(SUITE_TIMEOUT) ./...
+	@mkdir -p reports
+	$(IN_KERNEL) sh -c "$$IPVS_TESTS"
+
+# field runs the field corpus (fixtures/field, docs/field.md's table) in
+# the lab: each case that lvslab runs, in steady state, as given and as
+# prescribed. Only the Ginkgo specs: no package's IPVS tests.
+field: GINKGO_FLAGS += --label-filter=field
+field: IPVS_TEST_PKGS :=
+field: deps kernel prepare ipvs-bins ## the field corpus (fixtures/field) in the lab, each case as given and as prescribed, against docs/field.md
 	@mkdir -p reports
 	$(IN_KERNEL) sh -c "$$IPVS_TESTS"
 

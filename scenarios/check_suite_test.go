@@ -10,12 +10,8 @@ import (
 )
 
 // checkRun runs the pair in dir (fixtures/check/DIR, its two *.conf) in
-// steady state as lvslab check does, each of its services: with its
-// configs as given, expected to come out as yours, and, unless Prescribe
-// finds nothing to fix (prescribed ""), with the fix it writes, expected
-// to come out as prescribed. It returns the first service's given run.
-func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
-	requireIPVS()
+// steady state as lvslab check does: see runPair.
+func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed scenarios.Verdict) *scenarios.Result {
 	base := "../fixtures/check/" + dir + "/"
 	rules := [2]string{}
 	if rulesA != "" {
@@ -23,7 +19,17 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 	}
 	confs, _ := filepath.Glob(base + "*.conf")
 	Expect(confs).To(HaveLen(2))
-	p, err := check.LoadPair([2]string{confs[0], confs[1]}, rules)
+	return runPair(ctx, dir, [2]string{confs[0], confs[1]}, rules, yours, prescribed)
+}
+
+// runPair runs the pair of configs (and rules, where given) in steady
+// state as lvslab check does, each of its services: with its configs as
+// given, expected to come out as yours, and, unless Prescribe finds
+// nothing to fix (prescribed ""), with the fix it writes, expected to
+// come out as prescribed. It returns the first service's given run.
+func runPair(ctx SpecContext, dir string, confs, rules [2]string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
+	requireIPVS()
+	p, err := check.LoadPair(confs, rules)
 	Expect(err).NotTo(HaveOccurred())
 	pl, err := check.Derive(p)
 	Expect(err).NotTo(HaveOccurred())
@@ -54,7 +60,7 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 }
 
 var _ = Describe("lvslab check: a user's pair in the lab", Label("check"), func() {
-	It("the reference pair, first configured: loops; as prescribed: clean", Label("test"), timeout(), func(ctx SpecContext) {
+	It("the reference pair, first configured: loops; as prescribed: clean", timeout(), func(ctx SpecContext) {
 		checkRun(ctx, "reference", "", "", scenarios.Loop, scenarios.Clean)
 	})
 	It("a passive box that re-balances to itself only (db2 weights db1 0): no bounce, still a loop; as prescribed: clean", timeout(), func(ctx SpecContext) {

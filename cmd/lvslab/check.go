@@ -81,6 +81,9 @@ func (f *checkPairFlags) args(configs []string) []string {
 // plan reads the pair the two configs and f name, derives its lab and
 // writes its fix; errors are bad input (exit 2).
 func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
+	if len(configs) > 2 {
+		return nil, &exitError{2, fmt.Errorf("%d configs, so %d boxes: lvslab check runs two boxes for now (three or more are not supported yet)", len(configs), len(configs))}
+	}
 	if len(configs) != 2 {
 		return nil, usageError("want: lvslab check [flags] BOX1.conf BOX2.conf")
 	}
@@ -150,6 +153,10 @@ func cmdCheck(args []string) error {
 	}
 	var account strings.Builder
 	printCheck(&account, p, pl, rx, *fixed)
+	unrunnable := pl.Runnable()
+	if unrunnable != "" {
+		fmt.Fprintf(&account, "\nThe lab cannot run this pair yet: %s\n", unrunnable)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -165,8 +172,8 @@ func cmdCheck(args []string) error {
 		}
 		return nil
 	}
-	if why := pl.Runnable(); why != "" {
-		return &exitError{2, fmt.Errorf("cannot run this pair in the lab yet: %s (--plan: the lab and the fix without a run)", why)}
+	if unrunnable != "" {
+		return &exitError{2, fmt.Errorf("cannot run this pair in the lab yet: %s (--plan: the lab and the fix without a run)", unrunnable)}
 	}
 	if os.Geteuid() != 0 {
 		return &exitError{2, fmt.Errorf("running the lab needs root (--plan: the lab and the fix without a run)")}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lvslab/lvslab/fixtures/field"
+)
+
+// Every case of the field corpus plans as docs/field.md says: a case
+// that runs gets a lab and exits 1 exactly when something is prescribed;
+// a refused one names its shape, at exit 2 or as why the lab cannot run
+// it. The table lists every directory of fixtures/field and no other.
+func TestFieldCorpus(t *testing.T) {
+	cases, err := field.Read("../../docs/field.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) < 20 {
+		t.Fatalf("docs/field.md lists %d cases, want at least 20", len(cases))
+	}
+	dirs, err := os.ReadDir("../../fixtures/field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if d.IsDir() && !slices.ContainsFunc(cases, func(c field.Case) bool { return c.Name == d.Name() }) {
+			t.Errorf("fixtures/field/%s is not in docs/field.md's table", d.Name())
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			confs, rules := c.Files("../../fixtures/field")
+			if len(confs) < 2 {
+				t.Fatalf("%s: %d configs", c.Name, len(confs))
+			}
+			args := []string{"check", "--plan"}
+			for _, r := range rules {
+				args = append(args, "--iptables", r)
+			}
+			stdout, stderr, code := cli(t, append(args, confs...)...)
+			const cannot = "The lab cannot run this pair yet: "
+			if shape, refused := c.Refused(); refused {
+				if !(code == 2 && strings.Contains(stderr, shape) || strings.Contains(stdout, cannot) && strings.Contains(stdout[strings.Index(stdout, cannot):], shape)) {
+					t.Errorf("want it refused naming %q; exit %d\nstdout: %s\nstderr: %s", shape, code, stdout, stderr)
+				}
+				return
+			}
+			want := 1
+			if c.Prescribed == "-" {
+				want = 0
+			}
+			if code != want || strings.Contains(stdout, cannot) {
+				t.Errorf("want a lab and exit %d (prescribed %s); exit %d\nstdout: %s\nstderr: %s", want, c.Prescribed, code, stdout, stderr)
+			}
+		})
+	}
+}
