@@ -48,7 +48,7 @@ func runPair(ctx SpecContext, dir string, confs, rules [2]string, yours, prescri
 			if c.want == "" {
 				continue
 			}
-			r := runOn(ctx, pl.Topology, svc, pl.Workloads(), c.impl(), scenarios.Steady, c.fix, c.want)
+			r := runOn(ctx, pl.Topology, svc, pl.Backends(), c.impl(), scenarios.Steady, c.fix, c.want)
 			GinkgoWriter.Printf("%s %s %s: %s: %s\n", dir, svc.Name, c.fix, r.Verdict, r.Reason)
 			Expect(r.Verdict).To(Equal(c.want), "%s %s, configs %s: %s", dir, svc.Name, c.fix, r.Reason)
 			if given == nil {

@@ -245,7 +245,7 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
 		Findings: scenarios.Findings, YourConfig: account}
 	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
-	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: svcs}
+	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: pl.Backends()}
 	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed)\n", len(cells), len(evs), len(svcs))
 	if err := runCells(ctx, sum, pl.Topology, cells, 1, 6, opts, dir); err != nil {
 		return err
@@ -362,8 +362,10 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		for _, r := range b.Rules {
 			fmt.Fprintf(w, "    %s\n", r)
 		}
-		for _, l := range strings.Split(strings.TrimSpace(b.Diff), "\n") {
-			fmt.Fprintf(w, "    %s\n", l)
+		if d := strings.TrimSpace(b.Diff); d != "" {
+			for _, l := range strings.Split(d, "\n") {
+				fmt.Fprintf(w, "    %s\n", l)
+			}
 		}
 	}
 	for _, n := range rx.Notes {
@@ -435,7 +437,7 @@ func (j *checkJob) start(ctx context.Context, l *lab.Lab, which string) error {
 	if which == "prescribed" {
 		impl = prescribed
 	}
-	for _, s := range j.pl.Workloads() {
+	for _, s := range j.pl.Backends() {
 		if s.Backend == scenarios.BackendMySQL {
 			continue
 		}

@@ -217,7 +217,7 @@ func badInputs() []badInput {
 	}
 	cases = append(cases,
 		badInput{"one config", func(t *testing.T, dir string) []string { a, _ := refPair(t, dir, nil); return []string{a} }, 2, "want: lvslab check"},
-		badInput{"three configs", func(t *testing.T, dir string) []string { a, b := refPair(t, dir, nil); return []string{a, b, a} }, 2, "want: lvslab check"},
+		badInput{"three configs", func(t *testing.T, dir string) []string { a, b := refPair(t, dir, nil); return []string{a, b, a} }, 2, "3 configs, so 3 boxes: lvslab check runs two boxes for now"},
 	)
 	// Syntax keepalived would read differently, or lvslab cannot model.
 	for _, c := range []struct{ name, old, new, want string }{

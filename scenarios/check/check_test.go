@@ -480,3 +480,85 @@ func TestNotifyScriptNotRun(t *testing.T) {
 		t.Errorf("the lab's copy still runs notify_master:\n%s", text)
 	}
 }
+
+// TestGroup: a virtual_server_group of one VIP on two ports is one
+// service on both ports, guarded by one mark whose rules cover each port,
+// and declared by that mark in place of the group; keepalived makes an
+// IPVS service of each port, so each box's table lists its realservers
+// twice.
+func TestGroup(t *testing.T) {
+	dir := "../../fixtures/field/vs-group/"
+	p, err := LoadPair([2]string{dir + "web1.conf", dir + "web2.conf"}, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Services) != 1 || pl.Services[0].VIP != netip.MustParseAddr("10.32.0.100") || !slices.Equal(pl.Services[0].Ports, []uint16{80, 8080}) {
+		t.Fatalf("services %+v, want one: 10.32.0.100 ports 80 and 8080", pl.Services)
+	}
+	if why := pl.Runnable(); why != "" {
+		t.Errorf("not runnable: %s", why)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range rx.Boxes {
+		if len(b.Rules) != 2 || !strings.Contains(b.Rules[0], "--dport 80 ") || !strings.Contains(b.Rules[1], "--dport 8080 ") ||
+			!strings.HasSuffix(b.Rules[0], "--set-mark 3") || !strings.HasSuffix(b.Rules[1], "--set-mark 3") {
+			t.Errorf("d%d's rules %q, want ports 80 and 8080 both marked 3", i+1, b.Rules)
+		}
+		if !strings.Contains(b.Diff, "+virtual_server fwmark 3 {") || strings.Count(b.Diff, "virtual_server fwmark") != 1 {
+			t.Errorf("d%d's diff, want the group's virtual_server declared by mark 3 once:\n%s", i+1, b.Diff)
+		}
+		keepalivedAccepts(t, b.Files, p.Paths[i])
+	}
+	yours, _, _, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := yours().(*scenarios.UserKeepalived); u.Tables["d1"] != 4 || u.Serves["d1"][netip.MustParseAddrPort("10.32.0.100:8080")] != 2 {
+		t.Errorf("d1's table %d realservers, %d on port 8080; want 4 (2 services × 2), 2", u.Tables["d1"], u.Serves["d1"][netip.MustParseAddrPort("10.32.0.100:8080")])
+	}
+}
+
+// TestUnguardedMarkReplaced: a fwmark service whose rule marks the other
+// box's traffic too gets a fix that deletes that rule and adds the
+// guard, and the prescribed run applies the guard without it.
+func TestUnguardedMarkReplaced(t *testing.T) {
+	dir := "../../fixtures/field/fwmark-unguarded/"
+	p, err := LoadPair([2]string{dir + "db1.conf", dir + "db2.conf"}, [2]string{dir + "db1.rules", dir + "db2.rules"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const unguarded = "-A PREROUTING -d 192.168.1.200/32 -p tcp -m tcp --dport 3306 -j MARK --set-xmark 0x1/0xffffffff"
+	for i, b := range rx.Boxes {
+		peer := pl.Boxes[1-i].MAC
+		want := []string{"iptables -t mangle -D PREROUTING -d 192.168.1.200/32 -p tcp -m tcp --dport 3306 -j MARK --set-xmark 0x1/0xffffffff",
+			"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source " + peer + " -j MARK --set-mark 1"}
+		if !slices.Equal(b.Rules, want) || len(b.Drop) != 1 || b.Drop[0].Line != 3 {
+			t.Errorf("d%d: rules %q, drop %v; want %q, line 3", i+1, b.Rules, b.Drop, want)
+		}
+	}
+	yours, prescribed, _, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := yours().(*scenarios.UserKeepalived).Rules["d1"]; !strings.Contains(r, unguarded) {
+		t.Errorf("d1's rules as given:\n%s\nwant the user's rule", r)
+	}
+	if r := prescribed().(*scenarios.UserKeepalived).Rules["d1"]; strings.Contains(r, unguarded) || !strings.Contains(r, "! --mac-source "+pl.Boxes[1].MAC) {
+		t.Errorf("d1's rules as prescribed:\n%s\nwant the guard and not the user's rule", r)
+	}
+}

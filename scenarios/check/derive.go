@@ -242,21 +242,27 @@ func (pl *Plan) services(p *Pair) error {
 	for i, c := range p.Configs {
 		for _, vs := range c.VirtualServers {
 			switch {
-			case vs.Group != "":
-				return fmt.Errorf("%s: virtual_server group %s: groups are not supported yet", vs.Pos, vs.Group)
 			case vs.Protocol != "TCP":
 				return fmt.Errorf("%s: virtual_server %s: %s services are not supported yet (TCP only)", vs.Pos, vs.Key(), vs.Protocol)
 			case vs.Mark != 0:
 				marked[i] = append(marked[i], vs)
 				continue
 			}
-			s := byAddr[vs.Key()]
-			if s == nil {
-				s = &Service{Key: vs.Key(), VIP: vs.Addr, Ports: []uint16{vs.Port}, Protocol: "tcp", Kind: vs.LBKind}
-				byAddr[vs.Key()] = s
-				pl.Services = append(pl.Services, s)
+			addrs, err := addressServices(c, vs)
+			if err != nil {
+				return err
 			}
-			s.Servers[i] = vs
+			for _, a := range addrs {
+				s := byAddr[a.Key]
+				if s == nil {
+					s = a
+					byAddr[a.Key] = s
+					pl.Services = append(pl.Services, s)
+				} else if !slices.Equal(s.Ports, a.Ports) {
+					return fmt.Errorf("%s: %s: ports %v here, %v on the other box", vs.Pos, a.Key, a.Ports, s.Ports)
+				}
+				s.Servers[i] = vs
+			}
 		}
 	}
 	if len(marked[0]) != len(marked[1]) {
@@ -299,6 +305,50 @@ func (pl *Plan) services(p *Pair) error {
 		}
 	}
 	return nil
+}
+
+// addressServices are the services virtual server vs declares by
+// address: its own ADDRESS PORT, or one per address of its
+// virtual_server_group with that address's ports (keepalived makes an
+// IPVS service of each address and port).
+func addressServices(c *keepalivedconf.Config, vs *keepalivedconf.VirtualServer) ([]*Service, error) {
+	if vs.Group == "" {
+		return []*Service{{Key: vs.Key(), VIP: vs.Addr, Ports: []uint16{vs.Port}, Protocol: "tcp", Kind: vs.LBKind}}, nil
+	}
+	var out []*Service
+	for _, e := range c.ServerGroups[vs.Group].Entries {
+		if e.Mark != 0 {
+			return nil, fmt.Errorf("%s: virtual_server_group %s: fwmark entries in a group are not supported yet", e.Pos, vs.Group)
+		}
+		for a := e.First; a.IsValid() && a.Compare(e.Last) <= 0; a = a.Next() {
+			k := slices.IndexFunc(out, func(s *Service) bool { return s.VIP == a })
+			if k < 0 {
+				out = append(out, &Service{Key: fmt.Sprintf("group %s %s", vs.Group, a), VIP: a, Protocol: "tcp", Kind: vs.LBKind})
+				k = len(out) - 1
+			}
+			if !slices.Contains(out[k].Ports, e.Port) {
+				out[k].Ports = append(out[k].Ports, e.Port)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ipvsServices is how many IPVS services keepalived makes of vs: one, or
+// one per address and port of its group.
+func ipvsServices(c *keepalivedconf.Config, vs *keepalivedconf.VirtualServer) int {
+	if vs.Group == "" {
+		return 1
+	}
+	n := 0
+	for _, e := range c.ServerGroups[vs.Group].Entries {
+		if e.Mark != 0 {
+			n++
+			continue
+		}
+		n += int(e.Last.As4()[3]) - int(e.First.As4()[3]) + 1
+	}
+	return n
 }
 
 // subnetAndClient takes the first VIP's subnet (a /24 around it when the

@@ -32,8 +32,11 @@ func (rx *Prescription) Nothing() bool {
 // BoxFix is one box's share of the fix.
 type BoxFix struct {
 	Node string `json:"node"`
-	// Rules are iptables commands, one per guarded service and port.
-	Rules []string `json:"rules"`
+	// Rules are iptables commands: -D for each rule of the user's the
+	// guard replaces (at Drop in their rules file), then -A for each
+	// guarded service and port.
+	Rules []string             `json:"rules"`
+	Drop  []keepalivedconf.Pos `json:"drop,omitempty"`
 	// Restore is the same as iptables-restore input (*mangle ... COMMIT).
 	Restore string `json:"restore"`
 	// Edits are the changes to the box's config files, Files every file
@@ -64,6 +67,7 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		return next
 	}
 	edits := [2]Edits{{}, {}}
+	marks := map[*keepalivedconf.VirtualServer]uint32{} // box 1's, by mark given
 	for i := range rx.Boxes {
 		peer := pl.Boxes[1-i]
 		rx.Boxes[i] = BoxFix{Node: pl.Boxes[i].Node, PeerMAC: peer.MAC,
@@ -80,22 +84,43 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 		if s.Marks[0] != 0 {
 			rx.Notes = append(rx.Notes, checkMarkRules(p, pl, s)...)
+			// Where a box's rules set the mark on the other box's traffic
+			// too, or not at all, its guard replaces them.
 			for i := range rx.Boxes {
-				if p.Rules[i] != nil && len(p.Rules[i].Setting(s.Marks[i])) == 0 { // the rule the service needs
-					for _, port := range s.Ports {
-						rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, port, pl.Boxes[1-i].MAC, s.Marks[i]))
-					}
+				if p.Rules[i] == nil {
+					continue
+				}
+				setting := p.Rules[i].Setting(s.Marks[i])
+				unguarded := slices.DeleteFunc(slices.Clone(setting), func(r MarkRule) bool { return r.guards(pl.Boxes[1-i].MAC) })
+				if len(setting) > 0 && len(unguarded) == 0 {
+					continue
+				}
+				b := &rx.Boxes[i]
+				for _, r := range unguarded {
+					b.Drop = append(b.Drop, r.Pos)
+					b.Rules = append(b.Rules, r.Delete())
+				}
+				for _, port := range s.Ports {
+					b.Rules = append(b.Rules, guardRule(s.VIP, port, pl.Boxes[1-i].MAC, s.Marks[i]))
 				}
 			}
 			continue
 		}
 		// One mark for both boxes (the seed's fix used 3 and 4; the mark
 		// is each box's own, so either works): a services file the two
-		// configs share stays one file.
-		m := mark()
+		// configs share stays one file. The services of one group are one
+		// virtual_server: one mark, declared once.
+		m, declared := marks[s.Servers[0]]
+		if !declared {
+			m = mark()
+			marks[s.Servers[0]] = m
+		}
 		for i := range rx.Boxes {
 			for _, port := range s.Ports {
 				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, port, pl.Boxes[1-i].MAC, m))
+			}
+			if declared {
+				continue
 			}
 			if err := edits[i].toFwmark(s.Servers[i], m, s.Ports[0]); err != nil {
 				return nil, err
@@ -107,6 +132,10 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		var restore strings.Builder
 		restore.WriteString("*mangle\n:PREROUTING ACCEPT [0:0]\n")
 		for _, r := range b.Rules {
+			if strings.HasPrefix(r, "iptables -t mangle -D ") {
+				restore.WriteString("# first, on the box: " + r + "\n")
+				continue
+			}
 			restore.WriteString(strings.TrimPrefix(r, "iptables -t mangle ") + "\n")
 		}
 		restore.WriteString("COMMIT\n")
@@ -174,8 +203,8 @@ func checkMarkRules(p *Pair, pl *Plan, s *Service) []string {
 				s.Key, pl.Boxes[i].Node, s.Marks[i], p.Rules[i].Path))
 		}
 		for _, r := range p.Rules[i].Setting(s.Marks[i]) {
-			if !r.Not || r.MAC.String() != peer.MAC {
-				notes = append(notes, fmt.Sprintf("%s: %q marks traffic %s forwards too: add -m mac ! --mac-source %s",
+			if !r.guards(peer.MAC) {
+				notes = append(notes, fmt.Sprintf("%s: %q marks traffic %s forwards too: the fix deletes it and adds the guard (-m mac ! --mac-source %s)",
 					r.Pos, r.Text, peer.Node, peer.MAC))
 			}
 		}
@@ -241,7 +270,9 @@ func (e Edits) toFwmark(vs *keepalivedconf.VirtualServer, mark uint32, port uint
 			if err != nil {
 				return err
 			}
-			e.set(n.Pos, rsHead.ReplaceAllString(text, "$1"))
+			if fixed := rsHead.ReplaceAllString(text, "$1"); fixed != text { // a port to drop
+				e.set(n.Pos, fixed)
+			}
 		}
 	}
 	for _, rs := range vs.RealServers {

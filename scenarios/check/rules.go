@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -128,6 +129,9 @@ func (r *Rules) Setting(mark uint32) []MarkRule {
 	return out
 }
 
+// guards reports whether the rule marks only what peer did not send.
+func (m MarkRule) guards(peer string) bool { return m.Not && m.MAC.String() == peer }
+
 // excluded is the MAC the rules' guard excludes (the other box's, as the
 // user wrote it), if they name one; nil rules name none.
 func (r *Rules) excluded() net.HardwareAddr {
@@ -143,24 +147,43 @@ func (r *Rules) excluded() net.HardwareAddr {
 }
 
 // Restore is iptables-restore input adding the mark rules (not the rest
-// of the file: the lab applies only what marks VIP traffic); "" for nil
+// of the file: the lab applies only what marks VIP traffic), less those
+// at the positions in drop (rules a prescription replaces); "" for nil
 // rules or none.
-func (r *Rules) Restore() string {
-	if r == nil || len(r.Marks) == 0 {
+func (r *Rules) Restore(drop ...keepalivedconf.Pos) string {
+	if r == nil {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("*mangle\n")
 	for _, m := range r.Marks {
-		f := strings.Fields(m.Text)
-		for k, w := range f {
-			if w == "-A" || w == "--append" || w == "-I" || w == "--insert" {
-				f = f[k:]
-				break
-			}
+		if !slices.Contains(drop, m.Pos) {
+			b.WriteString(strings.Join(m.op(), " ") + "\n")
 		}
-		b.WriteString(strings.Join(f, " ") + "\n")
 	}
-	b.WriteString("COMMIT\n")
-	return b.String()
+	if b.Len() == 0 {
+		return ""
+	}
+	return "*mangle\n" + b.String() + "COMMIT\n"
+}
+
+// op is the rule from its -A or -I on: what iptables-restore takes.
+func (m MarkRule) op() []string {
+	f := strings.Fields(m.Text)
+	for k, w := range f {
+		if w == "-A" || w == "--append" || w == "-I" || w == "--insert" {
+			return f[k:]
+		}
+	}
+	return f
+}
+
+// Delete is the iptables command that removes the rule: -D with its
+// chain and matches (an -I's rule number dropped).
+func (m MarkRule) Delete() string {
+	f := m.op()
+	rest := f[2:]
+	if len(rest) > 0 && (f[0] == "-I" || f[0] == "--insert") && strings.Trim(rest[0], "0123456789") == "" {
+		rest = rest[1:]
+	}
+	return "iptables -t mangle -D " + f[1] + " " + strings.Join(rest, " ")
 }

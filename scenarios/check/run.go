@@ -91,22 +91,41 @@ func (pl *Plan) Events(p *Pair, evs []scenarios.Event) ([]scenarios.Event, []str
 }
 
 // Workloads are the pair's virtual services as the lab runs them, each on
-// its first port: MariaDB on the MySQL port; elsewhere a built-in HTTP
-// page where a checker or the port says HTTP, else a one-line banner.
+// its first port (Backends serves the others).
 func (pl *Plan) Workloads() []scenarios.Service {
 	var out []scenarios.Service
 	for _, s := range pl.Services {
-		port := int(s.Ports[0])
-		svc := scenarios.Service{Name: s.Key, VIP: s.VIP, Port: port, Backend: scenarios.BackendBanner}
-		switch {
-		case port == lab.MySQLPort:
-			svc.Backend = scenarios.BackendMySQL
-		case port == 80 || port == 8080 || port == 8000 || s.checks(keepalivedconf.HTTPGet):
-			svc.Backend = scenarios.BackendHTTP
-		}
-		out = append(out, svc)
+		out = append(out, s.backend(s.Ports[0]))
 	}
 	return out
+}
+
+// Backends are what the boxes serve: one server on each port of the
+// services (it listens on every address).
+func (pl *Plan) Backends() []scenarios.Service {
+	var out []scenarios.Service
+	for _, s := range pl.Services {
+		for _, port := range s.Ports {
+			if !slices.ContainsFunc(out, func(b scenarios.Service) bool { return b.Port == int(port) }) {
+				out = append(out, s.backend(port))
+			}
+		}
+	}
+	return out
+}
+
+// backend is the service on port: MariaDB on the MySQL port; elsewhere a
+// built-in HTTP page where a checker or the port says HTTP, else a
+// one-line banner.
+func (s *Service) backend(port uint16) scenarios.Service {
+	svc := scenarios.Service{Name: s.Key, VIP: s.VIP, Port: int(port), Backend: scenarios.BackendBanner}
+	switch {
+	case port == lab.MySQLPort:
+		svc.Backend = scenarios.BackendMySQL
+	case port == 80 || port == 8080 || port == 8000 || s.checks(keepalivedconf.HTTPGet):
+		svc.Backend = scenarios.BackendHTTP
+	}
+	return svc
 }
 
 // realservers are the addresses the service balances to, on either box,
@@ -143,7 +162,7 @@ func (s *Service) checks(kind string) bool {
 func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed func() scenarios.Implementation, mappings []Mapping, err error) {
 	var given, fixed [2]string
 	for i := range given {
-		given[i], fixed[i] = p.Rules[i].Restore(), p.Rules[i].Restore()
+		given[i], fixed[i] = p.Rules[i].Restore(), p.Rules[i].Restore(rx.Boxes[i].Drop...)
 		if len(rx.Boxes[i].Rules) > 0 {
 			fixed[i] += rx.Boxes[i].Restore
 		}
@@ -217,7 +236,7 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 			advert = max(advert, in.AdvertInt)
 		}
 		for _, vs := range p.Configs[i].VirtualServers {
-			tables[b.Node] += len(vs.RealServers)
+			tables[b.Node] += len(vs.RealServers) * ipvsServices(p.Configs[i], vs)
 		}
 	}
 	impl := func() scenarios.Implementation {
