@@ -337,6 +337,9 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 	for _, a := range pl.Realservers {
 		fmt.Fprintf(w, "  realserver %s\n", a)
 	}
+	for _, a := range pl.Unreachable {
+		fmt.Fprintf(w, "  realserver %s, unreachable (not on the bridge: see Mappings)\n", a)
+	}
 	for _, s := range pl.Services {
 		fmt.Fprintf(w, "  service %s -> %s ports %v, lb_kind %s\n", s.Key, s.VIP, s.Ports, s.Kind)
 	}

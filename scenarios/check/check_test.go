@@ -326,13 +326,18 @@ func TestOtherRealserver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Three realservers and no unicast: which two are the boxes is the
-	// user's to say.
-	if _, err := Derive(p); err == nil || !strings.Contains(err.Error(), "db1.conf: cannot tell this box's address: 3 realservers") {
-		t.Errorf("derive: %v; want which box is which asked for", err)
+	// Three realservers and no unicast: which two are the boxes is
+	// assumed, the first two box 1 lists, and said so.
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := strings.Join(pl.Assumptions(), "; "); pl.Boxes[0].Addr.String() != "192.168.1.50" || pl.Boxes[1].Addr.String() != "192.168.1.233" ||
+		!strings.Contains(pl.Mappings[0].Why, "the first two of the 3 realservers") || !strings.Contains(a, "d1 address 192.168.1.50") {
+		t.Errorf("boxes %v and %v, assumptions %q; want the first two listed, assumed", pl.Boxes[0].Addr, pl.Boxes[1].Addr, a)
 	}
 	p.Addrs = [2]netip.Addr{netip.MustParseAddr("192.168.1.233"), netip.MustParseAddr("192.168.1.213")}
-	pl, err := Derive(p)
+	pl, err = Derive(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,12 +521,16 @@ func TestGroup(t *testing.T) {
 		}
 		keepalivedAccepts(t, b.Files, p.Paths[i])
 	}
-	yours, _, _, err := Runs(p, pl, rx, "lvslab")
+	yours, prescribed, _, err := Runs(p, pl, rx, "lvslab")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if u := yours().(*scenarios.UserKeepalived); u.Tables["d1"] != 4 || u.Serves["d1"][netip.MustParseAddrPort("10.32.0.100:8080")] != 2 {
 		t.Errorf("d1's table %d realservers, %d on port 8080; want 4 (2 services × 2), 2", u.Tables["d1"], u.Serves["d1"][netip.MustParseAddrPort("10.32.0.100:8080")])
+	}
+	// As prescribed, the group is one fwmark service.
+	if u := prescribed().(*scenarios.UserKeepalived); u.Tables["d1"] != 2 {
+		t.Errorf("d1's table as prescribed: %d realservers; want 2 (one fwmark service)", u.Tables["d1"])
 	}
 }
 

@@ -90,6 +90,9 @@ type Plan struct {
 	Services    []*Service     `json:"services"`
 	Clients     []netip.Addr   `json:"clients"`
 	Realservers []netip.Addr   `json:"realservers,omitempty"` // neither box
+	// Unreachable are realservers outside the directors' link: the lab
+	// runs them unreachable (no node).
+	Unreachable []netip.Addr `json:"unreachable,omitempty"`
 	Mappings    []Mapping      `json:"mappings"`
 	Topology    *lab.Topology  `json:"-"`
 	// unrunnable says why the VRRP instances do not fit the lab, or "".
@@ -137,6 +140,7 @@ func Derive(p *Pair) (*Plan, error) {
 	if err := pl.subnetAndClient(); err != nil {
 		return nil, err
 	}
+	pl.unreachable()
 	for i := range pl.Boxes {
 		b := &pl.Boxes[i]
 		mac, why := p.MACs[i], "given by --mac"
@@ -165,9 +169,11 @@ func Derive(p *Pair) (*Plan, error) {
 	return pl, nil
 }
 
-// addresses finds each box's own address: unicast_src_ip, else the other
+// addresses finds each box's own address: unicast_src_ip or mcast_src_ip,
+// else the other
 // config's only unicast_peer, else the realservers both configs list that
-// are in a VIP's subnet, in the order the first config lists them.
+// are in a VIP's subnet, in the order the first config lists them (the
+// first two of more, assumed and said so).
 func (pl *Plan) addresses(p *Pair) error {
 	// A VIP given without a prefix (the usual form) is a /32: the boxes'
 	// subnet is then taken as the /24 around it, as the lab's is.
@@ -199,6 +205,8 @@ func (pl *Plan) addresses(p *Pair) error {
 			pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Why: "given by --addr"})
 		case own.UnicastSrc.IsValid():
 			b.Addr = own.UnicastSrc
+		case own.McastSrc.IsValid():
+			b.Addr = own.McastSrc
 		case len(other.UnicastPeers) == 1:
 			b.Addr = other.UnicastPeers[0]
 		}
@@ -207,9 +215,6 @@ func (pl *Plan) addresses(p *Pair) error {
 		b := &pl.Boxes[i]
 		if b.Addr.IsValid() {
 			continue
-		}
-		if len(candidates) > 2 {
-			return fmt.Errorf("%s: cannot tell this box's address: %d realservers in the VIP's subnet that both configs list (%v) and no unicast_src_ip or unicast_peer: give --addr %s=IP", b.Config, len(candidates), candidates, b.Node)
 		}
 		for _, a := range candidates {
 			if a != pl.Boxes[1-i].Addr {
@@ -220,8 +225,12 @@ func (pl *Plan) addresses(p *Pair) error {
 		if !b.Addr.IsValid() {
 			return fmt.Errorf("%s: cannot tell this box's address (no unicast_src_ip, no unicast_peer on the other box, no second realserver in the VIP's subnet): give --addr %s=IP", b.Config, b.Node)
 		}
-		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Assumed: true,
-			Why: "assumed: a realserver in the VIP's subnet that both configs list, so the boxes are realservers too; the configs do not say which box is which (--addr to set)"})
+		why := "assumed: a realserver in the VIP's subnet that both configs list, so the boxes are realservers too; the configs do not say which box is which (--addr to set)"
+		if len(candidates) > 2 {
+			why = fmt.Sprintf("assumed: the first two of the %d realservers in the VIP's subnet both configs list (%v) are the boxes, in box 1's order; the configs do not say which two (--addr to set)",
+				len(candidates), candidates)
+		}
+		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Assumed: true, Why: why})
 	}
 	if pl.Boxes[0].Addr == pl.Boxes[1].Addr {
 		return fmt.Errorf("both boxes derive the address %s: give --addr d1=IP --addr d2=IP", pl.Boxes[0].Addr)
@@ -376,6 +385,52 @@ func (pl *Plan) subnetAndClient() error {
 	pl.Mappings = append(pl.Mappings, Mapping{From: "client", To: fmt.Sprintf("%s (%d addresses from %s down)", pl.Clients[0], len(pl.Clients), pl.Clients[0]),
 		Why: "unused addresses of the VIP's subnet: IPVS persistence and source hashing decide per client address"})
 	return nil
+}
+
+// unreachable moves the realservers outside the lab's subnet from
+// Realservers to Unreachable, and says what that means: IPVS-DR hands a
+// packet to the realserver's MAC on the directors' link, so one that is
+// not on it gets nothing; a checker takes it out of the tables, and
+// without one its share of the connections fails.
+func (pl *Plan) unreachable() {
+	pl.Realservers = slices.DeleteFunc(pl.Realservers, func(a netip.Addr) bool {
+		if pl.Subnet.Contains(a) {
+			return false
+		}
+		pl.Unreachable = append(pl.Unreachable, a)
+		then := "its checker takes it out of the tables"
+		if !pl.checked(a) {
+			then = "with no checker on it, IPVS keeps sending it a share, and those connections fail"
+		}
+		pl.Mappings = append(pl.Mappings, Mapping{From: "realserver " + a.String(), To: "unreachable", Assumed: true,
+			Why: fmt.Sprintf("outside %s, the directors' link, which DR needs the realservers on: the lab runs it unreachable, as your boxes are if it is not on their link; %s", pl.Subnet, then)})
+		return true
+	})
+	for _, s := range pl.Services {
+		for i, vs := range s.Servers {
+			if !slices.ContainsFunc(vs.RealServers, func(rs *keepalivedconf.RealServer) bool { return pl.reachable(rs.Addr) }) {
+				pl.Mappings = append(pl.Mappings, Mapping{Box: pl.Boxes[i].Node, From: s.Key, To: "no reachable realserver", Assumed: true,
+					Why: "as MASTER, " + pl.Boxes[i].Node + " balances only to realservers the lab cannot reach: every connection fails"})
+			}
+		}
+	}
+}
+
+// reachable reports whether realserver a is on the directors' link.
+func (pl *Plan) reachable(a netip.Addr) bool { return !slices.Contains(pl.Unreachable, a) }
+
+// checked reports whether every service's real_server a has a checker.
+func (pl *Plan) checked(a netip.Addr) bool {
+	for _, s := range pl.Services {
+		for _, vs := range s.Servers {
+			for _, rs := range vs.RealServers {
+				if rs.Addr == a && len(rs.Checks) == 0 {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // clients is how many client addresses the workload comes from: with 16,

@@ -22,8 +22,8 @@ func validate(p *Pair) error {
 					return err
 				}
 			}
-			for _, a := range append([]netip.Addr{in.UnicastSrc}, in.UnicastPeers...) {
-				if err := boxAddr(in.Pos, "vrrp_instance "+in.Name+": unicast address", a); err != nil {
+			for _, a := range append([]netip.Addr{in.UnicastSrc, in.McastSrc}, in.UnicastPeers...) {
+				if err := boxAddr(in.Pos, "vrrp_instance "+in.Name+": source or peer address", a); err != nil {
 					return err
 				}
 			}

@@ -21,6 +21,9 @@ type Prescription struct {
 	Notes []string `json:"notes,omitempty"`
 	// Quiet are the services that need no guard, and why.
 	Quiet []string `json:"quiet,omitempty"`
+	// marked are the virtual servers (of either box) the fix declares by
+	// a mark instead: one IPVS service each, where a group made several.
+	marked map[*keepalivedconf.VirtualServer]uint32
 }
 
 // Nothing reports whether there is nothing to fix: no rule to add, no
@@ -56,7 +59,7 @@ const firstMark = 3
 // service's VIP traffic unless the other box sent it, and declares the
 // service by its own mark.
 func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
-	rx := &Prescription{}
+	rx := &Prescription{marked: map[*keepalivedconf.VirtualServer]uint32{}}
 	used := usedMarks(p)
 	next := uint32(firstMark)
 	mark := func() uint32 {
@@ -67,7 +70,6 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		return next
 	}
 	edits := [2]Edits{{}, {}}
-	marks := map[*keepalivedconf.VirtualServer]uint32{} // box 1's, by mark given
 	for i := range rx.Boxes {
 		peer := pl.Boxes[1-i]
 		rx.Boxes[i] = BoxFix{Node: pl.Boxes[i].Node, PeerMAC: peer.MAC,
@@ -110,10 +112,10 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		// is each box's own, so either works): a services file the two
 		// configs share stays one file. The services of one group are one
 		// virtual_server: one mark, declared once.
-		m, declared := marks[s.Servers[0]]
+		m, declared := rx.marked[s.Servers[0]]
 		if !declared {
 			m = mark()
-			marks[s.Servers[0]] = m
+			rx.marked[s.Servers[0]], rx.marked[s.Servers[1]] = m, m
 		}
 		for i := range rx.Boxes {
 			for _, port := range s.Ports {

@@ -24,11 +24,6 @@ func (pl *Plan) Runnable() string {
 			return fmt.Sprintf("VIP %s is outside %s, the first VIP's subnet: the lab has one bridge and one subnet", v.Addr(), pl.Subnet)
 		}
 	}
-	for _, a := range pl.Realservers {
-		if !pl.Subnet.Contains(a) {
-			return fmt.Sprintf("realserver %s is outside %s: DR needs the realservers on the directors' link", a, pl.Subnet)
-		}
-	}
 	var first []netip.Addr
 	for k, s := range pl.Services {
 		if rs := s.realservers(); k == 0 {
@@ -167,10 +162,10 @@ func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed fu
 			fixed[i] += rx.Boxes[i].Restore
 		}
 	}
-	if yours, mappings, err = implementation(p, pl, [2]Edits{}, given, bin); err != nil {
+	if yours, mappings, err = implementation(p, pl, [2]Edits{}, nil, given, bin); err != nil {
 		return nil, nil, nil, err
 	}
-	prescribed, _, err = implementation(p, pl, [2]Edits{rx.Boxes[0].Edits, rx.Boxes[1].Edits}, fixed, bin)
+	prescribed, _, err = implementation(p, pl, [2]Edits{rx.Boxes[0].Edits, rx.Boxes[1].Edits}, rx.marked, fixed, bin)
 	for i, r := range p.Rules {
 		if r != nil {
 			mappings = append(mappings, Mapping{Box: pl.Boxes[i].Node, From: r.Path, To: fmt.Sprintf("%d mark rule(s) applied", len(r.Marks)),
@@ -185,8 +180,9 @@ func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed fu
 // but for the lab's mappings, which it returns: includes by absolute path
 // made relative, MISC_CHECK scripts the lab does not have replaced by
 // `lvslab probe` with the same meaning, and a priority a switchover
-// raises. bin is the lvslab binary.
-func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
+// raises. marked are the virtual servers the edits declare by mark. bin
+// is the lvslab binary.
+func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedconf.VirtualServer]uint32, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
 	var mappings []Mapping
 	var labEdits [2]Edits
 	for i := range pl.Boxes {
@@ -229,20 +225,38 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, rules [2]string, bin stri
 		serves[b.Node] = map[netip.AddrPort]int{}
 		for _, s := range pl.Services {
 			for _, port := range s.Ports {
-				serves[b.Node][netip.AddrPortFrom(s.VIP, port)] = len(s.Servers[i].RealServers)
+				serves[b.Node][netip.AddrPortFrom(s.VIP, port)] = len(slices.DeleteFunc(slices.Clone(s.Servers[i].RealServers),
+					func(rs *keepalivedconf.RealServer) bool { return !pl.reachable(rs.Addr) }))
 			}
 		}
 		for _, in := range p.Configs[i].Instances {
 			advert = max(advert, in.AdvertInt)
 		}
 		for _, vs := range p.Configs[i].VirtualServers {
-			tables[b.Node] += len(vs.RealServers) * ipvsServices(p.Configs[i], vs)
+			n := ipvsServices(p.Configs[i], vs)
+			if _, ok := marked[vs]; ok {
+				n = 1
+			}
+			tables[b.Node] += pl.tabled(vs) * n
 		}
 	}
 	impl := func() scenarios.Implementation {
 		return &scenarios.UserKeepalived{Files: files, Rules: byNode, Tables: tables, Serves: serves, Advert: advert}
 	}
 	return impl, mappings, nil
+}
+
+// tabled is how many of vs's realservers keepalived keeps in each of its
+// IPVS services once settled: all but the unreachable ones a checker
+// takes out (inhibit_on_failure keeps them, at weight 0).
+func (pl *Plan) tabled(vs *keepalivedconf.VirtualServer) int {
+	n := 0
+	for _, rs := range vs.RealServers {
+		if pl.reachable(rs.Addr) || len(rs.Checks) == 0 || rs.InhibitOnFailure {
+			n++
+		}
+	}
+	return n
 }
 
 // SwitchoverPriority is the priority the BACKUP restarts with for a VRRP

@@ -60,6 +60,7 @@ type Instance struct {
 	AdvertInt    time.Duration     `json:"advert_int_ns"`
 	VIPs         []VIP             `json:"virtual_ipaddress"`
 	UnicastSrc   netip.Addr        `json:"unicast_src_ip,omitzero"`
+	McastSrc     netip.Addr        `json:"mcast_src_ip,omitzero"`
 	UnicastPeers []netip.Addr      `json:"unicast_peer,omitempty"`
 	NoPreempt    bool              `json:"nopreempt,omitempty"`
 	PreemptDelay time.Duration     `json:"preempt_delay_ns,omitempty"`
@@ -341,6 +342,8 @@ func (m *modeler) instance(n *Node) {
 			}
 		case "unicast_src_ip":
 			in.UnicastSrc = m.addr(c, m.arg(c))
+		case "mcast_src_ip":
+			in.McastSrc = m.addr(c, m.arg(c))
 		case "unicast_peer":
 			for _, p := range c.Block {
 				in.UnicastPeers = append(in.UnicastPeers, m.addr(p, p.Key))
