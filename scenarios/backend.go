@@ -3,8 +3,15 @@ package scenarios
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,7 +28,13 @@ const (
 	BackendMySQL  = "mysql"  // the lab's MariaDB
 	BackendHTTP   = "http"   // built in: an HTTP 200 page "server_id N"
 	BackendBanner = "banner" // built in: a line "server_id N", then close
+	// BackendHTTPS is the HTTP page over TLS, with a certificate the
+	// backend makes itself when it starts.
+	BackendHTTPS = "https"
 )
+
+// BackendKinds are the built-in backends.
+var BackendKinds = []string{BackendHTTP, BackendHTTPS, BackendBanner}
 
 // Service is a virtual service: the one a scenario's workload goes to,
 // or another its boxes serve.
@@ -31,7 +44,7 @@ type Service struct {
 	Name    string
 	VIP     netip.Addr // the zero Addr: the topology's VIP
 	Port    int
-	Backend string // BackendMySQL (the default), BackendHTTP, BackendBanner
+	Backend string // BackendMySQL (the default), or one of BackendKinds
 }
 
 // backend is a built-in server on one box: its listening socket is in the
@@ -71,14 +84,22 @@ func ServeBackend(ctx context.Context, kind string, port, serverID int) error {
 	return nil
 }
 
+// BackendAnswer is what a built-in backend answers: its page, or its
+// banner.
+func BackendAnswer(serverID int) string { return fmt.Sprintf("server_id %d\n", serverID) }
+
 // serveBackend answers every connection to ln with serverID, as kind.
 func serveBackend(ln net.Listener, kind string, serverID int) *backend {
 	b := &backend{kind: kind, serverID: serverID, ln: ln}
-	answer := fmt.Sprintf("server_id %d\n", serverID)
-	if kind == BackendHTTP {
+	answer := BackendAnswer(serverID)
+	if kind == BackendHTTP || kind == BackendHTTPS {
 		b.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, answer) })}
 		b.srv.SetKeepAlivesEnabled(false)
+		if kind == BackendHTTPS {
+			b.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{labCert()}}
+			b.ln = tls.NewListener(ln, b.srv.TLSConfig)
+		}
 		b.wg.Go(func() { b.srv.Serve(b.ln) })
 		return b
 	}
@@ -106,19 +127,28 @@ func (b *backend) stop() {
 	b.wg.Wait()
 }
 
-// ask is one client request to a built-in backend through addr: which
-// server_id answered.
-func ask(ctx context.Context, client *lab.Box, from netip.Addr, kind, addr string, dial, timeout time.Duration) (int, error) {
+// ask is one client request to a built-in backend through addr, dialled
+// by dialer (the client box's): which server_id answered.
+func ask(ctx context.Context, dialer func(ctx context.Context, network, addr string) (net.Conn, error), kind, addr string, dial, timeout time.Duration) (int, error) {
 	dctx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
-	c, err := client.DialFrom(from)(dctx, "tcp", addr)
+	c, err := dialer(dctx, "tcp", addr)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
+	if kind == BackendHTTPS {
+		// The lab's own certificate, made by the backend: the answer's
+		// server_id says who served, not the certificate.
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // see above
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return 0, err
+		}
+		c = tc
+	}
 	r := bufio.NewReader(c)
-	if kind == BackendHTTP {
+	if kind == BackendHTTP || kind == BackendHTTPS {
 		if _, err := fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", addr); err != nil {
 			return 0, err
 		}
@@ -145,3 +175,20 @@ type backendKey struct {
 	node string
 	port int
 }
+
+// labCert is the built-in HTTPS backend's certificate: self-signed, made
+// once per process (a P-256 key is quick), for no name in particular.
+var labCert = sync.OnceValue(func() tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lvslab backend"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err) // a fixed, valid template
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+})

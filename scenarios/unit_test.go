@@ -410,3 +410,32 @@ func canceled() context.Context {
 	cancel()
 	return ctx
 }
+
+// Each built-in backend answers a client of its kind with its server_id:
+// the HTTPS one over TLS with the certificate it made.
+func TestBackendKinds(t *testing.T) {
+	for k, kind := range BackendKinds {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := serveBackend(ln, kind, 40+k)
+		var d net.Dialer
+		id, err := ask(context.Background(), d.DialContext, kind, ln.Addr().String(), time.Second, 5*time.Second)
+		b.stop()
+		if err != nil || id != 40+k {
+			t.Errorf("%s: server_id %d, %v; want %d", kind, id, err, 40+k)
+		}
+	}
+	// A plain HTTP client of the HTTPS backend gets no page.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := serveBackend(ln, BackendHTTPS, 7)
+	defer b.stop()
+	var d net.Dialer
+	if id, err := ask(context.Background(), d.DialContext, BackendHTTP, ln.Addr().String(), time.Second, 5*time.Second); err == nil {
+		t.Errorf("HTTP to the HTTPS backend answered server_id %d", id)
+	}
+}

@@ -50,7 +50,7 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 		if len(from) > 0 {
 			src = from[i%len(from)]
 		}
-		return ask(ctx, client, src, kind, addr, dial, timeout)
+		return ask(ctx, client.DialFrom(src), kind, addr, dial, timeout)
 	}
 	if kind == BackendMySQL || kind == "" {
 		pools := []*sql.DB{nil}

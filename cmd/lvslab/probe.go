@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,8 +57,8 @@ func cmdBackend(args []string) error {
 	kind := fs.Arg(0)
 	port, err1 := strconv.ParseUint(fs.Arg(1), 10, 16)
 	id, err2 := strconv.Atoi(fs.Arg(2))
-	if fs.NArg() != 3 || (kind != scenarios.BackendHTTP && kind != scenarios.BackendBanner) || err1 != nil || err2 != nil {
-		return usageError("want: lvslab backend http|banner PORT SERVER_ID")
+	if fs.NArg() != 3 || !slices.Contains(scenarios.BackendKinds, kind) || err1 != nil || err2 != nil {
+		return usageError("want: lvslab backend %s PORT SERVER_ID", strings.Join(scenarios.BackendKinds, "|"))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"crypto/md5"
 	"fmt"
 	"net/netip"
 	"os"
@@ -569,5 +570,48 @@ func TestUnguardedMarkReplaced(t *testing.T) {
 	}
 	if r := prescribed().(*scenarios.UserKeepalived).Rules["d1"]; strings.Contains(r, unguarded) || !strings.Contains(r, "! --mac-source "+pl.Boxes[1].MAC) {
 		t.Errorf("d1's rules as prescribed:\n%s\nwant the guard and not the user's rule", r)
+	}
+}
+
+// TestDigest: an HTTP_GET url's digest is replaced, in the lab's copy,
+// by the MD5 of the page the lab's backend on that realserver serves,
+// and the mapping says so.
+func TestDigest(t *testing.T) {
+	dir := "../../fixtures/field/http-digest/"
+	p, err := LoadPair([2]string{dir + "www1.conf", dir + "www2.conf"}, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := pl.Runnable(); why != "" {
+		t.Fatalf("not runnable: %s", why)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"10.31.0.11", "10.31.0.12"} {
+		id := pl.serverID(netip.MustParseAddr(a))
+		sum := fmt.Sprintf("%x", md5.Sum([]byte(scenarios.BackendAnswer(id))))
+		if id == 0 || !strings.Contains(files[main], "digest "+sum) {
+			t.Errorf("%s (server_id %d): the lab's www1.conf has no digest %s:\n%s", a, id, sum, files[main])
+		}
+		if !slices.ContainsFunc(mappings, func(m Mapping) bool { return m.To == sum && strings.Contains(m.Why, a) }) {
+			t.Errorf("%s: no mapping for its digest", a)
+		}
+	}
+	if strings.Contains(files[main], "9b3a0c85a887a256d6939da88aabd8cd") {
+		t.Errorf("the user's digest is still in the lab's copy")
 	}
 }

@@ -1,6 +1,8 @@
 package check
 
 import (
+	"cmp"
+	"crypto/md5"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -41,12 +43,8 @@ func (pl *Plan) Runnable() string {
 			for _, rs := range vs.RealServers {
 				for _, ck := range rs.Checks {
 					switch {
-					case ck.Kind == keepalivedconf.SSLGet:
-						return ck.Pos.String() + ": SSL_GET: the lab's backends speak no TLS yet"
 					case ck.Kind == keepalivedconf.SMTPCheck || ck.Kind == keepalivedconf.DNSCheck:
 						return ck.Pos.String() + ": " + ck.Kind + ": the lab's backends speak no SMTP nor DNS yet"
-					case slices.ContainsFunc(ck.URLs, func(u keepalivedconf.URL) bool { return u.Digest != "" }):
-						return ck.Pos.String() + ": HTTP_GET with a digest: the lab's backend pages are not yours"
 					}
 				}
 			}
@@ -110,13 +108,15 @@ func (pl *Plan) Backends() []scenarios.Service {
 }
 
 // backend is the service on port: MariaDB on the MySQL port; elsewhere a
-// built-in HTTP page where a checker or the port says HTTP, else a
-// one-line banner.
+// built-in page over TLS where a checker or the port says HTTPS, over
+// HTTP where they say HTTP, else a one-line banner.
 func (s *Service) backend(port uint16) scenarios.Service {
 	svc := scenarios.Service{Name: s.Key, VIP: s.VIP, Port: int(port), Backend: scenarios.BackendBanner}
 	switch {
 	case port == lab.MySQLPort:
 		svc.Backend = scenarios.BackendMySQL
+	case port == 443 || s.checks(keepalivedconf.SSLGet):
+		svc.Backend = scenarios.BackendHTTPS
 	case port == 80 || port == 8080 || port == 8000 || s.checks(keepalivedconf.HTTPGet):
 		svc.Backend = scenarios.BackendHTTP
 	}
@@ -359,6 +359,11 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, erro
 			}
 		}
 	}
+	digests, err := pl.digests(p.Configs[i], node, e)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, digests...)
 	c := p.Configs[i]
 	for _, in := range c.Instances {
 		for _, key := range slices.Sorted(maps.Keys(in.Notify)) {
@@ -396,4 +401,51 @@ func (e Edits) comment(pos keepalivedconf.Pos) error {
 	}
 	e.set(pos, "# "+text)
 	return nil
+}
+
+// digests writes into e, for each url of an HTTP_GET or SSL_GET checker
+// of c that has a digest, the digest of the page the lab's backend on
+// that realserver serves ("server_id N"), and lists them: the lab's
+// pages are not the user's.
+func (pl *Plan) digests(c *keepalivedconf.Config, node string, e Edits) ([]Mapping, error) {
+	var out []Mapping
+	for _, vs := range c.VirtualServers {
+		for _, rs := range vs.RealServers {
+			for _, ck := range rs.Checks {
+				for _, u := range ck.URLs {
+					if u.Digest == "" {
+						continue
+					}
+					text, err := lineOf(u.DigestPos)
+					if err != nil {
+						return nil, err
+					}
+					if len(strings.Fields(text)) != 2 {
+						return nil, keepalivedconf.Errorf(u.DigestPos, "digest shares its line with more: put it on a line of its own")
+					}
+					id := pl.serverID(rs.Addr)
+					sum := fmt.Sprintf("%x", md5.Sum([]byte(scenarios.BackendAnswer(id))))
+					e.set(u.DigestPos, indentOf(text)+"digest "+sum)
+					out = append(out, Mapping{Box: node, From: "digest " + u.Digest, To: sum,
+						Why: fmt.Sprintf("%s: the MD5 of the page the lab's backend on %s serves (server_id %d), not of yours", u.DigestPos, rs.Addr, id)})
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// serverID is the server_id the lab gives the node with address a (its
+// place in the topology), or 0 if no node has it.
+func (pl *Plan) serverID(a netip.Addr) int {
+	for k, n := range pl.Topology.Nodes {
+		for _, ifc := range n.Interfaces {
+			for _, addr := range ifc.Addresses {
+				if p, err := netip.ParsePrefix(addr); err == nil && p.Addr() == a {
+					return cmp.Or(n.ServerID, k+1)
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -186,6 +186,7 @@ type URL struct {
 	Path       string `json:"path"`
 	StatusCode string `json:"status_code,omitempty"`
 	Digest     string `json:"digest,omitempty"`
+	DigestPos  Pos    `json:"-"`
 }
 
 // Load reads path (and its includes) into a Config.
@@ -506,7 +507,7 @@ func (m *modeler) checker(n *Node, in string) *Check {
 				case "status_code":
 					u.StatusCode = m.arg(x)
 				case "digest":
-					u.Digest = m.arg(x)
+					u.Digest, u.DigestPos = m.arg(x), x.Pos
 				default:
 					m.unmodelled(x, where+" url")
 				}
