@@ -509,11 +509,15 @@ func (b *Box) Do(f func() error) error { return doIn(b.Path(), f) }
 // connection's source to local, one of the box's addresses (the kernel's
 // choice when local is the zero Addr).
 func (b *Box) DialFrom(local netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{}
-	if local.IsValid() {
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
-	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := &net.Dialer{}
+		switch {
+		case !local.IsValid():
+		case strings.HasPrefix(network, "udp"):
+			d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+		default:
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+		}
 		var c net.Conn
 		err := b.Do(func() (err error) {
 			c, err = d.DialContext(ctx, network, addr)

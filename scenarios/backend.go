@@ -31,10 +31,14 @@ const (
 	// BackendHTTPS is the HTTP page over TLS, with a certificate the
 	// backend makes itself when it starts.
 	BackendHTTPS = "https"
+	// BackendUDP answers each datagram with a datagram "server_id N", and
+	// is the banner on TCP on the same port (a TCP_CHECK's, or a TCP
+	// service's on that port).
+	BackendUDP = "udp"
 )
 
 // BackendKinds are the built-in backends.
-var BackendKinds = []string{BackendHTTP, BackendHTTPS, BackendBanner}
+var BackendKinds = []string{BackendHTTP, BackendHTTPS, BackendBanner, BackendUDP}
 
 // Service is a virtual service: the one a scenario's workload goes to,
 // or another its boxes serve.
@@ -53,32 +57,47 @@ type backend struct {
 	kind     string
 	serverID int
 	ln       net.Listener
-	srv      *http.Server // nil for a banner
+	pc       net.PacketConn // BackendUDP's
+	srv      *http.Server   // nil for a banner
 	wg       sync.WaitGroup
 }
 
 // startBackend serves port on box, saying serverID to every client.
 func startBackend(box *lab.Box, kind string, port, serverID int) (*backend, error) {
 	var ln net.Listener
+	var pc net.PacketConn
 	err := box.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		ln, pc, err = listenBackend(kind, port)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s backend on %s:%d: %w", kind, box.Name, port, err)
 	}
-	return serveBackend(ln, kind, serverID), nil
+	return serveBackend(ln, pc, kind, serverID), nil
+}
+
+// listenBackend opens kind's sockets on port: TCP, and UDP for BackendUDP.
+func listenBackend(kind string, port int) (net.Listener, net.PacketConn, error) {
+	ln, err := net.Listen("tcp4", fmt.Sprintf(":%d", port))
+	if err != nil || kind != BackendUDP {
+		return ln, nil, err
+	}
+	pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+	if err != nil {
+		ln.Close()
+	}
+	return ln, pc, err
 }
 
 // ServeBackend is a built-in backend of kind on port, in the calling
 // thread's namespace, until ctx ends: what `lvslab backend` runs in a box
 // of a lab left up (lvslab check --keep).
 func ServeBackend(ctx context.Context, kind string, port, serverID int) error {
-	ln, err := net.Listen("tcp4", fmt.Sprintf(":%d", port))
+	ln, pc, err := listenBackend(kind, port)
 	if err != nil {
 		return err
 	}
-	b := serveBackend(ln, kind, serverID)
+	b := serveBackend(ln, pc, kind, serverID)
 	<-ctx.Done()
 	b.stop()
 	return nil
@@ -88,10 +107,23 @@ func ServeBackend(ctx context.Context, kind string, port, serverID int) error {
 // banner.
 func BackendAnswer(serverID int) string { return fmt.Sprintf("server_id %d\n", serverID) }
 
-// serveBackend answers every connection to ln with serverID, as kind.
-func serveBackend(ln net.Listener, kind string, serverID int) *backend {
-	b := &backend{kind: kind, serverID: serverID, ln: ln}
+// serveBackend answers every connection to ln, and every datagram to pc
+// if not nil, with serverID, as kind.
+func serveBackend(ln net.Listener, pc net.PacketConn, kind string, serverID int) *backend {
+	b := &backend{kind: kind, serverID: serverID, ln: ln, pc: pc}
 	answer := BackendAnswer(serverID)
+	if pc != nil {
+		b.wg.Go(func() {
+			buf := make([]byte, 512)
+			for {
+				_, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return // stopped
+				}
+				pc.WriteTo([]byte(answer), from)
+			}
+		})
+	}
 	if kind == BackendHTTP || kind == BackendHTTPS {
 		b.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, answer) })}
@@ -119,6 +151,9 @@ func serveBackend(ln net.Listener, kind string, serverID int) *backend {
 
 // stop closes the listener: the box's realserver is down.
 func (b *backend) stop() {
+	if b.pc != nil {
+		b.pc.Close()
+	}
 	if b.srv != nil {
 		b.srv.Close()
 	} else {
@@ -132,12 +167,21 @@ func (b *backend) stop() {
 func ask(ctx context.Context, dialer func(ctx context.Context, network, addr string) (net.Conn, error), kind, addr string, dial, timeout time.Duration) (int, error) {
 	dctx, cancel := context.WithTimeout(ctx, dial)
 	defer cancel()
-	c, err := dialer(dctx, "tcp", addr)
+	network := "tcp"
+	if kind == BackendUDP {
+		network = "udp"
+	}
+	c, err := dialer(dctx, network, addr)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
+	if kind == BackendUDP {
+		if _, err := io.WriteString(c, "server_id?\n"); err != nil {
+			return 0, err
+		}
+	}
 	if kind == BackendHTTPS {
 		// The lab's own certificate, made by the backend: the answer's
 		// server_id says who served, not the certificate.

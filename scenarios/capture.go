@@ -29,7 +29,7 @@ type Frame struct {
 }
 
 const (
-	snapLen   = 96 // Ethernet + IPv4 + TCP headers
+	snapLen   = 96 // Ethernet + IPv4 + TCP (or UDP) headers
 	maxFrames = 200000
 	// captureBuffer is the socket's receive buffer: 8 MiB holds some
 	// 10,000 frames of a burst while the reader is descheduled.
@@ -240,22 +240,29 @@ type tcpSegment struct {
 	flags          byte
 }
 
-// segmentTo parses f as an IPv4 TCP tcpSegment to vip:port.
+// segmentTo parses f as an IPv4 TCP segment, or UDP datagram, to
+// vip:port (a datagram has no sequence number nor flags: its IP id tells
+// it apart).
 func segmentTo(f Frame, vip netip.Addr, port uint16) (tcpSegment, bool) {
 	d := f.Data
-	if len(d) < 14+20+14 || binary.BigEndian.Uint16(d[12:]) != 0x0800 {
+	if len(d) < 14+20+8 || binary.BigEndian.Uint16(d[12:]) != 0x0800 {
 		return tcpSegment{}, false
 	}
 	ip := d[14:]
 	ihl := int(ip[0]&0x0f) * 4
-	if ip[9] != unix.IPPROTO_TCP || len(ip) < ihl+14 || netip.AddrFrom4([4]byte(ip[16:20])) != vip {
+	header := map[byte]int{unix.IPPROTO_TCP: 14, unix.IPPROTO_UDP: 8}[ip[9]] // the bytes read below
+	if header == 0 || len(ip) < ihl+header || netip.AddrFrom4([4]byte(ip[16:20])) != vip {
 		return tcpSegment{}, false
 	}
-	tcp := ip[ihl:]
-	if binary.BigEndian.Uint16(tcp[2:]) != port {
+	l4 := ip[ihl:]
+	if binary.BigEndian.Uint16(l4[2:]) != port {
 		return tcpSegment{}, false
 	}
-	return tcpSegment{srcMAC: d[6:12], dstMAC: d[0:6],
-		src:  netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), binary.BigEndian.Uint16(tcp[0:])),
-		ipid: binary.BigEndian.Uint16(ip[4:]), ttl: ip[8], seq: binary.BigEndian.Uint32(tcp[4:]), flags: tcp[13]}, true
+	s := tcpSegment{srcMAC: d[6:12], dstMAC: d[0:6],
+		src:  netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), binary.BigEndian.Uint16(l4[0:])),
+		ipid: binary.BigEndian.Uint16(ip[4:]), ttl: ip[8]}
+	if ip[9] == unix.IPPROTO_TCP {
+		s.seq, s.flags = binary.BigEndian.Uint32(l4[4:]), l4[13]
+	}
+	return s, true
 }

@@ -37,6 +37,15 @@ func segment(src net.HardwareAddr, ttl byte, ipid uint16, seq uint32) Frame {
 	return Frame{At: time.Unix(1764000000, 0), Len: len(d), Data: d}
 }
 
+// datagram is segment's frame as a UDP datagram: 8 bytes of UDP header.
+func datagram(src net.HardwareAddr, ttl byte, ipid uint16) Frame {
+	f := segment(src, ttl, ipid, 0)
+	f.Data = f.Data[:14+20+8]
+	f.Data[14+9] = 17
+	f.Len = len(f.Data)
+	return f
+}
+
 func TestCountBounces(t *testing.T) {
 	c := testCluster(t)
 	d1, d2, client := c.Directors[0].MAC, c.Directors[1].MAC, mustMAC("02:00:c0:a8:01:64")
@@ -51,6 +60,7 @@ func TestCountBounces(t *testing.T) {
 		{"ping-pong", []Frame{segment(d1, 63, 7, 5), segment(d2, 62, 7, 5), segment(d1, 61, 7, 5), segment(d1, 63, 8, 9)},
 			Bounces{Forwarded: 2, Bounced: 1, MaxDepth: 3}},
 		{"client frames only", []Frame{segment(client, 64, 1, 100)}, Bounces{}},
+		{"UDP ping-pong", []Frame{datagram(d1, 63, 3), datagram(d2, 62, 3), datagram(d1, 63, 4)}, Bounces{Forwarded: 2, Bounced: 1, MaxDepth: 2}},
 	} {
 		if got := CountBounces(tc.frames, dirs, c.VIP, 3306); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)

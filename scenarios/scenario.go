@@ -123,9 +123,10 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		}
 		step("lab down")
 	}()
-	// One built-in backend a port: it listens on every address.
+	// One built-in backend a port: it listens on every address. The
+	// other services' first: a UDP backend serves a TCP port too.
 	started := map[int]bool{}
-	for _, s := range append([]Service{{Port: c.Port, Backend: opts.Service.Backend}}, opts.Backends...) {
+	for _, s := range append(slices.Clone(opts.Backends), Service{Port: c.Port, Backend: opts.Service.Backend}) {
 		if s.Backend == BackendMySQL || started[s.Port] {
 			continue
 		}

@@ -419,7 +419,13 @@ func TestBackendKinds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := serveBackend(ln, kind, 40+k)
+		var pc net.PacketConn
+		if kind == BackendUDP {
+			if pc, err = net.ListenPacket("udp4", ln.Addr().String()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b := serveBackend(ln, pc, kind, 40+k)
 		var d net.Dialer
 		id, err := ask(context.Background(), d.DialContext, kind, ln.Addr().String(), time.Second, 5*time.Second)
 		b.stop()
@@ -427,14 +433,28 @@ func TestBackendKinds(t *testing.T) {
 			t.Errorf("%s: server_id %d, %v; want %d", kind, id, err, 40+k)
 		}
 	}
-	// A plain HTTP client of the HTTPS backend gets no page.
+	// The UDP backend is the banner on TCP too.
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := serveBackend(ln, BackendHTTPS, 7)
-	defer b.stop()
+	pc, err := net.ListenPacket("udp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := serveBackend(ln, pc, BackendUDP, 9)
 	var d net.Dialer
+	id, err := ask(context.Background(), d.DialContext, BackendBanner, ln.Addr().String(), time.Second, 5*time.Second)
+	u.stop()
+	if err != nil || id != 9 {
+		t.Errorf("the UDP backend's TCP banner: server_id %d, %v; want 9", id, err)
+	}
+	// A plain HTTP client of the HTTPS backend gets no page.
+	if ln, err = net.Listen("tcp4", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	b := serveBackend(ln, nil, BackendHTTPS, 7)
+	defer b.stop()
 	if id, err := ask(context.Background(), d.DialContext, BackendHTTP, ln.Addr().String(), time.Second, 5*time.Second); err == nil {
 		t.Errorf("HTTP to the HTTPS backend answered server_id %d", id)
 	}

@@ -11,6 +11,7 @@
 package check
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -52,7 +53,7 @@ type Service struct {
 	Key      string     `json:"key"` // as box 1 declares it: "TCP 192.168.1.200:3306", "FWM 3"
 	VIP      netip.Addr `json:"vip"`
 	Ports    []uint16   `json:"ports"`
-	Protocol string     `json:"protocol"`
+	Protocol string     `json:"protocol"` // tcp or udp
 	// Marks are each box's fwmark when the service is declared by mark.
 	Marks [2]uint32 `json:"marks"`
 	Kind  string    `json:"lb_kind"`
@@ -92,9 +93,9 @@ type Plan struct {
 	Realservers []netip.Addr   `json:"realservers,omitempty"` // neither box
 	// Unreachable are realservers outside the directors' link: the lab
 	// runs them unreachable (no node).
-	Unreachable []netip.Addr `json:"unreachable,omitempty"`
-	Mappings    []Mapping      `json:"mappings"`
-	Topology    *lab.Topology  `json:"-"`
+	Unreachable []netip.Addr  `json:"unreachable,omitempty"`
+	Mappings    []Mapping     `json:"mappings"`
+	Topology    *lab.Topology `json:"-"`
 	// unrunnable says why the VRRP instances do not fit the lab, or "".
 	unrunnable string
 }
@@ -251,8 +252,8 @@ func (pl *Plan) services(p *Pair) error {
 	for i, c := range p.Configs {
 		for _, vs := range c.VirtualServers {
 			switch {
-			case vs.Protocol != "TCP":
-				return fmt.Errorf("%s: virtual_server %s: %s services are not supported yet (TCP only)", vs.Pos, vs.Key(), vs.Protocol)
+			case vs.Protocol != "TCP" && vs.Protocol != "UDP":
+				return fmt.Errorf("%s: virtual_server %s: %s services are not supported yet (TCP and UDP only)", vs.Pos, vs.Key(), vs.Protocol)
 			case vs.Mark != 0:
 				marked[i] = append(marked[i], vs)
 				continue
@@ -283,7 +284,7 @@ func (pl *Plan) services(p *Pair) error {
 		for i := range marked {
 			if p.Rules[i] != nil {
 				for _, r := range p.Rules[i].Setting(s.Marks[i]) {
-					s.VIP = r.Dst
+					s.VIP, s.Protocol = r.Dst, cmp.Or(r.Proto, s.Protocol)
 					if !slices.Contains(s.Ports, r.Port) {
 						s.Ports = append(s.Ports, r.Port)
 					}
@@ -322,7 +323,7 @@ func (pl *Plan) services(p *Pair) error {
 // IPVS service of each address and port).
 func addressServices(c *keepalivedconf.Config, vs *keepalivedconf.VirtualServer) ([]*Service, error) {
 	if vs.Group == "" {
-		return []*Service{{Key: vs.Key(), VIP: vs.Addr, Ports: []uint16{vs.Port}, Protocol: "tcp", Kind: vs.LBKind}}, nil
+		return []*Service{{Key: vs.Key(), VIP: vs.Addr, Ports: []uint16{vs.Port}, Protocol: strings.ToLower(vs.Protocol), Kind: vs.LBKind}}, nil
 	}
 	var out []*Service
 	for _, e := range c.ServerGroups[vs.Group].Entries {
@@ -332,7 +333,7 @@ func addressServices(c *keepalivedconf.Config, vs *keepalivedconf.VirtualServer)
 		for a := e.First; a.IsValid() && a.Compare(e.Last) <= 0; a = a.Next() {
 			k := slices.IndexFunc(out, func(s *Service) bool { return s.VIP == a })
 			if k < 0 {
-				out = append(out, &Service{Key: fmt.Sprintf("group %s %s", vs.Group, a), VIP: a, Protocol: "tcp", Kind: vs.LBKind})
+				out = append(out, &Service{Key: fmt.Sprintf("group %s %s %s", vs.Group, vs.Protocol, a), VIP: a, Protocol: strings.ToLower(vs.Protocol), Kind: vs.LBKind})
 				k = len(out) - 1
 			}
 			if !slices.Contains(out[k].Ports, e.Port) {

@@ -103,7 +103,7 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 					b.Rules = append(b.Rules, r.Delete())
 				}
 				for _, port := range s.Ports {
-					b.Rules = append(b.Rules, guardRule(s.VIP, port, pl.Boxes[1-i].MAC, s.Marks[i]))
+					b.Rules = append(b.Rules, guardRule(s.VIP, s.Protocol, port, pl.Boxes[1-i].MAC, s.Marks[i]))
 				}
 			}
 			continue
@@ -119,7 +119,7 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 		for i := range rx.Boxes {
 			for _, port := range s.Ports {
-				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, port, pl.Boxes[1-i].MAC, m))
+				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, s.Protocol, port, pl.Boxes[1-i].MAC, m))
 			}
 			if declared {
 				continue
@@ -168,9 +168,9 @@ func (s *Service) noLoop(pl *Plan) string {
 
 // guardRule is the fwmark guard for one port: mark VIP traffic unless
 // the other box (peerMAC) sent it.
-func guardRule(vip netip.Addr, port uint16, peerMAC string, mark uint32) string {
-	return fmt.Sprintf("iptables -t mangle -A PREROUTING -d %s/32 -p tcp --dport %d -m mac ! --mac-source %s -j MARK --set-mark %d",
-		vip, port, peerMAC, mark)
+func guardRule(vip netip.Addr, proto string, port uint16, peerMAC string, mark uint32) string {
+	return fmt.Sprintf("iptables -t mangle -A PREROUTING -d %s/32 -p %s --dport %d -m mac ! --mac-source %s -j MARK --set-mark %d",
+		vip, proto, port, peerMAC, mark)
 }
 
 // usedMarks are the marks the configs' fwmark services and the rules use.

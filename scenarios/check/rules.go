@@ -23,8 +23,9 @@ type MarkRule struct {
 	Pos  keepalivedconf.Pos
 	Text string
 	Dst  netip.Addr
-	Port uint16
-	Mark uint32
+	Port  uint16
+	Proto string // -p: tcp, udp, or "" for any
+	Mark  uint32
 	// MAC is the --mac-source match, Not its negation: "! --mac-source
 	// PEER" is the guard; a rule without one marks the peer's packets too.
 	MAC net.HardwareAddr
@@ -77,6 +78,8 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 					return nil, keepalivedconf.Errorf(pos, "-d: %v", err)
 				}
 				rule.Dst = a.Addr()
+			case "-p", "--protocol":
+				rule.Proto = strings.ToLower(next())
 			case "--dport", "--destination-port":
 				p, err := strconv.ParseUint(next(), 10, 16)
 				if err != nil {

@@ -94,25 +94,32 @@ func (pl *Plan) Workloads() []scenarios.Service {
 }
 
 // Backends are what the boxes serve: one server on each port of the
-// services (it listens on every address).
+// services (it listens on every address); the UDP one where a UDP
+// service has the port (it is the banner on TCP too).
 func (pl *Plan) Backends() []scenarios.Service {
 	var out []scenarios.Service
 	for _, s := range pl.Services {
 		for _, port := range s.Ports {
-			if !slices.ContainsFunc(out, func(b scenarios.Service) bool { return b.Port == int(port) }) {
-				out = append(out, s.backend(port))
+			b := s.backend(port)
+			switch k := slices.IndexFunc(out, func(o scenarios.Service) bool { return o.Port == b.Port }); {
+			case k < 0:
+				out = append(out, b)
+			case b.Backend == scenarios.BackendUDP:
+				out[k] = b
 			}
 		}
 	}
 	return out
 }
 
-// backend is the service on port: MariaDB on the MySQL port; elsewhere a
-// built-in page over TLS where a checker or the port says HTTPS, over
+// backend is the service on port: the built-in UDP answerer for a UDP
+// service; MariaDB on the MySQL port; elsewhere a built-in page over TLS where a checker or the port says HTTPS, over
 // HTTP where they say HTTP, else a one-line banner.
 func (s *Service) backend(port uint16) scenarios.Service {
 	svc := scenarios.Service{Name: s.Key, VIP: s.VIP, Port: int(port), Backend: scenarios.BackendBanner}
 	switch {
+	case s.Protocol == "udp":
+		svc.Backend = scenarios.BackendUDP
 	case port == lab.MySQLPort:
 		svc.Backend = scenarios.BackendMySQL
 	case port == 443 || s.checks(keepalivedconf.SSLGet):
