@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
+	"golang.org/x/net/ipv4"
 )
 
 // Backend kinds: what serves the virtual service's port on each box.
@@ -113,14 +114,23 @@ func serveBackend(ln net.Listener, pc net.PacketConn, kind string, serverID int)
 	b := &backend{kind: kind, serverID: serverID, ln: ln, pc: pc}
 	answer := BackendAnswer(serverID)
 	if pc != nil {
+		// The answer leaves from the address the datagram came to (the
+		// VIP): the kernel would pick the interface's own, and the
+		// client's connected socket drops what the VIP did not send.
+		p := ipv4.NewPacketConn(pc)
+		p.SetControlMessage(ipv4.FlagDst, true) // Linux has IP_PKTINFO; a failure shows as answers from the wrong address
 		b.wg.Go(func() {
 			buf := make([]byte, 512)
 			for {
-				_, from, err := pc.ReadFrom(buf)
+				_, cm, from, err := p.ReadFrom(buf)
 				if err != nil {
 					return // stopped
 				}
-				pc.WriteTo([]byte(answer), from)
+				var reply *ipv4.ControlMessage
+				if cm != nil {
+					reply = &ipv4.ControlMessage{Src: cm.Dst}
+				}
+				p.WriteTo([]byte(answer), reply, from)
 			}
 		})
 	}

@@ -433,6 +433,24 @@ func TestBackendKinds(t *testing.T) {
 			t.Errorf("%s: server_id %d, %v; want %d", kind, id, err, 40+k)
 		}
 	}
+	// The UDP backend answers from the address it was asked at, as a
+	// realserver must from the VIP: here 127.0.0.2 of a socket bound to
+	// every address, whose answer would otherwise come from 127.0.0.1.
+	all, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub := serveBackend(tcp, all, BackendUDP, 11)
+	port := all.LocalAddr().(*net.UDPAddr).Port
+	id, err := ask(context.Background(), (&net.Dialer{}).DialContext, BackendUDP, fmt.Sprintf("127.0.0.2:%d", port), time.Second, 2*time.Second)
+	ub.stop()
+	if err != nil || id != 11 {
+		t.Errorf("UDP to 127.0.0.2: server_id %d, %v; want 11, answered from 127.0.0.2", id, err)
+	}
 	// The UDP backend is the banner on TCP too.
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -444,7 +462,7 @@ func TestBackendKinds(t *testing.T) {
 	}
 	u := serveBackend(ln, pc, BackendUDP, 9)
 	var d net.Dialer
-	id, err := ask(context.Background(), d.DialContext, BackendBanner, ln.Addr().String(), time.Second, 5*time.Second)
+	id, err = ask(context.Background(), d.DialContext, BackendBanner, ln.Addr().String(), time.Second, 5*time.Second)
 	u.stop()
 	if err != nil || id != 9 {
 		t.Errorf("the UDP backend's TCP banner: server_id %d, %v; want 9", id, err)

@@ -151,8 +151,20 @@ func cmdCheck(args []string) error {
 			return err
 		}
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	yours, _, _, err := check.Runs(p, pl, rx, self)
+	if err != nil {
+		return &exitError{2, err}
+	}
+	says, err := check.KeepalivedSays(p, pl, yours)
+	if err != nil {
+		return err
+	}
 	var account strings.Builder
-	printCheck(&account, p, pl, rx, *fixed)
+	printCheck(&account, p, pl, rx, says, *fixed)
 	unrunnable := pl.Runnable()
 	if unrunnable != "" {
 		fmt.Fprintf(&account, "\nThe lab cannot run this pair yet: %s\n", unrunnable)
@@ -160,7 +172,7 @@ func cmdCheck(args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"configs": p.Configs, "plan": pl, "prescription": rx}); err != nil {
+		if err := enc.Encode(map[string]any{"configs": p.Configs, "plan": pl, "prescription": rx, "keepalived_says": says}); err != nil {
 			return err
 		}
 	} else if !runenv.InMicroVM() { // the host printed it already
@@ -182,10 +194,6 @@ func cmdCheck(args []string) error {
 		return keepCheck(j, *keep, pf.args(fs.Args()), *mode, *name, *runDir, v)
 	}
 	info, dir, id, started, err := startRun(*mode, *reportDir, *runID)
-	if err != nil {
-		return err
-	}
-	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
@@ -324,11 +332,17 @@ func boxFlags(p *check.Pair, macs, addrs, ports []string) error {
 	return nil
 }
 
-func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescription, fixed string) {
+func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescription, says [2][]string, fixed string) {
 	fmt.Fprintf(w, "Your configuration\n")
 	for i, c := range p.Configs {
 		fmt.Fprintf(w, "  %s: %s (%d file(s)): %d vrrp_instance, %d virtual_server, %d keyword(s) kept as written (--json lists them)\n",
 			pl.Boxes[i].Node, p.Paths[i], len(c.Files), len(c.Instances), len(c.VirtualServers), len(c.Unmodelled))
+		for _, l := range says[i] {
+			fmt.Fprintf(w, "    keepalived -t: %s\n", l)
+		}
+	}
+	if len(says[0])+len(says[1]) > 0 {
+		fmt.Fprintf(w, "  (keepalived runs the configs in spite of these, as the lab does: the verdicts are of what it makes of them)\n")
 	}
 	fmt.Fprintf(w, "\nThe lab for it\n  bridge lan %s; clients %s to %s\n", pl.Subnet, pl.Clients[len(pl.Clients)-1], pl.Clients[0])
 	for _, b := range pl.Boxes {

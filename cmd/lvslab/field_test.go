@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lvslab/lvslab/fixtures/field"
+	"github.com/lvslab/lvslab/lab/labtest"
 )
 
 // Every case of the field corpus plans as docs/field.md says: a case
@@ -56,5 +57,25 @@ func TestFieldCorpus(t *testing.T) {
 				t.Errorf("want a lab and exit %d (prescribed %s); exit %d\nstdout: %s\nstderr: %s", want, c.Prescribed, code, stdout, stderr)
 			}
 		})
+	}
+}
+
+// What keepalived itself says of a config, misspelt keywords and an
+// lb_algo it does not know, is shown at the user's file and line.
+func TestKeepalivedSays(t *testing.T) {
+	labtest.RequireTool(t, "keepalived", "keepalived")
+	dir := "../../fixtures/field/misspelt/"
+	stdout, stderr, code := cli(t, "check", "--plan", dir+"db1.conf", dir+"db2.conf")
+	for _, want := range []string{
+		"keepalived -t: (" + dir + "db1.conf: Line 4) Unknown keyword 'lvs_sync_daemon_inteface'",
+		"keepalived -t: (" + dir + "db2.conf: Line 13) Unknown keyword 'garp_master_dealy'",
+		"keepalived -t: Virtual server [192.168.1.200]:tcp:3306: no scheduler set, setting default 'wlc'",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("exit %d, no %q in:\n%s%s", code, want, stdout, stderr)
+		}
+	}
+	if strings.Contains(stdout, "lvslab-keepalived-t-") {
+		t.Errorf("a path of the lab's copy in the output:\n%s", stdout)
 	}
 }

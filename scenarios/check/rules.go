@@ -20,9 +20,9 @@ type Rules struct {
 
 // MarkRule is one mangle PREROUTING rule setting a mark.
 type MarkRule struct {
-	Pos  keepalivedconf.Pos
-	Text string
-	Dst  netip.Addr
+	Pos   keepalivedconf.Pos
+	Text  string
+	Dst   netip.Addr
 	Port  uint16
 	Proto string // -p: tcp, udp, or "" for any
 	Mark  uint32

@@ -79,8 +79,9 @@ func quote(s string) string {
 	return strconv.Quote(s) + cut
 }
 
-// clean is an error message with control bytes escaped, cut to maxMsg.
-func clean(msg string) string {
+// Clean is a message with control bytes escaped, cut to a few hundred
+// bytes: for text from a file, or from a program that read one.
+func Clean(msg string) string {
 	if !strings.ContainsFunc(msg, unicode.IsControl) && len(msg) <= maxMsg {
 		return msg
 	}

@@ -61,7 +61,7 @@ func (e *Error) Is(target error) bool { return target == ErrInvalid }
 // Errorf is an *Error at p, its message cleaned: control bytes escaped,
 // cut to a few hundred bytes.
 func Errorf(p Pos, format string, args ...any) error {
-	return &Error{Pos: p, Msg: clean(fmt.Sprintf(format, args...))}
+	return &Error{Pos: p, Msg: Clean(fmt.Sprintf(format, args...))}
 }
 
 // Node is one statement: a keyword, its arguments, and its block if it
