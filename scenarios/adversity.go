@@ -85,7 +85,7 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 	// readyBound: after a brief takeover the keepalived BACKUP under
 	// backup_only can hang as it does at start (see readyBound and
 	// Findings), both boxes holding the VIP for over 90 s.
-	if err := waitReady(ctx, l, c, impl, readyBound); err != nil {
+	if err := waitReady(ctx, l, c, impl, c.readyBound()); err != nil {
 		return fmt.Errorf("after the heal: %w (%s; d1: %s; d2: %s)", err, logTails(impl), master.Stacks(), backup.Stacks())
 	}
 	// The fix back in place too: a REDIRECT judged before notify_backup

@@ -69,15 +69,76 @@ type Cluster struct {
 	// The reference of the load curve: one director, no second box to
 	// loop with.
 	Single bool
-	// AdvertInt is the pair's longest VRRP advert interval (0: 1 s).
-	AdvertInt time.Duration
+	// Timers are what the pair's configs set that the waits follow.
+	Timers
+}
+
+// Timers are the timings a user's configs set (zero: the lab's own); the
+// waits of a run follow them, never a fixed number where a config says
+// otherwise.
+type Timers struct {
+	// Advert is the longest VRRP advert interval (0: 1 s).
+	Advert time.Duration `json:"advert_int_ns,omitempty"`
+	// PreemptDelay is the longest preempt_delay: a restarted box takes
+	// its VIP back that much later.
+	PreemptDelay time.Duration `json:"preempt_delay_ns,omitempty"`
+	// CheckDown bounds how long the slowest checker takes to take a
+	// failed realserver out of a table, CheckUp to put it back (0: 30 s,
+	// the lab's own checkers').
+	CheckDown time.Duration `json:"check_down_ns,omitempty"`
+	CheckUp   time.Duration `json:"check_up_ns,omitempty"`
 }
 
 // takeoverBound bounds a VIP takeover: a BACKUP declares the MASTER
 // down after 3 adverts and a skew of up to one (RFC 5798), so the bound
 // grows with the advert interval: 15 s at 1 s, 35 s at 5 s.
-func (c Cluster) takeoverBound() time.Duration {
-	return 10*time.Second + 5*cmp.Or(c.AdvertInt, time.Second)
+func (t Timers) takeoverBound() time.Duration {
+	return 10*time.Second + 5*cmp.Or(t.Advert, time.Second)
+}
+
+// preemptBound bounds a restarted box's taking its VIP back (failback,
+// switchover): a takeover after its preempt_delay.
+func (t Timers) preemptBound() time.Duration { return t.takeoverBound() + t.PreemptDelay }
+
+// readyBound bounds two freshly started directors' settling on one
+// MASTER with full tables: 90 s at advert_int 1 (see readiness.go), more
+// with longer adverts.
+func (t Timers) readyBound() time.Duration { return 75*time.Second + t.takeoverBound() }
+
+// checkDownBound and checkUpBound bound a checker's taking a realserver
+// out, and putting it back.
+func (t Timers) checkDownBound() time.Duration { return cmp.Or(t.CheckDown, 30*time.Second) }
+
+func (t Timers) checkUpBound() time.Duration { return cmp.Or(t.CheckUp, 30*time.Second) }
+
+// Estimate is about how long a run of ev takes once its lab is up: the
+// traffic and its settling (15 s), and the event's waits as they
+// usually go (a takeover in 4 adverts, a checker in its down bound less
+// the slack for load).
+func (t Timers) Estimate(ev Event) time.Duration {
+	advert := cmp.Or(t.Advert, time.Second)
+	d := 15 * time.Second
+	switch ev {
+	case FailoverStop, FailoverKill:
+		d += 4 * advert
+	case Switchover:
+		d += 4*advert + t.PreemptDelay
+	case Failback:
+		d += 8*advert + t.PreemptDelay
+	case MySQLDown:
+		d += max(t.checkDownBound()-10*time.Second, 0)
+	}
+	return d
+}
+
+// Bounds are the waits, as a plan prints them.
+func (t Timers) Bounds() []string {
+	return []string{
+		fmt.Sprintf("takeover %s (advert_int %s: 3 adverts and a skew, and 10 s)", t.takeoverBound(), cmp.Or(t.Advert, time.Second)),
+		fmt.Sprintf("failback and switchover %s (a takeover and the preempt_delay %s)", t.preemptBound(), t.PreemptDelay),
+		fmt.Sprintf("a checker takes a stopped realserver out within %s, puts it back within %s", t.checkDownBound(), t.checkUpBound()),
+		fmt.Sprintf("settling at the start %s", t.readyBound()),
+	}
 }
 
 // Realserver is a node that only serves.

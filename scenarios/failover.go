@@ -21,7 +21,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		if _, err := stopServers(l, passive.Node, backends); err != nil {
 			return Director{}, err
 		}
-		err := WaitFor(ctx, 30*time.Second, func() string {
+		err := WaitFor(ctx, c.checkDownBound(), func() string {
 			for _, d := range c.Directors {
 				if to, err := sendsTo(l.Box(d.Node), passive.Addr); err != nil {
 					return err.Error()
@@ -72,7 +72,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 			err = impl.Start(ctx, l, c, 1, fix)
 		}
 		if err == nil {
-			err = WaitFor(ctx, c.takeoverBound(), func() string { return onlyVIP(l, c, 1) })
+			err = WaitFor(ctx, c.preemptBound(), func() string { return onlyVIP(l, c, 1) })
 		}
 		if err != nil {
 			return Director{}, fmt.Errorf("switchover: %w", err)
@@ -113,7 +113,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		if err := impl.Start(ctx, l, c, 0, fix); err != nil {
 			return Director{}, err
 		}
-		if err := WaitFor(ctx, c.takeoverBound(), func() string { return onlyVIP(l, c, 0) }); err != nil {
+		if err := WaitFor(ctx, c.preemptBound(), func() string { return onlyVIP(l, c, 0) }); err != nil {
 			return Director{}, fmt.Errorf("failback: %w", err)
 		}
 		r.Failover = time.Since(t1)

@@ -71,7 +71,7 @@ func (r *Result) flapping(ctx context.Context, l *lab.Lab, c Cluster, opts Optio
 			}
 			time.Sleep(flapFor)
 			if err = start(ctx); err == nil {
-				err = WaitFor(ctx, 30*time.Second, func() string { return bothSendTo(l, c, d) })
+				err = WaitFor(ctx, c.checkUpBound(), func() string { return bothSendTo(l, c, d) })
 			}
 			o.To = time.Now()
 			r.Outages = append(r.Outages, o)

@@ -16,7 +16,7 @@ import (
 // backup_only guards a box only then, and its director starts it after
 // the state change.
 func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
-	return WaitFor(ctx, readyBound, func() string {
+	return WaitFor(ctx, c.readyBound(), func() string {
 		ds, err := syncDaemons(l, c)
 		if err != nil {
 			return err.Error()
@@ -28,8 +28,8 @@ func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
 	})
 }
 
-// readyBound is how long two freshly started directors may take to settle
-// on one MASTER: 5 to 8 s in the timelines of parallel runs. In 2 of 9
+// readyBound (Timers.readyBound) is how long two freshly started
+// directors may take to settle on one MASTER: 5 to 8 s in the timelines of parallel runs. In 2 of 9
 // full parallel runs (the bound was 30 s then), a keepalived under
 // backup_only that had to leave MASTER at start (both time out as BACKUP
 // together) logged the higher-priority advert and then nothing for over
@@ -38,7 +38,6 @@ func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
 // RTNL lock, which other labs' namespace teardown holds: the likely cause,
 // not yet confirmed (a readiness failure now reports the boxes' stacks).
 // Readiness is not a verdict; this only bounds the wait.
-const readyBound = 90 * time.Second
 
 // WaitReady waits until the MASTER alone holds the VIP on its interface and
 // both directors have a virtual service with every realserver.
@@ -219,7 +218,7 @@ func ipvsTable(box *lab.Box) (table []director.Service, err error) {
 // MASTER alone holds the VIP with both tables full, and what the fix
 // runs besides is in place. Its errors carry the directors' log tails.
 func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix) error {
-	if err := waitReady(ctx, l, c, impl, readyBound); err != nil {
+	if err := waitReady(ctx, l, c, impl, c.readyBound()); err != nil {
 		// Evidence of a hang: where each director box's processes wait.
 		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
 			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
@@ -246,7 +245,7 @@ func fixInPlace(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
 	case FixBackupOnly:
 		return waitBackupDaemon(ctx, l, c)
 	case FixRedirect:
-		return WaitFor(ctx, readyBound, func() string {
+		return WaitFor(ctx, c.readyBound(), func() string {
 			if on, err := redirecting(l.Box(c.Directors[0].Node), c); err != nil || on {
 				return fmt.Sprintf("the MASTER still redirects VIP traffic (%v)", err)
 			}

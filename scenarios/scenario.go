@@ -88,8 +88,8 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		c.VIP = opts.Service.VIP
 	}
 	c.Single = opts.SingleDirector
-	if a, ok := impl.(interface{ AdvertInt() time.Duration }); ok {
-		c.AdvertInt = a.AdvertInt()
+	if t, ok := impl.(interface{ Timings() Timers }); ok {
+		c.Timers = t.Timings()
 	}
 	t0 := time.Now()
 	step := func(what string) {

@@ -477,3 +477,27 @@ func TestBackendKinds(t *testing.T) {
 		t.Errorf("HTTP to the HTTPS backend answered server_id %d", id)
 	}
 }
+
+// The waits follow the configs' timers, and are the lab's own without.
+func TestTimers(t *testing.T) {
+	var lab Timers
+	slow := Timers{Advert: 5 * time.Second, PreemptDelay: 30 * time.Second, CheckDown: 80 * time.Second, CheckUp: 75 * time.Second}
+	for _, c := range []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"takeover", lab.takeoverBound(), 15 * time.Second},
+		{"ready", lab.readyBound(), 90 * time.Second},
+		{"check down", lab.checkDownBound(), 30 * time.Second},
+		{"slow takeover", slow.takeoverBound(), 35 * time.Second},
+		{"slow failback", slow.preemptBound(), 65 * time.Second},
+		{"slow ready", slow.readyBound(), 110 * time.Second},
+		{"slow check down", slow.checkDownBound(), 80 * time.Second},
+		{"slow check up", slow.checkUpBound(), 75 * time.Second},
+		{"slow failback estimate", slow.Estimate(Failback), 85 * time.Second},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, c.got, c.want)
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 
 	"github.com/lvslab/lvslab/lab"
 )
@@ -31,8 +30,8 @@ type UserKeepalived struct {
 	// Serves are how many realservers each box's virtual service for a
 	// VIP:port lists (node name -> VIP:port -> count).
 	Serves map[string]map[netip.AddrPort]int
-	// Advert is the configs' longest advert_int: failovers take longer.
-	Advert time.Duration
+	// Timers are what the configs set that the waits follow.
+	Timers Timers
 	// first is the cluster priority each box first started with: the
 	// configs decide it. A restart with another (a switchover raising the
 	// BACKUP's) writes that one into the config.
@@ -42,8 +41,8 @@ type UserKeepalived struct {
 // Name implements Implementation.
 func (u *UserKeepalived) Name() string { return "keepalived" }
 
-// AdvertInt is the pair's longest advert interval.
-func (u *UserKeepalived) AdvertInt() time.Duration { return u.Advert }
+// Timings are the pair's timers.
+func (u *UserKeepalived) Timings() Timers { return u.Timers }
 
 // TableSize implements tableSizer.
 func (u *UserKeepalived) TableSize(node string) int { return u.Tables[node] }

@@ -31,6 +31,9 @@ import (
 var checkEvents = []scenarios.Event{scenarios.Steady, scenarios.FailoverStop, scenarios.FailoverKill,
 	scenarios.Switchover, scenarios.Failback, scenarios.MySQLDown}
 
+// checkJobs is how many of check's runs go at once, each in its own lab.
+const checkJobs = 6
+
 // maxCheckConnections bounds --connections: each run opens that many
 // connections through the lab.
 const maxCheckConnections = 10000
@@ -254,8 +257,13 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 		Findings: scenarios.Findings, YourConfig: account}
 	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
 	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: pl.Backends()}
-	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed)\n", len(cells), len(evs), len(svcs))
-	if err := runCells(ctx, sum, pl.Topology, cells, 1, 6, opts, dir); err != nil {
+	var lab time.Duration // the runs' time, one after the other
+	for _, ev := range evs {
+		lab += check.Timers(p).Estimate(ev) * time.Duration(2*len(svcs))
+	}
+	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed), about %s of lab time, %d at once (--events for fewer)\n",
+		len(cells), len(evs), len(svcs), lab.Round(time.Minute), checkJobs)
+	if err := runCells(ctx, sum, pl.Topology, cells, 1, checkJobs, opts, dir); err != nil {
 		return err
 	}
 	if a := pl.Assumptions(m1...); len(a) > 0 {
@@ -360,6 +368,11 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 	fmt.Fprintf(w, "\nMappings\n")
 	for _, m := range pl.Mappings {
 		fmt.Fprintf(w, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
+	}
+	fmt.Fprintf(w, "\nWaits, from the configs' timers\n")
+	t := check.Timers(p)
+	for _, b := range t.Bounds() {
+		fmt.Fprintf(w, "  %s\n", b)
 	}
 	fmt.Fprintf(w, "\nThe fix\n")
 	for _, q := range rx.Quiet {

@@ -447,8 +447,11 @@ func TestBoxesListedByBoth(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := yours().(*scenarios.UserKeepalived)
-	if u.Tables["d1"] != 3 || u.Tables["d2"] != 2 || u.AdvertInt() != 5*time.Second {
-		t.Errorf("tables %v, advert %s; want d1 3, d2 2, 5s", u.Tables, u.AdvertInt())
+	// delay_loop 2, connect_timeout 3, keepalived's retry 1 a second
+	// apart: out within 2 + 2×3 + 1, back within 2 + 3, each + 10 s.
+	want := scenarios.Timers{Advert: 5 * time.Second, CheckDown: 19 * time.Second, CheckUp: 15 * time.Second}
+	if u.Tables["d1"] != 3 || u.Tables["d2"] != 2 || u.Timings() != want {
+		t.Errorf("tables %v, timers %+v; want d1 3, d2 2, %+v", u.Tables, u.Timings(), want)
 	}
 }
 

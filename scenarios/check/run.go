@@ -226,7 +226,7 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedcon
 		}
 		return out, labPath(p.Paths[i], p.Paths[i]), nil
 	}
-	byNode, tables, serves, advert := map[string]string{}, map[string]int{}, map[string]map[netip.AddrPort]int{}, time.Duration(0)
+	byNode, tables, serves := map[string]string{}, map[string]int{}, map[string]map[netip.AddrPort]int{}
 	for i, b := range pl.Boxes {
 		byNode[b.Node] = rules[i]
 		serves[b.Node] = map[netip.AddrPort]int{}
@@ -235,9 +235,6 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedcon
 				serves[b.Node][netip.AddrPortFrom(s.VIP, port)] = len(slices.DeleteFunc(slices.Clone(s.Servers[i].RealServers),
 					func(rs *keepalivedconf.RealServer) bool { return !pl.reachable(rs.Addr) }))
 			}
-		}
-		for _, in := range p.Configs[i].Instances {
-			advert = max(advert, in.AdvertInt)
 		}
 		for _, vs := range p.Configs[i].VirtualServers {
 			n := ipvsServices(p.Configs[i], vs)
@@ -248,10 +245,50 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedcon
 		}
 	}
 	impl := func() scenarios.Implementation {
-		return &scenarios.UserKeepalived{Files: files, Rules: byNode, Tables: tables, Serves: serves, Advert: advert}
+		return &scenarios.UserKeepalived{Files: files, Rules: byNode, Tables: tables, Serves: serves, Timers: Timers(p)}
 	}
 	return impl, mappings, nil
 }
+
+// Timers are the pair's timings, as the waits of its runs follow them:
+// the longest advert_int and preempt_delay of either box; and from the
+// slowest checker, how long keepalived takes to take a stopped
+// realserver out (the next check, delay_loop after the last, fails, and
+// so do its retries, delay_before_retry apart) and to put it back (the
+// next check passes), each with 10 s for the lab's load. keepalived's
+// defaults where a config is silent: delay_loop 60 s, connect_timeout
+// 5 s, misc_timeout the delay_loop, retry 1, delay_before_retry 1 s.
+func Timers(p *Pair) scenarios.Timers {
+	var t scenarios.Timers
+	for _, c := range p.Configs {
+		for _, in := range c.Instances {
+			t.Advert, t.PreemptDelay = max(t.Advert, in.AdvertInt), max(t.PreemptDelay, in.PreemptDelay)
+		}
+		for _, vs := range c.VirtualServers {
+			loop := cmp.Or(vs.DelayLoop, 60*time.Second)
+			for _, rs := range vs.RealServers {
+				for _, ck := range rs.Checks {
+					timeout := cmp.Or(ck.ConnectTimeout, 5*time.Second)
+					if ck.Kind == keepalivedconf.MiscCheck {
+						timeout = cmp.Or(ck.MiscTimeout, loop)
+					}
+					retry := time.Duration(ck.Retry)
+					if ck.Retry < 0 {
+						retry = 1
+					}
+					gap := cmp.Or(ck.DelayBeforeRetry, time.Second)
+					t.CheckDown = max(t.CheckDown, loop+(retry+1)*timeout+retry*gap+checkSlack)
+					t.CheckUp = max(t.CheckUp, loop+timeout+checkSlack)
+				}
+			}
+		}
+	}
+	return t
+}
+
+// checkSlack is what a checker's bound allows for the lab's load: two
+// cores under TCG, other labs beside it.
+const checkSlack = 10 * time.Second
 
 // tabled is how many of vs's realservers keepalived keeps in each of its
 // IPVS services once settled: all but the unreachable ones a checker

@@ -179,6 +179,10 @@ type Check struct {
 	MiscPathPos    Pos           `json:"-"`
 	MiscDynamic    bool          `json:"misc_dynamic,omitempty"`
 	MiscTimeout    time.Duration `json:"misc_timeout_ns,omitempty"`
+	// Retry is retry (nb_get_retry, the old name): failed checks after
+	// the first before the server is taken out (-1: not given, 1).
+	Retry            int           `json:"retry"`
+	DelayBeforeRetry time.Duration `json:"delay_before_retry_ns,omitempty"`
 }
 
 // URL is an HTTP_GET/SSL_GET url block.
@@ -488,7 +492,7 @@ func (m *modeler) realServer(n *Node, in string) *RealServer {
 }
 
 func (m *modeler) checker(n *Node, in string) *Check {
-	ck := &Check{Pos: n.Pos, Kind: n.Key}
+	ck := &Check{Pos: n.Pos, Kind: n.Key, Retry: -1}
 	where := in + " " + n.Key
 	for _, c := range n.Block {
 		switch c.Key {
@@ -519,6 +523,10 @@ func (m *modeler) checker(n *Node, in string) *Check {
 			ck.MiscDynamic = true
 		case "misc_timeout":
 			ck.MiscTimeout = m.seconds(c)
+		case "retry", "nb_get_retry":
+			ck.Retry = m.intIn(c, 0, 1000)
+		case "delay_before_retry":
+			ck.DelayBeforeRetry = m.secondsOrZero(c)
 		default:
 			m.unmodelled(c, where)
 		}
