@@ -50,6 +50,9 @@ type Service struct {
 	VIP     netip.Addr // the zero Addr: the topology's VIP
 	Port    int
 	Backend string // BackendMySQL (the default), or one of BackendKinds
+	// Master is the director VRRP makes MASTER of the VIP ("": the
+	// topology's first): in an active-active pair, each is of some.
+	Master string
 }
 
 // backend is a built-in server on one box: its listening socket is in the

@@ -87,6 +87,13 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if opts.Service.VIP.IsValid() {
 		c.VIP = opts.Service.VIP
 	}
+	if opts.Service.Master == c.Directors[1].Node {
+		// The other box is the MASTER of this service's VIP: it starts
+		// first, and the events happen to it. The priorities stay in
+		// place: the first director's is the higher.
+		c.Directors[0], c.Directors[1] = c.Directors[1], c.Directors[0]
+		c.Directors[0].Priority, c.Directors[1].Priority = c.Directors[1].Priority, c.Directors[0].Priority
+	}
 	c.Single = opts.SingleDirector
 	if t, ok := impl.(interface{ Timings() Timers }); ok {
 		c.Timers = t.Timings()

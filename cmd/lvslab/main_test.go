@@ -389,11 +389,11 @@ func TestCheck(t *testing.T) {
 		t.Errorf("bad config: exit %d, %q; want exit 2 and file:line", code, stderr)
 	}
 	// What the lab cannot run yet is said before anything is built: a NAT
-	// service beside the DR one; a UDP service.
+	// service beside the DR one; an SCTP service.
 	for _, c := range []struct{ add, want string }{
 		{"virtual_server 192.168.1.200 3307 {\n lb_kind NAT\n real_server 192.168.1.233 3307 {\n }\n real_server 192.168.1.213 3307 {\n }\n}\n",
 			"cannot run this pair in the lab yet: TCP 192.168.1.200:3307: lb_kind NAT: the lab runs DR services"},
-		{"virtual_server 192.168.1.200 53 {\n lb_kind DR\n protocol UDP\n}\n", "UDP services are not supported yet"},
+		{"virtual_server 192.168.1.200 5060 {\n lb_kind DR\n protocol SCTP\n}\n", "SCTP services are not supported yet (TCP and UDP only)"},
 	} {
 		dir := t.TempDir()
 		for _, b := range []string{"db1.conf", "db2.conf"} {

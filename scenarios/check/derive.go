@@ -57,6 +57,9 @@ type Service struct {
 	// Marks are each box's fwmark when the service is declared by mark.
 	Marks [2]uint32 `json:"marks"`
 	Kind  string    `json:"lb_kind"`
+	// Master is the box VRRP makes MASTER of the VIP: in an
+	// active-active pair, not the same for every service.
+	Master string `json:"master"`
 	// Servers are each box's declaration of it, in its config.
 	Servers [2]*keepalivedconf.VirtualServer `json:"-"`
 }
@@ -98,6 +101,8 @@ type Plan struct {
 	Topology    *lab.Topology `json:"-"`
 	// unrunnable says why the VRRP instances do not fit the lab, or "".
 	unrunnable string
+	// masters are the box VRRP makes MASTER of each VIP.
+	masters map[netip.Addr]int
 }
 
 // labIface is the interface a lab node has on the bridge, unless its
@@ -128,7 +133,7 @@ func Derive(p *Pair) (*Plan, error) {
 			}
 		}
 	}
-	pl.unrunnable = instancesAgree(p)
+	pl.masters, pl.unrunnable = instancesAgree(p)
 	if len(pl.VIPs) == 0 {
 		return nil, fmt.Errorf("%s: no virtual_ipaddress", p.Paths[0])
 	}
@@ -142,6 +147,13 @@ func Derive(p *Pair) (*Plan, error) {
 		return nil, err
 	}
 	pl.unreachable()
+	for _, s := range pl.Services {
+		m, ok := pl.masters[s.VIP]
+		if !ok {
+			m = pl.electionOrder()[0]
+		}
+		s.Master = pl.Boxes[m].Node
+	}
 	for i := range pl.Boxes {
 		b := &pl.Boxes[i]
 		mac, why := p.MACs[i], "given by --mac"
@@ -543,34 +555,30 @@ func LoadPair(configs [2]string, rules [2]string) (*Pair, error) {
 	return p, nil
 }
 
-// instancesAgree says why the pair's VRRP instances do not make one box
-// MASTER of every VIP, as the lab's events assume, or "": an instance on
-// one box only, or one the other box wins (active-active).
-func instancesAgree(p *Pair) string {
-	winner := func(a, b *keepalivedconf.Instance) int {
-		if secondWins(Box{State: a.State, Priority: a.Priority}, Box{State: b.State, Priority: b.Priority}) {
-			return 1
-		}
-		return 0
-	}
-	var first int
-	for k, a := range p.Configs[0].Instances {
+// instancesAgree pairs the boxes' VRRP instances by virtual_router_id:
+// which box VRRP makes MASTER of each VIP (by priority, then state), and
+// why the lab cannot run them, or "": an instance on one box only.
+// Active-active pairs, each box MASTER of its own VIPs, run service by
+// service, the MASTER of the service's VIP first.
+func instancesAgree(p *Pair) (map[netip.Addr]int, string) {
+	masters := map[netip.Addr]int{}
+	for _, a := range p.Configs[0].Instances {
 		i := slices.IndexFunc(p.Configs[1].Instances, func(b *keepalivedconf.Instance) bool { return b.VRID == a.VRID })
 		if i < 0 {
-			return fmt.Sprintf("%s: vrrp_instance %s (virtual_router_id %d) has no peer in %s", a.Pos, a.Name, a.VRID, p.Paths[1])
+			return nil, fmt.Sprintf("%s: vrrp_instance %s (virtual_router_id %d) has no peer in %s", a.Pos, a.Name, a.VRID, p.Paths[1])
 		}
-		w := winner(a, p.Configs[1].Instances[i])
-		if k == 0 {
-			first = w
-		} else if w != first {
-			return fmt.Sprintf("%s: vrrp_instance %s makes d%d MASTER, vrrp_instance %s d%d: the lab runs pairs with one MASTER box for every VIP (active-active not yet)",
-				a.Pos, a.Name, w+1, p.Configs[0].Instances[0].Name, first+1)
+		b, w := p.Configs[1].Instances[i], 0
+		if secondWins(Box{State: a.State, Priority: a.Priority}, Box{State: b.State, Priority: b.Priority}) {
+			w = 1
+		}
+		for _, v := range append(slices.Clone(a.VIPs), b.VIPs...) {
+			masters[v.Prefix.Addr()] = w
 		}
 	}
 	if n, m := len(p.Configs[0].Instances), len(p.Configs[1].Instances); n != m {
-		return fmt.Sprintf("%s has %d vrrp_instance, %s %d: an instance on one box only", p.Paths[0], n, p.Paths[1], m)
+		return nil, fmt.Sprintf("%s has %d vrrp_instance, %s %d: an instance on one box only", p.Paths[0], n, p.Paths[1], m)
 	}
-	return ""
+	return masters, ""
 }
 
 // electionOrder is the boxes' indexes, the one VRRP makes MASTER first:

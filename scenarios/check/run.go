@@ -116,7 +116,7 @@ func (pl *Plan) Backends() []scenarios.Service {
 // service; MariaDB on the MySQL port; elsewhere a built-in page over TLS where a checker or the port says HTTPS, over
 // HTTP where they say HTTP, else a one-line banner.
 func (s *Service) backend(port uint16) scenarios.Service {
-	svc := scenarios.Service{Name: s.Key, VIP: s.VIP, Port: int(port), Backend: scenarios.BackendBanner}
+	svc := scenarios.Service{Name: s.Key, VIP: s.VIP, Port: int(port), Backend: scenarios.BackendBanner, Master: s.Master}
 	switch {
 	case s.Protocol == "udp":
 		svc.Backend = scenarios.BackendUDP
@@ -308,11 +308,15 @@ func (pl *Plan) tabled(vs *keepalivedconf.VirtualServer) int {
 // address owner's).
 func (pl *Plan) SwitchoverPriority(p *Pair) int { return min(pl.masterPriority(p)+1, 254) }
 
-// masterPriority is the highest priority of the MASTER box's instances.
+// masterPriority is the highest priority of the boxes' instances: what
+// a BACKUP's must exceed to take every VIP (in an active-active pair,
+// each box is the MASTER of some).
 func (pl *Plan) masterPriority(p *Pair) int {
 	top := 0
-	for _, in := range p.Configs[pl.electionOrder()[0]].Instances {
-		top = max(top, in.Priority)
+	for _, c := range p.Configs {
+		for _, in := range c.Instances {
+			top = max(top, in.Priority)
+		}
 	}
 	return top
 }
