@@ -125,4 +125,11 @@ var Findings = []Finding{
 			"(IPVS schedules SYNs only), and the box's own stack resets them. That is the takeover's cost on any " +
 			"VRRP pair, not a loop and not the harness's: such connections are counted apart (moved_errors) when a " +
 			"takeover happened and a complete capture saw clients at the passive box."},
+	{"vrrp_strict drops the VIP's traffic, and accept does not undo it",
+		"The sample keepalived.conf that RHEL-like packages install has vrrp_strict. In strict mode keepalived turns " +
+			"Accept_Mode off and, as MASTER, adds an nftables set with the VIPs and a rule at input priority filter-1 that " +
+			"drops their packets: before IPVS's LOCAL_IN hook, so no connection to a virtual service is served (20 of 20 " +
+			"handshakes timed out, field case vrrp-strict). Adding accept to the instance was expected to undo it; keepalived " +
+			"2.2.7 logs \"accept mode for VRRP version 2 does not comply with RFC3768 - resetting\" and drops the same. " +
+			"lvslab check names the line, and its fix removes vrrp_strict."},
 }

@@ -27,6 +27,9 @@ func (r *Result) judge(c Cluster, passive string, wantServers int, before, after
 		if failed != "" {
 			why = append(why, failed)
 		}
+	case failed != "" && r.unservedBy != "":
+		r.Verdict = Unserved
+		why = append(why, failed+", without loop evidence, as the plan said: "+r.unservedBy)
 	case failed != "":
 		r.Verdict = Unserved
 		why = append(why, failed+", without loop evidence: not a verdict on the pair")

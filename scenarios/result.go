@@ -91,6 +91,9 @@ type Result struct {
 	// Logs are the directors' logs, by node, and for a failed scenario
 	// each director's IPVS, mangle and nat tables at the end.
 	Logs map[string]string `json:"logs,omitempty"`
+	// unservedBy is why the configs serve nothing, where the plan knew
+	// (Options.Unserved).
+	unservedBy string
 }
 
 // Outage is a time a box's servers were down.

@@ -47,6 +47,10 @@ type Options struct {
 	// Bound, when set, bounds the run once its lab is built: the time the
 	// lab waited for admission (lab.Admit) before that is not counted.
 	Bound time.Duration
+	// Unserved says, by fix, why the configs serve no connection, where
+	// a plan could tell beforehand (lvslab check: vrrp_strict with no
+	// accept): an UNSERVED run names that cause, not the harness.
+	Unserved map[Fix]string
 }
 
 func (o *Options) defaults() {
@@ -259,6 +263,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 			return nil, err
 		}
 	}
+	r.unservedBy = opts.Unserved[fix]
 	r.judge(c, passive.Node, wantServers, before, after)
 	step("judged " + string(r.Verdict))
 	return r, nil

@@ -256,7 +256,8 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
 		Findings: scenarios.Findings, YourConfig: account}
 	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
-	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: pl.Backends()}
+	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: pl.Backends(),
+		Unserved: map[scenarios.Fix]string{"yours": rx.Unserved}}
 	var lab time.Duration // the runs' time, one after the other
 	for _, ev := range evs {
 		lab += check.Timers(p).Estimate(ev) * time.Duration(2*len(svcs))

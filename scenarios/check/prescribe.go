@@ -21,6 +21,9 @@ type Prescription struct {
 	Notes []string `json:"notes,omitempty"`
 	// Quiet are the services that need no guard, and why.
 	Quiet []string `json:"quiet,omitempty"`
+	// Unserved says why the configs as given serve no connection at
+	// all, where the plan can tell (vrrp_strict with no accept); "".
+	Unserved string `json:"unserved,omitempty"`
 	// marked are the virtual servers (of either box) the fix declares by
 	// a mark instead: one IPVS service each, where a group made several.
 	marked map[*keepalivedconf.VirtualServer]uint32
@@ -127,6 +130,11 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 			if err := edits[i].toFwmark(s.Servers[i], m, s.Ports[0]); err != nil {
 				return nil, err
 			}
+		}
+	}
+	for i, c := range p.Configs {
+		if err := rx.strict(c, pl.Boxes[i].Node, edits[i]); err != nil {
+			return nil, err
 		}
 	}
 	for i := range rx.Boxes {
@@ -380,4 +388,36 @@ func (e Edits) Apply(files []string) (map[string]string, string, error) {
 		out[f] = strings.Join(lines, "\n")
 	}
 	return out, diff.String(), nil
+}
+
+// strict removes vrrp_strict from c's global_defs where an instance
+// lacks accept: strict mode turns RFC 5798's Accept_Mode off, and
+// keepalived then adds filter rules that drop every packet to the VIPs on
+// the box that holds them, so nothing reaches IPVS (the sample
+// keepalived.conf of RHEL-like packages has vrrp_strict). accept does
+// not undo it under VRRP version 2, keepalived's default: keepalived
+// resets it (Findings).
+func (rx *Prescription) strict(c *keepalivedconf.Config, node string, e Edits) error {
+	if !c.Global.VRRPStrict {
+		return nil
+	}
+	var names []string
+	for _, in := range c.Instances {
+		if !in.Accept {
+			names = append(names, in.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if err := e.comment(c.Global.VRRPStrictPos); err != nil {
+		return err
+	}
+	why := fmt.Sprintf("%s: vrrp_strict, and vrrp_instance %s without accept: keepalived then drops every packet to the VIPs on the box that holds them, so no connection reaches IPVS",
+		c.Global.VRRPStrictPos, strings.Join(names, ", "))
+	rx.Notes = append(rx.Notes, fmt.Sprintf("on %s: %s; the fix removes vrrp_strict (accept alone does not do: keepalived resets it under VRRP version 2)", node, why))
+	if rx.Unserved == "" {
+		rx.Unserved = why
+	}
+	return nil
 }

@@ -35,9 +35,10 @@ type Unmodelled struct {
 
 // Global is global_defs.
 type Global struct {
-	RouterID   string      `json:"router_id,omitempty"`
-	VRRPStrict bool        `json:"vrrp_strict,omitempty"`
-	SyncDaemon *SyncDaemon `json:"lvs_sync_daemon,omitempty"`
+	RouterID      string      `json:"router_id,omitempty"`
+	VRRPStrict    bool        `json:"vrrp_strict,omitempty"`
+	VRRPStrictPos Pos         `json:"-"`
+	SyncDaemon    *SyncDaemon `json:"lvs_sync_daemon,omitempty"`
 }
 
 // SyncDaemon is global_defs' lvs_sync_daemon INTERFACE [INSTANCE] [id N].
@@ -50,19 +51,23 @@ type SyncDaemon struct {
 
 // Instance is a vrrp_instance.
 type Instance struct {
-	Pos          Pos               `json:"pos"`
-	Name         string            `json:"name"`
-	State        string            `json:"state"` // MASTER or BACKUP as written
-	Interface    string            `json:"interface"`
-	VRID         int               `json:"virtual_router_id"`
-	Priority     int               `json:"priority"`
-	PriorityPos  Pos               `json:"-"` // zero: the default, 100
-	AdvertInt    time.Duration     `json:"advert_int_ns"`
-	VIPs         []VIP             `json:"virtual_ipaddress"`
-	UnicastSrc   netip.Addr        `json:"unicast_src_ip,omitzero"`
-	McastSrc     netip.Addr        `json:"mcast_src_ip,omitzero"`
-	UnicastPeers []netip.Addr      `json:"unicast_peer,omitempty"`
-	NoPreempt    bool              `json:"nopreempt,omitempty"`
+	Pos          Pos           `json:"pos"`
+	Name         string        `json:"name"`
+	State        string        `json:"state"` // MASTER or BACKUP as written
+	Interface    string        `json:"interface"`
+	VRID         int           `json:"virtual_router_id"`
+	Priority     int           `json:"priority"`
+	PriorityPos  Pos           `json:"-"` // zero: the default, 100
+	AdvertInt    time.Duration `json:"advert_int_ns"`
+	VIPs         []VIP         `json:"virtual_ipaddress"`
+	UnicastSrc   netip.Addr    `json:"unicast_src_ip,omitzero"`
+	McastSrc     netip.Addr    `json:"mcast_src_ip,omitzero"`
+	UnicastPeers []netip.Addr  `json:"unicast_peer,omitempty"`
+	NoPreempt    bool          `json:"nopreempt,omitempty"`
+	// Accept is accept: the MASTER takes packets for the VIPs although
+	// it does not own them (RFC 5798's Accept_Mode; what vrrp_strict
+	// turns off).
+	Accept       bool              `json:"accept,omitempty"`
 	PreemptDelay time.Duration     `json:"preempt_delay_ns,omitempty"`
 	TrackScripts []string          `json:"track_script,omitempty"`
 	Notify       map[string]string `json:"notify,omitempty"` // notify, notify_master, ... -> command
@@ -296,7 +301,7 @@ func (m *modeler) global(n *Node) {
 		case "router_id":
 			g.RouterID = m.arg(c)
 		case "vrrp_strict":
-			g.VRRPStrict = true
+			g.VRRPStrict, g.VRRPStrictPos = true, c.Pos
 		case "lvs_sync_daemon":
 			if len(c.Args) == 0 {
 				m.fail(c, "needs an interface")
@@ -355,6 +360,10 @@ func (m *modeler) instance(n *Node) {
 			}
 		case "nopreempt":
 			in.NoPreempt = true
+		case "accept":
+			in.Accept = true
+		case "no_accept":
+			in.Accept = false
 		case "preempt_delay":
 			in.PreemptDelay = m.secondsOrZero(c)
 		case "track_script":
