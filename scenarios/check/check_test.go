@@ -653,3 +653,83 @@ func TestStrict(t *testing.T) {
 		keepalivedAccepts(t, b.Files, p.Paths[i])
 	}
 }
+
+// TestInterfacesRenamed: every line that names an interface the lab's box
+// lacks (track_interface, a VIP's dev) names the box's one in the lab's
+// copy, as the mapping says.
+func TestInterfacesRenamed(t *testing.T) {
+	add := "    track_interface {\n        eth0\n        eth1 weight 10\n    }\n"
+	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    advert_int 1\n", add)
+	p, err := LoadPair(configs, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(pl.Mappings, func(m Mapping) bool { return m.Box == "d1" && m.From == "interface eth1" && m.To == "eth0" }) {
+		t.Errorf("no mapping of eth1 to eth0: %+v", pl.Mappings)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yours, _, _, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := files[main]; strings.Contains(text, "eth1") || !strings.Contains(text, "        eth0 weight 10\n") {
+		t.Errorf("the lab's db1.conf still names eth1, or lost the weight:\n%s", text)
+	}
+}
+
+// TestNoScriptRuns: no keyword that makes keepalived run a command stays
+// in the lab's copy: a real server's notify_down, a virtual server's
+// quorum_up, a sync group's notify_master, a global notify FIFO script.
+func TestNoScriptRuns(t *testing.T) {
+	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    protocol TCP\n",
+		"    quorum_up \"/etc/keepalived/q.sh up\"\n    real_server 192.168.1.233 3307 {\n        notify_down /etc/keepalived/rs_down.sh\n        notify_up /etc/keepalived/rs_up.sh\n    }\n")
+	for _, c := range configs {
+		text, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text = append(text, "vrrp_sync_group G {\n    group {\n        VI_1\n    }\n    notify_master /etc/keepalived/g.sh\n}\n"...)
+		if err := os.WriteFile(c, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := LoadPair(configs, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(files[main], "\n") {
+		if strings.Contains(l, "/etc/keepalived/") && !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			t.Errorf("the lab's copy still runs: %s", l)
+		}
+	}
+	if n := len(slices.DeleteFunc(slices.Clone(mappings), func(m Mapping) bool { return m.Box != "d1" || m.To != "not run" })); n != 4 {
+		t.Errorf("%d not-run mappings on d1, want 4: %+v", n, mappings)
+	}
+}

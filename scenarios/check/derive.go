@@ -171,10 +171,12 @@ func Derive(p *Pair) (*Plan, error) {
 		if !ifaceName.MatchString(b.Interface) {
 			b.LabInterface = labIface
 		}
-		for _, in := range p.Configs[i].Instances {
-			if in.Interface != "" && in.Interface != b.LabInterface {
-				pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "interface " + in.Interface, To: b.LabInterface,
-					Why: "vrrp_instance " + in.Name + ": the lab's box has one interface, on the bridge"})
+		var renamed []string
+		for _, n := range interfaces(p.Configs[i]) {
+			if n.Name != b.LabInterface && !slices.Contains(renamed, n.Name) {
+				renamed = append(renamed, n.Name)
+				pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "interface " + n.Name, To: b.LabInterface,
+					Why: n.Pos.String() + " and wherever the config names it: the lab's box has one interface, on the bridge"})
 			}
 		}
 	}
@@ -524,6 +526,30 @@ func (pl *Plan) topology() *lab.Topology {
 		t.Nodes = append(t.Nodes, node(fmt.Sprintf("rs%d", k+1), []string{lab.RoleRealserver}, a, labMAC(a).String(), labIface))
 	}
 	return t
+}
+
+// interfaces are the lines of c that name an interface, and the name:
+// an instance's interface and track_interface, a VIP's dev, the sync
+// daemon's.
+func interfaces(c *keepalivedconf.Config) []keepalivedconf.Named {
+	var out []keepalivedconf.Named
+	add := func(pos keepalivedconf.Pos, name string) {
+		if name != "" {
+			out = append(out, keepalivedconf.Named{Pos: pos, Name: name})
+		}
+	}
+	if sd := c.Global.SyncDaemon; sd != nil {
+		add(sd.Pos, sd.Interface)
+	}
+	for _, in := range c.Instances {
+		add(in.InterfacePos, in.Interface)
+		add(in.SyncInterfacePos, in.SyncInterface)
+		out = append(out, in.TrackInterfaces...)
+		for _, v := range in.VIPs {
+			add(v.Pos, v.Dev)
+		}
+	}
+	return out
 }
 
 // balancesTo reports whether a service of the pair lists a as a

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -407,6 +408,22 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, erro
 			}
 		}
 	}
+	// Where the config names an interface the lab's box does not have,
+	// the box's one (listed by Derive).
+	for _, n := range interfaces(p.Configs[i]) {
+		if n.Name == pl.Boxes[i].LabInterface {
+			continue
+		}
+		text, err := lineOf(n.Pos)
+		if err != nil {
+			return nil, err
+		}
+		if ed, ok := e[n.Pos.File][n.Pos.Line]; ok {
+			text = ed
+		}
+		word := regexp.MustCompile(`(^|[\s"'])` + regexp.QuoteMeta(n.Name) + `($|[\s"'])`)
+		e.set(n.Pos, word.ReplaceAllString(text, "${1}"+pl.Boxes[i].LabInterface+"${2}"))
+	}
 	digests, err := pl.digests(p.Configs[i], node, e)
 	if err != nil {
 		return nil, err
@@ -421,6 +438,17 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, erro
 			out = append(out, Mapping{Box: node, From: key + " " + in.Notify[key], To: "not run", Assumed: true,
 				Why: in.NotifyPos[key].String() + ": the lab runs no script a config names: what it does (a REDIRECT that keeps a BACKUP from re-balancing, say) is not in these verdicts"})
 		}
+	}
+	// Every other keyword that makes keepalived run a command: left out.
+	for _, u := range c.Unmodelled {
+		if !slices.Contains(scriptKeywords, u.Key) {
+			continue
+		}
+		if err := e.comment(u.Pos); err != nil {
+			return nil, err
+		}
+		out = append(out, Mapping{Box: node, From: u.Key, To: "not run", Assumed: true,
+			Why: u.Pos.String() + ": the lab runs no script a config names: what it does is not in these verdicts"})
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Scripts)) {
 		sc := c.Scripts[name]
@@ -437,6 +465,15 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, erro
 	}
 	return out, nil
 }
+
+// scriptKeywords are the keywords, besides the modelled ones (an
+// instance's notify_*, vrrp_script's script, MISC_CHECK's misc_path),
+// that make keepalived run a command: real servers' notify_up/down, a
+// virtual server's quorum_up/down, a sync group's notify_*, the notify
+// FIFO scripts, startup and shutdown scripts.
+var scriptKeywords = []string{"notify", "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
+	"notify_master_rx_lower_pri", "notify_up", "notify_down", "quorum_up", "quorum_down", "notify_fifo_script",
+	"vrrp_notify_fifo_script", "lvs_notify_fifo_script", "startup_script", "shutdown_script"}
 
 // comment makes the line at pos a comment in the lab's copy.
 func (e Edits) comment(pos keepalivedconf.Pos) error {

@@ -55,6 +55,7 @@ type Instance struct {
 	Name         string        `json:"name"`
 	State        string        `json:"state"` // MASTER or BACKUP as written
 	Interface    string        `json:"interface"`
+	InterfacePos Pos           `json:"-"`
 	VRID         int           `json:"virtual_router_id"`
 	Priority     int           `json:"priority"`
 	PriorityPos  Pos           `json:"-"` // zero: the default, 100
@@ -73,7 +74,16 @@ type Instance struct {
 	Notify       map[string]string `json:"notify,omitempty"` // notify, notify_master, ... -> command
 	NotifyPos    map[string]Pos    `json:"-"`
 	// SyncInterface is the deprecated per-instance lvs_sync_daemon_interface.
-	SyncInterface string `json:"lvs_sync_daemon_interface,omitempty"`
+	SyncInterface    string `json:"lvs_sync_daemon_interface,omitempty"`
+	SyncInterfacePos Pos    `json:"-"`
+	// TrackInterfaces are track_interface's lines: an interface each.
+	TrackInterfaces []Named `json:"track_interface,omitempty"`
+}
+
+// Named is a name a config gives on a line of its own.
+type Named struct {
+	Pos  Pos    `json:"pos"`
+	Name string `json:"name"`
 }
 
 // VIP is one virtual_ipaddress line: ADDR[/LEN] [dev DEV] [label LABEL].
@@ -339,7 +349,7 @@ func (m *modeler) instance(n *Node) {
 				m.fail(c, "want MASTER or BACKUP, got %q", m.arg(c))
 			}
 		case "interface":
-			in.Interface = m.arg(c)
+			in.Interface, in.InterfacePos = m.arg(c), c.Pos
 		case "virtual_router_id":
 			in.VRID = m.intIn(c, 1, 255)
 		case "priority":
@@ -376,7 +386,11 @@ func (m *modeler) instance(n *Node) {
 			}
 			in.Notify[c.Key], in.NotifyPos[c.Key] = strings.Join(c.Args, " "), c.Pos
 		case "lvs_sync_daemon_interface":
-			in.SyncInterface = m.arg(c)
+			in.SyncInterface, in.SyncInterfacePos = m.arg(c), c.Pos
+		case "track_interface":
+			for _, t := range c.Block {
+				in.TrackInterfaces = append(in.TrackInterfaces, Named{Pos: t.Pos, Name: t.Key})
+			}
 		default:
 			m.unmodelled(c, where)
 		}
