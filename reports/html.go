@@ -97,6 +97,7 @@ svg { background: #fafafa; border: 1px solid #ddd; }
 <h1>Two-box LVS-DR conformance: run {{.RunID}}</h1>
 <p>Kernel {{.Kernel}} ({{.Runner}}), started {{.Started.Format "2006-01-02 15:04:05 MST"}}.
 Result: <strong id="overall">{{if .YourConfig}}{{if .Pass}}every run is CLEAN{{else}}a run is not CLEAN: your configuration needs the fix below it{{end}}{{else if .Pass}}every verdict matches its expectation{{else}}a verdict does not match its expectation{{end}}</strong>.</p>
+{{with .PairVerdict}}<p id="pair-verdict"><strong>{{.}}</strong></p>{{end}}
 {{with .YourConfig}}<h2>Your configuration</h2>
 <pre id="your-config">{{.}}</pre>{{end}}
 <h2>Matrix</h2>

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -37,6 +38,46 @@ type Summary struct {
 	// YourConfig is lvslab check's account of a user's pair: what was
 	// parsed, the lab derived, the mappings, the fix written.
 	YourConfig string `json:"your_configuration,omitempty"`
+	// PairVerdict is lvslab check's verdict on the pair in one line, with
+	// every assumption it rests on (Summary.SetPairVerdict).
+	PairVerdict string `json:"pair_verdict,omitempty"`
+}
+
+// SetPairVerdict states the verdict on a user's pair from its results:
+// per fix (yours, prescribed), each verdict with the events it came out
+// in; and the assumptions it rests on.
+func (s *Summary) SetPairVerdict(assumed []string) {
+	var parts []string
+	for _, f := range []struct{ fix, as string }{{"yours", "as given"}, {"prescribed", "as prescribed"}} {
+		events := map[scenarios.Verdict][]string{}
+		var order []scenarios.Verdict
+		for _, r := range s.Results {
+			if string(r.Fix) != f.fix {
+				continue
+			}
+			if events[r.Verdict] == nil {
+				order = append(order, r.Verdict)
+			}
+			if !slices.Contains(events[r.Verdict], string(r.Scenario)) {
+				events[r.Verdict] = append(events[r.Verdict], string(r.Scenario))
+			}
+		}
+		var vs []string
+		for _, v := range order {
+			if len(order) == 1 {
+				vs = append(vs, fmt.Sprintf("%s in every run", v))
+			} else {
+				vs = append(vs, fmt.Sprintf("%s (%s)", v, strings.Join(events[v], ", ")))
+			}
+		}
+		if len(vs) > 0 {
+			parts = append(parts, f.as+": "+strings.Join(vs, ", "))
+		}
+	}
+	s.PairVerdict = "Your pair, " + strings.Join(parts, "; ") + "."
+	if len(assumed) > 0 {
+		s.PairVerdict += " Assumed, as the configs do not say: " + strings.Join(assumed, "; ") + " (see Mappings; --addr sets the boxes' addresses)."
+	}
 }
 
 // Pass reports whether every verdict matched its expectation.

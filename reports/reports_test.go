@@ -133,3 +133,19 @@ func TestMatrixVisibleInChromium(t *testing.T) {
 		t.Errorf("hung-share bar: %d red pixels, want a visible bar", n)
 	}
 }
+
+// A check's verdict on the pair says, per fix, which verdict came out in
+// which events, and what it assumed.
+func TestPairVerdict(t *testing.T) {
+	r := func(fix scenarios.Fix, ev scenarios.Event, v scenarios.Verdict) *scenarios.Result {
+		return &scenarios.Result{Fix: fix, Scenario: ev, Verdict: v}
+	}
+	s := &Summary{Results: []*scenarios.Result{r("yours", scenarios.Steady, scenarios.Loop), r("yours", scenarios.FailoverStop, scenarios.Clean),
+		r("yours", scenarios.FailoverKill, scenarios.Loop), r("prescribed", scenarios.Steady, scenarios.Clean), r("prescribed", scenarios.FailoverKill, scenarios.Clean)}}
+	s.SetPairVerdict([]string{"d1 address 192.168.1.233"})
+	want := "Your pair, as given: LOOP (steady-state, failover-kill), CLEAN (failover-stop); as prescribed: CLEAN in every run. " +
+		"Assumed, as the configs do not say: d1 address 192.168.1.233 (see Mappings; --addr sets the boxes' addresses)."
+	if s.PairVerdict != want {
+		t.Errorf("got  %q\nwant %q", s.PairVerdict, want)
+	}
+}

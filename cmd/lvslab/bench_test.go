@@ -4,7 +4,12 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
+
+	"github.com/lvslab/lvslab/fixtures/field"
+	"github.com/lvslab/lvslab/reports"
+	"github.com/lvslab/lvslab/scenarios"
 )
 
 // BenchmarkRun times the headline job as a user runs it: `lvslab run`
@@ -60,6 +65,62 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkField runs `lvslab check --events steady-state` on every case
+// of the field corpus (fixtures/field, docs/field.md) as a user would,
+// with only the files (and the rules files beside them): how many get a
+// verdict unaided (the rest are refused, exit 2), how many runs end in
+// ERROR (target 0), and how many verdicts equal the ones written in the
+// table beforehand, of how many. Once: it is minutes.
+func BenchmarkField(b *testing.B) {
+	bin := os.Getenv("LVSLAB_BIN")
+	if bin == "" || os.Geteuid() != 0 {
+		b.Skip("needs root and LVSLAB_BIN (make bench)")
+	}
+	cases, err := field.Read("../../docs/field.md")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var verdicts, errs, runs, asExpected int
+	for b.Loop() {
+		verdicts, errs, runs, asExpected = 0, 0, 0, 0
+		for _, c := range cases {
+			confs, rules := c.Files("../../fixtures/field")
+			dir := b.TempDir()
+			args := []string{"check", "--events", "steady-state", "--reports", dir, "--run-id", c.Name}
+			for _, r := range rules {
+				args = append(args, "--iptables", r)
+			}
+			out, err := exec.Command(bin, append(args, confs...)...).CombinedOutput()
+			if exitCodeOf(err) == 2 { // refused: no verdict
+				continue
+			}
+			sum, err := reports.Load(filepath.Join(dir, c.Name))
+			if err != nil {
+				b.Fatalf("%s: %v\n%s", c.Name, err, out)
+			}
+			verdicts++
+			for _, r := range sum.Results {
+				want := c.Yours
+				if r.Fix == "prescribed" {
+					want = c.Prescribed
+				}
+				runs++
+				if r.Verdict == scenarios.Error {
+					errs++
+				}
+				if string(r.Verdict) == want {
+					asExpected++
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(len(cases)), "cases")
+	b.ReportMetric(float64(verdicts), "with-verdict")
+	b.ReportMetric(float64(errs), "errors")
+	b.ReportMetric(float64(runs), "runs")
+	b.ReportMetric(float64(asExpected), "as-expected")
 }
 
 func exitCodeOf(err error) int {

@@ -264,11 +264,8 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	}
 	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed), about %s of lab time, %d at once (--events for fewer)\n",
 		len(cells), len(evs), len(svcs), lab.Round(time.Minute), checkJobs)
-	if err := runCells(ctx, sum, pl.Topology, cells, 1, checkJobs, opts, dir); err != nil {
+	if err := runCells(ctx, sum, pl.Topology, cells, 1, checkJobs, opts, dir, pl.Assumptions(m1...)...); err != nil {
 		return err
-	}
-	if a := pl.Assumptions(m1...); len(a) > 0 {
-		fmt.Printf("\nThese verdicts assume what the configs do not say: %s (see Mappings; --addr sets the boxes' addresses)\n", strings.Join(a, "; "))
 	}
 	if !sum.Pass() {
 		return &exitError{code: 1, err: fmt.Errorf("a run was not CLEAN")}
