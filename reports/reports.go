@@ -75,6 +75,9 @@ func (s *Summary) SetPairVerdict(assumed []string) {
 		}
 	}
 	s.PairVerdict = "Your pair, " + strings.Join(parts, "; ") + "."
+	if slices.ContainsFunc(s.Results, func(r *scenarios.Result) bool { return r.Fix == "prescribed" && r.Verdict != scenarios.Clean }) {
+		s.PairVerdict += " The fix written above did not prove CLEAN in its own runs: it is not the fix for this pair as it stands (see the matrix)."
+	}
 	if len(assumed) > 0 {
 		s.PairVerdict += " Assumed, as the configs do not say: " + strings.Join(assumed, "; ") + " (see Mappings; --addr sets the boxes' addresses)."
 	}

@@ -148,4 +148,9 @@ func TestPairVerdict(t *testing.T) {
 	if s.PairVerdict != want {
 		t.Errorf("got  %q\nwant %q", s.PairVerdict, want)
 	}
+	s.Results[4].Verdict = scenarios.Loop
+	if s.SetPairVerdict(nil); !strings.Contains(s.PairVerdict, "as prescribed: CLEAN (steady-state), LOOP (failover-kill).") ||
+		!strings.Contains(s.PairVerdict, "did not prove CLEAN") {
+		t.Errorf("a fix that loops in its own run: %q", s.PairVerdict)
+	}
 }
