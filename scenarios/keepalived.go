@@ -201,9 +201,15 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 // startKeepalived runs keepalived in box on config path, its pid files
 // in dir, logging to the lab's log of the process.
 func startKeepalived(box *lab.Box, dir, path string) (*lab.Process, error) {
-	return box.Start("keepalived", []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
+	return box.Start("keepalived", keepalivedArgv(dir, path))
+}
+
+// keepalivedArgv runs keepalived in the foreground on the config at path,
+// its pid files in dir.
+func keepalivedArgv(dir, path string) []string {
+	return []string{"keepalived", "--dont-fork", "--log-console", "--log-detail",
 		"--use-file", path, "--pid", filepath.Join(dir, "keepalived.pid"),
-		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")})
+		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"), "--checkers_pid", filepath.Join(dir, "checkers.pid")}
 }
 
 // redirectScript is the REDIRECT fix's notify script, as an operator

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/lvslab/lvslab/lab"
 )
@@ -78,15 +79,35 @@ func (u *UserKeepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int
 		return err
 	}
 	dir := filepath.Join(l.Dir, d.Node, "keepalived")
+	scripts := false
 	for rel, text := range files {
-		p := filepath.Join(dir, rel)
+		p, mode := filepath.Join(dir, rel), os.FileMode(0o644)
+		if strings.HasPrefix(rel, ScriptsDir+"/") {
+			scripts, mode = true, 0o755
+		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(text, LabDir, dir)), mode); err != nil {
 			return err
 		}
 	}
-	u.procs[i], err = startKeepalived(box, dir, filepath.Join(dir, main))
+	argv := keepalivedArgv(dir, filepath.Join(dir, main))
+	if scripts {
+		// The user's scripts run as root: where / is read-only to them
+		// (a mount namespace of keepalived's own), so that nothing they
+		// do outside the lab's run directory (/run) lasts.
+		argv = append([]string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+			`mount -o remount,bind,ro / && exec "$@"`, "keepalived"}, argv...)
+	}
+	u.procs[i], err = box.Start("keepalived", argv)
 	return err
 }
+
+// LabDir stands in a user's config, as the lab runs it, for the box's
+// run directory; ScriptsDir is where in it the scripts the user handed
+// over go.
+const (
+	LabDir     = "@LVSLAB_BOX_DIR@"
+	ScriptsDir = "scripts"
+)

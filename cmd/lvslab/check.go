@@ -47,7 +47,10 @@ type checkJob struct {
 }
 
 // checkPairFlags are the flags that say what the pair is.
-type checkPairFlags struct{ rules, macs, addrs, ports stringList }
+type checkPairFlags struct {
+	rules, macs, addrs, ports stringList
+	scripts                   string
+}
 
 func addCheckPairFlags(fs *flag.FlagSet) *checkPairFlags {
 	f := &checkPairFlags{}
@@ -55,6 +58,7 @@ func addCheckPairFlags(fs *flag.FlagSet) *checkPairFlags {
 	fs.Var(&f.macs, "mac", "BOX=MAC: a box's MAC (d1 or d2; default 02:00 and its IPv4 address)")
 	fs.Var(&f.addrs, "addr", "BOX=IP: a box's own address, where the configs do not say (no unicast_src_ip or unicast_peer)")
 	fs.Var(&f.ports, "port", "MARK=PORT: a port a fwmark service takes, when no --iptables rule says")
+	fs.StringVar(&f.scripts, "scripts", "", "DIR: your scripts, as in the directory your configs name (e.g. a copy of /etc/keepalived): notify and vrrp_script scripts found there run in the lab, / read-only to them")
 	return f
 }
 
@@ -74,6 +78,9 @@ func (f *checkPairFlags) args(configs []string) []string {
 		for _, v := range vs {
 			out = append(out, "--"+flag, v)
 		}
+	}
+	if f.scripts != "" {
+		out = append(out, "--scripts", abs(f.scripts))
 	}
 	for _, c := range configs {
 		out = append(out, abs(c))
@@ -101,6 +108,12 @@ func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
 	}
 	if err := boxFlags(p, f.macs, f.addrs, f.ports); err != nil {
 		return nil, err
+	}
+	if f.scripts != "" {
+		if fi, err := os.Stat(f.scripts); err != nil || !fi.IsDir() {
+			return nil, usageError("--scripts %s: want a directory (a copy of the one your configs name, e.g. /etc/keepalived)", f.scripts)
+		}
+		p.Scripts = f.scripts
 	}
 	j := &checkJob{p: p}
 	if j.pl, err = check.Derive(p); err != nil {

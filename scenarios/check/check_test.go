@@ -733,3 +733,61 @@ func TestNoScriptRuns(t *testing.T) {
 		t.Errorf("%d not-run mappings on d1, want 4: %+v", n, mappings)
 	}
 }
+
+// TestScriptsHandedOver: with --scripts, a notify script found there runs
+// in the lab from the box's run directory with keepalived's arguments;
+// one that makes its own REDIRECT fix is left out of the prescription,
+// which says so; without --scripts, or where DIR lacks it, nothing runs
+// and the mapping says how to hand it over.
+func TestScriptsHandedOver(t *testing.T) {
+	dir := "../../fixtures/field/notify-bypass/"
+	load := func(scripts string) (*Pair, *Plan, *Prescription, func() scenarios.Implementation, func() scenarios.Implementation, []Mapping) {
+		t.Helper()
+		p, err := LoadPair([2]string{dir + "db1.conf", dir + "db2.conf"}, [2]string{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Scripts = scripts
+		pl, err := Derive(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rx, err := Prescribe(p, pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		yours, prescribed, mappings, err := Runs(p, pl, rx, "lvslab")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, pl, rx, yours, prescribed, mappings
+	}
+	_, _, rx, yours, prescribed, mappings := load(dir + "scripts")
+	files, main, err := yours().(*scenarios.UserKeepalived).Files("d2", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `notify_backup "` + scenarios.LabDir + `/scripts/bypass_ipvs.sh add 192.168.1.200"`
+	if !strings.Contains(files[main], want) || !strings.Contains(files["scripts/bypass_ipvs.sh"], "REDIRECT") {
+		t.Errorf("the lab's db2.conf, want %s and the script beside it:\n%s", want, files[main])
+	}
+	if !slices.ContainsFunc(mappings, func(m Mapping) bool { return m.Box == "d2" && strings.HasPrefix(m.To, "runs ") }) {
+		t.Errorf("no mapping says the script runs: %+v", mappings)
+	}
+	if len(rx.Notes) != 6 || !strings.Contains(rx.Notes[0], "makes a fix of its own (-j REDIRECT)") {
+		t.Errorf("notes %q, want the three notify lines of each box removed by the fix", rx.Notes)
+	}
+	files, main, err = prescribed().(*scenarios.UserKeepalived).Files("d2", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files["scripts/bypass_ipvs.sh"]; ok || strings.Contains(files[main], "\n    notify_backup") {
+		t.Errorf("the prescribed db2.conf still runs the script:\n%s", files[main])
+	}
+	for scripts, why := range map[string]string{"": "(--scripts DIR hands yours over)", t.TempDir(): "(no bypass_ipvs.sh in "} {
+		_, _, rx, _, _, mappings := load(scripts)
+		if len(rx.Notes) != 0 || !slices.ContainsFunc(mappings, func(m Mapping) bool { return m.To == "not run" && strings.Contains(m.Why, why) }) {
+			t.Errorf("--scripts %q: notes %q, mappings %+v; want the scripts not run, and %q", scripts, rx.Notes, mappings, why)
+		}
+	}
+}

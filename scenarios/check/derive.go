@@ -33,6 +33,9 @@ type Pair struct {
 	MACs    [2]net.HardwareAddr // nil: generated
 	Addrs   [2]netip.Addr       // zero: derived
 	Ports   map[uint32][]uint16 // fwmark -> ports, from --port
+	// Scripts is the directory of the scripts the configs name, as on
+	// the boxes (--scripts): "" for none handed over.
+	Scripts string
 }
 
 // Box is one of the two directors as the lab builds it.

@@ -136,6 +136,9 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		if err := rx.strict(c, pl.Boxes[i].Node, edits[i]); err != nil {
 			return nil, err
 		}
+		if err := rx.scriptFixes(p, i, pl.Boxes[i].Node, edits[i]); err != nil {
+			return nil, err
+		}
 	}
 	for i := range rx.Boxes {
 		b := &rx.Boxes[i]

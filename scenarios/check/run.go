@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"crypto/md5"
 	"fmt"
-	"maps"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -193,12 +192,14 @@ func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed fu
 func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedconf.VirtualServer]uint32, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
 	var mappings []Mapping
 	var labEdits [2]Edits
+	var handed [2]map[string][]byte // the scripts the user handed over that each box runs
 	for i := range pl.Boxes {
 		e := Edits{}
 		if edits[i] != nil {
 			e = edits[i].Clone()
 		}
-		m, err := labMappings(p, pl, i, e, bin)
+		handed[i] = map[string][]byte{}
+		m, err := labMappings(p, pl, i, e, handed[i], bin)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -224,6 +225,9 @@ func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedcon
 		out := map[string]string{}
 		for f, t := range texts {
 			out[labPath(p.Paths[i], f)] = t
+		}
+		for name, text := range handed[i] {
+			out[filepath.Join(scenarios.ScriptsDir, name)] = string(text)
 		}
 		return out, labPath(p.Paths[i], p.Paths[i]), nil
 	}
@@ -359,7 +363,7 @@ func indentOf(s string) string { return s[:len(s)-len(strings.TrimLeft(s, " \t")
 
 // labMappings adds to e what box i's configs need to run in the lab, and
 // lists it.
-func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, error) {
+func labMappings(p *Pair, pl *Plan, i int, e Edits, handed map[string][]byte, bin string) ([]Mapping, error) {
 	var out []Mapping
 	node, main := pl.Boxes[i].Node, p.Paths[i]
 	for _, inc := range p.Configs[i].Includes {
@@ -429,51 +433,13 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, bin string) ([]Mapping, erro
 		return nil, err
 	}
 	out = append(out, digests...)
-	c := p.Configs[i]
-	for _, in := range c.Instances {
-		for _, key := range slices.Sorted(maps.Keys(in.Notify)) {
-			if err := e.comment(in.NotifyPos[key]); err != nil {
-				return nil, err
-			}
-			out = append(out, Mapping{Box: node, From: key + " " + in.Notify[key], To: "not run", Assumed: true,
-				Why: in.NotifyPos[key].String() + ": the lab runs no script a config names: what it does (a REDIRECT that keeps a BACKUP from re-balancing, say) is not in these verdicts"})
-		}
+	scripts, err := pl.commands(p, i, e, handed)
+	if err != nil {
+		return nil, err
 	}
-	// Every other keyword that makes keepalived run a command: left out.
-	for _, u := range c.Unmodelled {
-		if !slices.Contains(scriptKeywords, u.Key) {
-			continue
-		}
-		if err := e.comment(u.Pos); err != nil {
-			return nil, err
-		}
-		out = append(out, Mapping{Box: node, From: u.Key, To: "not run", Assumed: true,
-			Why: u.Pos.String() + ": the lab runs no script a config names: what it does is not in these verdicts"})
-	}
-	for _, name := range slices.Sorted(maps.Keys(c.Scripts)) {
-		sc := c.Scripts[name]
-		if sc.CommandPos.Line == 0 {
-			continue
-		}
-		text, err := lineOf(sc.CommandPos)
-		if err != nil {
-			return nil, err
-		}
-		e.set(sc.CommandPos, indentOf(text)+`script "true"`)
-		out = append(out, Mapping{Box: node, From: "vrrp_script " + name + ": " + sc.Command, To: "true", Assumed: true,
-			Why: sc.CommandPos.String() + ": the lab runs no script a config names; the check is taken to pass"})
-	}
+	out = append(out, scripts...)
 	return out, nil
 }
-
-// scriptKeywords are the keywords, besides the modelled ones (an
-// instance's notify_*, vrrp_script's script, MISC_CHECK's misc_path),
-// that make keepalived run a command: real servers' notify_up/down, a
-// virtual server's quorum_up/down, a sync group's notify_*, the notify
-// FIFO scripts, startup and shutdown scripts.
-var scriptKeywords = []string{"notify", "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_deleted",
-	"notify_master_rx_lower_pri", "notify_up", "notify_down", "quorum_up", "quorum_down", "notify_fifo_script",
-	"vrrp_notify_fifo_script", "lvs_notify_fifo_script", "startup_script", "shutdown_script"}
 
 // comment makes the line at pos a comment in the lab's copy.
 func (e Edits) comment(pos keepalivedconf.Pos) error {
