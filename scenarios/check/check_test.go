@@ -75,6 +75,31 @@ func keepalivedAccepts(t *testing.T, files map[string]string, main string) {
 	}
 }
 
+// fieldPair loads fixtures/field/NAME (its configs, and its rules files
+// if any, box 1's first) with scripts as --scripts, and plans it: the pair,
+// its lab, its fix.
+func fieldPair(t *testing.T, name, scripts string) (*Pair, *Plan, *Prescription) {
+	t.Helper()
+	confs, _ := filepath.Glob("../../fixtures/field/" + name + "/*.conf")
+	rules, _ := filepath.Glob("../../fixtures/field/" + name + "/*.rules")
+	var r [2]string
+	copy(r[:], rules)
+	p, err := LoadPair([2]string{confs[0], confs[1]}, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Scripts = scripts
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, pl, rx
+}
+
 // TestReference: the pair the project started from. Neither config says
 // which box has which address, so the order of the realservers decides,
 // and the plan says it assumed so.
@@ -476,24 +501,12 @@ func TestNotifyScriptNotRun(t *testing.T) {
 // IPVS service of each port, so each box's table lists its realservers
 // twice.
 func TestGroup(t *testing.T) {
-	dir := "../../fixtures/field/vs-group/"
-	p, err := LoadPair([2]string{dir + "web1.conf", dir + "web2.conf"}, [2]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pl, rx := fieldPair(t, "vs-group", "")
 	if len(pl.Services) != 1 || pl.Services[0].VIP != netip.MustParseAddr("10.32.0.100") || !slices.Equal(pl.Services[0].Ports, []uint16{80, 8080}) {
 		t.Fatalf("services %+v, want one: 10.32.0.100 ports 80 and 8080", pl.Services)
 	}
 	if why := pl.Runnable(); why != "" {
 		t.Errorf("not runnable: %s", why)
-	}
-	rx, err := Prescribe(p, pl)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for i, b := range rx.Boxes {
 		if len(b.Rules) != 2 || !strings.Contains(b.Rules[0], "--dport 80 ") || !strings.Contains(b.Rules[1], "--dport 8080 ") ||
@@ -522,19 +535,7 @@ func TestGroup(t *testing.T) {
 // box's traffic too gets a fix that deletes that rule and adds the
 // guard, and the prescribed run applies the guard without it.
 func TestUnguardedMarkReplaced(t *testing.T) {
-	dir := "../../fixtures/field/fwmark-unguarded/"
-	p, err := LoadPair([2]string{dir + "db1.conf", dir + "db2.conf"}, [2]string{dir + "db1.rules", dir + "db2.rules"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rx, err := Prescribe(p, pl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pl, rx := fieldPair(t, "fwmark-unguarded", "")
 	const unguarded = "-A PREROUTING -d 192.168.1.200/32 -p tcp -m tcp --dport 3306 -j MARK --set-xmark 0x1/0xffffffff"
 	for i, b := range rx.Boxes {
 		peer := pl.Boxes[1-i].MAC
@@ -560,21 +561,9 @@ func TestUnguardedMarkReplaced(t *testing.T) {
 // by the MD5 of the page the lab's backend on that realserver serves,
 // and the mapping says so.
 func TestDigest(t *testing.T) {
-	dir := "../../fixtures/field/http-digest/"
-	p, err := LoadPair([2]string{dir + "www1.conf", dir + "www2.conf"}, [2]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pl, rx := fieldPair(t, "http-digest", "")
 	if why := pl.Runnable(); why != "" {
 		t.Fatalf("not runnable: %s", why)
-	}
-	rx, err := Prescribe(p, pl)
-	if err != nil {
-		t.Fatal(err)
 	}
 	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
 	if err != nil {
@@ -602,15 +591,7 @@ func TestDigest(t *testing.T) {
 // TestActiveActive: each box MASTER of one VIP; each service runs with
 // its VIP's MASTER first, and a switchover's priority beats both boxes'.
 func TestActiveActive(t *testing.T) {
-	dir := "../../fixtures/field/active-active/"
-	p, err := LoadPair([2]string{dir + "db1.conf", dir + "db2.conf"}, [2]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pl, _ := fieldPair(t, "active-active", "")
 	if why := pl.Runnable(); why != "" {
 		t.Fatalf("not runnable: %s", why)
 	}
@@ -630,19 +611,7 @@ func TestActiveActive(t *testing.T) {
 // traffic; the plan says so (the cause of the configs' UNSERVED runs),
 // and the fix removes vrrp_strict.
 func TestStrict(t *testing.T) {
-	dir := "../../fixtures/field/vrrp-strict/"
-	p, err := LoadPair([2]string{dir + "lvs1.conf", dir + "lvs2.conf"}, [2]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rx, err := Prescribe(p, pl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, rx := fieldPair(t, "vrrp-strict", "")
 	if !strings.Contains(rx.Unserved, "lvs1.conf:11: vrrp_strict") || len(rx.Notes) != 2 {
 		t.Errorf("unserved %q, notes %q; want vrrp_strict at lvs1.conf:11, a note per box", rx.Unserved, rx.Notes)
 	}
@@ -740,29 +709,16 @@ func TestNoScriptRuns(t *testing.T) {
 // which says so; without --scripts, or where DIR lacks it, nothing runs
 // and the mapping says how to hand it over.
 func TestScriptsHandedOver(t *testing.T) {
-	dir := "../../fixtures/field/notify-bypass/"
-	load := func(scripts string) (*Pair, *Plan, *Prescription, func() scenarios.Implementation, func() scenarios.Implementation, []Mapping) {
+	load := func(scripts string) (*Prescription, func() scenarios.Implementation, func() scenarios.Implementation, []Mapping) {
 		t.Helper()
-		p, err := LoadPair([2]string{dir + "db1.conf", dir + "db2.conf"}, [2]string{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.Scripts = scripts
-		pl, err := Derive(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rx, err := Prescribe(p, pl)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p, pl, rx := fieldPair(t, "notify-bypass", scripts)
 		yours, prescribed, mappings, err := Runs(p, pl, rx, "lvslab")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return p, pl, rx, yours, prescribed, mappings
+		return rx, yours, prescribed, mappings
 	}
-	_, _, rx, yours, prescribed, mappings := load(dir + "scripts")
+	rx, yours, prescribed, mappings := load("../../fixtures/field/notify-bypass/scripts")
 	files, main, err := yours().(*scenarios.UserKeepalived).Files("d2", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -785,7 +741,7 @@ func TestScriptsHandedOver(t *testing.T) {
 		t.Errorf("the prescribed db2.conf still runs the script:\n%s", files[main])
 	}
 	for scripts, why := range map[string]string{"": "(--scripts DIR hands yours over)", t.TempDir(): "(no bypass_ipvs.sh in "} {
-		_, _, rx, _, _, mappings := load(scripts)
+		rx, _, _, mappings := load(scripts)
 		if len(rx.Notes) != 0 || !slices.ContainsFunc(mappings, func(m Mapping) bool { return m.To == "not run" && strings.Contains(m.Why, why) }) {
 			t.Errorf("--scripts %q: notes %q, mappings %+v; want the scripts not run, and %q", scripts, rx.Notes, mappings, why)
 		}
