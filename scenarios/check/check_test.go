@@ -76,15 +76,20 @@ func keepalivedAccepts(t *testing.T, files map[string]string, main string) {
 }
 
 // fieldPair loads fixtures/field/NAME (its configs, and its rules files
-// if any, box 1's first) with scripts as --scripts, and plans it: the pair,
-// its lab, its fix.
+// if any, box 1's first) with scripts as --scripts, and plans it.
 func fieldPair(t *testing.T, name, scripts string) (*Pair, *Plan, *Prescription) {
 	t.Helper()
 	confs, _ := filepath.Glob("../../fixtures/field/" + name + "/*.conf")
 	rules, _ := filepath.Glob("../../fixtures/field/" + name + "/*.rules")
 	var r [2]string
 	copy(r[:], rules)
-	p, err := LoadPair([2]string{confs[0], confs[1]}, r)
+	return plan(t, [2]string{confs[0], confs[1]}, r, scripts)
+}
+
+// plan loads a pair and plans it: the pair, its lab, its fix.
+func plan(t *testing.T, configs, rules [2]string, scripts string) (*Pair, *Plan, *Prescription) {
+	t.Helper()
+	p, err := LoadPair(configs, rules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +103,16 @@ func fieldPair(t *testing.T, name, scripts string) (*Pair, *Plan, *Prescription)
 		t.Fatal(err)
 	}
 	return p, pl, rx
+}
+
+// labCopy is box node's config files as impl runs them, and the main one.
+func labCopy(t *testing.T, impl func() scenarios.Implementation, node string) (map[string]string, string) {
+	t.Helper()
+	files, main, err := impl().(*scenarios.UserKeepalived).Files(node, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, main
 }
 
 // TestReference: the pair the project started from. Neither config says
@@ -466,18 +481,7 @@ func TestBoxesListedByBoth(t *testing.T) {
 func TestNotifyScriptNotRun(t *testing.T) {
 	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    advert_int 1\n",
 		"    notify_master \"/nonexistent/bypass_ipvs.sh del 192.168.1.200\"\n")
-	p, err := LoadPair(configs, [2]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rx, err := Prescribe(p, pl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pl, rx := plan(t, configs, [2]string{}, "")
 	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
 	if err != nil {
 		t.Fatal(err)
@@ -486,10 +490,7 @@ func TestNotifyScriptNotRun(t *testing.T) {
 	if got := pl.Assumptions(mappings...); !slices.Contains(got, "d1 "+want) || !slices.Contains(got, "d2 "+want) {
 		t.Errorf("assumptions %q; want %q for both boxes", got, want)
 	}
-	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, main := labCopy(t, yours, "d1")
 	if text := files[main]; !strings.Contains(text, "# ") || regexp.MustCompile(`(?m)^\s*notify_master`).MatchString(text) {
 		t.Errorf("the lab's copy still runs notify_master:\n%s", text)
 	}
@@ -569,10 +570,7 @@ func TestDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, main := labCopy(t, yours, "d1")
 	for _, a := range []string{"10.31.0.11", "10.31.0.12"} {
 		id := pl.serverID(netip.MustParseAddr(a))
 		sum := fmt.Sprintf("%x", md5.Sum([]byte(scenarios.BackendAnswer(id))))
@@ -629,29 +627,15 @@ func TestStrict(t *testing.T) {
 func TestInterfacesRenamed(t *testing.T) {
 	add := "    track_interface {\n        eth0\n        eth1 weight 10\n    }\n"
 	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    advert_int 1\n", add)
-	p, err := LoadPair(configs, [2]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pl, rx := plan(t, configs, [2]string{}, "")
 	if !slices.ContainsFunc(pl.Mappings, func(m Mapping) bool { return m.Box == "d1" && m.From == "interface eth1" && m.To == "eth0" }) {
 		t.Errorf("no mapping of eth1 to eth0: %+v", pl.Mappings)
-	}
-	rx, err := Prescribe(p, pl)
-	if err != nil {
-		t.Fatal(err)
 	}
 	yours, _, _, err := Runs(p, pl, rx, "lvslab")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, main := labCopy(t, yours, "d1")
 	if text := files[main]; strings.Contains(text, "eth1") || !strings.Contains(text, "        eth0 weight 10\n") {
 		t.Errorf("the lab's db1.conf still names eth1, or lost the weight:\n%s", text)
 	}
@@ -673,26 +657,12 @@ func TestNoScriptRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, err := LoadPair(configs, [2]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := Derive(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rx, err := Prescribe(p, pl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, pl, rx := plan(t, configs, [2]string{}, "")
 	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, main, err := yours().(*scenarios.UserKeepalived).Files("d1", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, main := labCopy(t, yours, "d1")
 	for _, l := range strings.Split(files[main], "\n") {
 		if strings.Contains(l, "/etc/keepalived/") && !strings.HasPrefix(strings.TrimSpace(l), "#") {
 			t.Errorf("the lab's copy still runs: %s", l)
@@ -719,10 +689,7 @@ func TestScriptsHandedOver(t *testing.T) {
 		return rx, yours, prescribed, mappings
 	}
 	rx, yours, prescribed, mappings := load("../../fixtures/field/notify-bypass/scripts")
-	files, main, err := yours().(*scenarios.UserKeepalived).Files("d2", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, main := labCopy(t, yours, "d2")
 	want := `notify_backup "` + scenarios.LabDir + `/scripts/bypass_ipvs.sh add 192.168.1.200"`
 	if !strings.Contains(files[main], want) || !strings.Contains(files["scripts/bypass_ipvs.sh"], "REDIRECT") {
 		t.Errorf("the lab's db2.conf, want %s and the script beside it:\n%s", want, files[main])
@@ -733,10 +700,7 @@ func TestScriptsHandedOver(t *testing.T) {
 	if len(rx.Notes) != 6 || !strings.Contains(rx.Notes[0], "makes a fix of its own (-j REDIRECT)") {
 		t.Errorf("notes %q, want the three notify lines of each box removed by the fix", rx.Notes)
 	}
-	files, main, err = prescribed().(*scenarios.UserKeepalived).Files("d2", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, main = labCopy(t, prescribed, "d2")
 	if _, ok := files["scripts/bypass_ipvs.sh"]; ok || strings.Contains(files[main], "\n    notify_backup") {
 		t.Errorf("the prescribed db2.conf still runs the script:\n%s", files[main])
 	}
