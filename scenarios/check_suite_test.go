@@ -19,18 +19,19 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 	}
 	confs, _ := filepath.Glob(base + "*.conf")
 	Expect(confs).To(HaveLen(2))
-	return runPair(ctx, dir, [2]string{confs[0], confs[1]}, rules, yours, prescribed)
+	return runPair(ctx, dir, [2]string{confs[0], confs[1]}, rules, "", yours, prescribed)
 }
 
-// runPair runs the pair of configs (and rules, where given) in steady
-// state as lvslab check does, each of its services: with its configs as
+// runPair runs the pair of configs (and rules and scripts, where given)
+// in steady state as lvslab check does, each of its services: with its configs as
 // given, expected to come out as yours, and, unless Prescribe finds
 // nothing to fix (prescribed ""), with the fix it writes, expected to
 // come out as prescribed. It returns the first service's given run.
-func runPair(ctx SpecContext, dir string, confs, rules [2]string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
+func runPair(ctx SpecContext, dir string, confs, rules [2]string, scripts string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
 	requireIPVS()
 	p, err := check.LoadPair(confs, rules)
 	Expect(err).NotTo(HaveOccurred())
+	p.Scripts = scripts
 	pl, err := check.Derive(p)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(pl.Runnable()).To(BeEmpty())

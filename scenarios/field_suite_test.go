@@ -26,7 +26,7 @@ var _ = Describe("lvslab check: the field corpus", Label("field"), func() {
 			labels = append(labels, "test")
 		}
 		It(c.Name+": "+c.Shape, labels, timeout(), func(ctx SpecContext) {
-			confs, rules := c.Files("../fixtures/field")
+			confs, rules, scripts := c.Files("../fixtures/field")
 			Expect(confs).To(HaveLen(2))
 			var r [2]string
 			if len(rules) > 0 {
@@ -37,7 +37,7 @@ var _ = Describe("lvslab check: the field corpus", Label("field"), func() {
 			if c.Prescribed == "-" {
 				prescribed = ""
 			}
-			runPair(ctx, c.Name, [2]string{confs[0], confs[1]}, r, scenarios.Verdict(c.Yours), prescribed)
+			runPair(ctx, c.Name, [2]string{confs[0], confs[1]}, r, scripts, scenarios.Verdict(c.Yours), prescribed)
 		})
 	}
 })

@@ -86,13 +86,9 @@ func BenchmarkField(b *testing.B) {
 	for b.Loop() {
 		verdicts, errs, runs, asExpected = 0, 0, 0, 0
 		for _, c := range cases {
-			confs, rules := c.Files("../../fixtures/field")
 			dir := b.TempDir()
-			args := []string{"check", "--events", "steady-state", "--reports", dir, "--run-id", c.Name}
-			for _, r := range rules {
-				args = append(args, "--iptables", r)
-			}
-			out, err := exec.Command(bin, append(args, confs...)...).CombinedOutput()
+			args := append([]string{"check", "--events", "steady-state", "--reports", dir, "--run-id", c.Name}, c.Args("../../fixtures/field")...)
+			out, err := exec.Command(bin, args...).CombinedOutput()
 			if exitCodeOf(err) == 2 { // refused: no verdict
 				continue
 			}

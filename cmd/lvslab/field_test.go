@@ -33,15 +33,10 @@ func TestFieldCorpus(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
-			confs, rules := c.Files("../../fixtures/field")
-			if len(confs) < 2 {
+			if confs, _, _ := c.Files("../../fixtures/field"); len(confs) < 2 {
 				t.Fatalf("%s: %d configs", c.Name, len(confs))
 			}
-			args := []string{"check", "--plan"}
-			for _, r := range rules {
-				args = append(args, "--iptables", r)
-			}
-			stdout, stderr, code := cli(t, append(args, confs...)...)
+			stdout, stderr, code := cli(t, append([]string{"check", "--plan"}, c.Args("../../fixtures/field")...)...)
 			const cannot = "The lab cannot run this pair yet: "
 			if shape, refused := c.Refused(); refused {
 				if !(code == 2 && strings.Contains(stderr, shape) || strings.Contains(stdout, cannot) && strings.Contains(stdout[strings.Index(stdout, cannot):], shape)) {

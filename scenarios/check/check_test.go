@@ -688,7 +688,7 @@ func TestScriptsHandedOver(t *testing.T) {
 		}
 		return rx, yours, prescribed, mappings
 	}
-	rx, yours, prescribed, mappings := load("../../fixtures/field/notify-bypass/scripts")
+	rx, yours, prescribed, mappings := load("../../fixtures/field/notify-bypass-handed/scripts")
 	files, main := labCopy(t, yours, "d2")
 	want := `notify_backup "` + scenarios.LabDir + `/scripts/bypass_ipvs.sh add 192.168.1.200"`
 	if !strings.Contains(files[main], want) || !strings.Contains(files["scripts/bypass_ipvs.sh"], "REDIRECT") {
