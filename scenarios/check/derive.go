@@ -187,11 +187,11 @@ func Derive(p *Pair) (*Plan, error) {
 	return pl, nil
 }
 
-// addresses finds each box's own address: unicast_src_ip or mcast_src_ip,
-// else the other
-// config's only unicast_peer, else the realservers both configs list that
-// are in a VIP's subnet, in the order the first config lists them (the
-// first two of more, assumed and said so).
+// addresses finds each box's own address: unicast_src_ip or
+// mcast_src_ip, else the other config's only unicast_peer, else the
+// realservers both configs list that are in a VIP's subnet, in the order
+// the first config lists them (the first two of more, assumed and said
+// so).
 func (pl *Plan) addresses(p *Pair) error {
 	// A VIP given without a prefix (the usual form) is a /32: the boxes'
 	// subnet is then taken as the /24 around it, as the lab's is.

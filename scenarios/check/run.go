@@ -185,10 +185,11 @@ func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed fu
 // implementation is keepalived on both boxes of the lab with the pair's
 // configs and edits (none, or the prescription's) and rules, unchanged
 // but for the lab's mappings, which it returns: includes by absolute path
-// made relative, MISC_CHECK scripts the lab does not have replaced by
-// `lvslab probe` with the same meaning, and a priority a switchover
-// raises. marked are the virtual servers the edits declare by mark. bin
-// is the lvslab binary.
+// made relative, MISC_CHECK scripts replaced by `lvslab probe` with the
+// same meaning, the other commands left out or run from the scripts the
+// user handed over, interfaces renamed, digests of the lab's pages, and a
+// priority a switchover raises. marked are the virtual servers the edits
+// declare by mark. bin is the lvslab binary.
 func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedconf.VirtualServer]uint32, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
 	var mappings []Mapping
 	var labEdits [2]Edits
