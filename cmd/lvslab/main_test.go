@@ -375,7 +375,7 @@ func TestCheck(t *testing.T) {
 	ref := "../../fixtures/check/reference/"
 	fixed := t.TempDir()
 	out, stderr, code := cli(t, "check", "--plan", "--mac", "d1=52:54:00:aa:00:01", "--mac", "d2=52:54:00:aa:00:02", "--write-fixed", fixed, ref+"db1.conf", ref+"db2.conf")
-	if code != 1 || !strings.Contains(out, "--mac-source 52:54:00:aa:00:02 -j MARK --set-mark 3") || !strings.Contains(out, "+virtual_server fwmark 3 {") {
+	if code != 1 || !strings.Contains(out, "--mac-source 52:54:00:aa:00:02 -j MARK --set-xmark 0x3/0xffffffff") || !strings.Contains(out, "+virtual_server fwmark 3 {") {
 		t.Fatalf("reference pair: exit %d\n%s%s\nwant exit 1, d1's rule excluding d2's given MAC, d2's config by fwmark 3, the same mark as d1", code, out, stderr)
 	}
 	out, stderr, code = cli(t, "check", "--plan", "--iptables", fixed+"/d1/iptables.rules", "--iptables", fixed+"/d2/iptables.rules", fixed+"/d1/db1.conf", fixed+"/d2/db2.conf")

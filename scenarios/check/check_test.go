@@ -151,8 +151,8 @@ func TestReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := [2]string{
-		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:d5 -j MARK --set-mark 3",
-		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:e9 -j MARK --set-mark 3",
+		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:d5 -j MARK --set-xmark 0x3/0xffffffff",
+		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:e9 -j MARK --set-xmark 0x3/0xffffffff",
 	}
 	for i, b := range rx.Boxes {
 		if len(b.Rules) != 1 || b.Rules[0] != want[i] {
@@ -511,7 +511,7 @@ func TestGroup(t *testing.T) {
 	}
 	for i, b := range rx.Boxes {
 		if len(b.Rules) != 2 || !strings.Contains(b.Rules[0], "--dport 80 ") || !strings.Contains(b.Rules[1], "--dport 8080 ") ||
-			!strings.HasSuffix(b.Rules[0], "--set-mark 3") || !strings.HasSuffix(b.Rules[1], "--set-mark 3") {
+			!strings.HasSuffix(b.Rules[0], "--set-xmark 0x3/0xffffffff") || !strings.HasSuffix(b.Rules[1], "--set-xmark 0x3/0xffffffff") {
 			t.Errorf("d%d's rules %q, want ports 80 and 8080 both marked 3", i+1, b.Rules)
 		}
 		if !strings.Contains(b.Diff, "+virtual_server fwmark 3 {") || strings.Count(b.Diff, "virtual_server fwmark") != 1 {
@@ -541,7 +541,7 @@ func TestUnguardedMarkReplaced(t *testing.T) {
 	for i, b := range rx.Boxes {
 		peer := pl.Boxes[1-i].MAC
 		want := []string{"iptables -t mangle -D PREROUTING -d 192.168.1.200/32 -p tcp -m tcp --dport 3306 -j MARK --set-xmark 0x1/0xffffffff",
-			"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source " + peer + " -j MARK --set-mark 1"}
+			"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source " + peer + " -j MARK --set-xmark 0x1/0xffffffff"}
 		if !slices.Equal(b.Rules, want) || len(b.Drop) != 1 || b.Drop[0].Line != 3 {
 			t.Errorf("d%d: rules %q, drop %v; want %q, line 3", i+1, b.Rules, b.Drop, want)
 		}

@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
 )
 
@@ -177,11 +179,13 @@ func (s *Service) noLoop(pl *Plan) string {
 	return ""
 }
 
-// guardRule is the fwmark guard for one port: mark VIP traffic unless
-// the other box (peerMAC) sent it.
+// guardRule is the fwmark guard for one port, as an iptables command:
+// mark VIP traffic unless the other box (peerMAC) sent it; the
+// director's own rule (director.Guard), over the whole mark.
 func guardRule(vip netip.Addr, proto string, port uint16, peerMAC string, mark uint32) string {
-	return fmt.Sprintf("iptables -t mangle -A PREROUTING -d %s/32 -p %s --dport %d -m mac ! --mac-source %s -j MARK --set-mark %d",
-		vip, proto, port, peerMAC, mark)
+	mac, _ := net.ParseMAC(peerMAC) // the plan's, valid
+	g := director.Guard{VIP: vip, Port: port, Protocol: proto, PeerMAC: mac, Mark: mark}
+	return "iptables -t mangle -A PREROUTING " + strings.Join(g.Rule(), " ")
 }
 
 // usedMarks are the marks the configs' fwmark services and the rules use.
