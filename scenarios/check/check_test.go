@@ -3,6 +3,7 @@ package check
 import (
 	"crypto/md5"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/lvslab/lvslab/scenarios"
+	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
 )
 
 const fixtures = "../../fixtures/check/"
@@ -709,5 +711,40 @@ func TestScriptsHandedOver(t *testing.T) {
 		if len(rx.Notes) != 0 || !slices.ContainsFunc(mappings, func(m Mapping) bool { return m.To == "not run" && strings.Contains(m.Why, why) }) {
 			t.Errorf("--scripts %q: notes %q, mappings %+v; want the scripts not run, and %q", scripts, rx.Notes, mappings, why)
 		}
+	}
+}
+
+// TestIncludeFromConfigDir: a pair copied from its boxes with includes
+// by /etc/keepalived/... reads the copies beside the configs, and the
+// lab's copy includes them from its own directory.
+func TestIncludeFromConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"app1.conf", "app2.conf", "conf.d/services.conf"} {
+		text, err := os.ReadFile(fixtures + "several/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text = []byte(strings.Replace(string(text), "include conf.d/*.conf", "include "+keepalivedconf.ConfigDir+"conf.d/*.conf", 1))
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, pl, rx := plan(t, [2]string{dir + "/app1.conf", dir + "/app2.conf"}, [2]string{}, "")
+	if len(pl.Services) != 2 {
+		t.Fatalf("%d services, want the included file's 2", len(pl.Services))
+	}
+	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, main := labCopy(t, yours, "d1")
+	if !strings.Contains(files[main], "include conf.d/*.conf") || files["conf.d/services.conf"] == "" {
+		t.Errorf("the lab's app1.conf does not include its conf.d:\n%s\nfiles %v", files[main], slices.Collect(maps.Keys(files)))
+	}
+	if !slices.ContainsFunc(mappings, func(m Mapping) bool { return m.To == "include conf.d/*.conf" }) {
+		t.Errorf("no mapping of the include: %+v", mappings)
 	}
 }

@@ -372,7 +372,7 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, handed map[string][]byte, bi
 			continue
 		}
 		from := filepath.Dir(labPath(main, inc.Pos.File))
-		rel, err := filepath.Rel(from, labPath(main, inc.Pattern))
+		rel, err := filepath.Rel(from, labPath(main, inc.Resolved))
 		if err != nil {
 			return nil, err
 		}

@@ -83,7 +83,8 @@ type line struct {
 
 // reader reads files into lines, following includes.
 type reader struct {
-	noIncludes bool // Parse's text stands alone
+	noIncludes bool   // Parse's text stands alone
+	mainDir    string // the main file's directory
 	defs       map[string]string
 	lines      []line
 	files      []string
@@ -92,11 +93,20 @@ type reader struct {
 	expanded   int // bytes of lines, $ definitions used
 }
 
-// Include is an include line: where, and the pattern as written.
+// Include is an include line: where, the pattern as written, and the
+// pattern as read (see ConfigDir).
 type Include struct {
-	Pos     Pos    `json:"pos"`
-	Pattern string `json:"pattern"`
+	Pos      Pos    `json:"pos"`
+	Pattern  string `json:"pattern"`
+	Resolved string `json:"resolved"`
 }
+
+// ConfigDir is where keepalived's configs live on a box. An include by
+// an absolute path under it is read from under the main file's
+// directory, where that holds such files: a copy of a box's
+// /etc/keepalived keeps its includes beside the main file, and this
+// machine's own /etc/keepalived is another box's.
+const ConfigDir = "/etc/keepalived/"
 
 // Tree is a config's syntax tree and the files and includes it came from.
 type Tree struct {
@@ -111,7 +121,7 @@ type Tree struct {
 
 // ParseFile reads path and every file it includes into a syntax tree.
 func ParseFile(path string) (*Tree, error) {
-	r := &reader{defs: map[string]string{}}
+	r := &reader{defs: map[string]string{}, mainDir: filepath.Dir(path)}
 	err := r.readFile(path, Pos{File: path}, 0)
 	t := &Tree{Files: r.files, Includes: r.includes, Outside: outside(path, r.files)}
 	if err == nil {
@@ -237,11 +247,15 @@ func (r *reader) readText(name string, text []byte, depth int) error {
 			if depth >= 8 {
 				return Errorf(pos, "includes nested more than 8 deep")
 			}
-			r.includes = append(r.includes, Include{pos, words[1]})
 			pattern := words[1]
 			if !filepath.IsAbs(pattern) {
 				pattern = filepath.Join(filepath.Dir(name), pattern)
+			} else if rest, ok := strings.CutPrefix(pattern, ConfigDir); ok && r.mainDir != "" {
+				if local := filepath.Join(r.mainDir, rest); hasMatch(local) {
+					pattern = local
+				}
 			}
+			r.includes = append(r.includes, Include{pos, words[1], pattern})
 			matches, err := filepath.Glob(pattern)
 			if err != nil {
 				return Errorf(pos, "include %s: %v", words[1], err)
@@ -259,6 +273,12 @@ func (r *reader) readText(name string, text []byte, depth int) error {
 		r.lines = append(r.lines, line{pos, words})
 	}
 	return nil
+}
+
+// hasMatch reports whether pattern matches a file.
+func hasMatch(pattern string) bool {
+	m, err := filepath.Glob(pattern)
+	return err == nil && len(m) > 0
 }
 
 // split cuts a line into words as keepalived does: whitespace separates,

@@ -170,3 +170,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// An include by an absolute path under /etc/keepalived reads the copy
+// beside the main file, where there is one: the box's, not this
+// machine's.
+func TestIncludeFromConfigDir(t *testing.T) {
+	dir := write(t, map[string]string{
+		"keepalived.conf":   "include " + ConfigDir + "conf.d/*.conf\n",
+		"conf.d/vs.conf":    "virtual_server 10.0.0.1 80 {\n}\n",
+		"other/unused.conf": "global_defs {\n}\n",
+	})
+	tr, err := ParseFile(filepath.Join(dir, "keepalived.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "conf.d/*.conf"); len(tr.Includes) != 1 || tr.Includes[0].Resolved != want || tr.Includes[0].Pattern != ConfigDir+"conf.d/*.conf" {
+		t.Errorf("includes %+v, want %s resolved to %s", tr.Includes, ConfigDir+"conf.d/*.conf", want)
+	}
+	if len(tr.Files) != 2 || tr.Files[1] != filepath.Join(dir, "conf.d/vs.conf") {
+		t.Errorf("files %q, want the main file and conf.d/vs.conf beside it", tr.Files)
+	}
+}
