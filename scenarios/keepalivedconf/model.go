@@ -356,7 +356,7 @@ func (m *modeler) instance(n *Node) {
 			in.Priority, in.PriorityPos = m.intIn(c, 1, 255), c.Pos
 		case "advert_int":
 			in.AdvertInt = m.seconds(c)
-		case "virtual_ipaddress":
+		case "virtual_ipaddress", "virtual_ipaddress_excluded": // excluded: moves with the instance, not in its adverts
 			for _, a := range c.Block {
 				in.VIPs = append(in.VIPs, m.vip(a))
 			}

@@ -191,3 +191,19 @@ func TestIncludeFromConfigDir(t *testing.T) {
 		t.Errorf("files %q, want the main file and conf.d/vs.conf beside it", tr.Files)
 	}
 }
+
+// virtual_ipaddress_excluded's addresses are VIPs of the instance too:
+// they move with it, only not in its adverts.
+func TestExcludedVIPs(t *testing.T) {
+	nodes, err := Parse("t.conf", []byte("vrrp_instance VI_1 {\n virtual_ipaddress {\n  10.0.0.1\n }\n virtual_ipaddress_excluded {\n  10.0.0.2/24 dev eth0\n }\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Model(nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := c.Instances[0].VIPs; len(v) != 2 || v[1].Prefix.String() != "10.0.0.2/24" || v[1].Dev != "eth0" {
+		t.Errorf("VIPs %+v, want 10.0.0.1 and 10.0.0.2/24 dev eth0", v)
+	}
+}
