@@ -153,6 +153,7 @@ func badInputs() []badInput {
 	for _, v := range []string{"-1", "nan", "abc"} {
 		cases = append(cases, edited("preempt_delay "+v, "advert_int 1", "advert_int 1\n preempt_delay "+v, 2, "preempt_delay: want seconds"))
 	}
+	cases = append(cases, edited("a port 0 service", "virtual_server 192.168.1.200 3306", "virtual_server 192.168.1.200 0", 2, "port 0, every port of the VIP (persistent): not supported yet"))
 	for _, v := range []string{"-1", "70000", "x"} {
 		cases = append(cases, edited("weight "+v, "weight 1", "weight "+v, 2, "weight: want"))
 	}

@@ -274,6 +274,8 @@ func (pl *Plan) services(p *Pair) error {
 			case vs.Mark != 0:
 				marked[i] = append(marked[i], vs)
 				continue
+			case vs.Group == "" && vs.Port == 0:
+				return fmt.Errorf("%s: virtual_server %s: port 0, every port of the VIP (persistent): not supported yet", vs.Pos, vs.Key())
 			}
 			addrs, err := addressServices(c, vs)
 			if err != nil {
