@@ -748,3 +748,30 @@ func TestIncludeFromConfigDir(t *testing.T) {
 		t.Errorf("no mapping of the include: %+v", mappings)
 	}
 }
+
+// A bare VIP's subnet is the /24 around it, or the longest prefix that
+// also holds the realservers near it; those further away stay outside.
+func TestLabNet(t *testing.T) {
+	vip := netip.MustParsePrefix("10.0.0.100/32")
+	for _, c := range []struct {
+		rs   []string
+		want string
+	}{
+		{nil, "10.0.0.0/24"},
+		{[]string{"10.0.0.11", "10.0.0.12"}, "10.0.0.0/24"},
+		{[]string{"10.0.1.11", "10.0.1.12"}, "10.0.0.0/23"},
+		{[]string{"10.0.0.11", "10.0.3.12", "192.168.1.5"}, "10.0.0.0/22"},
+		{[]string{"10.1.0.11"}, "10.0.0.0/24"},
+	} {
+		var rs []netip.Addr
+		for _, a := range c.rs {
+			rs = append(rs, netip.MustParseAddr(a))
+		}
+		if got := labNet(vip, rs); got.String() != c.want {
+			t.Errorf("realservers %v: %s, want %s", c.rs, got, c.want)
+		}
+	}
+	if got := labNet(netip.MustParsePrefix("10.0.0.100/22"), nil); got.String() != "10.0.0.0/22" {
+		t.Errorf("a VIP with its prefix: %s, want it", got)
+	}
+}

@@ -146,7 +146,7 @@ func Derive(p *Pair) (*Plan, error) {
 	if err := pl.services(p); err != nil {
 		return nil, err
 	}
-	if err := pl.subnetAndClient(); err != nil {
+	if err := pl.subnetAndClient(p); err != nil {
 		return nil, err
 	}
 	pl.unreachable()
@@ -194,10 +194,10 @@ func Derive(p *Pair) (*Plan, error) {
 // so).
 func (pl *Plan) addresses(p *Pair) error {
 	// A VIP given without a prefix (the usual form) is a /32: the boxes'
-	// subnet is then taken as the /24 around it, as the lab's is.
+	// subnet is then taken as the lab's is (labNet).
 	var nets []netip.Prefix
 	for _, v := range pl.VIPs {
-		nets = append(nets, labNet(v))
+		nets = append(nets, labNet(v, realservers(p)))
 	}
 	var listed [2][]netip.Addr
 	for i, c := range p.Configs {
@@ -380,14 +380,13 @@ func ipvsServices(c *keepalivedconf.Config, vs *keepalivedconf.VirtualServer) in
 	return n
 }
 
-// subnetAndClient takes the first VIP's subnet (a /24 around it when the
-// config gives a host route) and client addresses nobody uses, from the
-// top.
-func (pl *Plan) subnetAndClient() error {
-	pl.Subnet = labNet(pl.VIPs[0])
+// subnetAndClient takes the first VIP's subnet (labNet, when the config
+// gives a host route) and client addresses nobody uses, from the top.
+func (pl *Plan) subnetAndClient(p *Pair) error {
+	pl.Subnet = labNet(pl.VIPs[0], realservers(p))
 	if pl.Subnet != pl.VIPs[0].Masked() {
 		pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + pl.VIPs[0].String(), To: "subnet " + pl.Subnet.String(), Assumed: true,
-			Why: "the config gives the VIP without its subnet; the lab's bridge needs one for the boxes and the client"})
+			Why: "the config gives the VIP without its subnet; the lab's bridge needs one for the boxes and the client: the /24 around it, or the smallest that also holds the realservers listed near it (within its /16)"})
 	}
 	used := []netip.Addr{pl.Boxes[0].Addr, pl.Boxes[1].Addr}
 	used = append(used, pl.Realservers...)
@@ -457,13 +456,34 @@ func (pl *Plan) checked(a netip.Addr) bool {
 // source hashing over two boxes sends them all to one with odds 2/65536.
 const clients = 16
 
-// labNet is the subnet the lab puts a VIP in: its own, or the /24
-// around it when the config gives a longer prefix (a bare address).
-func labNet(vip netip.Prefix) netip.Prefix {
-	if vip.Bits() > 24 {
-		return netip.PrefixFrom(vip.Addr(), 24).Masked()
+// labNet is the subnet the lab puts a VIP in: its own; or, when the
+// config gives a longer prefix (a bare address), the /24 around it, or
+// the longest prefix that also holds the realservers within the /16
+// around it (those further away are another network's).
+func labNet(vip netip.Prefix, realservers []netip.Addr) netip.Prefix {
+	if vip.Bits() <= 24 {
+		return vip.Masked()
 	}
-	return vip.Masked()
+	near := netip.PrefixFrom(vip.Addr(), 16).Masked()
+	for bits := 24; ; bits-- {
+		p := netip.PrefixFrom(vip.Addr(), bits).Masked()
+		if bits == 16 || !slices.ContainsFunc(realservers, func(a netip.Addr) bool { return near.Contains(a) && !p.Contains(a) }) {
+			return p
+		}
+	}
+}
+
+// realservers are the addresses every virtual server of the pair lists.
+func realservers(p *Pair) []netip.Addr {
+	var out []netip.Addr
+	for _, c := range p.Configs {
+		for _, vs := range c.VirtualServers {
+			for _, rs := range vs.RealServers {
+				out = append(out, rs.Addr)
+			}
+		}
+	}
+	return out
 }
 
 func lastHost(p netip.Prefix) netip.Addr {
