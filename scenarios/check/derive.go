@@ -386,7 +386,7 @@ func (pl *Plan) subnetAndClient(p *Pair) error {
 	pl.Subnet = labNet(pl.VIPs[0], realservers(p))
 	if pl.Subnet != pl.VIPs[0].Masked() {
 		pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + pl.VIPs[0].String(), To: "subnet " + pl.Subnet.String(), Assumed: true,
-			Why: "the config gives the VIP without its subnet; the lab's bridge needs one for the boxes and the client: the /24 around it, or the smallest that also holds the realservers listed near it (within its /16)"})
+			Why: "the config gives the VIP without its subnet; the lab's bridge needs one for the boxes and the client: the /24 around it, or the smallest that also holds the realservers and box addresses the configs give near it (within its /16)"})
 	}
 	used := []netip.Addr{pl.Boxes[0].Addr, pl.Boxes[1].Addr}
 	used = append(used, pl.Realservers...)
@@ -473,10 +473,15 @@ func labNet(vip netip.Prefix, realservers []netip.Addr) netip.Prefix {
 	}
 }
 
-// realservers are the addresses every virtual server of the pair lists.
+// realservers are the addresses every virtual server of the pair lists,
+// and the boxes' own where the configs show them (unicast, mcast_src_ip):
+// what the VIP's subnet should hold.
 func realservers(p *Pair) []netip.Addr {
 	var out []netip.Addr
 	for _, c := range p.Configs {
+		for _, in := range c.Instances {
+			out = append(append(out, in.UnicastSrc, in.McastSrc), in.UnicastPeers...)
+		}
 		for _, vs := range c.VirtualServers {
 			for _, rs := range vs.RealServers {
 				out = append(out, rs.Addr)
