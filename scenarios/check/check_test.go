@@ -3,6 +3,7 @@ package check
 import (
 	"crypto/md5"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/netip"
 	"os"
@@ -45,30 +46,60 @@ func keepalivedAccepts(t *testing.T, files map[string]string, main string) {
 	}
 	dir := t.TempDir()
 	base := filepath.Dir(main)
+	put := func(rel string, data []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, rel), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for path, text := range files {
-		rel, _ := filepath.Rel(base, path)
-		os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755)
-		os.WriteFile(filepath.Join(dir, rel), []byte(text), 0o644)
+		rel, err := filepath.Rel(base, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		put(rel, []byte(text))
 	}
 	// includes not edited are copied as they are
-	filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
-		rel, _ := filepath.Rel(base, p)
-		if err == nil && !fi.IsDir() {
-			if _, err := os.Stat(filepath.Join(dir, rel)); os.IsNotExist(err) {
-				os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755)
-				data, _ := os.ReadFile(p)
-				os.WriteFile(filepath.Join(dir, rel), data, 0o644)
+	err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(base, p)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(dir, rel)); os.IsNotExist(err) {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
 			}
+			put(rel, data)
 		}
 		return nil
 	})
-	out, _ := exec.Command("keepalived", "-t", "-l", "-f", filepath.Join(dir, filepath.Base(main))).CombinedOutput()
-	before, _ := exec.Command("keepalived", "-t", "-l", "-f", main).CombinedOutput() // what the user's own config earns
+	if err != nil {
+		t.Fatal(err)
+	}
+	// keepalived -t exits non-zero when it only warns: its output is what
+	// counts; that it ran at all is checked.
+	keepalivedT := func(path string) string {
+		t.Helper()
+		out, err := exec.Command("keepalived", "-t", "-l", "-f", path).CombinedOutput()
+		if _, warned := err.(*exec.ExitError); err != nil && !warned {
+			t.Fatalf("keepalived -t: %v", err)
+		}
+		return string(out)
+	}
+	out := keepalivedT(filepath.Join(dir, filepath.Base(main)))
+	before := keepalivedT(main) // what the user's own config earns
 	ignore := regexp.MustCompile(`doesn't exist|Non-existent interface specified in configuration`)
 	at := regexp.MustCompile(`^\((\S+: )?Line \d+\) `)
 	var rest []string
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if msg := at.ReplaceAllString(l, ""); l != "" && !ignore.MatchString(l) && !strings.Contains(string(before), msg) {
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if msg := at.ReplaceAllString(l, ""); l != "" && !ignore.MatchString(l) && !strings.Contains(before, msg) {
 			rest = append(rest, l)
 		}
 	}
