@@ -171,18 +171,47 @@ func (b *Box) Stacks() string {
 	}
 	var out []string
 	for _, pid := range pidsInNS(map[uint64]bool{ino: true}) {
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
-		stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
-		var frames []string
-		for _, l := range strings.Split(strings.TrimSpace(string(stack)), "\n") {
-			if f := strings.Fields(l); len(f) > 1 {
-				frames = append(frames, f[1])
-			}
-		}
-		out = append(out, fmt.Sprintf("%d %s: %s [%s]", pid, strings.TrimSpace(string(comm)), wchan, strings.Join(frames, " < ")))
+		out = append(out, pidStack(pid))
 	}
 	return strings.Join(out, "; ")
+}
+
+// KernelThreadStacks is where the kernel threads whose name starts with
+// prefix wait ("ipvs-": IPVS's sync daemons, which keepalived starts and
+// stops as VRRP moves), with their state: the evidence of a hang inside
+// the kernel. Kernel threads are in no lab's namespace: every lab's are
+// listed.
+func KernelThreadStacks(prefix string) string {
+	var out []string
+	for _, pid := range otherPIDs() {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.HasPrefix(string(comm), prefix) {
+			out = append(out, pidStack(pid))
+		}
+	}
+	if len(out) == 0 {
+		return "no " + prefix + "* kernel thread"
+	}
+	return strings.Join(out, "; ")
+}
+
+// pidStack is one process's name, state, wait channel and kernel stack.
+func pidStack(pid int) string {
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+	stack, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stack", pid))
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	state := "?"
+	if _, after, ok := strings.Cut(string(stat), ") "); ok && after != "" {
+		state = after[:1] // R, S, D (uninterruptible: a hang's mark), ...
+	}
+	var frames []string
+	for _, l := range strings.Split(strings.TrimSpace(string(stack)), "\n") {
+		if f := strings.Fields(l); len(f) > 1 {
+			frames = append(frames, f[1])
+		}
+	}
+	return fmt.Sprintf("%d %s %s: %s [%s]", pid, strings.TrimSpace(string(comm)), state, wchan, strings.Join(frames, " < "))
 }
 
 // Attach opens a running lab that another process built, to observe it:

@@ -220,13 +220,13 @@ func ipvsTable(box *lab.Box) (table []director.Service, err error) {
 func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix) error {
 	if err := waitReady(ctx, l, c, impl, c.readyBound()); err != nil {
 		// Evidence of a hang: where each director box's processes wait.
-		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
-			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
+		return fmt.Errorf("%w (%s; d1: %s; d2: %s; kernel: %s)", err, logTails(impl),
+			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks(), lab.KernelThreadStacks("ipvs-"))
 	}
 	err := fixInPlace(ctx, l, c, fix)
 	if err != nil {
-		return fmt.Errorf("%w (%s; d1: %s; d2: %s)", err, logTails(impl),
-			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks())
+		return fmt.Errorf("%w (%s; d1: %s; d2: %s; kernel: %s)", err, logTails(impl),
+			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks(), lab.KernelThreadStacks("ipvs-"))
 	}
 	return nil
 }
