@@ -806,3 +806,31 @@ func TestLabNet(t *testing.T) {
 		t.Errorf("a VIP with its prefix: %s, want it", got)
 	}
 }
+
+// TestStrictAccept: accept keeps strict mode from dropping the VIP's
+// traffic only under VRRP version 3; under 2, keepalived resets it.
+func TestStrictAccept(t *testing.T) {
+	for _, c := range []struct {
+		global string
+		fixed  bool
+	}{{"", false}, {"    vrrp_version 3\n", true}} {
+		dir := t.TempDir()
+		var paths [2]string
+		for i, f := range []string{"lvs1.conf", "lvs2.conf"} {
+			text, err := os.ReadFile("../../fixtures/field/vrrp-strict/" + f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := strings.Replace(string(text), "    advert_int 1\n", "    advert_int 1\n    accept\n", 1)
+			s = strings.Replace(s, "    vrrp_strict\n", "    vrrp_strict\n"+c.global, 1)
+			paths[i] = filepath.Join(dir, f)
+			if err := os.WriteFile(paths[i], []byte(s), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, rx := plan(t, paths, [2]string{}, "")
+		if (rx.Unserved == "") != c.fixed {
+			t.Errorf("accept, global %q: unserved %q; want it said only under VRRP version 2", c.global, rx.Unserved)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -398,7 +399,8 @@ func (e Edits) Apply(files []string) (map[string]string, string, error) {
 }
 
 // strict removes vrrp_strict from c's global_defs where an instance
-// lacks accept: strict mode turns RFC 5798's Accept_Mode off, and
+// lacks accept, or runs VRRP version 2 (where keepalived resets accept):
+// strict mode turns RFC 5798's Accept_Mode off, and
 // keepalived then adds filter rules that drop every packet to the VIPs on
 // the box that holds them, so nothing reaches IPVS (the sample
 // keepalived.conf of RHEL-like packages has vrrp_strict). accept does
@@ -410,7 +412,7 @@ func (rx *Prescription) strict(c *keepalivedconf.Config, node string, e Edits) e
 	}
 	var names []string
 	for _, in := range c.Instances {
-		if !in.Accept {
+		if v := cmp.Or(in.Version, c.Global.VRRPVersion, 2); !in.Accept || v == 2 {
 			names = append(names, in.Name)
 		}
 	}
@@ -420,7 +422,7 @@ func (rx *Prescription) strict(c *keepalivedconf.Config, node string, e Edits) e
 	if err := e.comment(c.Global.VRRPStrictPos); err != nil {
 		return err
 	}
-	why := fmt.Sprintf("%s: vrrp_strict, and vrrp_instance %s without accept: keepalived then drops every packet to the VIPs on the box that holds them, so no connection reaches IPVS",
+	why := fmt.Sprintf("%s: vrrp_strict, and vrrp_instance %s without accept (or with it, under VRRP version 2): keepalived then drops every packet to the VIPs on the box that holds them, so no connection reaches IPVS",
 		c.Global.VRRPStrictPos, strings.Join(names, ", "))
 	rx.Notes = append(rx.Notes, fmt.Sprintf("on %s: %s; the fix removes vrrp_strict (accept alone does not do: keepalived resets it under VRRP version 2)", node, why))
 	if rx.Unserved == "" {

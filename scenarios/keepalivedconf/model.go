@@ -38,6 +38,7 @@ type Global struct {
 	RouterID      string      `json:"router_id,omitempty"`
 	VRRPStrict    bool        `json:"vrrp_strict,omitempty"`
 	VRRPStrictPos Pos         `json:"-"`
+	VRRPVersion   int         `json:"vrrp_version,omitempty"` // 0: not given (2)
 	SyncDaemon    *SyncDaemon `json:"lvs_sync_daemon,omitempty"`
 }
 
@@ -68,7 +69,9 @@ type Instance struct {
 	// Accept is accept: the MASTER takes packets for the VIPs although
 	// it does not own them (RFC 5798's Accept_Mode; what vrrp_strict
 	// turns off).
-	Accept       bool              `json:"accept,omitempty"`
+	Accept bool `json:"accept,omitempty"`
+	// Version is the instance's VRRP version (0: global_defs', else 2).
+	Version      int               `json:"version,omitempty"`
 	PreemptDelay time.Duration     `json:"preempt_delay_ns,omitempty"`
 	TrackScripts []string          `json:"track_script,omitempty"`
 	Notify       map[string]string `json:"notify,omitempty"` // notify, notify_master, ... -> command
@@ -312,6 +315,8 @@ func (m *modeler) global(n *Node) {
 			g.RouterID = m.arg(c)
 		case "vrrp_strict":
 			g.VRRPStrict, g.VRRPStrictPos = true, c.Pos
+		case "vrrp_version":
+			g.VRRPVersion = m.intIn(c, 2, 3)
 		case "lvs_sync_daemon":
 			if len(c.Args) == 0 {
 				m.fail(c, "needs an interface")
@@ -372,6 +377,8 @@ func (m *modeler) instance(n *Node) {
 			in.NoPreempt = true
 		case "accept":
 			in.Accept = true
+		case "version":
+			in.Version = m.intIn(c, 2, 3)
 		case "no_accept":
 			in.Accept = false
 		case "preempt_delay":
