@@ -271,12 +271,12 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
 	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: pl.Backends(),
 		Unserved: map[scenarios.Fix]string{"yours": rx.Unserved}}
-	var lab time.Duration // the runs' time, one after the other
+	var serial time.Duration // the runs' time, one after the other
 	for _, ev := range evs {
-		lab += check.Timers(p).Estimate(ev) * time.Duration(2*len(svcs))
+		serial += check.Timers(p).Estimate(ev) * time.Duration(2*len(svcs))
 	}
 	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed), about %s of lab time, %d at once (--events for fewer)\n",
-		len(cells), len(evs), len(svcs), lab.Round(time.Minute), checkJobs)
+		len(cells), len(evs), len(svcs), serial.Round(time.Minute), checkJobs)
 	if err := runCells(ctx, sum, pl.Topology, cells, 1, checkJobs, opts, dir, pl.Assumptions(m1...)...); err != nil {
 		return err
 	}
