@@ -376,6 +376,9 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 	for _, s := range pl.Services {
 		fmt.Fprintf(w, "  service %s -> %s ports %v, lb_kind %s\n", s.Key, s.VIP, s.Ports, s.Kind)
 	}
+	for _, d := range pl.Differences {
+		fmt.Fprintf(w, "  the boxes differ: %s\n", d)
+	}
 	fmt.Fprintf(w, "\nMappings\n")
 	for _, m := range pl.Mappings {
 		fmt.Fprintf(w, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)

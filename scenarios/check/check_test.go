@@ -834,3 +834,15 @@ func TestStrictAccept(t *testing.T) {
 		}
 	}
 }
+
+// TestDifferences: realserver sets that differ per box are a finding of
+// the plan, not an error: what each box sends to once MASTER.
+func TestDifferences(t *testing.T) {
+	_, pl, _ := fieldPair(t, "differing-sets", "")
+	if len(pl.Differences) != 1 || !strings.HasSuffix(pl.Differences[0], "as MASTER, d2 sends nothing to 10.4.0.23") {
+		t.Errorf("differences %q, want d2 without 10.4.0.23", pl.Differences)
+	}
+	if _, pl, _ := fieldPair(t, "seed-mysql", ""); len(pl.Differences) != 0 {
+		t.Errorf("the same sets: differences %q", pl.Differences)
+	}
+}

@@ -100,6 +100,9 @@ type Plan struct {
 	// Unreachable are realservers outside the directors' link: the lab
 	// runs them unreachable (no node).
 	Unreachable []netip.Addr  `json:"unreachable,omitempty"`
+	// Differences say where the boxes' realserver sets for a service
+	// differ: what each serves once it is MASTER.
+	Differences []string `json:"differences,omitempty"`
 	Mappings    []Mapping     `json:"mappings"`
 	Topology    *lab.Topology `json:"-"`
 	// unrunnable says why the VRRP instances do not fit the lab, or "".
@@ -150,6 +153,7 @@ func Derive(p *Pair) (*Plan, error) {
 		return nil, err
 	}
 	pl.unreachable()
+	pl.differences()
 	for _, s := range pl.Services {
 		m, ok := pl.masters[s.VIP]
 		if !ok {
@@ -432,6 +436,39 @@ func (pl *Plan) unreachable() {
 					Why: "as MASTER, " + pl.Boxes[i].Node + " balances only to realservers the lab cannot reach: every connection fails"})
 			}
 		}
+	}
+}
+
+// differences lists, per service whose boxes list different
+// realservers, what each box sends to once it is MASTER.
+func (pl *Plan) differences() {
+	for _, s := range pl.Services {
+		var sets [2][]netip.Addr
+		for i, vs := range s.Servers {
+			for _, rs := range vs.RealServers {
+				if rs.Weight > 0 {
+					sets[i] = append(sets[i], rs.Addr)
+				}
+			}
+			slices.SortFunc(sets[i], netip.Addr.Compare)
+		}
+		if slices.Equal(sets[0], sets[1]) {
+			continue
+		}
+		var only []string
+		for i := range sets {
+			var missing []string
+			for _, a := range sets[1-i] {
+				if !slices.Contains(sets[i], a) {
+					missing = append(missing, a.String())
+				}
+			}
+			if len(missing) > 0 {
+				only = append(only, fmt.Sprintf("as MASTER, %s sends nothing to %s", pl.Boxes[i].Node, strings.Join(missing, ", ")))
+			}
+		}
+		pl.Differences = append(pl.Differences, fmt.Sprintf("%s: %s sends to %v, %s to %v: %s",
+			s.Key, pl.Boxes[0].Node, sets[0], pl.Boxes[1].Node, sets[1], strings.Join(only, "; ")))
 	}
 }
 
