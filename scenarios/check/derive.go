@@ -99,10 +99,10 @@ type Plan struct {
 	Realservers []netip.Addr   `json:"realservers,omitempty"` // neither box
 	// Unreachable are realservers outside the directors' link: the lab
 	// runs them unreachable (no node).
-	Unreachable []netip.Addr  `json:"unreachable,omitempty"`
+	Unreachable []netip.Addr `json:"unreachable,omitempty"`
 	// Differences say where the boxes' realserver sets for a service
 	// differ: what each serves once it is MASTER.
-	Differences []string `json:"differences,omitempty"`
+	Differences []string      `json:"differences,omitempty"`
 	Mappings    []Mapping     `json:"mappings"`
 	Topology    *lab.Topology `json:"-"`
 	// unrunnable says why the VRRP instances do not fit the lab, or "".
