@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
+	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/ipv4"
 )
 
@@ -32,9 +33,9 @@ const (
 	// BackendHTTPS is the HTTP page over TLS, with a certificate the
 	// backend makes itself when it starts.
 	BackendHTTPS = "https"
-	// BackendUDP answers each datagram with a datagram "server_id N", and
-	// is the banner on TCP on the same port (a TCP_CHECK's, or a TCP
-	// service's on that port).
+	// BackendUDP answers each datagram with a datagram "server_id N" (a
+	// DNS query, DNS_CHECK's, with a DNS answer), and is the banner on TCP
+	// on the same port (a TCP_CHECK's, or a TCP service's on that port).
 	BackendUDP = "udp"
 )
 
@@ -125,7 +126,7 @@ func serveBackend(ln net.Listener, pc net.PacketConn, kind string, serverID int)
 		b.wg.Go(func() {
 			buf := make([]byte, 512)
 			for {
-				_, cm, from, err := p.ReadFrom(buf)
+				n, cm, from, err := p.ReadFrom(buf)
 				if err != nil {
 					return // stopped
 				}
@@ -133,7 +134,11 @@ func serveBackend(ln net.Listener, pc net.PacketConn, kind string, serverID int)
 				if cm != nil {
 					reply = &ipv4.ControlMessage{Src: cm.Dst}
 				}
-				p.WriteTo([]byte(answer), reply, from)
+				out := []byte(answer)
+				if dns, ok := dnsAnswer(buf[:n]); ok { // a DNS_CHECK's query
+					out = dns
+				}
+				p.WriteTo(out, reply, from)
 			}
 		})
 	}
@@ -249,3 +254,35 @@ var labCert = sync.OnceValue(func() tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 })
+
+// dnsAnswer is the answer to q when q is a DNS query, as keepalived's
+// DNS_CHECK sends (type SOA of "." unless its config says otherwise): the
+// question back with one record of its type where there is one to make
+// (A: 127.0.0.1; SOA: a zone of its own), NOERROR.
+func dnsAnswer(q []byte) ([]byte, bool) {
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil || h.Response {
+		return nil, false
+	}
+	question, err := p.Question()
+	if err != nil {
+		return nil, false
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired})
+	if b.StartQuestions() != nil || b.Question(question) != nil || b.StartAnswers() != nil {
+		return nil, false
+	}
+	rh := dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET}
+	switch question.Type {
+	case dnsmessage.TypeA:
+		err = b.AResource(rh, dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}})
+	case dnsmessage.TypeSOA:
+		err = b.SOAResource(rh, dnsmessage.SOAResource{NS: question.Name, MBox: question.Name, Serial: 1, Refresh: 60, Retry: 60, Expire: 60, MinTTL: 60})
+	}
+	if err != nil {
+		return nil, false
+	}
+	out, err := b.Finish()
+	return out, err == nil
+}

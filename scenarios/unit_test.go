@@ -17,6 +17,7 @@ import (
 	"github.com/lvslab/lvslab/fixtures"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 func testCluster(t *testing.T) Cluster {
@@ -499,5 +500,30 @@ func TestTimers(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, c.got, c.want)
 		}
+	}
+}
+
+// The UDP backend answers a DNS query, as keepalived's DNS_CHECK sends,
+// with a DNS answer of the query's type: SOA of "." by default, or A.
+func TestDNSAnswer(t *testing.T) {
+	for _, typ := range []dnsmessage.Type{dnsmessage.TypeSOA, dnsmessage.TypeA} {
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 4242, RecursionDesired: true})
+		b.StartQuestions()
+		b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName("."), Type: typ, Class: dnsmessage.ClassINET})
+		q, err := b.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, ok := dnsAnswer(q)
+		var m dnsmessage.Message
+		if !ok || m.Unpack(out) != nil {
+			t.Fatalf("%v: no answer", typ)
+		}
+		if m.ID != 4242 || !m.Response || m.RCode != dnsmessage.RCodeSuccess || len(m.Questions) != 1 || len(m.Answers) != 1 || m.Answers[0].Header.Type != typ {
+			t.Errorf("%v: answer %+v", typ, m)
+		}
+	}
+	if _, ok := dnsAnswer([]byte("server_id?\n")); ok {
+		t.Errorf("the workload's question read as DNS")
 	}
 }

@@ -43,8 +43,8 @@ func (pl *Plan) Runnable() string {
 			for _, rs := range vs.RealServers {
 				for _, ck := range rs.Checks {
 					switch {
-					case ck.Kind == keepalivedconf.SMTPCheck || ck.Kind == keepalivedconf.DNSCheck:
-						return ck.Pos.String() + ": " + ck.Kind + ": the lab's backends speak no SMTP nor DNS yet"
+					case ck.Kind == keepalivedconf.SMTPCheck:
+						return ck.Pos.String() + ": " + ck.Kind + ": the lab's backends speak no SMTP yet"
 					}
 				}
 			}
@@ -95,12 +95,15 @@ func (pl *Plan) Workloads() []scenarios.Service {
 
 // Backends are what the boxes serve: one server on each port of the
 // services (it listens on every address); the UDP one where a UDP
-// service has the port (it is the banner on TCP too).
+// service or a DNS_CHECK has the port (it is the banner on TCP too).
 func (pl *Plan) Backends() []scenarios.Service {
 	var out []scenarios.Service
 	for _, s := range pl.Services {
 		for _, port := range s.Ports {
 			b := s.backend(port)
+			if s.checks(keepalivedconf.DNSCheck) { // it asks over UDP, whatever the service's protocol
+				b.Backend = scenarios.BackendUDP
+			}
 			switch k := slices.IndexFunc(out, func(o scenarios.Service) bool { return o.Port == b.Port }); {
 			case k < 0:
 				out = append(out, b)
