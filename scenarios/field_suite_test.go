@@ -10,7 +10,7 @@ import (
 // The field corpus in the lab: every case of docs/field.md's table that
 // lvslab runs, in steady state as lvslab check runs it, gets the verdicts
 // written there beforehand (make field). The first case, the seed's own
-// shape, and the UDP one are also in make test.
+// shape, is also in make test.
 var _ = Describe("lvslab check: the field corpus", Label("field"), func() {
 	cases, err := field.Read("../docs/field.md")
 	if err != nil {
@@ -22,7 +22,7 @@ var _ = Describe("lvslab check: the field corpus", Label("field"), func() {
 			continue
 		}
 		labels := Labels{}
-		if k == 0 || c.Name == "udp-dns" { // the seed's shape; and UDP, the one path only the field runs
+		if k == 0 {
 			labels = append(labels, "test")
 		}
 		It(c.Name+": "+c.Shape, labels, timeout(), func(ctx SpecContext) {
