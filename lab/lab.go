@@ -227,7 +227,11 @@ func (l *Lab) pushStep(s undoStep) {
 // Claim creates the run directory of the lab called name, failing with
 // ErrExists if that lab has a namespace or a run directory already.
 func Claim(runDir, name string) (string, error) {
-	if names, _ := listNamedNS(nsName(name, "")); len(names) > 0 {
+	names, err := listNamedNS(nsName(name, ""))
+	if err != nil {
+		return "", fmt.Errorf("lab %q: list the namespaces: %w", name, err)
+	}
+	if len(names) > 0 {
 		return "", fmt.Errorf("lab %q %w (namespace %s): run `lvslab down --lab %s`", name, ErrExists, names[0], name)
 	}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {

@@ -70,7 +70,10 @@ func remove(runDir, nsPrefix string, dirMatch func(string) bool, grace time.Dura
 		}
 		r.Namespaces = append(r.Namespaces, n)
 	}
-	ents, _ := os.ReadDir(runDir)
+	ents, err := os.ReadDir(runDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("read %s: %w", runDir, err))
+	}
 	for _, e := range ents {
 		// Lab names never start with a dot; .admit holds the admission
 		// slots, which other processes may hold.
