@@ -86,7 +86,7 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 	// backup_only can hang as it does at start (see readyBound and
 	// Findings), both boxes holding the VIP for over 90 s.
 	if err := waitReady(ctx, l, c, impl, c.readyBound()); err != nil {
-		return fmt.Errorf("after the heal: %w (%s; d1: %s; d2: %s; kernel: %s)", err, logTails(impl), master.Stacks(), backup.Stacks(), lab.KernelThreadStacks("ipvs-"))
+		return fmt.Errorf("after the heal: %w (%s)", err, hangEvidence(l, c, impl))
 	}
 	// The fix back in place too: a REDIRECT judged before notify_backup
 	// put its rule back re-balanced, a loop (1 cell in a full run).

@@ -28,17 +28,6 @@ func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
 	})
 }
 
-// readyBound (Timers.readyBound) is how long two freshly started
-// directors may take to settle on one MASTER: 5 to 8 s in the timelines of parallel runs. In 2 of 9
-// full parallel runs (the bound was 30 s then), a keepalived under
-// backup_only that had to leave MASTER at start (both time out as BACKUP
-// together) logged the higher-priority advert and then nothing for over
-// 30 s, its VIP up beside the MASTER's. It switches its sync daemons
-// before it drops the VIP, and the kernel's start_sync_thread takes the
-// RTNL lock, which other labs' namespace teardown holds: the likely cause,
-// not yet confirmed (a readiness failure now reports the boxes' stacks).
-// Readiness is not a verdict; this only bounds the wait.
-
 // WaitReady waits until the MASTER alone holds the VIP on its interface and
 // both directors have a virtual service with every realserver.
 func WaitReady(ctx context.Context, l *lab.Lab, c Cluster, limit time.Duration) error {
@@ -219,16 +208,20 @@ func ipvsTable(box *lab.Box) (table []director.Service, err error) {
 // runs besides is in place. Its errors carry the directors' log tails.
 func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix) error {
 	if err := waitReady(ctx, l, c, impl, c.readyBound()); err != nil {
-		// Evidence of a hang: where each director box's processes wait.
-		return fmt.Errorf("%w (%s; d1: %s; d2: %s; kernel: %s)", err, logTails(impl),
-			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks(), lab.KernelThreadStacks("ipvs-"))
+		return fmt.Errorf("%w (%s)", err, hangEvidence(l, c, impl))
 	}
-	err := fixInPlace(ctx, l, c, fix)
-	if err != nil {
-		return fmt.Errorf("%w (%s; d1: %s; d2: %s; kernel: %s)", err, logTails(impl),
-			l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks(), lab.KernelThreadStacks("ipvs-"))
+	if err := fixInPlace(ctx, l, c, fix); err != nil {
+		return fmt.Errorf("%w (%s)", err, hangEvidence(l, c, impl))
 	}
 	return nil
+}
+
+// hangEvidence is what a wait that ran out shows of a hang: the directors'
+// log tails, where each director box's processes wait, and where IPVS's
+// sync-daemon kernel threads do.
+func hangEvidence(l *lab.Lab, c Cluster, impl Implementation) string {
+	return fmt.Sprintf("%s; d1: %s; d2: %s; kernel: %s", logTails(impl),
+		l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks(), lab.KernelThreadStacks("ipvs-"))
 }
 
 // fixInPlace waits until what fix runs besides the directors' tables is
