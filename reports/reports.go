@@ -38,15 +38,20 @@ type Summary struct {
 	// YourConfig is lvslab check's account of a user's pair: what was
 	// parsed, the lab derived, the mappings, the fix written.
 	YourConfig string `json:"your_configuration,omitempty"`
-	// PairVerdict is lvslab check's verdict on the pair in one line, with
-	// every assumption it rests on (Summary.SetPairVerdict).
-	PairVerdict string `json:"pair_verdict,omitempty"`
+	// Assumed is what lvslab check's verdicts rest on that the configs do
+	// not say; PairVerdict its verdict on the pair in one line, with them
+	// (Summary.SetPairVerdict).
+	Assumed     []string `json:"assumed,omitempty"`
+	PairVerdict string   `json:"pair_verdict,omitempty"`
 }
 
-// SetPairVerdict states the verdict on a user's pair from its results:
-// per fix (yours, prescribed), each verdict with the events it came out
-// in; and the assumptions it rests on.
-func (s *Summary) SetPairVerdict(assumed []string) {
+// SetPairVerdict states the verdict on a user's pair (a summary with
+// YourConfig) from its results: per fix (yours, prescribed), each verdict
+// with the events it came out in; and the assumptions it rests on.
+func (s *Summary) SetPairVerdict() {
+	if s.YourConfig == "" {
+		return
+	}
 	var parts []string
 	for _, f := range []struct{ fix, as string }{{"yours", "as given"}, {"prescribed", "as prescribed"}} {
 		events := map[scenarios.Verdict][]string{}
@@ -78,8 +83,8 @@ func (s *Summary) SetPairVerdict(assumed []string) {
 	if slices.ContainsFunc(s.Results, func(r *scenarios.Result) bool { return r.Fix == "prescribed" && r.Verdict != scenarios.Clean }) {
 		s.PairVerdict += " The fix written above did not prove CLEAN in its own runs: it is not the fix for this pair as it stands (see the matrix)."
 	}
-	if len(assumed) > 0 {
-		s.PairVerdict += " Assumed, as the configs do not say: " + strings.Join(assumed, "; ") + " (see Mappings; --addr sets the boxes' addresses)."
+	if len(s.Assumed) > 0 {
+		s.PairVerdict += " Assumed, as the configs do not say: " + strings.Join(s.Assumed, "; ") + " (see Mappings; --addr sets the boxes' addresses)."
 	}
 }
 

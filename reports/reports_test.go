@@ -140,16 +140,22 @@ func TestPairVerdict(t *testing.T) {
 	r := func(fix scenarios.Fix, ev scenarios.Event, v scenarios.Verdict) *scenarios.Result {
 		return &scenarios.Result{Fix: fix, Scenario: ev, Verdict: v}
 	}
-	s := &Summary{Results: []*scenarios.Result{r("yours", scenarios.Steady, scenarios.Loop), r("yours", scenarios.FailoverStop, scenarios.Clean),
+	s := &Summary{YourConfig: "Your configuration", Assumed: []string{"d1 address 192.168.1.233"}, Results: []*scenarios.Result{r("yours", scenarios.Steady, scenarios.Loop), r("yours", scenarios.FailoverStop, scenarios.Clean),
 		r("yours", scenarios.FailoverKill, scenarios.Loop), r("prescribed", scenarios.Steady, scenarios.Clean), r("prescribed", scenarios.FailoverKill, scenarios.Clean)}}
-	s.SetPairVerdict([]string{"d1 address 192.168.1.233"})
+	s.SetPairVerdict()
 	want := "Your pair, as given: LOOP (steady-state, failover-kill), CLEAN (failover-stop); as prescribed: CLEAN in every run. " +
 		"Assumed, as the configs do not say: d1 address 192.168.1.233 (see Mappings; --addr sets the boxes' addresses)."
 	if s.PairVerdict != want {
 		t.Errorf("got  %q\nwant %q", s.PairVerdict, want)
 	}
+	// No pair verdict for a run that is not a check's.
+	run := &Summary{Results: s.Results}
+	if run.SetPairVerdict(); run.PairVerdict != "" {
+		t.Errorf("lvslab run's summary got a pair verdict: %q", run.PairVerdict)
+	}
 	s.Results[4].Verdict = scenarios.Loop
-	if s.SetPairVerdict(nil); !strings.Contains(s.PairVerdict, "as prescribed: CLEAN (steady-state), LOOP (failover-kill).") ||
+	s.SetPairVerdict()
+	if !strings.Contains(s.PairVerdict, "as prescribed: CLEAN (steady-state), LOOP (failover-kill).") ||
 		!strings.Contains(s.PairVerdict, "did not prove CLEAN") {
 		t.Errorf("a fix that loops in its own run: %q", s.PairVerdict)
 	}

@@ -39,11 +39,16 @@ const checkJobs = 6
 const maxCheckConnections = 10000
 
 // checkJob is a pair of configs read and planned: what cmdCheck and, for
-// --keep in a micro-VM, the agent both derive from check's arguments.
+// --keep in a micro-VM, the agent both derive from check's arguments:
+// the pair, its lab, its fix, and the two ways the lab runs it (with the
+// mappings that takes), with self (this binary) as the probe.
 type checkJob struct {
-	p  *check.Pair
-	pl *check.Plan
-	rx *check.Prescription
+	p                 *check.Pair
+	pl                *check.Plan
+	rx                *check.Prescription
+	self              string
+	yours, prescribed func() scenarios.Implementation
+	mappings          []check.Mapping
 }
 
 // checkPairFlags are the flags that say what the pair is.
@@ -122,6 +127,12 @@ func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
 	if j.rx, err = check.Prescribe(p, j.pl); err != nil {
 		return nil, &exitError{2, err}
 	}
+	if j.self, err = os.Executable(); err != nil {
+		return nil, err
+	}
+	if j.yours, j.prescribed, j.mappings, err = check.Runs(p, j.pl, j.rx, j.self); err != nil {
+		return nil, &exitError{2, err}
+	}
 	return j, nil
 }
 
@@ -167,15 +178,7 @@ func cmdCheck(args []string) error {
 			return err
 		}
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	yours, _, _, err := check.Runs(p, pl, rx, self)
-	if err != nil {
-		return &exitError{2, err}
-	}
-	says, err := check.KeepalivedSays(p, pl, yours)
+	says, err := check.KeepalivedSays(p, pl, j.yours)
 	if err != nil {
 		return err
 	}
@@ -216,20 +219,21 @@ func cmdCheck(args []string) error {
 	if info.Mode == kernel.VM {
 		fmt.Fprintf(os.Stderr, "\nlvslab: %s: running the lab in a micro-VM\n", info.Reason)
 		flags := args[:len(args)-fs.NArg()]
-		argv := append([]string{self, "check"}, flags...)
+		argv := append([]string{j.self, "check"}, flags...)
 		argv = append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id, "--write-fixed", "")
 		return reportInVM(v, append(argv, fs.Args()...), dir)
 	}
-	return runCheck(p, pl, rx, evs, *conns, self, dir, id, started, account.String())
+	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
+		Findings: scenarios.Findings, YourConfig: account.String()}
+	return j.run(sum, evs, *conns, dir)
 }
 
-// runCheck runs the pair's lab through evs twice, with their configs and
-// with the prescription, writes the report and prints the matrix.
-func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scenarios.Event, conns int, self, dir, id string, started time.Time, account string) error {
-	yours, fixed, m1, err := check.Runs(p, pl, rx, self)
-	if err != nil {
-		return err
-	}
+// run runs the pair's lab through evs twice, with their configs and with
+// the prescription, into sum, writes the report under dir and prints the
+// matrix.
+func (j *checkJob) run(sum *reports.Summary, evs []scenarios.Event, conns int, dir string) error {
+	p, pl, rx := j.p, j.pl, j.rx
+	m1 := slices.Clone(j.mappings)
 	evs, skipped := pl.Events(p, evs)
 	if slices.Contains(evs, scenarios.Switchover) {
 		m1 = append(m1, check.Mapping{Box: pl.Backup(), From: "priority", To: fmt.Sprint(pl.SwitchoverPriority(p)),
@@ -243,7 +247,7 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 		fmt.Fprintf(&labNotes, "  %s\n", s)
 	}
 	if labNotes.Len() > 0 {
-		account += "\nTo run in the lab\n" + labNotes.String()
+		sum.YourConfig += "\nTo run in the lab\n" + labNotes.String()
 		fmt.Print("\nTo run in the lab\n" + labNotes.String())
 	}
 	// The fix column says which configs ran: as given, or prescribed; a
@@ -253,7 +257,7 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	for _, run := range []struct {
 		impl func() scenarios.Implementation
 		fix  scenarios.Fix
-	}{{yours, "yours"}, {fixed, "prescribed"}} {
+	}{{j.yours, "yours"}, {j.prescribed, "prescribed"}} {
 		for k := range svcs {
 			for _, ev := range evs {
 				c := scenarios.Cell{Impl: run.impl, Event: ev, Fix: run.fix}
@@ -266,18 +270,18 @@ func runCheck(p *check.Pair, pl *check.Plan, rx *check.Prescription, evs []scena
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
-		Findings: scenarios.Findings, YourConfig: account}
 	// Every cell should be CLEAN: a LOOP or NO-BALANCE is what to fix.
 	opts := scenarios.Options{Connections: conns, Expected: scenarios.Clean, Service: svcs[0], Backends: pl.Backends(),
 		Unserved: map[scenarios.Fix]string{"yours": rx.Unserved}}
 	var serial time.Duration // the runs' time, one after the other
+	timers := check.Timers(p)
 	for _, ev := range evs {
-		serial += check.Timers(p).Estimate(ev) * time.Duration(2*len(svcs))
+		serial += timers.Estimate(ev) * time.Duration(2*len(svcs))
 	}
 	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed), about %s of lab time, %d at once (--events for fewer)\n",
 		len(cells), len(evs), len(svcs), serial.Round(time.Minute), checkJobs)
-	if err := runCells(ctx, sum, pl.Topology, cells, 1, checkJobs, opts, dir, pl.Assumptions(m1...)...); err != nil {
+	sum.Assumed = pl.Assumptions(m1...)
+	if err := runCells(ctx, sum, pl.Topology, cells, 1, checkJobs, opts, dir); err != nil {
 		return err
 	}
 	if !sum.Pass() {
@@ -469,17 +473,9 @@ func startPair(ctx context.Context, l *lab.Lab, args []string, which string) err
 // processes of the lab, so they outlive this one; and waits until VRRP has
 // settled.
 func (j *checkJob) start(ctx context.Context, l *lab.Lab, which string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	yours, prescribed, _, err := check.Runs(j.p, j.pl, j.rx, self)
-	if err != nil {
-		return err
-	}
-	impl := yours
+	impl := j.yours
 	if which == "prescribed" {
-		impl = prescribed
+		impl = j.prescribed
 	}
 	for _, s := range j.pl.Backends() {
 		if s.Backend == scenarios.BackendMySQL {
@@ -487,7 +483,7 @@ func (j *checkJob) start(ctx context.Context, l *lab.Lab, which string) error {
 		}
 		for _, b := range j.pl.Boxes {
 			if _, err := l.Box(b.Node).Start(fmt.Sprintf("backend-%d", s.Port),
-				[]string{self, "backend", s.Backend, fmt.Sprint(s.Port), fmt.Sprint(l.ServerID(b.Node))}); err != nil {
+				[]string{j.self, "backend", s.Backend, fmt.Sprint(s.Port), fmt.Sprint(l.ServerID(b.Node))}); err != nil {
 				return err
 			}
 		}

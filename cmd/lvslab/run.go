@@ -138,7 +138,7 @@ func startRun(mode, reportDir, runID string) (kernel.Info, string, string, time.
 
 // runCells runs cells in labs built from topo into sum, writes the report
 // under dir (the captures in its pcap/) and prints its matrix.
-func runCells(ctx context.Context, sum *reports.Summary, topo *lab.Topology, cells []scenarios.Cell, repeat, jobs int, opts scenarios.Options, dir string, assumed ...string) error {
+func runCells(ctx context.Context, sum *reports.Summary, topo *lab.Topology, cells []scenarios.Cell, repeat, jobs int, opts scenarios.Options, dir string) error {
 	for _, c := range cells {
 		sum.Cells = append(sum.Cells, c.Name())
 	}
@@ -153,9 +153,7 @@ func runCells(ctx context.Context, sum *reports.Summary, topo *lab.Topology, cel
 			r.Pcap, _ = filepath.Rel(run, r.Pcap)
 		}
 	}
-	if sum.YourConfig != "" {
-		sum.SetPairVerdict(assumed)
-	}
+	sum.SetPairVerdict()
 	out, err := sum.Write(dir)
 	if err != nil {
 		return err
