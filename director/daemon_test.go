@@ -11,9 +11,9 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/lvslab/lvslab/director/fake"
-
 	"github.com/vishvananda/netlink"
+
+	"github.com/lvslab/lvslab/director/fake"
 )
 
 // fakeNetlink serves a fixed neighbour table; the daemon's other netlink

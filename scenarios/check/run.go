@@ -393,7 +393,6 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, handed map[string][]byte, bi
 				if ck.Kind != keepalivedconf.MiscCheck || ck.MiscPathPos.Line == 0 {
 					continue
 				}
-				script := strings.Fields(ck.MiscPath + " x")[0]
 				addr, port := rs.Addr, rs.Port
 				if ck.ConnectIP.IsValid() {
 					addr = ck.ConnectIP
@@ -412,7 +411,7 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, handed map[string][]byte, bi
 				}
 				e.set(ck.MiscPathPos, fmt.Sprintf("%smisc_path %q", indentOf(text), probe))
 				out = append(out, Mapping{Box: node, From: "misc_path " + ck.MiscPath, To: "lvslab probe " + kind + fmt.Sprintf(" %s %d", addr, port),
-					Why: ck.MiscPathPos.String() + ": the lab runs no script a config names (" + script + "); a check with the same meaning stands in"})
+					Why: ck.MiscPathPos.String() + ": the lab runs no script a config names (" + scriptPath(ck.MiscPath) + "); a check with the same meaning stands in"})
 			}
 		}
 	}

@@ -31,7 +31,10 @@ type command struct {
 }
 
 // path is the script the command runs.
-func (c command) path() string { return strings.Fields(c.Cmd + " x")[0] }
+func (c command) path() string { return scriptPath(c.Cmd) }
+
+// scriptPath is the script a command line runs: its first word.
+func scriptPath(cmd string) string { return strings.Fields(cmd + " x")[0] }
 
 // commands are the lines of c that make keepalived run a command, but
 // MISC_CHECK's (a stand-in runs: see labMappings).
