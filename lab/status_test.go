@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // KernelThreadStacks lists the processes of a name, each with its state:
@@ -37,7 +38,7 @@ func TestKernelThreadStacks(t *testing.T) {
 		if got := KernelThreadStacks("lvslabzz"); strings.HasPrefix(got, want+"S: ") {
 			return
 		}
-		exec.Command("sleep", "0.01").Run()
+		time.Sleep(10 * time.Millisecond)
 	}
 	t.Errorf("got %q, want %q and state S", KernelThreadStacks("lvslabzz"), want)
 }
