@@ -242,6 +242,20 @@ func (e Edits) set(pos keepalivedconf.Pos, text string) {
 	e[pos.File][pos.Line] = text
 }
 
+// edited reports whether an edit changed the line at pos already.
+func (e Edits) edited(pos keepalivedconf.Pos) bool {
+	_, ok := e[pos.File][pos.Line]
+	return ok
+}
+
+// current is the line at pos as the edits so far leave it.
+func (e Edits) current(pos keepalivedconf.Pos) (string, error) {
+	if text, ok := e[pos.File][pos.Line]; ok {
+		return text, nil
+	}
+	return lineOf(pos)
+}
+
 // Clone returns a copy to add edits to.
 func (e Edits) Clone() Edits {
 	c := Edits{}

@@ -421,12 +421,9 @@ func labMappings(p *Pair, pl *Plan, i int, e Edits, handed map[string][]byte, bi
 		if n.Name == pl.Boxes[i].LabInterface {
 			continue
 		}
-		text, err := lineOf(n.Pos)
+		text, err := e.current(n.Pos)
 		if err != nil {
 			return nil, err
-		}
-		if ed, ok := e[n.Pos.File][n.Pos.Line]; ok {
-			text = ed
 		}
 		word := regexp.MustCompile(`(^|[\s"'])` + regexp.QuoteMeta(n.Name) + `($|[\s"'])`)
 		e.set(n.Pos, word.ReplaceAllString(text, "${1}"+pl.Boxes[i].LabInterface+"${2}"))

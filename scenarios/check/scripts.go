@@ -93,7 +93,7 @@ func (pl *Plan) commands(p *Pair, i int, e Edits, handed map[string][]byte) ([]M
 	node := pl.Boxes[i].Node
 	var out []Mapping
 	for _, c := range cmds {
-		if _, edited := e[c.Pos.File][c.Pos.Line]; edited {
+		if e.edited(c.Pos) {
 			continue
 		}
 		text, err := lineOf(c.Pos)
