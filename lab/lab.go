@@ -411,6 +411,12 @@ func (l *Lab) linkNode(n *Node) error {
 		if err != nil {
 			return fmt.Errorf("set %s up in %s: %w", ifc.Name, b.Path(), err)
 		}
+		for _, p := range ifc.RoutePrefixes() {
+			dst := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+			if err := b.nl.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+				return fmt.Errorf("route %s dev %s in %s: %w", p, ifc.Name, b.Path(), err)
+			}
+		}
 		if ifc.Netem == nil {
 			continue
 		}

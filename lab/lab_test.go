@@ -75,6 +75,38 @@ func TestBuildArpIgnoreKeepsVIPQuiet(t *testing.T) {
 	}
 }
 
+// A route of scope link reaches an address of another subnet on the
+// link itself, as a check lab's client reaches a VIP outside the
+// directors' subnet; without it the kernel has no route.
+func TestBuildRouteOnLink(t *testing.T) {
+	topo, err := lab.ParseTopology("routes.yaml", []byte(`name: routes
+bridges:
+  - name: lan
+nodes:
+  - name: a
+    interfaces:
+      - {name: eth0, bridge: lan, addresses: [10.0.0.1/24, 203.0.113.1/24]}
+  - name: client
+    roles: [client]
+    interfaces:
+      - {name: eth0, bridge: lan, addresses: [10.0.0.2/24], routes: [203.0.113.1/32]}
+  - name: other
+    interfaces:
+      - {name: eth0, bridge: lan, addresses: [10.0.0.3/24]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := labtest.Build(t, topo, lab.Options{NoServices: true})
+	ping(t, l, "client", "203.0.113.1")
+	ns := strings.TrimPrefix(l.Box("other").Path(), lab.NetnsDir+"/")
+	cmd := exec.Command("ip", "netns", "exec", ns, "ping", "-c1", "-W1", "203.0.113.1")
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "unreachable") {
+		t.Errorf("ping 203.0.113.1 from a node without the route: exit %d, want 2 (network unreachable)\n%s", code, out)
+	}
+}
+
 func TestTwoLabsFromOneTopology(t *testing.T) {
 	topo := labtest.DefaultTopology(t)
 	a := labtest.Build(t, topo, lab.Options{NoServices: true})

@@ -61,6 +61,10 @@ type Interface struct {
 	// Netem impairs the link from the start: both directions of a bridge
 	// port's link, the frames the node sends on a direct one.
 	Netem *Netem `yaml:"netem,omitempty"`
+	// Routes are IPv4 prefixes outside the interface's subnets that the
+	// node reaches on its link, as neighbours (a route of scope link): a
+	// client reaching a VIP of another subnet without a router.
+	Routes []string `yaml:"routes,omitempty"`
 }
 
 // Roles and services a topology may name.
@@ -150,6 +154,18 @@ func (i *Interface) Prefixes() []netip.Prefix {
 	for _, a := range i.Addresses {
 		if p, err := netip.ParsePrefix(a); err == nil {
 			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// RoutePrefixes returns the interface's parsed routes (valid after
+// Validate).
+func (i *Interface) RoutePrefixes() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, r := range i.Routes {
+		if p, err := netip.ParsePrefix(r); err == nil {
+			ps = append(ps, p.Masked())
 		}
 	}
 	return ps
@@ -336,6 +352,11 @@ func (v *validator) node(i int, bridges map[string]bool) {
 			}
 			v.addrs[pfx.Addr()] = n.Name + "." + ifc.Name
 		}
+		for k, r := range ifc.Routes {
+			if pfx, err := netip.ParsePrefix(r); err != nil || !pfx.Addr().Is4() {
+				v.fail(fmt.Sprintf("%s.routes[%d]", ip, k), "bad route %q: want an IPv4 prefix such as 203.0.113.10/32", r)
+			}
+		}
 		switch {
 		case ifc.Bridge == "" && ifc.Peer == "":
 			v.fail(ip, "interface %q needs a link: bridge or peer", ifc.Name)
@@ -404,12 +425,12 @@ func (v *validator) oneVIP(path, s string) {
 	v.vips[vip] = path
 	for _, n := range v.t.Nodes {
 		for _, ifc := range n.Interfaces {
-			for _, p := range ifc.Prefixes() {
+			for _, p := range append(ifc.Prefixes(), ifc.RoutePrefixes()...) {
 				if p.Contains(vip) {
 					return
 				}
 			}
 		}
 	}
-	v.fail(path, "VIP %s is outside every subnet of the lab", vip)
+	v.fail(path, "VIP %s is outside every subnet and route of the lab", vip)
 }

@@ -96,6 +96,7 @@ func TestParseTopologyErrors(t *testing.T) {
 		{"no link", `        bridge: lan
         mac: "02:00:00:00:00:02"`, `        mac: "02:00:00:00:00:02"`, `needs a link`},
 		{"VIP outside every subnet", `vip: 10.0.0.200`, `vip: 10.9.0.200`, `t.yaml:2: vip: VIP 10.9.0.200 is outside every subnet`},
+		{"bad route", `[10.0.0.2/24]`, "[10.0.0.2/24]\n        routes: [203.0.113.10]", `t.yaml:21: nodes[1].interfaces[0].routes[0]: bad route "203.0.113.10": want an IPv4 prefix`},
 		{"VIP is a node address", `vip: 10.0.0.200`, `vip: 10.0.0.2`, `VIP 10.0.0.2 is also an interface address`},
 		{"realserver without VIP", "vip: 10.0.0.200\n", "", `vip: realservers need a vip`},
 		{"second VIP outside every subnet", `vip: 10.0.0.200`, "vip: 10.0.0.200\nvips: [10.0.0.201, 10.9.0.7]", `t.yaml:3: vips[1]: VIP 10.9.0.7 is outside every subnet`},
@@ -131,6 +132,19 @@ func TestParseTopologyErrors(t *testing.T) {
 				t.Errorf("error %q spans lines, want one line", err)
 			}
 		})
+	}
+}
+
+// A VIP outside every subnet is valid when a client reaches it by a
+// route on its link.
+func TestParseTopologyVIPByRoute(t *testing.T) {
+	routed := strings.Replace(strings.Replace(base, "vip: 10.0.0.200", "vip: 203.0.113.10", 1),
+		"[10.0.0.2/24]", "[10.0.0.2/24]\n        routes: [203.0.113.10/32]", 1)
+	if _, err := ParseTopology("t.yaml", []byte(routed)); err != nil {
+		t.Errorf("VIP reached by a route: %v", err)
+	}
+	if _, err := ParseTopology("t.yaml", []byte(strings.Replace(routed, "routes: [203.0.113.10/32]", "routes: [203.0.113.11/32]", 1))); err == nil || !strings.Contains(err.Error(), "outside every subnet and route") {
+		t.Errorf("VIP beside the route: got %v, want it outside every subnet and route", err)
 	}
 }
 

@@ -368,6 +368,11 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		fmt.Fprintf(w, "  (keepalived runs the configs in spite of these, as the lab does: the verdicts are of what it makes of them)\n")
 	}
 	fmt.Fprintf(w, "\nThe lab for it\n  bridge lan %s; clients %s to %s\n", pl.Subnet, pl.Clients[len(pl.Clients)-1], pl.Clients[0])
+	for _, v := range pl.VIPs {
+		if !pl.Subnet.Contains(v.Addr()) {
+			fmt.Fprintf(w, "  VIP %s reached by a route on the bridge (see Mappings)\n", v.Addr())
+		}
+	}
 	for _, b := range pl.Boxes {
 		fmt.Fprintf(w, "  %s %s %s, %s priority %d\n", b.Node, b.Addr, b.MAC, b.State, b.Priority)
 	}

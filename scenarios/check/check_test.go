@@ -456,6 +456,38 @@ func TestBareVIP(t *testing.T) {
 	}
 }
 
+// TestPublicVIP: a bare public VIP, the boxes (realservers both configs
+// list) and VRRP on a private link. The lab's subnet is the boxes', not
+// the VIP's, and its client reaches the VIP by a route on that link.
+func TestPublicVIP(t *testing.T) {
+	const dir = "../../fixtures/field/public-vip/"
+	p, err := LoadPair([2]string{dir + "web1.conf", dir + "web2.conf"}, [2]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{pl.Boxes[0].Addr.String(), pl.Boxes[1].Addr.String(), pl.Subnet.String()}; !slices.Equal(got, []string{"172.16.5.11", "172.16.5.12", "172.16.5.0/24"}) {
+		t.Errorf("boxes and subnet %v; want .11, .12 in 172.16.5.0/24", got)
+	}
+	if len(pl.Unreachable) != 0 || len(pl.Realservers) != 0 {
+		t.Errorf("unreachable %v, other realservers %v; want none: the boxes are the realservers", pl.Unreachable, pl.Realservers)
+	}
+	if err := pl.Topology.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	client := pl.Topology.Node("client").Interfaces[0]
+	if !slices.Equal(client.Routes, []string{"198.51.100.20/32"}) || !pl.Subnet.Contains(client.Prefixes()[0].Addr()) {
+		t.Errorf("client %v routes %v; want an address in %s and a route to the VIP", client.Addresses, client.Routes, pl.Subnet)
+	}
+	want := []string{"d1 address 172.16.5.11", "d2 address 172.16.5.12", "boxes 172.16.5.11 and 172.16.5.12 subnet 172.16.5.0/24"}
+	if got := pl.Assumptions(); !slices.Equal(got, want) {
+		t.Errorf("assumptions %q, want %q", got, want)
+	}
+}
+
 // TestDirectorsOnly: ordinary DR, two directors in front of two web
 // servers. The boxes are no realservers in the lab, and no loop can
 // start (the MASTER never forwards to the other director): no guard.

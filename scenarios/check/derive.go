@@ -203,22 +203,22 @@ func (pl *Plan) addresses(p *Pair) error {
 	for _, v := range pl.VIPs {
 		nets = append(nets, labNet(v, realservers(p)))
 	}
-	var listed [2][]netip.Addr
-	for i, c := range p.Configs {
-		for _, vs := range c.VirtualServers {
-			for _, rs := range vs.RealServers {
-				if inAny(nets, rs.Addr) && !slices.Contains(listed[i], rs.Addr) {
-					listed[i] = append(listed[i], rs.Addr)
-				}
+	// The realservers both configs list, in box 1's order: those in a
+	// VIP's subnet first, then the rest (a public VIP with the boxes on
+	// a private link has none in its subnet).
+	var inNet, outside []netip.Addr
+	for _, vs := range p.Configs[0].VirtualServers {
+		for _, rs := range vs.RealServers {
+			switch a := rs.Addr; {
+			case !lists(p.Configs[1], a) || slices.Contains(inNet, a) || slices.Contains(outside, a):
+			case inAny(nets, a):
+				inNet = append(inNet, a)
+			default:
+				outside = append(outside, a)
 			}
 		}
 	}
-	var candidates []netip.Addr // listed by both, in box 1's order
-	for _, a := range listed[0] {
-		if slices.Contains(listed[1], a) {
-			candidates = append(candidates, a)
-		}
-	}
+	candidates := append(inNet, outside...)
 	for i := range pl.Boxes {
 		b, own, other := &pl.Boxes[i], p.Configs[i].Instances[0], p.Configs[1-i].Instances[0]
 		switch {
@@ -245,11 +245,11 @@ func (pl *Plan) addresses(p *Pair) error {
 			}
 		}
 		if !b.Addr.IsValid() {
-			return fmt.Errorf("%s: cannot tell this box's address (no unicast_src_ip, no unicast_peer on the other box, no second realserver in the VIP's subnet): give --addr %s=IP", b.Config, b.Node)
+			return fmt.Errorf("%s: cannot tell this box's address (no unicast_src_ip, no unicast_peer on the other box, no second realserver both configs list): give --addr %s=IP", b.Config, b.Node)
 		}
-		why := "assumed: a realserver in the VIP's subnet that both configs list, so the boxes are realservers too; the configs do not say which box is which (--addr to set)"
+		why := "assumed: a realserver both configs list, so the boxes are realservers too; the configs do not say which box is which (--addr to set)"
 		if len(candidates) > 2 {
-			why = fmt.Sprintf("assumed: the first two of the %d realservers in the VIP's subnet both configs list (%v) are the boxes, in box 1's order; the configs do not say which two (--addr to set)",
+			why = fmt.Sprintf("assumed: the first two of the %d realservers both configs list (%v, those in a VIP's subnet first) are the boxes, in box 1's order; the configs do not say which two (--addr to set)",
 				len(candidates), candidates)
 		}
 		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Assumed: true, Why: why})
@@ -384,13 +384,38 @@ func ipvsServices(c *keepalivedconf.Config, vs *keepalivedconf.VirtualServer) in
 	return n
 }
 
-// subnetAndClient takes the first VIP's subnet (labNet, when the config
-// gives a host route) and client addresses nobody uses, from the top.
+// subnetAndClient finds the lab's subnet, the boxes' link: the first
+// VIP's subnet that holds both boxes (labNet, when the config gives a
+// host route), else the one around the boxes' own addresses, the VIPs
+// outside it reached by a route; and client addresses nobody uses, from
+// the top.
 func (pl *Plan) subnetAndClient(p *Pair) error {
-	pl.Subnet = labNet(pl.VIPs[0], realservers(p))
-	if pl.Subnet != pl.VIPs[0].Masked() {
-		pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + pl.VIPs[0].String(), To: "subnet " + pl.Subnet.String(), Assumed: true,
-			Why: "the config gives the VIP without its subnet; the lab's bridge needs one for the boxes and the client: the /24 around it, or the smallest that also holds the realservers and box addresses the configs give near it (within its /16)"})
+	near := realservers(p)
+	holdsBoxes := func(n netip.Prefix) bool { return n.Contains(pl.Boxes[0].Addr) && n.Contains(pl.Boxes[1].Addr) }
+	for _, v := range pl.VIPs {
+		if n := labNet(v, near); holdsBoxes(n) {
+			pl.Subnet = n
+			if n != v.Masked() {
+				pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + v.String(), To: "subnet " + n.String(), Assumed: true,
+					Why: "the config gives the VIP without its subnet; the lab's bridge needs one for the boxes and the client: the /24 around it, or the smallest that also holds the realservers and box addresses the configs give near it (within its /16)"})
+			}
+			break
+		}
+	}
+	if !pl.Subnet.IsValid() {
+		pl.Subnet = labNet(netip.PrefixFrom(pl.Boxes[0].Addr, 32), near)
+		if !holdsBoxes(pl.Subnet) {
+			return fmt.Errorf("%s: %s's address %s and %s's %s share no subnet within a /16: the lab puts both boxes on one link, as VRRP and DR need", pl.Boxes[0].Config,
+				pl.Boxes[0].Node, pl.Boxes[0].Addr, pl.Boxes[1].Node, pl.Boxes[1].Addr)
+		}
+		pl.Mappings = append(pl.Mappings, Mapping{From: fmt.Sprintf("boxes %s and %s", pl.Boxes[0].Addr, pl.Boxes[1].Addr), To: "subnet " + pl.Subnet.String(), Assumed: true,
+			Why: "no VIP's subnet holds both boxes, and the configs give the boxes' addresses without theirs: the /24 around them, or the smallest that also holds the realservers near them (within their /16)"})
+	}
+	for _, v := range pl.VIPs {
+		if !pl.Subnet.Contains(v.Addr()) {
+			pl.Mappings = append(pl.Mappings, Mapping{From: "VIP " + v.Addr().String(), To: "a route on " + pl.Subnet.String(),
+				Why: "outside the boxes' subnet: the lab's client, on their link, reaches it by a route on that link, as your clients reach it through a router; the MASTER answers ARP for it there"})
+		}
 	}
 	used := []netip.Addr{pl.Boxes[0].Addr, pl.Boxes[1].Addr}
 	used = append(used, pl.Realservers...)
@@ -406,7 +431,7 @@ func (pl *Plan) subnetAndClient(p *Pair) error {
 		return fmt.Errorf("%s: the boxes, realservers and VIPs take every address of %s: no address is left for the lab's client", pl.Boxes[0].Config, pl.Subnet)
 	}
 	pl.Mappings = append(pl.Mappings, Mapping{From: "client", To: fmt.Sprintf("%s (%d addresses from %s down)", pl.Clients[0], len(pl.Clients), pl.Clients[0]),
-		Why: "unused addresses of the VIP's subnet: IPVS persistence and source hashing decide per client address"})
+		Why: "unused addresses of the boxes' subnet: IPVS persistence and source hashing decide per client address"})
 	return nil
 }
 
@@ -567,14 +592,17 @@ func (pl *Plan) topology() *lab.Topology {
 		return n
 	}
 	t := &lab.Topology{Name: "check", VIP: pl.VIPs[0].Addr().String(), Bridges: []lab.Bridge{{Name: "lan"}}}
-	for _, v := range pl.VIPs[1:] {
-		if pl.Subnet.Contains(v.Addr()) {
-			t.VIPs = append(t.VIPs, v.Addr().String())
-		}
-	}
 	cl := node("client", []string{lab.RoleClient}, pl.Clients[0], labMAC(pl.Clients[0]).String(), labIface)
 	for _, a := range pl.Clients[1:] {
 		cl.Interfaces[0].Addresses = append(cl.Interfaces[0].Addresses, netip.PrefixFrom(a, bits).String())
+	}
+	for k, v := range pl.VIPs {
+		if k > 0 {
+			t.VIPs = append(t.VIPs, v.Addr().String())
+		}
+		if !pl.Subnet.Contains(v.Addr()) {
+			cl.Interfaces[0].Routes = append(cl.Interfaces[0].Routes, netip.PrefixFrom(v.Addr(), 32).String())
+		}
 	}
 	t.Nodes = append(t.Nodes, cl)
 	// The lab starts the first director first and expects it to be
@@ -617,6 +645,13 @@ func interfaces(c *keepalivedconf.Config) []keepalivedconf.Named {
 		}
 	}
 	return out
+}
+
+// lists reports whether a virtual server of c lists realserver a.
+func lists(c *keepalivedconf.Config, a netip.Addr) bool {
+	return slices.ContainsFunc(c.VirtualServers, func(vs *keepalivedconf.VirtualServer) bool {
+		return slices.ContainsFunc(vs.RealServers, func(rs *keepalivedconf.RealServer) bool { return rs.Addr == a })
+	})
 }
 
 // balancesTo reports whether a service of the pair lists a as a

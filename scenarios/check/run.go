@@ -21,11 +21,6 @@ func (pl *Plan) Runnable() string {
 	if pl.unrunnable != "" {
 		return pl.unrunnable
 	}
-	for _, v := range pl.VIPs {
-		if !pl.Subnet.Contains(v.Addr()) {
-			return fmt.Sprintf("VIP %s is outside %s, the first VIP's subnet: the lab has one bridge and one subnet", v.Addr(), pl.Subnet)
-		}
-	}
 	var first []netip.Addr
 	for k, s := range pl.Services {
 		if rs := s.realservers(); k == 0 {
