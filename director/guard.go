@@ -44,6 +44,9 @@ type Guard struct {
 	Port     uint16
 	Protocol string // tcp or udp
 	PeerMAC  net.HardwareAddr
+	// PeerMACs are more boxes' MACs (three or four directors): traffic
+	// from any of them is not marked either (matches in one rule AND).
+	PeerMACs []net.HardwareAddr
 	// Mark is set within Mask; the packet's other mark bits are left to
 	// whoever else marks (kube-proxy, Cilium, Tailscale). 0: every bit.
 	Mark, Mask uint32
@@ -53,8 +56,10 @@ type Guard struct {
 // it marks all traffic to VIP:Port.
 func (g Guard) Rule() []string {
 	r := []string{"-d", g.VIP.String() + "/32", "-p", g.Protocol, "--dport", strconv.Itoa(int(g.Port))}
-	if g.PeerMAC != nil {
-		r = append(r, "-m", "mac", "!", "--mac-source", g.PeerMAC.String())
+	for _, m := range append([]net.HardwareAddr{g.PeerMAC}, g.PeerMACs...) {
+		if m != nil {
+			r = append(r, "-m", "mac", "!", "--mac-source", m.String())
+		}
 	}
 	mask := cmp.Or(g.Mask, 0xffffffff)
 	return append(r, "-j", "MARK", "--set-xmark", fmt.Sprintf("%#x/%#x", g.Mark, mask))

@@ -13,13 +13,13 @@ import (
 // steady state as lvslab check does: see runPair.
 func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed scenarios.Verdict) *scenarios.Result {
 	base := "../fixtures/check/" + dir + "/"
-	rules := [2]string{}
+	var rules []string
 	if rulesA != "" {
-		rules = [2]string{base + rulesA, base + rulesB}
+		rules = []string{base + rulesA, base + rulesB}
 	}
 	confs, _ := filepath.Glob(base + "*.conf")
 	Expect(confs).To(HaveLen(2))
-	return runPair(ctx, dir, [2]string{confs[0], confs[1]}, rules, "", yours, prescribed)
+	return runPair(ctx, dir, confs, rules, "", yours, prescribed)
 }
 
 // runPair runs the pair of configs (and rules and scripts, where given)
@@ -27,7 +27,7 @@ func checkRun(ctx SpecContext, dir, rulesA, rulesB string, yours, prescribed sce
 // given, expected to come out as yours, and, unless Prescribe finds
 // nothing to fix (prescribed ""), with the fix it writes, expected to
 // come out as prescribed. It returns the first service's given run.
-func runPair(ctx SpecContext, dir string, confs, rules [2]string, scripts string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
+func runPair(ctx SpecContext, dir string, confs, rules []string, scripts string, yours, prescribed scenarios.Verdict) (given *scenarios.Result) {
 	requireIPVS()
 	p, err := check.LoadPair(confs, rules)
 	Expect(err).NotTo(HaveOccurred())

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
@@ -41,7 +42,7 @@ const (
 // Fixes lists every fix.
 var Fixes = []Fix{FixNone, FixFwmark, FixBackupOnly, FixRedirect}
 
-// Director is one of the two boxes that direct and serve at once.
+// Director is one of the boxes that direct (and, as the seed's, serve).
 type Director struct {
 	Node  string
 	Iface string // its interface on the bridge
@@ -56,12 +57,16 @@ type Director struct {
 	Serves bool
 }
 
-// Cluster is the two-director LVS-DR setup of a lab.
+// Cluster is the LVS-DR setup of a lab: two directors, or a user's three
+// or four.
 type Cluster struct {
-	VIP       netip.Addr
-	Port      int
-	VRID      int
-	Directors [2]Director
+	VIP  netip.Addr
+	Port int
+	VRID int
+	// Directors are in election order: the first is MASTER, the second
+	// the BACKUP the events move the VIP to; any more (a user's three or
+	// four boxes) stay BACKUP throughout, each balancing what reaches it.
+	Directors []Director
 	// Others are the realservers that are neither director (a user's
 	// pair may balance to more machines than the two boxes).
 	Others []Realserver
@@ -149,17 +154,35 @@ func (t Timers) Bounds() []string {
 	}
 }
 
+// maxDirectors bounds a cluster: a user's pair, triple or four boxes.
+const maxDirectors = 4
+
 // Realserver is a node that only serves.
 type Realserver struct {
 	Node string
 	Addr netip.Addr
 }
 
-// Peer returns the other director.
+// Peer returns the other director of a two-director cluster.
 func (c Cluster) Peer(i int) Director { return c.Directors[1-i] }
 
-// NewCluster finds the two directors of a topology (nodes with role
-// director, in order: the first is MASTER) and their first interface.
+// Peers returns every director but director i.
+func (c Cluster) Peers(i int) []Director {
+	return slices.Concat(c.Directors[:i], c.Directors[i+1:])
+}
+
+// twoDirectors says why an implementation that knows one peer cannot run
+// c, or nil.
+func (c Cluster) twoDirectors(impl string) error {
+	if len(c.Directors) != 2 {
+		return fmt.Errorf("%s runs two directors, not %d", impl, len(c.Directors))
+	}
+	return nil
+}
+
+// NewCluster finds the directors of a topology (nodes with role
+// director, in order: the first is MASTER; at most four) and their first
+// interface.
 func NewCluster(t *lab.Topology) (Cluster, error) {
 	c := Cluster{VIP: t.VIPAddr(), Port: lab.MySQLPort, VRID: 51}
 	n := 0
@@ -170,19 +193,19 @@ func NewCluster(t *lab.Topology) (Cluster, error) {
 			}
 			continue
 		}
-		if n == 2 {
-			return c, fmt.Errorf("topology %s: more than two directors", t.Name)
+		if n == maxDirectors {
+			return c, fmt.Errorf("topology %s: more than %d directors", t.Name, maxDirectors)
 		}
 		ifc := node.Interfaces[0]
 		if len(ifc.Prefixes()) == 0 || ifc.HardwareAddr() == nil {
 			return c, fmt.Errorf("topology %s: director %s needs an address and a fixed MAC on %s", t.Name, node.Name, ifc.Name)
 		}
-		c.Directors[n] = Director{Node: node.Name, Iface: ifc.Name, Addr: ifc.Prefixes()[0].Addr(), MAC: ifc.HardwareAddr(),
-			Priority: 150 - 50*n, Mark: 3 + n, Serves: node.HasRole(lab.RoleRealserver)}
+		c.Directors = append(c.Directors, Director{Node: node.Name, Iface: ifc.Name, Addr: ifc.Prefixes()[0].Addr(), MAC: ifc.HardwareAddr(),
+			Priority: []int{150, 100, 90, 80}[n], Mark: 3 + n, Serves: node.HasRole(lab.RoleRealserver)})
 		n++
 	}
-	if n != 2 || !c.VIP.IsValid() {
-		return c, fmt.Errorf("topology %s: want two directors and a vip, got %d directors", t.Name, n)
+	if n < 2 || !c.VIP.IsValid() {
+		return c, fmt.Errorf("topology %s: want two directors or more and a vip, got %d directors", t.Name, n)
 	}
 	return c, nil
 }

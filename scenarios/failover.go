@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
@@ -66,6 +67,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		r.Takeovers = new(w.Takes())
 	case Switchover:
 		t1 := time.Now()
+		c.Directors = slices.Clone(c.Directors) // the caller's stay as they were
 		c.Directors[1].Priority = 200
 		err := impl.Stop(1, true)
 		if err == nil {

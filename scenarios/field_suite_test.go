@@ -27,17 +27,15 @@ var _ = Describe("lvslab check: the field corpus", Label("field"), func() {
 		}
 		It(c.Name+": "+c.Shape, labels, timeout(), func(ctx SpecContext) {
 			confs, rules, scripts := c.Files("../fixtures/field")
-			Expect(confs).To(HaveLen(2))
-			var r [2]string
+			Expect(len(confs)).To(BeNumerically(">=", 2))
 			if len(rules) > 0 {
-				Expect(rules).To(HaveLen(2))
-				r = [2]string{rules[0], rules[1]}
+				Expect(rules).To(HaveLen(len(confs)))
 			}
 			prescribed := scenarios.Verdict(c.Prescribed)
 			if c.Prescribed == "-" {
 				prescribed = ""
 			}
-			runPair(ctx, c.Name, [2]string{confs[0], confs[1]}, r, scripts, scenarios.Verdict(c.Yours), prescribed)
+			runPair(ctx, c.Name, confs, rules, scripts, scenarios.Verdict(c.Yours), prescribed)
 		})
 	}
 })

@@ -19,6 +19,14 @@ import (
 func (r *Result) judge(c Cluster, passive string, wantServers int, before, after snapshot) {
 	r.count(c, before, after)
 	loop, notes := r.loopEvidence(passive)
+	for _, d := range c.Directors[min(2, len(c.Directors)):] {
+		// A third or fourth box never holds the VIP here: clients send
+		// it nothing, so whatever its service counted, it balanced from
+		// what a director forwarded.
+		if p := r.IPVS[d.Node].InPkts; p > 0 {
+			loop = append(loop, fmt.Sprintf("%s, BACKUP throughout, counted %d packets in its service: it balanced what the MASTER forwarded", d.Node, p))
+		}
+	}
 	failed := r.failures()
 	why := loop
 	switch {

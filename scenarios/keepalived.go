@@ -81,7 +81,7 @@ func (k *Keepalived) Name() string {
 // box, and stops them the same way for every implementation.
 type directors struct {
 	lab   *lab.Lab
-	procs [2]*lab.Process
+	procs map[int]*lab.Process // by director index
 }
 
 // firstStart says whether director i starts for the first time in l, not
@@ -90,9 +90,17 @@ type directors struct {
 // turn (a spec repeated, REPEAT=N): each lab's first start is its own.
 func (d *directors) firstStart(l *lab.Lab, i int) bool {
 	if d.lab != l {
-		d.lab, d.procs = l, [2]*lab.Process{}
+		d.lab, d.procs = l, map[int]*lab.Process{}
 	}
 	return d.procs[i] == nil
+}
+
+// started keeps director i's process.
+func (d *directors) started(i int, p *lab.Process) {
+	if d.procs == nil {
+		d.procs = map[int]*lab.Process{}
+	}
+	d.procs[i] = p
 }
 
 // Stop implements Implementation.
@@ -136,6 +144,9 @@ var keepalivedConf = template.Must(template.New("keepalived.conf").Parse(fixture
 // Config renders director i's keepalived.conf, whose other files (the
 // REDIRECT fix's notify script) are in dir.
 func (k *Keepalived) Config(c Cluster, i int, fix Fix, dir string) (string, error) {
+	if err := c.twoDirectors("keepalived with lvslab's config"); err != nil {
+		return "", err
+	}
 	d := c.Directors[i]
 	data := map[string]any{
 		"Node": d.Node, "State": "BACKUP", "VRID": c.VRID, "Priority": d.Priority,
@@ -163,7 +174,10 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	if k.firstStart(l, i) {
 		switch fix {
 		case FixFwmark:
-			g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", PeerMAC: c.Peer(i).MAC, Mark: uint32(d.Mark)}
+			g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", Mark: uint32(d.Mark)}
+			for _, p := range c.Peers(i) {
+				g.PeerMACs = append(g.PeerMACs, p.MAC)
+			}
 			if err := InsertMACGuard(box, g); err != nil {
 				return err
 			}
@@ -194,7 +208,8 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	k.procs[i], err = startKeepalived(box, dir, path)
+	p, err := startKeepalived(box, dir, path)
+	k.started(i, p)
 	return err
 }
 
@@ -288,7 +303,12 @@ func StartBoth(ctx context.Context, impl Implementation, l *lab.Lab, c Cluster, 
 	if c.Single {
 		return nil
 	}
-	return impl.Start(ctx, l, c, 1, fix)
+	for i := 1; i < len(c.Directors); i++ {
+		if err := impl.Start(ctx, l, c, i, fix); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // InsertMACGuard installs the seed's rule as its operator does, straight

@@ -80,6 +80,9 @@ func (d *GoDirector) Config(c Cluster, i int, fix Fix, socket string) (string, e
 	if mode == "" {
 		return "", fmt.Errorf("the lvslab director does not do fix %s", fix)
 	}
+	if err := c.twoDirectors("the lvslab director"); err != nil {
+		return "", err
+	}
 	dir := c.Directors[i]
 	peerMAC := c.Peer(i).MAC.String()
 	if d.LearnPeerMAC {
@@ -105,7 +108,8 @@ func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	d.procs[i], err = l.Box(c.Directors[i].Node).Start("director", []string{d.Binary, "director", "run", path})
+	p, err := l.Box(c.Directors[i].Node).Start("director", []string{d.Binary, "director", "run", path})
+	d.started(i, p)
 	return err
 }
 

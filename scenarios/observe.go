@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,10 +113,10 @@ func bridgeFrames(bridge *lab.Box, c Cluster, client string) (cl, dir uint64) {
 	ports, _ := ReadPorts(bridge)
 	for alias, f := range ports {
 		node, _, _ := strings.Cut(alias, ".")
-		switch node {
-		case client:
+		switch {
+		case node == client:
 			cl += f.Rx + f.Tx
-		case c.Directors[0].Node, c.Directors[1].Node:
+		case slices.ContainsFunc(c.Directors, func(d Director) bool { return d.Node == node }):
 			dir += f.Rx + f.Tx
 		}
 	}
@@ -127,8 +128,8 @@ func bridgeFrames(bridge *lab.Box, c Cluster, client string) (cl, dir uint64) {
 type Counters struct {
 	ClientFrames, DirectorFrames uint64
 	// IPVSPackets and TimeExceeded are each director's, in Cluster order.
-	IPVSPackets  [2]uint32
-	TimeExceeded [2]uint64
+	IPVSPackets  []uint32
+	TimeExceeded []uint64
 	// VIP names the directors holding the VIP on an interface.
 	VIP []string
 }
@@ -137,16 +138,17 @@ type Counters struct {
 func ReadCounters(l *lab.Lab, c Cluster) (Counters, error) {
 	var k Counters
 	k.ClientFrames, k.DirectorFrames = bridgeFrames(l.Box(l.Topo.Bridges[0].Name), c, clientNode(l.Topo))
-	for i, d := range c.Directors {
+	for _, d := range c.Directors {
 		box := l.Box(d.Node)
 		ipvs, err := ReadIPVS(box)
 		if err != nil {
 			return k, err
 		}
-		k.IPVSPackets[i] = ipvs.InPkts
-		if k.TimeExceeded[i], err = TimeExceeded(box); err != nil {
+		te, err := TimeExceeded(box)
+		if err != nil {
 			return k, err
 		}
+		k.IPVSPackets, k.TimeExceeded = append(k.IPVSPackets, ipvs.InPkts), append(k.TimeExceeded, te)
 		if HoldsVIP(box, c) == "" {
 			k.VIP = append(k.VIP, d.Node)
 		}

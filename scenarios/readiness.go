@@ -21,8 +21,10 @@ func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
 		if err != nil {
 			return err.Error()
 		}
-		if !slices.ContainsFunc(ds[c.Directors[1].Node], func(d director.SyncDaemon) bool { return d.State == director.SyncBackup }) {
-			return c.Directors[1].Node + " runs no backup sync daemon yet"
+		for _, b := range c.Directors[1:] {
+			if !slices.ContainsFunc(ds[b.Node], func(d director.SyncDaemon) bool { return d.State == director.SyncBackup }) {
+				return b.Node + " runs no backup sync daemon yet"
+			}
 		}
 		return ""
 	})
@@ -111,8 +113,10 @@ func onlyVIP(l *lab.Lab, c Cluster, i int) string {
 	if why := HoldsVIP(l.Box(c.Directors[i].Node), c); why != "" {
 		return why
 	}
-	if HoldsVIP(l.Box(c.Peer(i).Node), c) == "" {
-		return c.Peer(i).Node + " holds the VIP too"
+	for _, p := range c.Peers(i) {
+		if HoldsVIP(l.Box(p.Node), c) == "" {
+			return p.Node + " holds the VIP too"
+		}
 	}
 	return ""
 }
@@ -220,8 +224,11 @@ func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix
 // log tails, where each director box's processes wait, and where IPVS's
 // sync-daemon kernel threads do.
 func hangEvidence(l *lab.Lab, c Cluster, impl Implementation) string {
-	return fmt.Sprintf("%s; d1: %s; d2: %s; kernel: %s", logTails(impl),
-		l.Box(c.Directors[0].Node).Stacks(), l.Box(c.Directors[1].Node).Stacks(), lab.KernelThreadStacks("ipvs-"))
+	out := logTails(impl)
+	for _, d := range c.Directors {
+		out += fmt.Sprintf("; %s: %s", d.Node, l.Box(d.Node).Stacks())
+	}
+	return out + "; kernel: " + lab.KernelThreadStacks("ipvs-")
 }
 
 // fixInPlace waits until what fix runs besides the directors' tables is
@@ -242,8 +249,10 @@ func fixInPlace(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
 			if on, err := redirecting(l.Box(c.Directors[0].Node), c); err != nil || on {
 				return fmt.Sprintf("the MASTER still redirects VIP traffic (%v)", err)
 			}
-			if on, err := redirecting(l.Box(c.Directors[1].Node), c); err != nil || !on {
-				return fmt.Sprintf("the BACKUP does not redirect VIP traffic yet (%v)", err)
+			for _, b := range c.Directors[1:] {
+				if on, err := redirecting(l.Box(b.Node), c); err != nil || !on {
+					return fmt.Sprintf("BACKUP %s does not redirect VIP traffic yet (%v)", b.Node, err)
+				}
 			}
 			return ""
 		})

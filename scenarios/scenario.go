@@ -91,12 +91,13 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if opts.Service.VIP.IsValid() {
 		c.VIP = opts.Service.VIP
 	}
-	if opts.Service.Master == c.Directors[1].Node {
-		// The other box is the MASTER of this service's VIP: it starts
+	if m := slices.IndexFunc(c.Directors, func(d Director) bool { return d.Node == opts.Service.Master }); m > 0 {
+		// Another box is the MASTER of this service's VIP: it starts
 		// first, and the events happen to it. The priorities stay in
-		// place: the first director's is the higher.
-		c.Directors[0], c.Directors[1] = c.Directors[1], c.Directors[0]
-		c.Directors[0].Priority, c.Directors[1].Priority = c.Directors[1].Priority, c.Directors[0].Priority
+		// place: the first director's is the highest.
+		c.Directors = slices.Clone(c.Directors)
+		c.Directors[0], c.Directors[m] = c.Directors[m], c.Directors[0]
+		c.Directors[0].Priority, c.Directors[m].Priority = c.Directors[m].Priority, c.Directors[0].Priority
 	}
 	c.Single = opts.SingleDirector
 	if t, ok := impl.(interface{ Timings() Timers }); ok {
@@ -254,7 +255,10 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	if err != nil {
 		return nil, err
 	}
-	dirs := []net.HardwareAddr{c.Directors[0].MAC, c.Directors[1].MAC}
+	var dirs []net.HardwareAddr
+	for _, d := range c.Directors {
+		dirs = append(dirs, d.MAC)
+	}
 	r.Bounces = new(CountBounces(frames, dirs, c.VIP, uint16(c.Port)))
 	r.PassiveFromClients = new(FromClients(frames, passive.MAC, dirs, c.VIP, uint16(c.Port)))
 	r.Capture = &stats

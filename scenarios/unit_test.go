@@ -35,7 +35,7 @@ func testCluster(t *testing.T) Cluster {
 
 func TestNewCluster(t *testing.T) {
 	c := testCluster(t)
-	want := Cluster{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, VRID: 51, Directors: [2]Director{
+	want := Cluster{VIP: netip.MustParseAddr("192.168.1.200"), Port: 3306, VRID: 51, Directors: []Director{
 		{Node: "d1", Iface: "eth0", Addr: netip.MustParseAddr("192.168.1.233"), MAC: mustMAC("02:00:c0:a8:01:e9"), Priority: 150, Mark: 3, Serves: true},
 		{Node: "d2", Iface: "eth0", Addr: netip.MustParseAddr("192.168.1.213"), MAC: mustMAC("02:00:c0:a8:01:d5"), Priority: 100, Mark: 4, Serves: true},
 	}}
@@ -89,6 +89,26 @@ func TestKeepalivedConfigGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		labtest.Golden(t, "../fixtures/golden/keepalived-"+tc.name+".conf", got)
+	}
+}
+
+// A third box never holds the VIP: whatever its service counts, it
+// balanced from what a director forwarded, a loop even with a complete
+// capture that saw nothing bounce.
+func TestJudgeThirdBox(t *testing.T) {
+	c := testCluster(t)
+	c.Directors = append(c.Directors, Director{Node: "d3"})
+	for _, tc := range []struct {
+		d3   uint32
+		want Verdict
+	}{{0, Clean}, {17, Loop}} {
+		r := &Result{Fix: FixFwmark, Expected: Clean, Conns: []Conn{{ServedBy: 1}, {ServedBy: 2}},
+			Bounces: &Bounces{Forwarded: 40, MaxDepth: 1}, Capture: &CaptureStats{Frames: 500}, PassiveFromClients: new(uint64(0))}
+		after := snapshot{ipvs: map[string]IPVSCounters{"d3": {Services: 1, InPkts: tc.d3}}}
+		r.judge(c, "d2", 2, snapshot{}, after)
+		if r.Verdict != tc.want || tc.want == Loop && !strings.Contains(r.Reason, "d3, BACKUP throughout, counted 17 packets") {
+			t.Errorf("d3 counted %d: got %s %q; want %s", tc.d3, r.Verdict, r.Reason, tc.want)
+		}
 	}
 }
 

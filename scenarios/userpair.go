@@ -36,7 +36,7 @@ type UserKeepalived struct {
 	// first is the cluster priority each box first started with: the
 	// configs decide it. A restart with another (a switchover raising the
 	// BACKUP's) writes that one into the config.
-	first [2]int
+	first map[int]int
 }
 
 // Name implements Implementation.
@@ -69,6 +69,9 @@ func (u *UserKeepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int
 		}
 	}
 	priority := 0
+	if u.first == nil {
+		u.first = map[int]int{}
+	}
 	if u.first[i] == 0 {
 		u.first[i] = d.Priority
 	} else if d.Priority != u.first[i] {
@@ -100,7 +103,8 @@ func (u *UserKeepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int
 		argv = append([]string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
 			`mount -o remount,bind,ro / && exec "$@"`, "keepalived"}, argv...)
 	}
-	u.procs[i], err = box.Start("keepalived", argv)
+	p, err := box.Start("keepalived", argv)
+	u.started(i, p)
 	return err
 }
 

@@ -59,8 +59,8 @@ type checkPairFlags struct {
 
 func addCheckPairFlags(fs *flag.FlagSet) *checkPairFlags {
 	f := &checkPairFlags{}
-	fs.Var(&f.rules, "iptables", "a box's iptables rules (iptables-save output or iptables commands); give it twice, box 1 then box 2")
-	fs.Var(&f.macs, "mac", "BOX=MAC: a box's MAC (d1 or d2; default 02:00 and its IPv4 address)")
+	fs.Var(&f.rules, "iptables", "a box's iptables rules (iptables-save output or iptables commands); give it once per config, in their order")
+	fs.Var(&f.macs, "mac", "BOX=MAC: a box's MAC (d1, d2, ...: the configs in order; default 02:00 and its IPv4 address)")
 	fs.Var(&f.addrs, "addr", "BOX=IP: a box's own address, where the configs do not say (no unicast_src_ip or unicast_peer)")
 	fs.Var(&f.ports, "port", "MARK=PORT: a port a fwmark service takes, when no --iptables rule says")
 	fs.StringVar(&f.scripts, "scripts", "", "DIR: your scripts, as in the directory your configs name (e.g. a copy of /etc/keepalived): notify and vrrp_script scripts found there run in the lab, / read-only to them")
@@ -96,18 +96,16 @@ func (f *checkPairFlags) args(configs []string) []string {
 // plan reads the pair the two configs and f name, derives its lab and
 // writes its fix; errors are bad input (exit 2).
 func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
-	if len(configs) > 2 {
-		return nil, &exitError{2, fmt.Errorf("%d configs, so %d boxes: lvslab check runs two boxes for now (three or more are not supported yet)", len(configs), len(configs))}
+	if len(configs) > check.MaxBoxes {
+		return nil, &exitError{2, fmt.Errorf("%d configs, so %d boxes: lvslab check runs two to %d boxes", len(configs), len(configs), check.MaxBoxes)}
 	}
-	if len(configs) != 2 {
-		return nil, usageError("want: lvslab check [flags] BOX1.conf BOX2.conf")
+	if len(configs) < 2 {
+		return nil, usageError("want: lvslab check [flags] BOX1.conf BOX2.conf [BOX3.conf [BOX4.conf]]")
 	}
-	if len(f.rules) != 0 && len(f.rules) != 2 {
-		return nil, usageError("--iptables: give it twice (box 1's rules, then box 2's) or not at all")
+	if len(f.rules) != 0 && len(f.rules) != len(configs) {
+		return nil, usageError("--iptables: give it once per config (box 1's rules, then box 2's, ...) or not at all")
 	}
-	var rulePaths [2]string
-	copy(rulePaths[:], f.rules)
-	p, err := check.LoadPair([2]string{configs[0], configs[1]}, rulePaths)
+	p, err := check.LoadPair(configs, f.rules)
 	if err != nil {
 		return nil, &exitError{2, err} // a config or rules file we cannot read or parse
 	}
@@ -143,7 +141,7 @@ func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
 func cmdCheck(args []string) error {
 	fs := newFlags("check")
 	pf := addCheckPairFlags(fs)
-	fixed := fs.String("write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2")
+	fixed := fs.String("write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2, ...")
 	force := fs.Bool("force", false, "with --write-fixed: write into a DIR that is not empty or is a system directory, replacing files")
 	asJSON := fs.Bool("json", false, "print the parsed configs, the derived lab and the prescription as JSON")
 	plan := fs.Bool("plan", false, "derive the lab and write the fix, but do not run it")
@@ -320,10 +318,16 @@ func eventNames(evs []scenarios.Event) string {
 func boxFlags(p *check.Pair, macs, addrs, ports []string) error {
 	box := func(flag, v string) (int, string, error) {
 		b, val, ok := strings.Cut(v, "=")
-		if !ok || (b != "d1" && b != "d2") {
-			return 0, "", usageError("--%s %q: want d1=VALUE or d2=VALUE", flag, v)
+		i := -1
+		for k := range p.Paths {
+			if b == fmt.Sprintf("d%d", k+1) {
+				i = k
+			}
 		}
-		return int(b[1] - '1'), val, nil
+		if !ok || i < 0 {
+			return 0, "", usageError("--%s %q: want d1=VALUE to d%d=VALUE, a box in the configs' order", flag, v, len(p.Paths))
+		}
+		return i, val, nil
 	}
 	for _, v := range macs {
 		i, val, err := box("mac", v)
@@ -355,7 +359,7 @@ func boxFlags(p *check.Pair, macs, addrs, ports []string) error {
 	return nil
 }
 
-func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescription, says [2][]string, fixed string) {
+func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescription, says [][]string, fixed string) {
 	fmt.Fprintf(w, "Your configuration\n")
 	for i, c := range p.Configs {
 		fmt.Fprintf(w, "  %s: %s (%d file(s)): %d vrrp_instance, %d virtual_server, %d keyword(s) kept as written (--json lists them)\n",
@@ -364,7 +368,7 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 			fmt.Fprintf(w, "    keepalived -t: %s\n", l)
 		}
 	}
-	if len(says[0])+len(says[1]) > 0 {
+	if slices.ContainsFunc(says, func(s []string) bool { return len(s) > 0 }) {
 		fmt.Fprintf(w, "  (keepalived runs the configs in spite of these, as the lab does: the verdicts are of what it makes of them)\n")
 	}
 	fmt.Fprintf(w, "\nThe lab for it\n  bridge lan %s; clients %s to %s\n", pl.Subnet, pl.Clients[len(pl.Clients)-1], pl.Clients[0])
@@ -408,9 +412,13 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		if len(b.Rules) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "  on %s (the other box's MAC %s; read it on your network with: %s):\n", b.Node, b.PeerMAC, b.ReadMACCmd)
-		if p.MACs[0] == nil || p.MACs[1] == nil {
-			fmt.Fprintf(w, "    (a MAC the lab generated: give the real ones with --mac d1=MAC --mac d2=MAC for rules to use on your boxes)\n")
+		if len(b.PeerMACs) == 1 {
+			fmt.Fprintf(w, "  on %s (the other box's MAC %s; read it on your network with: %s):\n", b.Node, b.PeerMACs[0], b.ReadMACCmd)
+		} else {
+			fmt.Fprintf(w, "  on %s (the other boxes' MACs %s; read them on your network with: %s):\n", b.Node, strings.Join(b.PeerMACs, ", "), b.ReadMACCmd)
+		}
+		if slices.ContainsFunc(p.MACs, func(m net.HardwareAddr) bool { return m == nil }) {
+			fmt.Fprintf(w, "    (a MAC the lab generated: give the real ones with --mac d1=MAC --mac d2=MAC ... for rules to use on your boxes)\n")
 		}
 		for _, r := range b.Rules {
 			fmt.Fprintf(w, "    %s\n", r)
@@ -425,7 +433,11 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	if fixed != "" {
-		fmt.Fprintf(w, "\nFixed configs and rules written under %s/d1 and %s/d2.\n", fixed, fixed)
+		var dirs []string
+		for _, b := range pl.Boxes {
+			dirs = append(dirs, filepath.Join(fixed, b.Node))
+		}
+		fmt.Fprintf(w, "\nFixed configs and rules written under %s.\n", strings.Join(dirs, ", "))
 	}
 }
 

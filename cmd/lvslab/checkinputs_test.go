@@ -211,14 +211,15 @@ func badInputs() []badInput {
 		{[]string{"--mac", "d1"}, "want d1=VALUE"},
 		{[]string{"--bogus"}, "--help lists its flags"},
 		{[]string{"--keep", "mine"}, "want yours or prescribed"},
-		{[]string{"--iptables", refDir + "db1.conf"}, "give it twice"},
+		{[]string{"--iptables", refDir + "db1.conf"}, "give it once per config"},
 		{[]string{"--lab", "../x"}, `lab name "../x"`},
 	} {
 		cases = append(cases, flagged(strings.Join(c.flags, " "), c.flags, 2, c.want))
 	}
 	cases = append(cases,
 		badInput{"one config", func(t *testing.T, dir string) []string { a, _ := refPair(t, dir, nil); return []string{a} }, 2, "want: lvslab check"},
-		badInput{"three configs", func(t *testing.T, dir string) []string { a, b := refPair(t, dir, nil); return []string{a, b, a} }, 2, "3 configs, so 3 boxes: lvslab check runs two boxes for now"},
+		badInput{"five configs", func(t *testing.T, dir string) []string { a, b := refPair(t, dir, nil); return []string{a, b, a, b, a} }, 2, "5 configs, so 5 boxes: lvslab check runs two to 4 boxes"},
+		badInput{"a config given twice", func(t *testing.T, dir string) []string { a, b := refPair(t, dir, nil); return []string{a, b, a} }, 2, "cannot tell this box's address"},
 	)
 	// Syntax keepalived would read differently, or lvslab cannot model.
 	for _, c := range []struct{ name, old, new, want string }{

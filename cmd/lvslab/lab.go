@@ -361,7 +361,7 @@ func checkDirectorFlags(directors, fix string) error {
 	return nil
 }
 
-// startDirectors starts directors ("" for none) on l's two director nodes
+// startDirectors starts directors ("" for none) on l's director nodes
 // with fix, and waits until the MASTER alone holds the VIP.
 func startDirectors(ctx context.Context, l *lab.Lab, directors, fix string) error {
 	if directors == "" {
@@ -381,14 +381,18 @@ func startDirectors(ctx context.Context, l *lab.Lab, directors, fix string) erro
 	return settle(ctx, l, impl, scenarios.Fix(fix))
 }
 
-// settle starts impl with fix on l's two director nodes and waits until
+// settle starts impl with fix on l's director nodes and waits until
 // the MASTER alone holds the VIP.
 func settle(ctx context.Context, l *lab.Lab, impl scenarios.Implementation, fix scenarios.Fix) error {
 	c, err := scenarios.NewCluster(l.Topo)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "lvslab: starting %s on %s and %s, fix %s\n", impl.Name(), c.Directors[0].Node, c.Directors[1].Node, fix)
+	var nodes []string
+	for _, d := range c.Directors {
+		nodes = append(nodes, d.Node)
+	}
+	fmt.Fprintf(os.Stderr, "lvslab: starting %s on %s, fix %s\n", impl.Name(), strings.Join(nodes, ", "), fix)
 	if err := scenarios.StartBoth(ctx, impl, l, c, fix); err != nil {
 		return err
 	}

@@ -65,9 +65,14 @@ func cmdWatch(args []string) error {
 	if err != nil {
 		return err
 	}
-	d1, d2 := c.Directors[0].Node, c.Directors[1].Node
-	header := fmt.Sprintf("%-8s %9s %9s %8s %8s %6s %6s  %s", "time", "client", "directors", d1+" ipvs", d2+" ipvs", d1+" te", d2+" te", "VIP on")
-	fmt.Println(header)
+	header := fmt.Sprintf("%-8s %9s %9s", "time", "client", "directors")
+	for _, d := range c.Directors {
+		header += fmt.Sprintf(" %8s", d.Node+" ipvs")
+	}
+	for _, d := range c.Directors {
+		header += fmt.Sprintf(" %6s", d.Node+" te")
+	}
+	fmt.Println(header + "  VIP on")
 	last, err := scenarios.ReadCounters(l, c)
 	if err != nil {
 		return err
@@ -85,10 +90,14 @@ func cmdWatch(args []string) error {
 		if err != nil {
 			return err
 		}
-		line := fmt.Sprintf("%-8s %9d %9d %8d %8d %6d %6d  %s", time.Now().Format("15:04:05"),
-			now.ClientFrames-last.ClientFrames, now.DirectorFrames-last.DirectorFrames,
-			now.IPVSPackets[0]-last.IPVSPackets[0], now.IPVSPackets[1]-last.IPVSPackets[1],
-			now.TimeExceeded[0]-last.TimeExceeded[0], now.TimeExceeded[1]-last.TimeExceeded[1], vipHolders(now.VIP))
+		line := fmt.Sprintf("%-8s %9d %9d", time.Now().Format("15:04:05"), now.ClientFrames-last.ClientFrames, now.DirectorFrames-last.DirectorFrames)
+		for i := range now.IPVSPackets {
+			line += fmt.Sprintf(" %8d", now.IPVSPackets[i]-last.IPVSPackets[i])
+		}
+		for i := range now.TimeExceeded {
+			line += fmt.Sprintf(" %6d", now.TimeExceeded[i]-last.TimeExceeded[i])
+		}
+		line += "  " + vipHolders(now.VIP)
 		if *tty {
 			fmt.Print("\r\033[K" + line)
 		} else {

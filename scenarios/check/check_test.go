@@ -25,11 +25,11 @@ const fixtures = "../../fixtures/check/"
 
 func load(t *testing.T, dir, a, b, ra, rb string) *Pair {
 	t.Helper()
-	rules := [2]string{}
+	rules := []string{}
 	if ra != "" {
-		rules = [2]string{fixtures + dir + "/" + ra, fixtures + dir + "/" + rb}
+		rules = []string{fixtures + dir + "/" + ra, fixtures + dir + "/" + rb}
 	}
-	p, err := LoadPair([2]string{fixtures + dir + "/" + a, fixtures + dir + "/" + b}, rules)
+	p, err := LoadPair([]string{fixtures + dir + "/" + a, fixtures + dir + "/" + b}, rules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,13 +114,13 @@ func fieldPair(t *testing.T, name, scripts string) (*Pair, *Plan, *Prescription)
 	t.Helper()
 	confs, _ := filepath.Glob("../../fixtures/field/" + name + "/*.conf")
 	rules, _ := filepath.Glob("../../fixtures/field/" + name + "/*.rules")
-	var r [2]string
+	r := make([]string, 2)
 	copy(r[:], rules)
-	return plan(t, [2]string{confs[0], confs[1]}, r, scripts)
+	return plan(t, []string{confs[0], confs[1]}, r, scripts)
 }
 
 // plan loads a pair and plans it: the pair, its lab, its fix.
-func plan(t *testing.T, configs, rules [2]string, scripts string) (*Pair, *Plan, *Prescription) {
+func plan(t *testing.T, configs, rules []string, scripts string) (*Pair, *Plan, *Prescription) {
 	t.Helper()
 	p, err := LoadPair(configs, rules)
 	if err != nil {
@@ -183,7 +183,7 @@ func TestReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := [2]string{
+	want := []string{
 		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:d5 -j MARK --set-xmark 0x3/0xffffffff",
 		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:e9 -j MARK --set-xmark 0x3/0xffffffff",
 	}
@@ -225,7 +225,7 @@ func TestReferenceFixed(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := pl.Services[0]
-	if s.Key != "FWM 3" || s.Marks != [2]uint32{3, 4} || s.VIP.String() != "192.168.1.200" || len(s.Ports) != 1 || s.Ports[0] != 3306 {
+	if s.Key != "FWM 3" || !slices.Equal(s.Marks, []uint32{3, 4}) || s.VIP.String() != "192.168.1.200" || len(s.Ports) != 1 || s.Ports[0] != 3306 {
 		t.Errorf("service %+v", s)
 	}
 	rx, err := Prescribe(p, pl)
@@ -352,10 +352,10 @@ func TestSeveralServices(t *testing.T) {
 
 // withLines copies the pair in fixtures/check/dir to a temporary
 // directory, each config with add appended to the lines that match after.
-func withLines(t *testing.T, dir string, files []string, after, add string) [2]string {
+func withLines(t *testing.T, dir string, files []string, after, add string) []string {
 	t.Helper()
 	out := t.TempDir()
-	var paths [2]string
+	paths := make([]string, 2)
 	for i, f := range files {
 		text, err := os.ReadFile(fixtures + dir + "/" + f)
 		if err != nil {
@@ -376,7 +376,7 @@ func withLines(t *testing.T, dir string, files []string, after, add string) [2]s
 func TestOtherRealserver(t *testing.T) {
 	rs := "    real_server 192.168.1.50 3306 {\n        weight 1\n        TCP_CHECK {\n        }\n    }\n"
 	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    protocol TCP\n", rs)
-	p, err := LoadPair(configs, [2]string{})
+	p, err := LoadPair(configs, []string{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,10 +387,10 @@ func TestOtherRealserver(t *testing.T) {
 		t.Fatal(err)
 	}
 	if a := strings.Join(pl.Assumptions(), "; "); pl.Boxes[0].Addr.String() != "192.168.1.50" || pl.Boxes[1].Addr.String() != "192.168.1.233" ||
-		!strings.Contains(pl.Mappings[0].Why, "the first two of the 3 realservers") || !strings.Contains(a, "d1 address 192.168.1.50") {
+		!strings.Contains(pl.Mappings[0].Why, "the first 2 of the 3 realservers") || !strings.Contains(a, "d1 address 192.168.1.50") {
 		t.Errorf("boxes %v and %v, assumptions %q; want the first two listed, assumed", pl.Boxes[0].Addr, pl.Boxes[1].Addr, a)
 	}
-	p.Addrs = [2]netip.Addr{netip.MustParseAddr("192.168.1.233"), netip.MustParseAddr("192.168.1.213")}
+	p.Addrs = []netip.Addr{netip.MustParseAddr("192.168.1.233"), netip.MustParseAddr("192.168.1.213")}
 	pl, err = Derive(p)
 	if err != nil {
 		t.Fatal(err)
@@ -409,10 +409,10 @@ func TestOtherRealserver(t *testing.T) {
 	// A service that balances to other realservers than the first is not
 	// run: readiness and the verdict count one set of servers.
 	configs = withLines(t, "several", []string{"app1.conf", "app2.conf", "conf.d/services.conf"}, "    lb_algo sh          # a client stays on one box\n    lb_kind DR\n    protocol TCP\n", strings.NewReplacer("3306", "80", "192.168.1.50", "172.16.5.50").Replace(rs))
-	if p, err = LoadPair(configs, [2]string{}); err != nil {
+	if p, err = LoadPair(configs, []string{}); err != nil {
 		t.Fatal(err)
 	}
-	p.Addrs = [2]netip.Addr{netip.MustParseAddr("172.16.5.11"), netip.MustParseAddr("172.16.5.12")}
+	p.Addrs = []netip.Addr{netip.MustParseAddr("172.16.5.11"), netip.MustParseAddr("172.16.5.12")}
 	if pl, err = Derive(p); err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +426,7 @@ func TestOtherRealserver(t *testing.T) {
 // it, and the plan says both are assumptions.
 func TestBareVIP(t *testing.T) {
 	dir := t.TempDir()
-	var paths [2]string
+	paths := make([]string, 2)
 	for i, f := range []string{"db1.conf", "db2.conf"} {
 		text, err := os.ReadFile(fixtures + "reference/" + f)
 		if err != nil {
@@ -439,7 +439,7 @@ func TestBareVIP(t *testing.T) {
 		paths[i] = filepath.Join(dir, f)
 		os.WriteFile(paths[i], []byte(bare), 0o644)
 	}
-	p, err := LoadPair(paths, [2]string{})
+	p, err := LoadPair(paths, []string{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +461,7 @@ func TestBareVIP(t *testing.T) {
 // the VIP's, and its client reaches the VIP by a route on that link.
 func TestPublicVIP(t *testing.T) {
 	const dir = "../../fixtures/field/public-vip/"
-	p, err := LoadPair([2]string{dir + "web1.conf", dir + "web2.conf"}, [2]string{})
+	p, err := LoadPair([]string{dir + "web1.conf", dir + "web2.conf"}, []string{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,9 +482,48 @@ func TestPublicVIP(t *testing.T) {
 	if !slices.Equal(client.Routes, []string{"198.51.100.20/32"}) || !pl.Subnet.Contains(client.Prefixes()[0].Addr()) {
 		t.Errorf("client %v routes %v; want an address in %s and a route to the VIP", client.Addresses, client.Routes, pl.Subnet)
 	}
-	want := []string{"d1 address 172.16.5.11", "d2 address 172.16.5.12", "boxes 172.16.5.11 and 172.16.5.12 subnet 172.16.5.0/24"}
+	want := []string{"d1 address 172.16.5.11", "d2 address 172.16.5.12", "boxes 172.16.5.11, 172.16.5.12 subnet 172.16.5.0/24"}
 	if got := pl.Assumptions(); !slices.Equal(got, want) {
 		t.Errorf("assumptions %q, want %q", got, want)
+	}
+}
+
+// TestThreeBoxes: kubeadm's three control-plane nodes, each a director
+// and a realserver. Each box's guard excludes both other boxes' MACs in
+// one rule, the rules read back as guarding, and the adversity events
+// (which cut the first two apart) are not run.
+func TestThreeBoxes(t *testing.T) {
+	const dir = "../../fixtures/field/three-masters/"
+	p, err := LoadPair([]string{dir + "master1.conf", dir + "master2.conf", dir + "master3.conf"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := Derive(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprintln(pl.electionOrder(), pl.Boxes[2].Addr, pl.Backup()); got != "[0 1 2] 10.10.0.13 d2\n" {
+		t.Errorf("election order, d3's address, the BACKUP: %s", got)
+	}
+	rx, err := Prescribe(p, pl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range rx.Boxes {
+		if len(b.Rules) != 1 {
+			t.Fatalf("%s: rules %q, want one guard", b.Node, b.Rules)
+		}
+		rules, err := ParseRules("guard", []byte(b.Rules[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := rules.Marks[0]; !r.guards(pl.peerMACs(i)) || r.guards(append(pl.peerMACs(i), pl.Boxes[i].MAC)) {
+			t.Errorf("%s: %q: want it to exclude exactly %v", b.Node, b.Rules[0], pl.peerMACs(i))
+		}
+	}
+	evs, why := pl.Events(p, []scenarios.Event{scenarios.Steady, scenarios.FailoverKill, scenarios.SplitBrain})
+	if !slices.Equal(evs, []scenarios.Event{scenarios.Steady, scenarios.FailoverKill}) || len(why) != 1 || !strings.Contains(why[0], "split-brain") {
+		t.Errorf("events %v, why %q; want split-brain left out, and why", evs, why)
 	}
 }
 
@@ -546,7 +585,7 @@ func TestBoxesListedByBoth(t *testing.T) {
 func TestNotifyScriptNotRun(t *testing.T) {
 	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    advert_int 1\n",
 		"    notify_master \"/nonexistent/bypass_ipvs.sh del 192.168.1.200\"\n")
-	p, pl, rx := plan(t, configs, [2]string{}, "")
+	p, pl, rx := plan(t, configs, []string{}, "")
 	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
 	if err != nil {
 		t.Fatal(err)
@@ -692,7 +731,7 @@ func TestStrict(t *testing.T) {
 func TestInterfacesRenamed(t *testing.T) {
 	add := "    track_interface {\n        eth0\n        eth1 weight 10\n    }\n"
 	configs := withLines(t, "reference", []string{"db1.conf", "db2.conf"}, "    advert_int 1\n", add)
-	p, pl, rx := plan(t, configs, [2]string{}, "")
+	p, pl, rx := plan(t, configs, []string{}, "")
 	if !slices.ContainsFunc(pl.Mappings, func(m Mapping) bool { return m.Box == "d1" && m.From == "interface eth1" && m.To == "eth0" }) {
 		t.Errorf("no mapping of eth1 to eth0: %+v", pl.Mappings)
 	}
@@ -722,7 +761,7 @@ func TestNoScriptRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, pl, rx := plan(t, configs, [2]string{}, "")
+	p, pl, rx := plan(t, configs, []string{}, "")
 	yours, _, mappings, err := Runs(p, pl, rx, "lvslab")
 	if err != nil {
 		t.Fatal(err)
@@ -795,7 +834,7 @@ func TestIncludeFromConfigDir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, pl, rx := plan(t, [2]string{dir + "/app1.conf", dir + "/app2.conf"}, [2]string{}, "")
+	p, pl, rx := plan(t, []string{dir + "/app1.conf", dir + "/app2.conf"}, []string{}, "")
 	if len(pl.Services) != 2 {
 		t.Fatalf("%d services, want the included file's 2", len(pl.Services))
 	}
@@ -847,7 +886,7 @@ func TestStrictAccept(t *testing.T) {
 		fixed  bool
 	}{{"", false}, {"    vrrp_version 3\n", true}} {
 		dir := t.TempDir()
-		var paths [2]string
+		paths := make([]string, 2)
 		for i, f := range []string{"lvs1.conf", "lvs2.conf"} {
 			text, err := os.ReadFile("../../fixtures/field/vrrp-strict/" + f)
 			if err != nil {
@@ -860,7 +899,7 @@ func TestStrictAccept(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		_, _, rx := plan(t, paths, [2]string{}, "")
+		_, _, rx := plan(t, paths, []string{}, "")
 		if (rx.Unserved == "") != c.fixed {
 			t.Errorf("accept, global %q: unserved %q; want it said only under VRRP version 2", c.global, rx.Unserved)
 		}

@@ -24,21 +24,22 @@ import (
 	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
 )
 
-// Pair is what the user gives: two configs, optionally their iptables
-// rules, the boxes' MACs and addresses where they want them fixed.
+// Pair is what the user gives: two configs (or three or four: a box
+// each), optionally their iptables rules, the boxes' MACs and addresses
+// where they want them fixed. Every slice has one entry per box.
 type Pair struct {
-	Paths   [2]string
-	Configs [2]*keepalivedconf.Config
-	Rules   [2]*Rules           // nil: none given
-	MACs    [2]net.HardwareAddr // nil: generated
-	Addrs   [2]netip.Addr       // zero: derived
+	Paths   []string
+	Configs []*keepalivedconf.Config
+	Rules   []*Rules           // nil: none given
+	MACs    []net.HardwareAddr // nil: generated
+	Addrs   []netip.Addr       // zero: derived
 	Ports   map[uint32][]uint16 // fwmark -> ports, from --port
 	// Scripts is the directory of the scripts the configs name, as on
 	// the boxes (--scripts): "" for none handed over.
 	Scripts string
 }
 
-// Box is one of the two directors as the lab builds it.
+// Box is one of the directors as the lab builds it.
 type Box struct {
 	Node      string     `json:"node"` // d1, d2
 	Config    string     `json:"config"`
@@ -58,13 +59,13 @@ type Service struct {
 	Ports    []uint16   `json:"ports"`
 	Protocol string     `json:"protocol"` // tcp or udp
 	// Marks are each box's fwmark when the service is declared by mark.
-	Marks [2]uint32 `json:"marks"`
+	Marks []uint32 `json:"marks"`
 	Kind  string    `json:"lb_kind"`
 	// Master is the box VRRP makes MASTER of the VIP: in an
 	// active-active pair, not the same for every service.
 	Master string `json:"master"`
 	// Servers are each box's declaration of it, in its config.
-	Servers [2]*keepalivedconf.VirtualServer `json:"-"`
+	Servers []*keepalivedconf.VirtualServer `json:"-"`
 }
 
 // Mapping is one thing lvslab changed or assumed to run the pair in a lab.
@@ -91,7 +92,7 @@ func (pl *Plan) Assumptions(more ...Mapping) []string {
 
 // Plan is the lab derived from a pair.
 type Plan struct {
-	Boxes       [2]Box         `json:"boxes"`
+	Boxes       []Box          `json:"boxes"`
 	Subnet      netip.Prefix   `json:"subnet"`
 	VIPs        []netip.Prefix `json:"vips"`
 	Services    []*Service     `json:"services"`
@@ -111,6 +112,9 @@ type Plan struct {
 	masters map[netip.Addr]int
 }
 
+// MaxBoxes bounds the boxes check runs: a pair, a triple, four.
+const MaxBoxes = 4
+
 // labIface is the interface a lab node has on the bridge, unless its
 // config names one.
 const labIface = "eth0"
@@ -124,7 +128,7 @@ func Derive(p *Pair) (*Plan, error) {
 	if err := validate(p); err != nil {
 		return nil, err
 	}
-	pl := &Plan{}
+	pl := &Plan{Boxes: make([]Box, len(p.Configs))}
 	for i, c := range p.Configs {
 		if len(c.Instances) == 0 {
 			return nil, fmt.Errorf("%s: no vrrp_instance: nothing decides which box directs", p.Paths[i])
@@ -164,7 +168,7 @@ func Derive(p *Pair) (*Plan, error) {
 	for i := range pl.Boxes {
 		b := &pl.Boxes[i]
 		mac, why := p.MACs[i], "given by --mac"
-		if mac == nil {
+		if mac == nil && len(pl.Boxes) == 2 {
 			mac, why = p.Rules[1-i].excluded(), fmt.Sprintf("from %s's rules (! --mac-source)", pl.Boxes[1-i].Node)
 		}
 		if mac == nil {
@@ -203,14 +207,17 @@ func (pl *Plan) addresses(p *Pair) error {
 	for _, v := range pl.VIPs {
 		nets = append(nets, labNet(v, realservers(p)))
 	}
-	// The realservers both configs list, in box 1's order: those in a
+	// The realservers every config lists, in box 1's order: those in a
 	// VIP's subnet first, then the rest (a public VIP with the boxes on
 	// a private link has none in its subnet).
+	listedByAll := func(a netip.Addr) bool {
+		return !slices.ContainsFunc(p.Configs, func(c *keepalivedconf.Config) bool { return !lists(c, a) })
+	}
 	var inNet, outside []netip.Addr
 	for _, vs := range p.Configs[0].VirtualServers {
 		for _, rs := range vs.RealServers {
 			switch a := rs.Addr; {
-			case !lists(p.Configs[1], a) || slices.Contains(inNet, a) || slices.Contains(outside, a):
+			case !listedByAll(a) || slices.Contains(inNet, a) || slices.Contains(outside, a):
 			case inAny(nets, a):
 				inNet = append(inNet, a)
 			default:
@@ -220,8 +227,8 @@ func (pl *Plan) addresses(p *Pair) error {
 	}
 	candidates := append(inNet, outside...)
 	for i := range pl.Boxes {
-		b, own, other := &pl.Boxes[i], p.Configs[i].Instances[0], p.Configs[1-i].Instances[0]
-		switch {
+		b, own := &pl.Boxes[i], p.Configs[i].Instances[0]
+		switch peer := p.peerOf(i); {
 		case p.Addrs[i].IsValid():
 			b.Addr = p.Addrs[i]
 			pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Why: "given by --addr"})
@@ -229,33 +236,36 @@ func (pl *Plan) addresses(p *Pair) error {
 			b.Addr = own.UnicastSrc
 		case own.McastSrc.IsValid():
 			b.Addr = own.McastSrc
-		case len(other.UnicastPeers) == 1:
-			b.Addr = other.UnicastPeers[0]
+		case peer.IsValid():
+			b.Addr = peer
 		}
 	}
+	taken := func(a netip.Addr) bool { return slices.ContainsFunc(pl.Boxes, func(b Box) bool { return b.Addr == a }) }
 	for i := range pl.Boxes {
 		b := &pl.Boxes[i]
 		if b.Addr.IsValid() {
 			continue
 		}
 		for _, a := range candidates {
-			if a != pl.Boxes[1-i].Addr {
+			if !taken(a) {
 				b.Addr = a
 				break
 			}
 		}
 		if !b.Addr.IsValid() {
-			return fmt.Errorf("%s: cannot tell this box's address (no unicast_src_ip, no unicast_peer on the other box, no second realserver both configs list): give --addr %s=IP", b.Config, b.Node)
+			return fmt.Errorf("%s: cannot tell this box's address (no unicast_src_ip, no unicast_peer on the other boxes that names it, no realserver left that every config lists): give --addr %s=IP", b.Config, b.Node)
 		}
-		why := "assumed: a realserver both configs list, so the boxes are realservers too; the configs do not say which box is which (--addr to set)"
-		if len(candidates) > 2 {
-			why = fmt.Sprintf("assumed: the first two of the %d realservers both configs list (%v, those in a VIP's subnet first) are the boxes, in box 1's order; the configs do not say which two (--addr to set)",
-				len(candidates), candidates)
+		why := "assumed: a realserver every config lists, so the boxes are realservers too; the configs do not say which box is which (--addr to set)"
+		if len(candidates) > len(pl.Boxes) {
+			why = fmt.Sprintf("assumed: the first %d of the %d realservers every config lists (%v, those in a VIP's subnet first) are the boxes, in box 1's order; the configs do not say which (--addr to set)",
+				len(pl.Boxes), len(candidates), candidates)
 		}
 		pl.Mappings = append(pl.Mappings, Mapping{Box: b.Node, From: "address", To: b.Addr.String(), Assumed: true, Why: why})
 	}
-	if pl.Boxes[0].Addr == pl.Boxes[1].Addr {
-		return fmt.Errorf("both boxes derive the address %s: give --addr d1=IP --addr d2=IP", pl.Boxes[0].Addr)
+	for i, b := range pl.Boxes {
+		if j := slices.IndexFunc(pl.Boxes[:i], func(o Box) bool { return o.Addr == b.Addr }); j >= 0 {
+			return fmt.Errorf("%s and %s derive the same address %s: give --addr %s=IP --addr %s=IP", pl.Boxes[j].Node, b.Node, b.Addr, pl.Boxes[j].Node, b.Node)
+		}
 	}
 	for _, b := range pl.Boxes {
 		if slices.ContainsFunc(pl.VIPs, func(v netip.Prefix) bool { return v.Addr() == b.Addr }) {
@@ -265,10 +275,34 @@ func (pl *Plan) addresses(p *Pair) error {
 	return nil
 }
 
-// services pairs the two configs' virtual servers: by address and port,
-// or by position for fwmark services (each box may use its own mark).
+// peerOf is box i's address as the other configs' unicast_peer lists
+// say: the one address each of them lists that box i's own does not
+// (a pair: the other box's only peer); zero when they do not tell.
+func (p *Pair) peerOf(i int) netip.Addr {
+	var found netip.Addr
+	for j, c := range p.Configs {
+		if j == i {
+			continue
+		}
+		var left []netip.Addr
+		for _, a := range c.Instances[0].UnicastPeers {
+			if !slices.Contains(p.Configs[i].Instances[0].UnicastPeers, a) {
+				left = append(left, a)
+			}
+		}
+		if len(left) != 1 || found.IsValid() && found != left[0] {
+			return netip.Addr{}
+		}
+		found = left[0]
+	}
+	return found
+}
+
+// services pairs the boxes' virtual servers: by address and port, or by
+// position for fwmark services (each box may use its own mark).
 func (pl *Plan) services(p *Pair) error {
-	var marked [2][]*keepalivedconf.VirtualServer
+	n := len(p.Configs)
+	marked := make([][]*keepalivedconf.VirtualServer, n)
 	byAddr := map[string]*Service{}
 	for i, c := range p.Configs {
 		for _, vs := range c.VirtualServers {
@@ -289,6 +323,7 @@ func (pl *Plan) services(p *Pair) error {
 				s := byAddr[a.Key]
 				if s == nil {
 					s = a
+					s.Servers, s.Marks = make([]*keepalivedconf.VirtualServer, n), make([]uint32, n)
 					byAddr[a.Key] = s
 					pl.Services = append(pl.Services, s)
 				} else if !slices.Equal(s.Ports, a.Ports) {
@@ -298,12 +333,16 @@ func (pl *Plan) services(p *Pair) error {
 			}
 		}
 	}
-	if len(marked[0]) != len(marked[1]) {
-		return fmt.Errorf("%s declares %d fwmark services, %s %d: cannot pair them", p.Paths[0], len(marked[0]), p.Paths[1], len(marked[1]))
+	for i := range marked[1:] {
+		if len(marked[0]) != len(marked[i+1]) {
+			return fmt.Errorf("%s declares %d fwmark services, %s %d: cannot pair them", p.Paths[0], len(marked[0]), p.Paths[i+1], len(marked[i+1]))
+		}
 	}
 	for k := range marked[0] {
-		s := &Service{Key: marked[0][k].Key(), Protocol: "tcp", Kind: marked[0][k].LBKind,
-			Marks: [2]uint32{marked[0][k].Mark, marked[1][k].Mark}, Servers: [2]*keepalivedconf.VirtualServer{marked[0][k], marked[1][k]}}
+		s := &Service{Key: marked[0][k].Key(), Protocol: "tcp", Kind: marked[0][k].LBKind}
+		for i := range marked {
+			s.Marks, s.Servers = append(s.Marks, marked[i][k].Mark), append(s.Servers, marked[i][k])
+		}
 		for i := range marked {
 			if p.Rules[i] != nil {
 				for _, r := range p.Rules[i].Setting(s.Marks[i]) {
@@ -326,12 +365,12 @@ func (pl *Plan) services(p *Pair) error {
 		pl.Services = append(pl.Services, s)
 	}
 	for _, s := range pl.Services {
-		if s.Servers[0] == nil || s.Servers[1] == nil {
-			return fmt.Errorf("service %s is declared on one box only", s.Key)
+		if i := slices.Index(s.Servers, nil); i >= 0 {
+			return fmt.Errorf("service %s is not declared on %s (%s)", s.Key, pl.Boxes[i].Node, p.Paths[i])
 		}
 		for _, vs := range s.Servers {
 			for _, rs := range vs.RealServers {
-				if rs.Addr != pl.Boxes[0].Addr && rs.Addr != pl.Boxes[1].Addr && !slices.Contains(pl.Realservers, rs.Addr) {
+				if pl.boxAt(rs.Addr) < 0 && !slices.Contains(pl.Realservers, rs.Addr) {
 					pl.Realservers = append(pl.Realservers, rs.Addr)
 				}
 			}
@@ -391,7 +430,13 @@ func ipvsServices(c *keepalivedconf.Config, vs *keepalivedconf.VirtualServer) in
 // the top.
 func (pl *Plan) subnetAndClient(p *Pair) error {
 	near := realservers(p)
-	holdsBoxes := func(n netip.Prefix) bool { return n.Contains(pl.Boxes[0].Addr) && n.Contains(pl.Boxes[1].Addr) }
+	holdsBoxes := func(n netip.Prefix) bool {
+		return !slices.ContainsFunc(pl.Boxes, func(b Box) bool { return !n.Contains(b.Addr) })
+	}
+	var addrs []string
+	for _, b := range pl.Boxes {
+		addrs = append(addrs, b.Addr.String())
+	}
 	for _, v := range pl.VIPs {
 		if n := labNet(v, near); holdsBoxes(n) {
 			pl.Subnet = n
@@ -405,10 +450,9 @@ func (pl *Plan) subnetAndClient(p *Pair) error {
 	if !pl.Subnet.IsValid() {
 		pl.Subnet = labNet(netip.PrefixFrom(pl.Boxes[0].Addr, 32), near)
 		if !holdsBoxes(pl.Subnet) {
-			return fmt.Errorf("%s: %s's address %s and %s's %s share no subnet within a /16: the lab puts both boxes on one link, as VRRP and DR need", pl.Boxes[0].Config,
-				pl.Boxes[0].Node, pl.Boxes[0].Addr, pl.Boxes[1].Node, pl.Boxes[1].Addr)
+			return fmt.Errorf("%s: the boxes' addresses %s share no subnet within a /16: the lab puts the boxes on one link, as VRRP and DR need", pl.Boxes[0].Config, strings.Join(addrs, ", "))
 		}
-		pl.Mappings = append(pl.Mappings, Mapping{From: fmt.Sprintf("boxes %s and %s", pl.Boxes[0].Addr, pl.Boxes[1].Addr), To: "subnet " + pl.Subnet.String(), Assumed: true,
+		pl.Mappings = append(pl.Mappings, Mapping{From: "boxes " + strings.Join(addrs, ", "), To: "subnet " + pl.Subnet.String(), Assumed: true,
 			Why: "no VIP's subnet holds both boxes, and the configs give the boxes' addresses without theirs: the /24 around them, or the smallest that also holds the realservers near them (within their /16)"})
 	}
 	for _, v := range pl.VIPs {
@@ -417,7 +461,10 @@ func (pl *Plan) subnetAndClient(p *Pair) error {
 				Why: "outside the boxes' subnet: the lab's client, on their link, reaches it by a route on that link, as your clients reach it through a router; the MASTER answers ARP for it there"})
 		}
 	}
-	used := []netip.Addr{pl.Boxes[0].Addr, pl.Boxes[1].Addr}
+	var used []netip.Addr
+	for _, b := range pl.Boxes {
+		used = append(used, b.Addr)
+	}
 	used = append(used, pl.Realservers...)
 	for _, v := range pl.VIPs {
 		used = append(used, v.Addr())
@@ -468,7 +515,7 @@ func (pl *Plan) unreachable() {
 // realservers, what each box sends to once it is MASTER.
 func (pl *Plan) differences() {
 	for _, s := range pl.Services {
-		var sets [2][]netip.Addr
+		sets := make([][]netip.Addr, len(s.Servers))
 		for i, vs := range s.Servers {
 			for _, rs := range vs.RealServers {
 				if rs.Weight > 0 {
@@ -477,14 +524,20 @@ func (pl *Plan) differences() {
 			}
 			slices.SortFunc(sets[i], netip.Addr.Compare)
 		}
-		if slices.Equal(sets[0], sets[1]) {
+		if !slices.ContainsFunc(sets[1:], func(set []netip.Addr) bool { return !slices.Equal(set, sets[0]) }) {
 			continue
 		}
-		var only []string
-		for i := range sets {
+		all := slices.Compact(slices.SortedFunc(slices.Values(slices.Concat(sets...)), netip.Addr.Compare))
+		var each, only []string
+		for i, set := range sets {
+			verb := " to "
+			if i == 0 {
+				verb = " sends to "
+			}
+			each = append(each, pl.Boxes[i].Node+verb+fmt.Sprint(set))
 			var missing []string
-			for _, a := range sets[1-i] {
-				if !slices.Contains(sets[i], a) {
+			for _, a := range all {
+				if !slices.Contains(set, a) {
 					missing = append(missing, a.String())
 				}
 			}
@@ -492,8 +545,7 @@ func (pl *Plan) differences() {
 				only = append(only, fmt.Sprintf("as MASTER, %s sends nothing to %s", pl.Boxes[i].Node, strings.Join(missing, ", ")))
 			}
 		}
-		pl.Differences = append(pl.Differences, fmt.Sprintf("%s: %s sends to %v, %s to %v: %s",
-			s.Key, pl.Boxes[0].Node, sets[0], pl.Boxes[1].Node, sets[1], strings.Join(only, "; ")))
+		pl.Differences = append(pl.Differences, fmt.Sprintf("%s: %s: %s", s.Key, strings.Join(each, ", "), strings.Join(only, "; ")))
 	}
 }
 
@@ -660,16 +712,23 @@ func (pl *Plan) balancesTo(a netip.Addr) bool {
 	return slices.ContainsFunc(pl.Services, func(s *Service) bool { return slices.Contains(s.realservers(), a) })
 }
 
-// LoadPair reads two configs and, where given, their iptables rules.
-func LoadPair(configs [2]string, rules [2]string) (*Pair, error) {
-	p := &Pair{Paths: configs, Ports: map[uint32][]uint16{}}
+// LoadPair reads the boxes' configs (two, or three or four) and, where
+// given, their iptables rules: none, or one file per config ("" for a
+// box without).
+func LoadPair(configs []string, rules []string) (*Pair, error) {
+	n := len(configs)
+	if len(rules) != 0 && len(rules) != n {
+		return nil, fmt.Errorf("%d iptables rules files for %d configs: give one per box, in the configs' order", len(rules), n)
+	}
+	p := &Pair{Paths: configs, Configs: make([]*keepalivedconf.Config, n), Rules: make([]*Rules, n),
+		MACs: make([]net.HardwareAddr, n), Addrs: make([]netip.Addr, n), Ports: map[uint32][]uint16{}}
 	for i := range configs {
 		c, err := keepalivedconf.Load(configs[i])
 		if err != nil {
 			return nil, err
 		}
 		p.Configs[i] = c
-		if rules[i] == "" {
+		if len(rules) == 0 || rules[i] == "" {
 			continue
 		}
 		text, err := keepalivedconf.ReadFile(rules[i], keepalivedconf.MaxFileBytes)
@@ -691,31 +750,51 @@ func LoadPair(configs [2]string, rules [2]string) (*Pair, error) {
 func instancesAgree(p *Pair) (map[netip.Addr]int, string) {
 	masters := map[netip.Addr]int{}
 	for _, a := range p.Configs[0].Instances {
-		i := slices.IndexFunc(p.Configs[1].Instances, func(b *keepalivedconf.Instance) bool { return b.VRID == a.VRID })
-		if i < 0 {
-			return nil, fmt.Sprintf("%s: vrrp_instance %s (virtual_router_id %d) has no peer in %s", a.Pos, a.Name, a.VRID, p.Paths[1])
+		ins := []*keepalivedconf.Instance{a}
+		for j, c := range p.Configs[1:] {
+			k := slices.IndexFunc(c.Instances, func(b *keepalivedconf.Instance) bool { return b.VRID == a.VRID })
+			if k < 0 {
+				return nil, fmt.Sprintf("%s: vrrp_instance %s (virtual_router_id %d) has no peer in %s", a.Pos, a.Name, a.VRID, p.Paths[j+1])
+			}
+			ins = append(ins, c.Instances[k])
 		}
-		b, w := p.Configs[1].Instances[i], 0
-		if secondWins(Box{State: a.State, Priority: a.Priority}, Box{State: b.State, Priority: b.Priority}) {
-			w = 1
+		w := 0
+		for j, in := range ins {
+			if secondWins(Box{State: ins[w].State, Priority: ins[w].Priority}, Box{State: in.State, Priority: in.Priority}) {
+				w = j
+			}
 		}
-		for _, v := range append(slices.Clone(a.VIPs), b.VIPs...) {
-			masters[v.Prefix.Addr()] = w
+		for _, in := range ins {
+			for _, v := range in.VIPs {
+				masters[v.Prefix.Addr()] = w
+			}
 		}
 	}
-	if n, m := len(p.Configs[0].Instances), len(p.Configs[1].Instances); n != m {
-		return nil, fmt.Sprintf("%s has %d vrrp_instance, %s %d: an instance on one box only", p.Paths[0], n, p.Paths[1], m)
+	for j, c := range p.Configs[1:] {
+		if n, m := len(p.Configs[0].Instances), len(c.Instances); n != m {
+			return nil, fmt.Sprintf("%s has %d vrrp_instance, %s %d: an instance on one box only", p.Paths[0], n, p.Paths[j+1], m)
+		}
 	}
 	return masters, ""
 }
 
 // electionOrder is the boxes' indexes, the one VRRP makes MASTER first:
 // the higher priority, then state MASTER, then the order given.
-func (pl *Plan) electionOrder() [2]int {
-	if secondWins(pl.Boxes[0], pl.Boxes[1]) {
-		return [2]int{1, 0}
+func (pl *Plan) electionOrder() []int {
+	order := make([]int, len(pl.Boxes))
+	for i := range order {
+		order[i] = i
 	}
-	return [2]int{0, 1}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case secondWins(pl.Boxes[a], pl.Boxes[b]):
+			return 1
+		case secondWins(pl.Boxes[b], pl.Boxes[a]):
+			return -1
+		}
+		return 0
+	})
+	return order
 }
 
 // secondWins says whether VRRP makes b MASTER rather than a.
@@ -723,12 +802,14 @@ func secondWins(a, b Box) bool {
 	return b.Priority > a.Priority || b.Priority == a.Priority && b.State == "MASTER" && a.State != "MASTER"
 }
 
-// box is the index of the box called node.
+// box is the index of the box called node, or -1.
 func (pl *Plan) box(node string) int {
-	if pl.Boxes[1].Node == node {
-		return 1
-	}
-	return 0
+	return slices.IndexFunc(pl.Boxes, func(b Box) bool { return b.Node == node })
+}
+
+// boxAt is the index of the box whose address is a, or -1.
+func (pl *Plan) boxAt(a netip.Addr) int {
+	return slices.IndexFunc(pl.Boxes, func(b Box) bool { return b.Addr == a })
 }
 
 // Backup is the node VRRP makes BACKUP at the start: the one the

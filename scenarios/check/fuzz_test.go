@@ -38,14 +38,14 @@ func FuzzPlan(f *testing.F) {
 	f.Add(fix1, fix2, "*mangle\n-A PREROUTING -d ::1/128 -p tcp --dport 1 -j MARK --set-mark 3\nCOMMIT\n")
 	f.Fuzz(func(t *testing.T, conf1, conf2, rules string) {
 		dir := t.TempDir()
-		var paths [2]string
+		paths := make([]string, 2)
 		for i, c := range []string{conf1, conf2} {
 			paths[i] = filepath.Join(dir, []string{"d1.conf", "d2.conf"}[i])
 			if err := os.WriteFile(paths[i], []byte(c), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
-		var rulePaths [2]string
+		rulePaths := make([]string, 2)
 		if rules != "" {
 			rulePaths[0] = filepath.Join(dir, "rules")
 			rulePaths[1] = rulePaths[0]

@@ -51,8 +51,12 @@ func validate(p *Pair) error {
 			return fmt.Errorf("--mac d%d=%s: want a box's MAC: 6 bytes, unicast, not all zero", i+1, m)
 		}
 	}
-	if p.MACs[0] != nil && bytes.Equal(p.MACs[0], p.MACs[1]) {
-		return fmt.Errorf("--mac: d1 and d2 both %s: the guard tells the boxes apart by MAC", p.MACs[0])
+	for i, m := range p.MACs {
+		for j := range i {
+			if m != nil && bytes.Equal(m, p.MACs[j]) {
+				return fmt.Errorf("--mac: d%d and d%d both %s: the guard tells the boxes apart by MAC", j+1, i+1, m)
+			}
+		}
 	}
 	return nil
 }

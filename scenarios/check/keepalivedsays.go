@@ -21,8 +21,8 @@ import (
 // same with them, so the verdicts are of what keepalived makes of the
 // configs. What only the machine running check lacks (the configs'
 // interfaces) is left out. nil when keepalived is not installed.
-func KeepalivedSays(p *Pair, pl *Plan, yours func() scenarios.Implementation) ([2][]string, error) {
-	var out [2][]string
+func KeepalivedSays(p *Pair, pl *Plan, yours func() scenarios.Implementation) ([][]string, error) {
+	out := make([][]string, len(pl.Boxes))
 	if _, err := exec.LookPath("keepalived"); err != nil {
 		return out, nil
 	}

@@ -19,7 +19,7 @@ import (
 // Prescription is the fix for a pair: per box, the mangle rules and the
 // edited config files; and what it could not fix, with why.
 type Prescription struct {
-	Boxes [2]BoxFix `json:"boxes"`
+	Boxes []BoxFix `json:"boxes"`
 	// Notes say where the fwmark guard does not fit and what to do.
 	Notes []string `json:"notes,omitempty"`
 	// Quiet are the services that need no guard, and why.
@@ -35,7 +35,7 @@ type Prescription struct {
 // Nothing reports whether there is nothing to fix: no rule to add, no
 // rule or service to change.
 func (rx *Prescription) Nothing() bool {
-	return len(rx.Boxes[0].Rules)+len(rx.Boxes[1].Rules)+len(rx.Notes) == 0
+	return len(rx.Notes) == 0 && !slices.ContainsFunc(rx.Boxes, func(b BoxFix) bool { return len(b.Rules) > 0 })
 }
 
 // BoxFix is one box's share of the fix.
@@ -53,9 +53,10 @@ type BoxFix struct {
 	Edits Edits             `json:"-"`
 	Files map[string]string `json:"-"`
 	Diff  string            `json:"diff"`
-	// PeerMAC is the MAC the guard excludes, and how to read it there.
-	PeerMAC    string `json:"peer_mac"`
-	ReadMACCmd string `json:"read_mac"`
+	// PeerMACs are the MACs the guard excludes (the other boxes'), and
+	// ReadMACCmd how to read them there.
+	PeerMACs   []string `json:"peer_macs"`
+	ReadMACCmd string   `json:"read_mac"`
 }
 
 // firstMark is where new marks start: the seed's fix used 3 and 4.
@@ -75,11 +76,16 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		used = append(used, next)
 		return next
 	}
-	edits := [2]Edits{{}, {}}
+	edits := make([]Edits, len(pl.Boxes))
+	rx.Boxes = make([]BoxFix, len(pl.Boxes))
 	for i := range rx.Boxes {
-		peer := pl.Boxes[1-i]
-		rx.Boxes[i] = BoxFix{Node: pl.Boxes[i].Node, PeerMAC: peer.MAC,
-			ReadMACCmd: fmt.Sprintf("ip neigh show %s   # on %s: the MAC after lladdr (ping it first if the entry is missing)", peer.Addr, pl.Boxes[i].Node)}
+		edits[i] = Edits{}
+		var cmds []string
+		for _, peer := range pl.peers(i) {
+			cmds = append(cmds, "ip neigh show "+peer.Addr.String())
+		}
+		rx.Boxes[i] = BoxFix{Node: pl.Boxes[i].Node, PeerMACs: pl.peerMACs(i),
+			ReadMACCmd: fmt.Sprintf("%s   # on %s: the MAC after lladdr (ping it first if the entry is missing)", strings.Join(cmds, "; "), pl.Boxes[i].Node)}
 	}
 	for _, s := range pl.Services {
 		if s.Kind != "DR" {
@@ -99,7 +105,7 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 					continue
 				}
 				setting := p.Rules[i].Setting(s.Marks[i])
-				unguarded := slices.DeleteFunc(slices.Clone(setting), func(r MarkRule) bool { return r.guards(pl.Boxes[1-i].MAC) })
+				unguarded := slices.DeleteFunc(slices.Clone(setting), func(r MarkRule) bool { return r.guards(pl.peerMACs(i)) })
 				if len(setting) > 0 && len(unguarded) == 0 {
 					continue
 				}
@@ -109,23 +115,25 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 					b.Rules = append(b.Rules, r.Delete())
 				}
 				for _, port := range s.Ports {
-					b.Rules = append(b.Rules, guardRule(s.VIP, s.Protocol, port, pl.Boxes[1-i].MAC, s.Marks[i]))
+					b.Rules = append(b.Rules, guardRule(s.VIP, s.Protocol, port, pl.peerMACs(i), s.Marks[i]))
 				}
 			}
 			continue
 		}
-		// One mark for both boxes (the seed's fix used 3 and 4; the mark
-		// is each box's own, so either works): a services file the two
+		// One mark for every box (the seed's fix used 3 and 4; the mark
+		// is each box's own, so either works): a services file the
 		// configs share stays one file. The services of one group are one
 		// virtual_server: one mark, declared once.
 		m, declared := rx.marked[s.Servers[0]]
 		if !declared {
 			m = mark()
-			rx.marked[s.Servers[0]], rx.marked[s.Servers[1]] = m, m
+			for _, vs := range s.Servers {
+				rx.marked[vs] = m
+			}
 		}
 		for i := range rx.Boxes {
 			for _, port := range s.Ports {
-				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, s.Protocol, port, pl.Boxes[1-i].MAC, m))
+				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRule(s.VIP, s.Protocol, port, pl.peerMACs(i), m))
 			}
 			if declared {
 				continue
@@ -166,26 +174,55 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 }
 
 // noLoop says why the service cannot loop between the boxes, or "". A
-// loop needs each box's table to send to the other: the MASTER forwards
-// a client's packet to the BACKUP, whose table (loaded, as keepalived
-// keeps it) sends it back. Ordinary DR, whose directors are not
-// realservers, never forwards to a director.
+// loop needs a box's table to send to another box whose table (loaded,
+// as keepalived keeps it) sends on: the MASTER forwards a client's
+// packet to a BACKUP, which balances it back, or to a third box. Ordinary
+// DR, whose directors are not realservers, never forwards to a director.
 func (s *Service) noLoop(pl *Plan) string {
-	for i, vs := range s.Servers {
-		other := pl.Boxes[1-i]
-		if !slices.ContainsFunc(vs.RealServers, func(rs *keepalivedconf.RealServer) bool { return rs.Addr == other.Addr }) {
-			return fmt.Sprintf("%s's service does not balance to %s (%s)", pl.Boxes[i].Node, other.Node, other.Addr)
+	sendsTo := func(i, j int) bool {
+		return slices.ContainsFunc(s.Servers[i].RealServers, func(rs *keepalivedconf.RealServer) bool { return rs.Addr == pl.Boxes[j].Addr })
+	}
+	sendsOn := func(j int) bool {
+		return slices.ContainsFunc(pl.Boxes, func(b Box) bool { return b.Addr != pl.Boxes[j].Addr && sendsTo(j, pl.boxAt(b.Addr)) })
+	}
+	for i := range pl.Boxes {
+		for j := range pl.Boxes {
+			if i != j && sendsTo(i, j) && sendsOn(j) {
+				return ""
+			}
 		}
 	}
-	return ""
+	if len(pl.Boxes) == 2 {
+		for i := range pl.Boxes {
+			if other := pl.Boxes[1-i]; !sendsTo(i, 1-i) {
+				return fmt.Sprintf("%s's service does not balance to %s (%s)", pl.Boxes[i].Node, other.Node, other.Addr)
+			}
+		}
+	}
+	return "no box's service balances to another box whose service balances on"
+}
+
+// peers are the boxes but box i.
+func (pl *Plan) peers(i int) []Box { return slices.Concat(pl.Boxes[:i], pl.Boxes[i+1:]) }
+
+// peerMACs are the MACs of the boxes but box i: what its guard excludes.
+func (pl *Plan) peerMACs(i int) []string {
+	var out []string
+	for _, b := range pl.peers(i) {
+		out = append(out, b.MAC)
+	}
+	return out
 }
 
 // guardRule is the fwmark guard for one port, as an iptables command:
-// mark VIP traffic unless the other box (peerMAC) sent it; the
-// director's own rule (director.Guard), over the whole mark.
-func guardRule(vip netip.Addr, proto string, port uint16, peerMAC string, mark uint32) string {
-	mac, _ := net.ParseMAC(peerMAC) // the plan's, valid
-	g := director.Guard{VIP: vip, Port: port, Protocol: proto, PeerMAC: mac, Mark: mark}
+// mark VIP traffic unless another box (peerMACs) sent it; the director's
+// own rule (director.Guard), over the whole mark.
+func guardRule(vip netip.Addr, proto string, port uint16, peerMACs []string, mark uint32) string {
+	g := director.Guard{VIP: vip, Port: port, Protocol: proto, Mark: mark}
+	for _, m := range peerMACs {
+		mac, _ := net.ParseMAC(m) // the plan's, valid
+		g.PeerMACs = append(g.PeerMACs, mac)
+	}
 	return "iptables -t mangle -A PREROUTING " + strings.Join(g.Rule(), " ")
 }
 
@@ -210,10 +247,13 @@ func usedMarks(p *Pair) []uint32 {
 func checkMarkRules(p *Pair, pl *Plan, s *Service) []string {
 	var notes []string
 	for i := range pl.Boxes {
-		peer := pl.Boxes[1-i]
+		var named []string
+		for _, peer := range pl.peers(i) {
+			named = append(named, peer.Node+"'s MAC "+peer.MAC)
+		}
 		if p.Rules[i] == nil {
-			notes = append(notes, fmt.Sprintf("%s on %s: declared by fwmark %d, but no rules were given (--iptables) to check that they exclude %s's MAC %s",
-				s.Key, pl.Boxes[i].Node, s.Marks[i], peer.Node, peer.MAC))
+			notes = append(notes, fmt.Sprintf("%s on %s: declared by fwmark %d, but no rules were given (--iptables) to check that they exclude %s",
+				s.Key, pl.Boxes[i].Node, s.Marks[i], strings.Join(named, " and ")))
 			continue
 		}
 		if len(p.Rules[i].Setting(s.Marks[i])) == 0 {
@@ -221,9 +261,13 @@ func checkMarkRules(p *Pair, pl *Plan, s *Service) []string {
 				s.Key, pl.Boxes[i].Node, s.Marks[i], p.Rules[i].Path))
 		}
 		for _, r := range p.Rules[i].Setting(s.Marks[i]) {
-			if !r.guards(peer.MAC) {
-				notes = append(notes, fmt.Sprintf("%s: %q marks traffic %s forwards too: the fix deletes it and adds the guard (-m mac ! --mac-source %s)",
-					r.Pos, r.Text, peer.Node, peer.MAC))
+			if !r.guards(pl.peerMACs(i)) {
+				var nodes, guard []string
+				for _, peer := range pl.peers(i) {
+					nodes, guard = append(nodes, peer.Node), append(guard, "-m mac ! --mac-source "+peer.MAC)
+				}
+				notes = append(notes, fmt.Sprintf("%s: %q marks traffic %s forwards too: the fix deletes it and adds the guard (%s)",
+					r.Pos, r.Text, strings.Join(nodes, " or "), strings.Join(guard, " ")))
 			}
 		}
 	}

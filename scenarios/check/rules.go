@@ -26,10 +26,12 @@ type MarkRule struct {
 	Port  uint16
 	Proto string // -p: tcp, udp, or "" for any
 	Mark  uint32
-	// MAC is the --mac-source match, Not its negation: "! --mac-source
-	// PEER" is the guard; a rule without one marks the peer's packets too.
-	MAC net.HardwareAddr
-	Not bool
+	// Excluded are the MACs of its "! --mac-source" matches: the guard,
+	// one per other box (matches in one rule AND); a rule without them
+	// marks the other boxes' packets too. Only is a "--mac-source" match's
+	// MAC: the rule marks that sender's packets alone.
+	Excluded []net.HardwareAddr
+	Only     net.HardwareAddr
 }
 
 // ParseRules reads iptables-save/iptables-restore text, or lines of
@@ -58,7 +60,7 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 			f, t = f[1:], "filter"
 		}
 		rule := MarkRule{Pos: pos, Text: line}
-		chain, mark := "", false
+		chain, mark, not := "", false, false
 		for k := 0; k < len(f); k++ {
 			next := func() string {
 				if k+1 < len(f) {
@@ -87,15 +89,18 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 				}
 				rule.Port = uint16(p)
 			case "!":
-				if k+1 < len(f) && f[k+1] == "--mac-source" {
-					rule.Not = true
-				}
+				not = k+1 < len(f) && f[k+1] == "--mac-source"
 			case "--mac-source":
 				mac, err := net.ParseMAC(next())
 				if err != nil {
 					return nil, keepalivedconf.Errorf(pos, "--mac-source: %v", err)
 				}
-				rule.MAC = mac
+				if not {
+					rule.Excluded = append(rule.Excluded, mac)
+				} else {
+					rule.Only = mac
+				}
+				not = false
 			case "-j", "--jump":
 				mark = next() == "MARK"
 			case "--set-mark", "--set-xmark":
@@ -132,18 +137,23 @@ func (r *Rules) Setting(mark uint32) []MarkRule {
 	return out
 }
 
-// guards reports whether the rule marks only what peer did not send.
-func (m MarkRule) guards(peer string) bool { return m.Not && m.MAC.String() == peer }
+// guards reports whether the rule marks only what none of peers sent.
+func (m MarkRule) guards(peers []string) bool {
+	return m.Only == nil && !slices.ContainsFunc(peers, func(p string) bool {
+		return !slices.ContainsFunc(m.Excluded, func(x net.HardwareAddr) bool { return x.String() == p })
+	})
+}
 
-// excluded is the MAC the rules' guard excludes (the other box's, as the
-// user wrote it), if they name one; nil rules name none.
+// excluded is the MAC the rules' guard excludes (the other box's of a
+// pair, as the user wrote it), if a rule names exactly one; nil rules
+// name none.
 func (r *Rules) excluded() net.HardwareAddr {
 	if r == nil {
 		return nil
 	}
 	for _, m := range r.Marks {
-		if m.Not && m.MAC != nil {
-			return m.MAC
+		if len(m.Excluded) == 1 {
+			return m.Excluded[0]
 		}
 	}
 	return nil

@@ -65,6 +65,18 @@ func (pl *Plan) Events(p *Pair, evs []scenarios.Event) ([]scenarios.Event, []str
 	if len(why) == 0 {
 		skip = nil
 	}
+	if n := len(pl.Boxes); n > 2 {
+		var asked []string
+		for _, e := range evs {
+			if slices.Contains(scenarios.Adversity, e) {
+				asked = append(asked, string(e))
+				skip = append(skip, e)
+			}
+		}
+		if len(asked) > 0 {
+			why = append(why, fmt.Sprintf("%s: these events impair the link between the first two boxes; with %d boxes the lab does not model them yet, so they are not run", strings.Join(asked, ", "), n))
+		}
+	}
 	if top := pl.masterPriority(p); top >= 254 {
 		why = append(why, fmt.Sprintf("%s's priority is %d: no BACKUP priority (254 at most) preempts it, so %s is not run", pl.Boxes[pl.electionOrder()[0]].Node, top, scenarios.Switchover))
 		skip = append(skip, scenarios.Switchover)
@@ -160,17 +172,19 @@ func (s *Service) checks(kind string) bool {
 // the new mark rules after the user's). Mappings say what the lab changed
 // to run them.
 func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed func() scenarios.Implementation, mappings []Mapping, err error) {
-	var given, fixed [2]string
+	n := len(pl.Boxes)
+	given, fixed, edits := make([]string, n), make([]string, n), make([]Edits, n)
 	for i := range given {
 		given[i], fixed[i] = p.Rules[i].Restore(), p.Rules[i].Restore(rx.Boxes[i].Drop...)
 		if len(rx.Boxes[i].Rules) > 0 {
 			fixed[i] += rx.Boxes[i].Restore
 		}
+		edits[i] = rx.Boxes[i].Edits
 	}
-	if yours, mappings, err = implementation(p, pl, [2]Edits{}, nil, given, bin); err != nil {
+	if yours, mappings, err = implementation(p, pl, make([]Edits, n), nil, given, bin); err != nil {
 		return nil, nil, nil, err
 	}
-	prescribed, _, err = implementation(p, pl, [2]Edits{rx.Boxes[0].Edits, rx.Boxes[1].Edits}, rx.marked, fixed, bin)
+	prescribed, _, err = implementation(p, pl, edits, rx.marked, fixed, bin)
 	for i, r := range p.Rules {
 		if r != nil {
 			mappings = append(mappings, Mapping{Box: pl.Boxes[i].Node, From: r.Path, To: fmt.Sprintf("%d mark rule(s) applied", len(r.Marks)),
@@ -188,10 +202,10 @@ func Runs(p *Pair, pl *Plan, rx *Prescription, bin string) (yours, prescribed fu
 // user handed over, interfaces renamed, digests of the lab's pages, and a
 // priority a switchover raises. marked are the virtual servers the edits
 // declare by mark. bin is the lvslab binary.
-func implementation(p *Pair, pl *Plan, edits [2]Edits, marked map[*keepalivedconf.VirtualServer]uint32, rules [2]string, bin string) (func() scenarios.Implementation, []Mapping, error) {
+func implementation(p *Pair, pl *Plan, edits []Edits, marked map[*keepalivedconf.VirtualServer]uint32, rules []string, bin string) (func() scenarios.Implementation, []Mapping, error) {
 	var mappings []Mapping
-	var labEdits [2]Edits
-	var handed [2]map[string][]byte // the scripts the user handed over that each box runs
+	labEdits := make([]Edits, len(pl.Boxes))
+	handed := make([]map[string][]byte, len(pl.Boxes)) // the scripts the user handed over that each box runs
 	for i := range pl.Boxes {
 		e := Edits{}
 		if edits[i] != nil {
