@@ -30,9 +30,9 @@ import (
 type Pair struct {
 	Paths   []string
 	Configs []*keepalivedconf.Config
-	Rules   []*Rules           // nil: none given
-	MACs    []net.HardwareAddr // nil: generated
-	Addrs   []netip.Addr       // zero: derived
+	Rules   []*Rules            // nil: none given
+	MACs    []net.HardwareAddr  // nil: generated
+	Addrs   []netip.Addr        // zero: derived
 	Ports   map[uint32][]uint16 // fwmark -> ports, from --port
 	// Scripts is the directory of the scripts the configs name, as on
 	// the boxes (--scripts): "" for none handed over.
@@ -60,7 +60,7 @@ type Service struct {
 	Protocol string     `json:"protocol"` // tcp or udp
 	// Marks are each box's fwmark when the service is declared by mark.
 	Marks []uint32 `json:"marks"`
-	Kind  string    `json:"lb_kind"`
+	Kind  string   `json:"lb_kind"`
 	// Master is the box VRRP makes MASTER of the VIP: in an
 	// active-active pair, not the same for every service.
 	Master string `json:"master"`
