@@ -143,7 +143,10 @@ func TestRunWithoutIPVS(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kernel IPVS is not available") {
 		t.Fatalf("got %v, want 'kernel IPVS is not available'", err)
 	}
-	out, _ := exec.Command("ip", "netns", "exec", box.Path()[len(lab.NetnsDir)+1:], "iptables-save", "-t", "mangle").Output()
+	out, err := exec.Command("ip", "netns", "exec", box.Path()[len(lab.NetnsDir)+1:], "iptables-save", "-t", "mangle").Output()
+	if err != nil || !strings.Contains(string(out), "*mangle") {
+		t.Fatalf("iptables-save -t mangle in d1: %v, output %q", err, out)
+	}
 	if strings.Contains(string(out), GuardChain) {
 		t.Errorf("guard installed anyway:\n%s", out)
 	}

@@ -1,9 +1,9 @@
-// Package director is the Go LVS-DR director for two-box clusters. This
-// first part is its IPVS layer: the desired virtual services as plain data,
+// Package director is the Go LVS-DR director for two-box clusters: its
+// config, VRRP, the loop guard, health checks, the IPVS sync daemons, and
+// (this file) its IPVS layer: the desired virtual services as plain data,
 // a reconcile that moves the kernel's table toward them idempotently and
 // touches only services the director owns, a map-backed fake for unit
-// tests, and an ipvsadm-like rendering for golden files. Config, the loop
-// guard, VRRP and health checks come next (issue 4).
+// tests, and an ipvsadm-like rendering for golden files.
 package director
 
 import (

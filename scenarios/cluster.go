@@ -1,8 +1,10 @@
 // Package scenarios runs the conformance scenarios: a two-director cluster
-// in a lab, an implementation under test (keepalived today; the Go director
-// of director/ next), a fix against the ping-pong loop, a MySQL workload
-// from the client, independent observers, and a verdict (LOOP or CLEAN)
-// held against the expectation of Expect.
+// (or a user's three or four boxes) in a lab, an implementation under test
+// (keepalived with lvslab's config or a user's, the Go director of
+// director/, or one of each), a fix against the ping-pong loop, an event,
+// a workload from the client, independent observers, and a verdict
+// (LOOP, CLEAN, NO-BALANCE or UNSERVED, from evidence alone) held against
+// the expectation of Expected.
 //
 // Everything here needs kernel IPVS: run it natively where the host has
 // ip_vs, else in the micro-VM (`lvslab run` and `make test` do that).

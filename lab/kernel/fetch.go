@@ -55,16 +55,25 @@ func Local(vmlinuz, modules string) (*Kernel, error) {
 // "linux-image-6.1.0-56-amd64" on Debian 12, from the metapackage's
 // dependency. The cloud flavour is no use: it has no 9p.
 func DistroPackage(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "apt-cache", "depends", "linux-image-amd64").Output()
+	return metaDepends(ctx, nil, "here (is this Debian? give --vmlinuz and --modules)")
+}
+
+// metaDepends is the kernel package linux-image-amd64 depends on, as
+// apt-cache with the options apt (none: the host's lists) sees it; where
+// names the lists in errors.
+func metaDepends(ctx context.Context, apt []string, where string) (string, error) {
+	out, err := exec.CommandContext(ctx, "apt-cache", append(slices.Clone(apt), "depends", "linux-image-amd64")...).Output()
 	if err != nil {
-		return "", fmt.Errorf("%w: apt-cache depends linux-image-amd64: %v (is this Debian? give --vmlinuz and --modules)", ErrNoKernel, err)
+		return "", fmt.Errorf("%w: apt-cache depends linux-image-amd64 %s: %v", ErrNoKernel, where, err)
 	}
-	m := regexp.MustCompile(`Depends: (linux-image-(\S+))`).FindSubmatch(out)
+	m := kernelDepends.FindSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("%w: linux-image-amd64 depends on no kernel package here: give --vmlinuz and --modules", ErrNoKernel)
+		return "", fmt.Errorf("%w: linux-image-amd64 depends on no kernel package %s", ErrNoKernel, where)
 	}
 	return string(m[1]), nil
 }
+
+var kernelDepends = regexp.MustCompile(`Depends: (linux-image-(\S+))`)
 
 // Cached returns the default kernel in the cache (the one plain `lvslab
 // kernel fetch` got: the distro's), else the newest there, or nil.
@@ -235,15 +244,11 @@ func FetchSuite(ctx context.Context, suite string, progress io.Writer) (*Kernel,
 	if err := run(ctx, dir, "apt-get", append(apt, "-q", "update")...); err != nil {
 		return nil, fmt.Errorf("%w: apt-get update for %s: %v", ErrNoKernel, suite, err)
 	}
-	out, err := exec.CommandContext(ctx, "apt-cache", append(apt, "depends", "linux-image-amd64")...).Output()
+	pkg, err := metaDepends(ctx, apt, "in "+suite)
 	if err != nil {
-		return nil, fmt.Errorf("%w: apt-cache depends linux-image-amd64 in %s: %v", ErrNoKernel, suite, err)
+		return nil, err
 	}
-	m := regexp.MustCompile(`Depends: (linux-image-(\S+))`).FindSubmatch(out)
-	if m == nil {
-		return nil, fmt.Errorf("%w: linux-image-amd64 in %s depends on no kernel package", ErrNoKernel, suite)
-	}
-	k, err := fetchPackage(ctx, string(m[1]), apt, progress)
+	k, err := fetchPackage(ctx, pkg, apt, progress)
 	if err != nil {
 		return nil, err
 	}
