@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/spf13/pflag"
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
@@ -53,16 +53,16 @@ type checkJob struct {
 
 // checkPairFlags are the flags that say what the pair is.
 type checkPairFlags struct {
-	rules, macs, addrs, ports stringList
+	rules, macs, addrs, ports []string
 	scripts                   string
 }
 
-func addCheckPairFlags(fs *flag.FlagSet) *checkPairFlags {
+func addCheckPairFlags(fs *pflag.FlagSet) *checkPairFlags {
 	f := &checkPairFlags{}
-	fs.Var(&f.rules, "iptables", "a box's iptables rules (iptables-save output or iptables commands); give it once per config, in their order")
-	fs.Var(&f.macs, "mac", "BOX=MAC: a box's MAC (d1, d2, ...: the configs in order; default 02:00 and its IPv4 address)")
-	fs.Var(&f.addrs, "addr", "BOX=IP: a box's own address, where the configs do not say (no unicast_src_ip or unicast_peer)")
-	fs.Var(&f.ports, "port", "MARK=PORT: a port a fwmark service takes, when no --iptables rule says")
+	fs.StringArrayVar(&f.rules, "iptables", nil, "a box's iptables rules (iptables-save output or iptables commands); give it once per config, in their order")
+	fs.StringArrayVar(&f.macs, "mac", nil, "BOX=MAC: a box's MAC (d1, d2, ...: the configs in order; default 02:00 and its IPv4 address)")
+	fs.StringArrayVar(&f.addrs, "addr", nil, "BOX=IP: a box's own address, where the configs do not say (no unicast_src_ip or unicast_peer)")
+	fs.StringArrayVar(&f.ports, "port", nil, "MARK=PORT: a port a fwmark service takes, when no --iptables rule says")
 	fs.StringVar(&f.scripts, "scripts", "", "DIR: your scripts, as in the directory your configs name (e.g. a copy of /etc/keepalived): notify and vrrp_script scripts found there run in the lab, / read-only to them")
 	return f
 }
@@ -216,10 +216,10 @@ func cmdCheck(args []string) error {
 	}
 	if info.Mode == kernel.VM {
 		fmt.Fprintf(os.Stderr, "\nlvslab: %s: running the lab in a micro-VM\n", info.Reason)
-		flags := args[:len(args)-fs.NArg()]
-		argv := append([]string{j.self, "check"}, flags...)
-		argv = append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id, "--write-fixed", "")
-		return reportInVM(v, append(argv, fs.Args()...), dir)
+		// The same arguments (flags may lie among the configs), the run's
+		// own flags last: the last of a flag given twice wins.
+		argv := append([]string{j.self, "check"}, args...)
+		return reportInVM(v, append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id, "--write-fixed", ""), dir)
 	}
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
 		Findings: scenarios.Findings, YourConfig: account.String()}
@@ -475,7 +475,7 @@ func keepCheck(j *checkJob, which string, pairArgs []string, mode, name, runDir 
 func startPair(ctx context.Context, l *lab.Lab, args []string, which string) error {
 	fs := newFlags("check")
 	pf := addCheckPairFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	j, err := pf.plan(fs.Args())

@@ -200,7 +200,7 @@ func badInputs() []badInput {
 		{[]string{"--connections", "-5"}, "--connections -5: want 1 to"},
 		{[]string{"--connections", "0"}, "--connections 0"},
 		{[]string{"--connections", "100000000"}, "want 1 to"},
-		{[]string{"--connections", "x"}, "invalid value"},
+		{[]string{"--connections", "x"}, `invalid argument "x" for "--connections"`},
 		{[]string{"--events", "steady-state,steady-state"}, "given twice"},
 		{[]string{"--events", "bogus"}, "--events"},
 		{[]string{"--events", ","}, "--events"},

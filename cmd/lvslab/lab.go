@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,11 +18,12 @@ import (
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/vmlab"
 	"github.com/lvslab/lvslab/scenarios"
+	"github.com/spf13/pflag"
 )
 
 func cmdUp(args []string) error {
 	fs := newFlags("up")
-	topoFile := fs.String("t", "", "topology file (default: the built-in "+fixtures.DefaultTopologyName+")")
+	topoFile := fs.StringP("topology", "t", "", "topology file (default: the built-in "+fixtures.DefaultTopologyName+")")
 	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
 	directors, fix := directorFlags(fs)
 	mode := fs.String("kernel", "", "where the lab runs: native, or vm (a micro-VM with IPVS); default $LVSLAB_KERNEL, else vm when the host kernel has no ip_vs")
@@ -307,13 +307,13 @@ func cmdPrepare(args []string) error {
 // until `down`.
 func cmdAgent(args []string) error {
 	fs := newFlags("agent")
-	topoFile := fs.String("t", "", "topology file")
+	topoFile := fs.StringP("topology", "t", "", "topology file")
 	name := fs.String("lab", "lab", "lab name")
 	noServices := fs.Bool("no-services", false, "network only: do not start MariaDB")
 	directors, fix := directorFlags(fs)
 	keep := fs.String("check-keep", "", "start a user's pair as lvslab check --keep does: yours or prescribed")
-	var checkArgs stringList
-	fs.Var(&checkArgs, "check-arg", "with --check-keep, one of lvslab check's arguments that say what the pair is (repeated, in order)")
+	var checkArgs []string
+	fs.StringArrayVar(&checkArgs, "check-arg", nil, "with --check-keep, one of lvslab check's arguments that say what the pair is (repeated, in order)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -344,7 +344,7 @@ func cmdAgent(args []string) error {
 }
 
 // directorFlags are up's --directors and --fix.
-func directorFlags(fs *flag.FlagSet) (directors, fix *string) {
+func directorFlags(fs *pflag.FlagSet) (directors, fix *string) {
 	return fs.String("directors", "", "start directors on the topology's two director nodes: keepalived, lvslab, or mixed (keepalived on the first, lvslab on the second)"),
 		fs.String("fix", string(scenarios.FixNone), "with --directors, the loop fix: none (the loop), fwmark, backup-only, redirect (keepalived only)")
 }

@@ -88,7 +88,7 @@ func cmdLoad(args []string) error {
 	}
 	if info.Mode == kernel.VM {
 		fmt.Fprintf(os.Stderr, "lvslab: %s: running the load in a micro-VM\n", info.Reason)
-		argv := append([]string{self, "load"}, args[:len(args)-fs.NArg()]...)
+		argv := append([]string{self, "load"}, args...)
 		return reportInVM(v, append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id), dir)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -59,15 +59,43 @@ func cli(t *testing.T, args ...string) (string, string, int) {
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
 }
 
+// TestHelp: help asked for goes to stdout, exit 0; every flag a command
+// has is in its help (the synopsis cannot drift from the flags); an
+// unknown command is exit 2; the shells get a completion script.
 func TestHelp(t *testing.T) {
 	for _, c := range commands {
-		_, stderr, code := cli(t, c.name, "--help")
-		if code != 0 || !strings.Contains(stderr, "Usage: lvslab "+c.name) {
-			t.Errorf("lvslab %s --help: exit %d, output %q; want exit 0 and a usage line", c.name, code, stderr)
+		stdout, stderr, code := cli(t, c.name, "--help")
+		if code != 0 || !strings.Contains(stdout, "Usage: lvslab "+c.name) || stderr != "" {
+			t.Errorf("lvslab %s --help: exit %d, stdout %q, stderr %q; want exit 0 and a usage line on stdout", c.name, code, stdout, stderr)
 		}
 	}
-	if _, _, code := cli(t, "frobnicate"); code != 2 {
-		t.Errorf("unknown command: got exit %d, want 2", code)
+	stdout, _, code := cli(t, "run", "--help")
+	for _, f := range []string{"--connections", "--cell", "--jobs", "--repeat", "--run-id", "-v, --verbose"} {
+		if code != 0 || !strings.Contains(stdout, f) {
+			t.Errorf("lvslab run --help does not list %s:\n%s", f, stdout)
+		}
+	}
+	if stdout, _, code := cli(t, "--help"); code != 0 || !strings.Contains(stdout, "lvslab check [flags] BOX1.conf BOX2.conf") {
+		t.Errorf("lvslab --help: exit %d, %q; want the commands on stdout", code, stdout)
+	}
+	if _, stderr, code := cli(t, "frobnicate"); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: got exit %d, %q; want 2", code, stderr)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		if stdout, _, code := cli(t, "completion", sh); code != 0 || !strings.Contains(stdout, "lvslab") {
+			t.Errorf("lvslab completion %s: exit %d, %d bytes", sh, code, len(stdout))
+		}
+	}
+}
+
+// TestFlagsAnywhere: flags after the configs are read as flags (as
+// kubectl's are), once, the same as before them.
+func TestFlagsAnywhere(t *testing.T) {
+	a, b := "../../fixtures/check/reference/db1.conf", "../../fixtures/check/reference/db2.conf"
+	before, _, code1 := cli(t, "check", "--plan", "--mac", "d1=02:00:00:00:01:01", a, b)
+	after, stderr, code2 := cli(t, "check", a, b, "--mac", "d1=02:00:00:00:01:01", "--plan")
+	if code1 != code2 || before != after || !strings.Contains(after, "02:00:00:00:01:01") {
+		t.Errorf("flags after the configs: exit %d against %d, stderr %q; outputs differ or lack the MAC:\n%s", code2, code1, stderr, after)
 	}
 }
 

@@ -28,10 +28,10 @@ func cmdRun(args []string) error {
 	conns := fs.Int("connections", 40, "client connections per scenario")
 	jobs := fs.Int("jobs", 6, "scenarios run at once, each in a lab of its own (1: one at a time)")
 	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
-	verbose := fs.Bool("v", false, "print each scenario's steps (lab up, directors ready, traffic, verdict) with their times")
+	verbose := fs.BoolP("verbose", "v", false, "print each scenario's steps (lab up, directors ready, traffic, verdict) with their times")
 	repeat := fs.Int("repeat", 1, "run each cell K times and count its verdicts (a cell whose runs disagree is UNSTABLE)")
-	var cellArgs stringList
-	fs.Var(&cellArgs, "cell", "run this cell instead of the headline set: EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect (repeatable)")
+	var cellArgs []string
+	fs.StringArrayVar(&cellArgs, "cell", nil, "run this cell instead of the headline set: EVENT/IMPLEMENTATION/FIX, e.g. vrrp-switchover/keepalived/redirect (repeatable)")
 	kernels := fs.String("kernels", "", "run the cells on each of these cached kernels, in turn (comma-separated versions or suites, see lvslab kernel list), into one report with a kernel column")
 	runID := fs.String("run-id", "", "the run's name under --reports (default: its start time)")
 	// Six labs at once peak at 1.7 GiB in the guest (twelve mariadbd, their

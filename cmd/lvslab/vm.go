@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/spf13/pflag"
 )
 
 // vmFlags are the flags of commands that may boot a micro-VM.
@@ -19,15 +19,10 @@ type vmFlags struct {
 	accel            string
 	memory           int
 	timeout          time.Duration
-	shares           stringList
+	shares           []string
 }
 
-type stringList []string
-
-func (s *stringList) String() string     { return fmt.Sprint(*s) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func addVMFlags(fs *flag.FlagSet, withTimeout bool, memory int) *vmFlags {
+func addVMFlags(fs *pflag.FlagSet, withTimeout bool, memory int) *vmFlags {
 	v := &vmFlags{}
 	fs.StringVar(&v.vmlinuz, "vmlinuz", "", "boot this kernel image instead of the distro's (with --modules)")
 	fs.StringVar(&v.vmKernel, "vm-kernel", os.Getenv("LVSLAB_VM_KERNEL"), "boot this cached kernel: a version or the suite it was fetched for (lvslab kernel list; env LVSLAB_VM_KERNEL)")
@@ -36,7 +31,7 @@ func addVMFlags(fs *flag.FlagSet, withTimeout bool, memory int) *vmFlags {
 	fs.StringVar(&v.accel, "accel", "", "qemu accelerator: auto, kvm or tcg (default $LVSLAB_ACCEL, else auto: KVM only where a guest boots under it)")
 	if withTimeout {
 		fs.DurationVar(&v.timeout, "timeout", 30*time.Minute, "kill the VM after this long")
-		fs.Var(&v.shares, "share", "host directory mounted read-write at the same path in the guest (repeatable)")
+		fs.StringArrayVar(&v.shares, "share", nil, "host directory mounted read-write at the same path in the guest (repeatable)")
 	}
 	return v
 }
