@@ -19,7 +19,8 @@ import (
 // back: the MASTER alone holding the VIP, both tables full and, under
 // backup_only, the BACKUP's backup sync daemon running again. It times
 // that from the heal or the thaw.
-func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event) error {
+func (r *Result) adversity(ctx context.Context, rn running, ev Event) error {
+	l, c, impl := rn.l, rn.c, rn.impl
 	d1, d2 := c.Directors[0], c.Directors[1]
 	master, backup := l.Box(d1.Node), l.Box(d2.Node)
 	var heal func() error
@@ -90,7 +91,7 @@ func (r *Result) adversity(ctx context.Context, l *lab.Lab, c Cluster, impl Impl
 	}
 	// The fix back in place too: a REDIRECT judged before notify_backup
 	// put its rule back re-balanced, a loop (1 cell in a full run).
-	if err := fixInPlace(ctx, l, c, fix); err != nil {
+	if err := fixInPlace(ctx, l, c, rn.fix); err != nil {
 		return fmt.Errorf("after the heal: %w (%s)", err, logTails(impl))
 	}
 	r.Failover = time.Since(t0)

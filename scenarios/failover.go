@@ -14,12 +14,13 @@ import (
 // passive director after it: the one not holding the VIP (the BACKUP, or
 // after a failover the old MASTER). It records how long the event took to
 // take effect and, across failovers, the write workload.
-func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix, ev Event, opts Options, client, vip string, backends map[backendKey]*backend) (Director, error) {
+func (r *Result) apply(ctx context.Context, rn running, ev Event) (Director, error) {
+	l, c, impl, fix := rn.l, rn.c, rn.impl, rn.fix
 	passive := c.Directors[1]
 	switch ev {
 	case MySQLDown:
 		t1 := time.Now()
-		if _, err := stopServers(l, passive.Node, backends); err != nil {
+		if _, err := stopServers(l, passive.Node, rn.backends); err != nil {
 			return Director{}, err
 		}
 		err := WaitFor(ctx, c.checkDownBound(), func() string {
@@ -37,7 +38,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 		}
 		r.Failover = time.Since(t1)
 	case FailoverStop, FailoverKill, FailoverDelayed:
-		err := r.acrossWrites(ctx, l, c, opts, client, vip, func() (err error) {
+		err := r.acrossWrites(ctx, rn, func() (err error) {
 			if ev == FailoverDelayed {
 				d1, d2 := c.Directors[0], c.Directors[1]
 				heal, err := impair(l, lab.Netem{Delay: "100ms", Jitter: "50ms"},
@@ -60,7 +61,7 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 			return Director{}, err
 		}
 		defer w.Close()
-		err = r.acrossWrites(ctx, l, c, opts, client, vip, func() error { return r.adversity(ctx, l, c, impl, fix, ev) })
+		err = r.acrossWrites(ctx, rn, func() error { return r.adversity(ctx, rn, ev) })
 		if err != nil {
 			return Director{}, fmt.Errorf("%s: %w", ev, err)
 		}
@@ -125,8 +126,8 @@ func (r *Result) apply(ctx context.Context, l *lab.Lab, c Cluster, impl Implemen
 
 // acrossWrites makes event happen while the write workload runs (see
 // startWrites).
-func (r *Result) acrossWrites(ctx context.Context, l *lab.Lab, c Cluster, opts Options, client, vip string, event func() error) error {
-	writes := r.startWrites(ctx, l, c, opts, client, vip)
+func (r *Result) acrossWrites(ctx context.Context, rn running, event func() error) error {
+	writes := r.startWrites(ctx, rn)
 	time.Sleep(5 * writeInterval)
 	err := event()
 	time.Sleep(5 * writeInterval)
@@ -139,7 +140,8 @@ func (r *Result) acrossWrites(ctx context.Context, l *lab.Lab, c Cluster, opts O
 // startWrites starts the write workload (MySQL inserts, on a MySQL
 // service); the returned func stops it and checks that every
 // acknowledged write survived.
-func (r *Result) startWrites(ctx context.Context, l *lab.Lab, c Cluster, opts Options, client, vip string) func() error {
+func (r *Result) startWrites(ctx context.Context, rn running) func() error {
+	l, c, opts, client := rn.l, rn.c, rn.opts, rn.client
 	mysql := opts.Service.Backend == BackendMySQL
 	wstop, wdone := make(chan struct{}), make(chan []Write)
 	go func() {
@@ -148,7 +150,7 @@ func (r *Result) startWrites(ctx context.Context, l *lab.Lab, c Cluster, opts Op
 			wdone <- nil
 			return
 		}
-		wdone <- Writes(ctx, l.Box(client), vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
+		wdone <- Writes(ctx, l.Box(client), rn.vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
 	}()
 	return func() error {
 		close(wstop)

@@ -53,9 +53,10 @@ func stopServers(l *lab.Lab, node string, backends map[backendKey]*backend) (sta
 // directors send to d again stay up flapFor. cycled closes after the
 // last; end waits for it and records the outages, the BACKUP's takeovers
 // and the writes.
-func (r *Result) flapping(ctx context.Context, l *lab.Lab, c Cluster, opts Options, client, vip string, d Director, backends map[backendKey]*backend) (cycled <-chan struct{}, end func() error) {
+func (r *Result) flapping(ctx context.Context, rn running, d Director) (cycled <-chan struct{}, end func() error) {
+	l, c, backends := rn.l, rn.c, rn.backends
 	w, werr := WatchVIP(l.Box(d.Node), c)
-	writes := r.startWrites(ctx, l, c, opts, client, vip)
+	writes := r.startWrites(ctx, rn)
 	done := make(chan struct{})
 	var err error
 	go func() {

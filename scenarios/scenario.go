@@ -165,7 +165,8 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	step("settled: the MASTER alone holds the VIP, both tables full")
 	r.Setup = time.Since(t0)
 	client, vip := clientNode(topo), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
-	passive, err := r.apply(ctx, l, c, impl, fix, ev, opts, client, vip, backends)
+	rn := running{l: l, c: c, impl: impl, fix: fix, opts: opts, client: client, vip: vip, backends: backends}
+	passive, err := r.apply(ctx, rn, ev)
 	if err != nil {
 		return nil, err
 	}
@@ -218,9 +219,14 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	var flapped func() error
 	if ev == MySQLFlap {
 		every = flapEvery
-		cycled, flapped = r.flapping(ctx, l, c, opts, client, vip, passive, backends)
+		cycled, flapped = r.flapping(ctx, rn, passive)
 	}
-	r.Conns = Reads(ctx, l.Box(client), clientAddrs(topo, client), opts.Service.Backend, vip, opts.Connections, opts.Parallel, every, opts.DialTimeout, opts.Timeout, cycled)
+	r.Conns, err = Reads(ctx, l.Box(client), Workload{From: clientAddrs(topo, client), Kind: opts.Service.Backend, Addr: vip,
+		N: opts.Connections, Parallel: opts.Parallel, Every: every, Until: cycled, Dial: opts.DialTimeout, Timeout: opts.Timeout})
+	if err != nil {
+		capture.Stop()
+		return nil, err
+	}
 	r.Traffic = time.Since(t1)
 	step("traffic done")
 	soft1, err := softirq()

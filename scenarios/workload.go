@@ -34,36 +34,50 @@ type Conn struct {
 	Error string `json:"error,omitempty"`
 }
 
-// Reads opens n fresh connections to addr from the client box, at most
-// parallel at once, or, when every is set, one every that long whatever
-// the others do (an open loop: the paced load); each is bounded by dial
-// (the TCP connect) and timeout (each read and write), and asks which
+// Workload is the connections Reads opens: N fresh ones to Addr, at
+// most Parallel at once, or, when Every is set, one every that long
+// whatever the others do (an open loop: the paced load), which go on past
+// N until Until closes, when it is not nil. Each is bounded by Dial (the
+// TCP connect) and Timeout (each read and write). They take turns among
+// the source addresses From (the box's default when empty): IPVS
+// persistence and source hashing decide per client address, so one
+// address would see one backend. Kind is the backend they speak to:
+// BackendMySQL ("" too) or a built-in one.
+type Workload struct {
+	From          []netip.Addr
+	Kind, Addr    string
+	N, Parallel   int
+	Every         time.Duration
+	Until         <-chan struct{}
+	Dial, Timeout time.Duration
+}
+
+// Reads opens w's connections from the client box, each asking which
 // backend serves it: SELECT @@server_id over MySQL, or the built-in
-// backend's answer. The connections take turns among the source
-// addresses from (the box's default when empty): IPVS persistence and
-// source hashing decide per client address, so one address would see one
-// backend. Paced connections go on past n until until closes, when it is
-// not nil.
-func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr string, n, parallel int, every, dial, timeout time.Duration, until <-chan struct{}) []Conn {
+// backend's answer.
+func Reads(ctx context.Context, client *lab.Box, w Workload) ([]Conn, error) {
 	query := func(ctx context.Context, i int) (int, error) {
 		var src netip.Addr
-		if len(from) > 0 {
-			src = from[i%len(from)]
+		if len(w.From) > 0 {
+			src = w.From[i%len(w.From)]
 		}
-		return ask(ctx, client.DialFrom(src), kind, addr, dial, timeout)
+		return ask(ctx, client.DialFrom(src), w.Kind, w.Addr, w.Dial, w.Timeout)
 	}
-	if kind == BackendMySQL || kind == "" {
+	if w.Kind == BackendMySQL || w.Kind == "" {
 		pools := []*sql.DB{nil}
-		if len(from) > 0 {
-			pools = make([]*sql.DB, len(from))
+		if len(w.From) > 0 {
+			pools = make([]*sql.DB, len(w.From))
 		}
 		for i := range pools {
-			cfg := client.MySQLConfig(addr, timeout)
-			cfg.Timeout = dial
-			if len(from) > 0 {
-				cfg.DialFunc = client.DialFrom(from[i])
+			cfg := client.MySQLConfig(w.Addr, w.Timeout)
+			cfg.Timeout = w.Dial
+			if len(w.From) > 0 {
+				cfg.DialFunc = client.DialFrom(w.From[i])
 			}
-			conn, _ := mysql.NewConnector(cfg) // only fails on a bad config, as OpenMySQL
+			conn, err := mysql.NewConnector(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("the MySQL client's config for %s: %w", w.Addr, err)
+			}
 			pools[i] = sql.OpenDB(conn)
 			defer pools[i].Close()
 			pools[i].SetMaxIdleConns(0) // every query on a new TCP connection
@@ -74,15 +88,15 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 		}
 	}
 	var sem chan struct{} // paced: not bounded
-	if every == 0 {
-		sem, until = make(chan struct{}, parallel), nil
+	if w.Every == 0 {
+		sem, w.Until = make(chan struct{}, w.Parallel), nil
 	}
 	more := func(i int) bool {
-		if i < n || until == nil {
-			return i < n
+		if i < w.N || w.Until == nil {
+			return i < w.N
 		}
 		select {
-		case <-until:
+		case <-w.Until:
 			return false
 		default:
 			return true
@@ -92,8 +106,8 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; more(i); i++ {
-		if every > 0 {
-			time.Sleep(time.Until(start.Add(time.Duration(i) * every)))
+		if w.Every > 0 {
+			time.Sleep(time.Until(start.Add(time.Duration(i) * w.Every)))
 		} else {
 			sem <- struct{}{}
 		}
@@ -103,7 +117,7 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 			if sem != nil {
 				defer func() { <-sem }()
 			}
-			qctx, cancel := context.WithTimeout(ctx, dial+timeout)
+			qctx, cancel := context.WithTimeout(ctx, w.Dial+w.Timeout)
 			defer cancel()
 			c.Start = time.Now()
 			id, err := query(qctx, i)
@@ -118,7 +132,7 @@ func Reads(ctx context.Context, client *lab.Box, from []netip.Addr, kind, addr s
 	for i, c := range out {
 		conns[i] = *c
 	}
-	return conns
+	return conns, nil
 }
 
 // failureCause names the kind of a connection's failure: a handshake
