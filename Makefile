@@ -67,7 +67,7 @@ endef
 export IPVS_TESTS
 
 .DEFAULT_GOAL := help
-.PHONY: help deps kernel prepare build install run conformance conformance-sharded lab-up lab-down test field unit fuzz bench soak sweep clean ipvs-bins
+.PHONY: help deps kernel prepare build install run conformance conformance-sharded lab-up lab-down test field unit lint fuzz bench soak sweep clean ipvs-bins
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -129,6 +129,13 @@ lab-down: build ## stop the default lab and remove everything it made
 
 unit: ## unit tests only: no root, no kernel state
 	$(GO) test -count=1 -short ./...
+
+# lint is go vet, gofmt and staticcheck (a tool of go.mod: `go tool`
+# fetches the version go.mod names); .ci/run runs it before make test.
+lint: ## go vet, gofmt and staticcheck, clean or exit 1
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "lint: gofmt the files above"; exit 1; }
+	$(GO) tool staticcheck ./...
 
 # FUZZ_EXECS inputs per target (Go's -fuzztime Nx): 1.6 x 10^6 in all.
 # FuzzPlan writes files per input: a new input is minimised in 100 runs,

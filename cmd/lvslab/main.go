@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
@@ -196,8 +195,6 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	}
 	return nil
 }
-
-func timeSince(t time.Time) float64 { return time.Since(t).Seconds() }
 
 // parseVerb parses "VERB [flags] [args]" for commands with sub-verbs (vm
 // run, kernel info): it returns the verb, or a usage error naming them.

@@ -399,9 +399,6 @@ func hasPVHNote(path string) bool {
 	return false
 }
 
-func le32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-}
 func align4(n int) int { return (n + 3) &^ 3 }
 
 func run(ctx context.Context, dir, name string, args ...string) error {
