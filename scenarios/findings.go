@@ -1,5 +1,10 @@
 package scenarios
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Finding is something the kernel or keepalived did that a first
 // expectation got wrong, how it was investigated, and what the suite does
 // about it. The report shows them beside the matrix; Expected encodes the
@@ -15,7 +20,9 @@ var Findings = []Finding{
 		"Current kernels decrement the TTL when IPVS forwards in DR mode, so a SYN bouncing between the directors dies " +
 			"after ~64 hops with ICMP time exceeded, and the client's connect fails with \"no route to host\" in " +
 			"milliseconds. The kernel rate-limits those ICMP messages, so some SYNs vanish silently and their " +
-			"connects time out instead. Failed and hung connections both count as loop evidence."},
+			"connects time out instead. Failed and hung connections are a LOOP only beside positive loop evidence " +
+			"(bounced segments, ICMP time exceeded, a passive box counting more than clients sent it); without it they are " +
+			"UNSERVED, named by cause, never read as a loop."},
 	{"IPVS publishes its counters every 2 s",
 		"Per-service counters come from the rate estimator's timer (ip_vs_est.c), so a read right after the traffic " +
 			"misses it. The observers read after one tick (2.2 s)."},
@@ -132,4 +139,16 @@ var Findings = []Finding{
 			"handshakes timed out, field case vrrp-strict). Adding accept to the instance was expected to undo it; keepalived " +
 			"2.2.7 logs \"accept mode for VRRP version 2 does not comply with RFC3768 - resetting\" and drops the same. " +
 			"lvslab check names the line, and its fix removes vrrp_strict."},
+}
+
+// FindingsMarkdown is docs/findings.md: Findings as a document, which a
+// test keeps equal to it (LVSLAB_UPDATE_GOLDEN=1 rewrites it).
+func FindingsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("# Findings\n\n<!-- Generated from scenarios/findings.go (go test ./scenarios -run TestFindingsDoc, LVSLAB_UPDATE_GOLDEN=1): edit the code, not this file. -->\n\n" +
+		"What the kernel or keepalived did that a first expectation got wrong, how it was investigated, and what the suite does about it, oldest first. Each report shows them beside its matrix.\n")
+	for _, f := range Findings {
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n", f.Title, f.Text)
+	}
+	return b.String()
 }

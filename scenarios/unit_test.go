@@ -547,3 +547,9 @@ func TestDNSAnswer(t *testing.T) {
 		t.Errorf("the workload's question read as DNS")
 	}
 }
+
+// TestFindingsDoc: docs/findings.md is the code's Findings, never a copy
+// that drifts.
+func TestFindingsDoc(t *testing.T) {
+	labtest.Golden(t, "../docs/findings.md", FindingsMarkdown())
+}
