@@ -527,6 +527,37 @@ func TestThreeBoxes(t *testing.T) {
 	}
 }
 
+// TestNoProtocol: a virtual_server without a protocol line is UDP in
+// keepalived's hands, so its TCP clients are not balanced. Where the
+// boxes balance to each other the fix declares it by fwmark with a TCP
+// guard; where they only direct, the fix adds protocol TCP, and the runs
+// as given are UNSERVED, as the plan says.
+func TestNoProtocol(t *testing.T) {
+	const dir = "../../fixtures/field/no-protocol/"
+	_, pl, rx := plan(t, []string{dir + "lb1.conf", dir + "lb2.conf"}, nil, "")
+	s := pl.Services[0]
+	if s.Key != "UDP 10.44.0.100:80" || s.Protocol != "tcp" || !s.KeepalivedUDP || !slices.ContainsFunc(pl.Assumptions(), func(a string) bool { return strings.Contains(a, "UDP in IPVS") }) {
+		t.Errorf("service %+v, assumptions %q; want keepalived's UDP service, TCP clients, assumed", s, pl.Assumptions())
+	}
+	if len(rx.Boxes[0].Rules) != 1 || !strings.Contains(rx.Boxes[0].Rules[0], "-p tcp --dport 80") || len(rx.Notes) != 1 || rx.Unserved != "" {
+		t.Errorf("rules %q, notes %q, unserved %q; want a TCP guard and why", rx.Boxes[0].Rules, rx.Notes, rx.Unserved)
+	}
+	// The same service in front of two other web servers.
+	configs := make([]string, 2)
+	for i, f := range []string{"lb1.conf", "lb2.conf"} {
+		text, err := os.ReadFile(dir + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs[i] = filepath.Join(t.TempDir(), f)
+		os.WriteFile(configs[i], []byte(strings.NewReplacer("real_server 10.44.0.11", "real_server 10.44.0.21", "real_server 10.44.0.12", "real_server 10.44.0.22").Replace(string(text))), 0o644)
+	}
+	_, _, rx = plan(t, configs, nil, "")
+	if len(rx.Boxes[0].Rules) != 0 || !strings.Contains(rx.Boxes[0].Diff, "+virtual_server 10.44.0.100 80 {\n+    protocol TCP\n") || !strings.Contains(rx.Unserved, "gives no protocol") {
+		t.Errorf("rules %q, diff %q, unserved %q; want protocol TCP added and the runs as given unserved", rx.Boxes[0].Rules, rx.Boxes[0].Diff, rx.Unserved)
+	}
+}
+
 // TestDirectorsOnly: ordinary DR, two directors in front of two web
 // servers. The boxes are no realservers in the lab, and no loop can
 // start (the MASTER never forwards to the other director): no guard.

@@ -62,6 +62,9 @@ type Service struct {
 	// Master is the box VRRP makes MASTER of the VIP: in an
 	// active-active pair, not the same for every service.
 	Master string `json:"master"`
+	// KeepalivedUDP: the configs give no protocol, so keepalived makes
+	// the IPVS service UDP while the lab's clients speak TCP (Protocol).
+	KeepalivedUDP bool `json:"keepalived_udp,omitempty"`
 	// Servers are each box's declaration of it, in its config.
 	Servers []*keepalivedconf.VirtualServer `json:"-"`
 }

@@ -94,6 +94,11 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 		if why := s.noLoop(pl); why != "" {
 			rx.Quiet = append(rx.Quiet, fmt.Sprintf("%s: %s: no ping-pong loop can start, no guard written", s.Key, why))
+			if s.KeepalivedUDP {
+				if err := rx.protocolTCP(pl, s, edits); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		}
 		if s.Marks[0] != 0 {
@@ -130,6 +135,10 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 			for _, vs := range s.Servers {
 				rx.marked[vs] = m
 			}
+		}
+		if s.KeepalivedUDP {
+			rx.Notes = append(rx.Notes, fmt.Sprintf("%s (%s): no protocol, so keepalived made it a UDP service and balanced no TCP connection; declared by fwmark %d, it balances what the guard marks: TCP to port %v",
+				s.Key, s.Servers[0].Pos, m, s.Ports))
 		}
 		for i := range rx.Boxes {
 			for _, port := range s.Ports {
@@ -171,6 +180,26 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 	}
 	return rx, nil
+}
+
+// protocolTCP adds `protocol TCP` to each box's virtual_server of s,
+// which gives none: keepalived makes such a service UDP. Where no box
+// serves it too, the MASTER refuses every TCP connection: the runs as
+// given are UNSERVED, as the plan says.
+func (rx *Prescription) protocolTCP(pl *Plan, s *Service, edits []Edits) error {
+	for i, vs := range s.Servers {
+		head, err := edits[i].current(vs.Pos)
+		if err != nil {
+			return err
+		}
+		indent := head[:len(head)-len(strings.TrimLeft(head, " \t"))]
+		edits[i].set(vs.Pos, head+"\n"+indent+"    protocol TCP")
+	}
+	rx.Notes = append(rx.Notes, fmt.Sprintf("%s (%s): no protocol, so keepalived makes it a UDP service and balances no TCP connection; the fix adds protocol TCP", s.Key, s.Servers[0].Pos))
+	if rx.Unserved == "" && !slices.ContainsFunc(pl.Boxes, func(b Box) bool { return slices.Contains(s.realservers(), b.Addr) }) {
+		rx.Unserved = fmt.Sprintf("%s (%s) gives no protocol: keepalived makes it UDP, so the MASTER takes the clients' TCP connections to %s itself, and serves none", s.Key, s.Servers[0].Pos, s.VIP)
+	}
+	return nil
 }
 
 // noLoop says why the service cannot loop between the boxes, or "". A

@@ -47,6 +47,9 @@ func (pl *Plan) services(p *Pair) error {
 			}
 		}
 	}
+	for _, s := range pl.Services {
+		pl.noProtocol(s)
+	}
 	for i := range marked[1:] {
 		if len(marked[0]) != len(marked[i+1]) {
 			return fmt.Errorf("%s declares %d fwmark services, %s %d: cannot pair them", p.Paths[0], len(marked[0]), p.Paths[i+1], len(marked[i+1]))
@@ -173,4 +176,22 @@ func (pl *Plan) differences() {
 		}
 		pl.Differences = append(pl.Differences, fmt.Sprintf("%s: %s: %s", s.Key, strings.Join(each, ", "), strings.Join(only, "; ")))
 	}
+}
+
+// noProtocol handles a service by address whose virtual_server gives no
+// protocol on any box: keepalived makes it UDP (its own default, the
+// kernel's for protocol 0), so no IPVS service balances TCP to it and the
+// MASTER takes TCP connections to the VIP itself. The lab's clients speak
+// TCP to it, as the clients of a web, database or API service do: the
+// pair as given balances none of their connections. Assumed, and said so.
+func (pl *Plan) noProtocol(s *Service) {
+	for _, vs := range s.Servers {
+		if vs.ProtocolPos.Line != 0 {
+			return
+		}
+	}
+	s.Protocol, s.KeepalivedUDP = "tcp", true
+	pl.Mappings = append(pl.Mappings, Mapping{From: fmt.Sprintf("virtual_server %s (%s)", strings.TrimPrefix(s.Key, "UDP "), s.Servers[0].Pos),
+		To: "UDP in IPVS; the lab's clients speak TCP", Assumed: true,
+		Why: "it gives no protocol, so keepalived makes it a UDP service (\"no protocol set - defaulting to UDP\"): no IPVS service balances TCP to it, and the MASTER takes TCP connections to the VIP itself; the lab's clients speak TCP, as a web, database or API service's do"})
 }

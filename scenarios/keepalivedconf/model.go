@@ -134,14 +134,20 @@ type GroupEntry struct {
 // VirtualServer is a virtual_server: by address and port, by fwmark, or
 // by group.
 type VirtualServer struct {
-	Pos         Pos           `json:"pos"`
-	Addr        netip.Addr    `json:"addr,omitzero"`
-	Port        uint16        `json:"port,omitempty"`
-	Mark        uint32        `json:"fwmark,omitempty"`
-	Group       string        `json:"group,omitempty"`
-	LBAlgo      string        `json:"lb_algo"`
-	LBKind      string        `json:"lb_kind"`
+	Pos    Pos        `json:"pos"`
+	Addr   netip.Addr `json:"addr,omitzero"`
+	Port   uint16     `json:"port,omitempty"`
+	Mark   uint32     `json:"fwmark,omitempty"`
+	Group  string     `json:"group,omitempty"`
+	LBAlgo string     `json:"lb_algo"`
+	LBKind string     `json:"lb_kind"`
+	// Protocol is the IPVS protocol keepalived gives the service: its
+	// protocol keyword, else UDP, keepalived's own default for a service
+	// by address or group ("no protocol set - defaulting to UDP": the
+	// kernel's default for protocol 0). ProtocolPos is the keyword's
+	// line, zero where the config gives none.
 	Protocol    string        `json:"protocol"`
+	ProtocolPos Pos           `json:"protocol_pos,omitzero"`
 	Persistence uint32        `json:"persistence_timeout,omitempty"`
 	Granularity string        `json:"persistence_granularity,omitempty"`
 	DelayLoop   time.Duration `json:"delay_loop_ns,omitempty"`
@@ -452,7 +458,7 @@ func (m *modeler) serverGroup(n *Node) {
 }
 
 func (m *modeler) virtualServer(n *Node) {
-	v := &VirtualServer{Pos: n.Pos, Protocol: "TCP", LBAlgo: "rr", LBKind: "NAT", Node: n}
+	v := &VirtualServer{Pos: n.Pos, Protocol: "UDP", LBAlgo: "rr", LBKind: "NAT", Node: n}
 	switch {
 	case len(n.Args) == 2 && n.Args[0] == "fwmark":
 		v.Mark = uint32(m.parseInt(n, n.Args[1], 1, 1<<32-1))
@@ -473,7 +479,7 @@ func (m *modeler) virtualServer(n *Node) {
 		case "lb_kind", "lvs_method":
 			v.LBKind = strings.ToUpper(m.arg(c))
 		case "protocol":
-			v.Protocol = strings.ToUpper(m.arg(c))
+			v.Protocol, v.ProtocolPos = strings.ToUpper(m.arg(c)), c.Pos
 		case "persistence_timeout":
 			v.Persistence = uint32(m.intIn(c, 0, 1<<31-1))
 		case "persistence_granularity":
