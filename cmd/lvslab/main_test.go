@@ -20,6 +20,7 @@ import (
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/lvslab/lvslab/lab/runenv"
+	"github.com/lvslab/lvslab/scenarios"
 )
 
 // lvslab is the binary under test, built once by TestMain.
@@ -492,5 +493,18 @@ func TestCheckPairArgs(t *testing.T) {
 	if !slices.Equal(pf2.rules, []string{wd + "/a.rules", wd + "/b.rules"}) || !slices.Equal(again.Args(), []string{wd + "/a.conf", wd + "/b.conf"}) ||
 		!slices.Equal(pf2.macs, pf.macs) || !slices.Equal(pf2.ports, pf.ports) {
 		t.Errorf("args %q", got)
+	}
+}
+
+// TestWatchColumns: watch has a column of IPVS packets and one of ICMP
+// time exceeded per director, three boxes as two.
+func TestWatchColumns(t *testing.T) {
+	c := scenarios.Cluster{Directors: []scenarios.Director{{Node: "d1"}, {Node: "d2"}, {Node: "d3"}}}
+	last := scenarios.Counters{IPVSPackets: []uint32{1, 2, 3}, TimeExceeded: []uint64{0, 0, 0}}
+	now := scenarios.Counters{ClientFrames: 40, DirectorFrames: 90, IPVSPackets: []uint32{11, 2, 33}, TimeExceeded: []uint64{0, 5, 0}, VIP: []string{"d1"}}
+	h, l := strings.Fields(watchHeader(c)), strings.Fields(watchLine(time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC), last, now))
+	want := []string{"10:00:00", "40", "90", "10", "0", "30", "0", "5", "0"}
+	if !strings.Contains(strings.Join(h, " "), "d3 ipvs d1 te d2 te d3 te VIP on") || !slices.Equal(l[:len(want)], want) {
+		t.Errorf("header %q, line %q; want a column per director, %v", h, l, want)
 	}
 }

@@ -65,14 +65,7 @@ func cmdWatch(args []string) error {
 	if err != nil {
 		return err
 	}
-	header := fmt.Sprintf("%-8s %9s %9s", "time", "client", "directors")
-	for _, d := range c.Directors {
-		header += fmt.Sprintf(" %8s", d.Node+" ipvs")
-	}
-	for _, d := range c.Directors {
-		header += fmt.Sprintf(" %6s", d.Node+" te")
-	}
-	fmt.Println(header + "  VIP on")
+	fmt.Println(watchHeader(c))
 	last, err := scenarios.ReadCounters(l, c)
 	if err != nil {
 		return err
@@ -90,14 +83,7 @@ func cmdWatch(args []string) error {
 		if err != nil {
 			return err
 		}
-		line := fmt.Sprintf("%-8s %9d %9d", time.Now().Format("15:04:05"), now.ClientFrames-last.ClientFrames, now.DirectorFrames-last.DirectorFrames)
-		for i := range now.IPVSPackets {
-			line += fmt.Sprintf(" %8d", now.IPVSPackets[i]-last.IPVSPackets[i])
-		}
-		for i := range now.TimeExceeded {
-			line += fmt.Sprintf(" %6d", now.TimeExceeded[i]-last.TimeExceeded[i])
-		}
-		line += "  " + vipHolders(now.VIP)
+		line := watchLine(time.Now(), last, now)
 		if *tty {
 			fmt.Print("\r\033[K" + line)
 		} else {
@@ -109,6 +95,32 @@ func cmdWatch(args []string) error {
 		fmt.Println()
 	}
 	return nil
+}
+
+// watchHeader names watch's columns: the bridge frames of the client and
+// of the directors, then each director's IPVS packets, then each one's
+// ICMP time exceeded, then who holds the VIP.
+func watchHeader(c scenarios.Cluster) string {
+	h := fmt.Sprintf("%-8s %9s %9s", "time", "client", "directors")
+	for _, d := range c.Directors {
+		h += fmt.Sprintf(" %8s", d.Node+" ipvs")
+	}
+	for _, d := range c.Directors {
+		h += fmt.Sprintf(" %6s", d.Node+" te")
+	}
+	return h + "  VIP on"
+}
+
+// watchLine is the counters' growth from last to now, under watchHeader.
+func watchLine(at time.Time, last, now scenarios.Counters) string {
+	line := fmt.Sprintf("%-8s %9d %9d", at.Format("15:04:05"), now.ClientFrames-last.ClientFrames, now.DirectorFrames-last.DirectorFrames)
+	for i := range now.IPVSPackets {
+		line += fmt.Sprintf(" %8d", now.IPVSPackets[i]-last.IPVSPackets[i])
+	}
+	for i := range now.TimeExceeded {
+		line += fmt.Sprintf(" %6d", now.TimeExceeded[i]-last.TimeExceeded[i])
+	}
+	return line + "  " + vipHolders(now.VIP)
 }
 
 func vipHolders(nodes []string) string {
