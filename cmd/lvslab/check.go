@@ -457,8 +457,9 @@ func keepCheck(j *checkJob, which string, pairArgs []string, mode, name, runDir 
 	for _, a := range pairArgs {
 		agentArgs = append(agentArgs, "--check-arg", a)
 	}
-	start := func(ctx context.Context, l *lab.Lab) error { return j.start(ctx, l, which) }
-	if err := bringUp(info, v, j.pl.Topology, data, name, runDir, false, agentArgs, start); err != nil {
+	up := labUp{topo: j.pl.Topology, data: data, name: name, runDir: runDir, agentArgs: agentArgs,
+		start: func(ctx context.Context, l *lab.Lab) error { return j.start(ctx, l, which) }}
+	if err := bringUp(info, v, up); err != nil {
 		return err
 	}
 	configs := "your configs as given"

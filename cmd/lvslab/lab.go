@@ -69,16 +69,28 @@ func cmdUp(args []string) error {
 	if *directors != "" {
 		agentArgs = append(agentArgs, "--directors", *directors, "--fix", *fix)
 	}
-	start := func(ctx context.Context, l *lab.Lab) error { return startDirectors(ctx, l, *directors, *fix) }
-	return bringUp(info, v, topo, data, *name, *runDir, *noServices, agentArgs, start)
+	return bringUp(info, v, labUp{topo: topo, data: data, name: *name, runDir: *runDir, noServices: *noServices, agentArgs: agentArgs,
+		start: func(ctx context.Context, l *lab.Lab) error { return startDirectors(ctx, l, *directors, *fix) }})
 }
 
-// bringUp builds topo (its YAML is data) as the lab called name and runs
-// start on it, then prints the lab's status: natively, or in a micro-VM as
-// info says, where the agent builds it and runs the same start from
-// agentArgs. A failed start leaves nothing behind.
-func bringUp(info kernel.Info, v *vmFlags, topo *lab.Topology, data []byte, name, runDir string, noServices bool,
-	agentArgs []string, start func(context.Context, *lab.Lab) error) error {
+// labUp is a lab to bring up: its topology (whose YAML is data), its name
+// and run directory, whether its MariaDB backends start, what runs on it
+// once built (start), and the agent's arguments that run the same start
+// in a micro-VM.
+type labUp struct {
+	topo         *lab.Topology
+	data         []byte
+	name, runDir string
+	noServices   bool
+	agentArgs    []string
+	start        func(context.Context, *lab.Lab) error
+}
+
+// bringUp builds up's lab and runs its start on it, then prints the lab's
+// status: natively, or in a micro-VM as info says, where the agent builds
+// it and runs the same start. A failed start leaves nothing behind.
+func bringUp(info kernel.Info, v *vmFlags, up labUp) error {
+	topo, name, runDir := up.topo, up.name, up.runDir
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	t0 := time.Now()
@@ -90,16 +102,16 @@ func bringUp(info kernel.Info, v *vmFlags, topo *lab.Topology, data []byte, name
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "lvslab: booting a micro-VM (kernel %s); the lab is built inside it\n", vm.Kernel.Version)
-		if st, err = vmlab.Up(ctx, vm, topo, data, runDir, name, agentArgs); err != nil {
+		if st, err = vmlab.Up(ctx, vm, topo, up.data, runDir, name, up.agentArgs); err != nil {
 			return err
 		}
 	} else {
 		l, err := lab.Build(ctx, topo, lab.Options{Name: name, RunDir: runDir, Detach: true,
-			NoServices: noServices, Progress: os.Stderr})
+			NoServices: up.noServices, Progress: os.Stderr})
 		if err != nil {
 			return err
 		}
-		if err := start(ctx, l); err != nil {
+		if err := up.start(ctx, l); err != nil {
 			l.Close() // nothing half-built stays
 			return err
 		}
