@@ -420,7 +420,7 @@ func TestCheck(t *testing.T) {
 	// What the lab cannot run yet is said before anything is built: a NAT
 	// service beside the DR one; an SCTP service.
 	for _, c := range []struct{ add, want string }{
-		{"virtual_server 192.168.1.200 3307 {\n lb_kind NAT\n real_server 192.168.1.233 3307 {\n }\n real_server 192.168.1.213 3307 {\n }\n}\n",
+		{"virtual_server 192.168.1.200 3307 {\n lb_kind NAT\n protocol TCP\n real_server 192.168.1.233 3307 {\n }\n real_server 192.168.1.213 3307 {\n }\n}\n",
 			"cannot run this pair in the lab yet: TCP 192.168.1.200:3307: lb_kind NAT: the lab runs DR services"},
 		{"virtual_server 192.168.1.200 5060 {\n lb_kind DR\n protocol SCTP\n}\n", "SCTP services are not supported yet (TCP and UDP only)"},
 	} {
