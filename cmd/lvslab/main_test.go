@@ -508,3 +508,16 @@ func TestWatchColumns(t *testing.T) {
 		t.Errorf("header %q, line %q; want a column per director, %v", h, l, want)
 	}
 }
+
+// TestIsTerminal: /dev/null is a character device, not a terminal: watch
+// into it prints lines instead of redrawing one.
+func TestIsTerminal(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Errorf("%s taken for a terminal", os.DevNull)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/lab/vmlab"
 	"github.com/lvslab/lvslab/scenarios"
+	"golang.org/x/term"
 )
 
 // cmdWatch prints a running lab's counters every interval: frames on the
@@ -133,7 +134,6 @@ func vipHolders(nodes []string) string {
 	return strings.Join(nodes, "+") + " (both!)"
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal says whether f is a terminal (a TCGETS ioctl answers, as
+// x/term asks it): /dev/null is a character device but no terminal.
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
