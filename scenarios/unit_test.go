@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -552,4 +553,22 @@ func TestDNSAnswer(t *testing.T) {
 // that drifts.
 func TestFindingsDoc(t *testing.T) {
 	labtest.Golden(t, "../docs/findings.md", FindingsMarkdown())
+}
+
+// TestSoftirq: procfs's reading is /proc/stat's softirq column, USER_HZ
+// (100) ticks, in ms.
+func TestSoftirq(t *testing.T) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])
+	ticks, err := strconv.ParseUint(f[7], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := softirq()
+	if err != nil || ms < ticks*10 || ms > ticks*10+1000 {
+		t.Errorf("softirq %d ms, %v; /proc/stat had %d ticks (%d ms) just before", ms, err, ticks, ticks*10)
+	}
 }

@@ -11,14 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/prometheus/procfs"
 )
 
 // Conn is what one client connection to the VIP saw.
@@ -281,17 +280,16 @@ func latencies(conns []Conn) Percentiles {
 }
 
 // softirq is the time every CPU of this machine has spent in softirqs
-// since boot, in ms: /proc/stat's softirq column, in USER_HZ (100) ticks.
+// since boot, in ms: /proc/stat's softirq column, as prometheus/procfs
+// reads it (in seconds, from USER_HZ ticks).
 func softirq() (uint64, error) {
-	data, err := os.ReadFile("/proc/stat")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 0, err
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	st, err := fs.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("/proc/stat: %w", err)
 	}
-	ticks, err := strconv.ParseUint(f[7], 10, 64)
-	return ticks * 10, err
+	return uint64(math.Round(st.CPUTotal.SoftIRQ * 1000)), nil
 }
