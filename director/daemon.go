@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/bpf"
@@ -759,6 +761,18 @@ func (d *Daemon) teardown() error {
 	return errors.Join(errs...)
 }
 
+// garpFrame is an RFC 5227 announcement of addr from mac: a broadcast
+// ARP request whose sender and target protocol address are both addr.
+func garpFrame(mac net.HardwareAddr, addr netip.Addr) ([]byte, error) {
+	ip := addr.AsSlice()
+	eth := &layers.Ethernet{SrcMAC: mac, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP}
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+		Operation: layers.ARPRequest, SourceHwAddress: mac, SourceProtAddress: ip, DstHwAddress: make([]byte, 6), DstProtAddress: ip}
+	buf := gopacket.NewSerializeBuffer()
+	err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{}, eth, arp)
+	return buf.Bytes(), err
+}
+
 // GratuitousARP broadcasts n ARP requests for addr from ifi's MAC (RFC
 // 5227 announcements), one every 100 ms, each only while held says the
 // address is still ours.
@@ -768,18 +782,12 @@ func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int, held func() bool)
 		return fmt.Errorf("gratuitous ARP socket: %w", err)
 	}
 	defer unix.Close(fd)
-	bcast := [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	to := &unix.SockaddrLinklayer{Protocol: afpacket.Htons(unix.ETH_P_ARP), Ifindex: ifi.Index, Halen: 6, Addr: bcast}
-	ip := addr.As4()
-	frame := make([]byte, 0, 42)
-	frame = append(frame, bcast[:6]...)
-	frame = append(frame, ifi.HardwareAddr...)
-	frame = append(frame, 0x08, 0x06)                   // ARP
-	frame = append(frame, 0, 1, 0x08, 0x00, 6, 4, 0, 1) // Ethernet, IPv4, request
-	frame = append(frame, ifi.HardwareAddr...)
-	frame = append(frame, ip[:]...)
-	frame = append(frame, 0, 0, 0, 0, 0, 0)
-	frame = append(frame, ip[:]...)
+	to := &unix.SockaddrLinklayer{Protocol: afpacket.Htons(unix.ETH_P_ARP), Ifindex: ifi.Index, Halen: 6}
+	copy(to.Addr[:], layers.EthernetBroadcast)
+	frame, err := garpFrame(ifi.HardwareAddr, addr)
+	if err != nil {
+		return fmt.Errorf("gratuitous ARP for %s: %w", addr, err)
+	}
 	for i := range n {
 		if i > 0 {
 			time.Sleep(100 * time.Millisecond)

@@ -11,6 +11,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netlink"
 
 	"github.com/lvslab/lvslab/director/fake"
@@ -166,4 +168,22 @@ func TestSyncDaemonsFollowAndRetry(t *testing.T) {
 			t.Errorf("switched to %v after %d failures left; want the backup daemon alone, after the 2 failures", switched, failures)
 		}
 	})
+}
+
+// TestGARPFrame: the announcement decodes as one: a broadcast ARP
+// request from the box's MAC whose sender and target address are the VIP.
+func TestGARPFrame(t *testing.T) {
+	mac, vip := mustMAC("02:00:c0:a8:01:e9"), netip.MustParseAddr("192.168.1.200")
+	frame, err := garpFrame(mac, vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	arp, _ := p.Layer(layers.LayerTypeARP).(*layers.ARP)
+	if eth == nil || arp == nil || eth.DstMAC.String() != "ff:ff:ff:ff:ff:ff" || eth.SrcMAC.String() != mac.String() ||
+		arp.Operation != layers.ARPRequest || net.HardwareAddr(arp.SourceHwAddress).String() != mac.String() ||
+		net.IP(arp.SourceProtAddress).String() != "192.168.1.200" || net.IP(arp.DstProtAddress).String() != "192.168.1.200" {
+		t.Errorf("frame %x decodes as %v", frame, p)
+	}
 }
