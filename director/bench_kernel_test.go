@@ -120,18 +120,23 @@ func BenchmarkIPVSFailover(b *testing.B) {
 	if bin == "" {
 		b.Fatal("set LVSLAB_BIN to a built lvslab")
 	}
+	const fast = 100 * time.Millisecond // VRRPv3's centiseconds (#24)
 	for _, impl := range []struct {
-		name string
-		new  func() scenarios.Implementation
+		name   string
+		advert time.Duration
+		new    func() scenarios.Implementation
 	}{
-		{"lvslab", func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }},
-		{"reference", func() scenarios.Implementation { return &scenarios.Keepalived{} }},
+		{"lvslab", 0, func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }},
+		{"reference", 0, func() scenarios.Implementation { return &scenarios.Keepalived{} }},
+		{"advert-100ms/lvslab", fast, func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin, Advert: fast} }},
+		{"advert-100ms/reference", fast, func() scenarios.Implementation { return &scenarios.Keepalived{Advert: fast} }},
 	} {
 		b.Run(impl.name, func(b *testing.B) {
 			var total time.Duration
 			b.StopTimer()
 			for range b.N {
 				l, c := pairLab(b)
+				c.Advert = impl.advert
 				pair := impl.new()
 				ctx := context.Background()
 				if err := scenarios.StartBoth(ctx, pair, l, c, scenarios.FixFwmark); err != nil {

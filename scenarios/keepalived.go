@@ -1,14 +1,17 @@
 package scenarios
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/lvslab/lvslab/director"
@@ -39,7 +42,13 @@ type Keepalived struct {
 	// Sync is how the backup_only fix's sync daemon is configured; the
 	// zero value is SyncForms[0].
 	Sync SyncForm
+	// Advert is advert_int (0: 1 s); under VRRP version 3, which the
+	// lab's keepalived.conf sets, down to centiseconds.
+	Advert time.Duration
 }
+
+// Timings are the adverts' interval: the cluster's waits follow it.
+func (k *Keepalived) Timings() Timers { return Timers{Advert: k.Advert} }
 
 // SyncForm is one way an operator writes keepalived's IPVS sync daemon: a
 // lvs_sync_daemon line in global_defs or, deprecated, a line in the
@@ -71,8 +80,11 @@ func (k *Keepalived) syncForm() SyncForm {
 // Name implements Implementation: "keepalived", with the sync daemon's
 // form unless it is the first.
 func (k *Keepalived) Name() string {
-	if f := k.syncForm(); f != SyncForms[0] {
+	switch f := k.syncForm(); {
+	case f != SyncForms[0]:
 		return "keepalived (sync: " + f.Name + ")"
+	case k.Advert != 0:
+		return "keepalived, advert_int " + k.Advert.String()
 	}
 	return "keepalived"
 }
@@ -151,6 +163,7 @@ func (k *Keepalived) Config(c Cluster, i int, fix Fix, dir string) (string, erro
 	data := map[string]any{
 		"Node": d.Node, "State": "BACKUP", "VRID": c.VRID, "Priority": d.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mark": 0, "PeerMAC": c.Peer(i).MAC,
+		"Advert":   strconv.FormatFloat(cmp.Or(c.Advert, time.Second).Seconds(), 'f', -1, 64),
 		"Redirect": fix == FixRedirect, "Dir": dir,
 	}
 	if fix == FixBackupOnly {
@@ -281,6 +294,18 @@ func (m Mixed) Stop(i int, graceful bool) error { return m[i].Stop(i, graceful) 
 // Signal implements Implementation.
 func (m Mixed) Signal(i int, sig syscall.Signal) error { return m[i].Signal(i, sig) }
 
+// Timings are the slower box's: both advertise at the cluster's
+// interval.
+func (m Mixed) Timings() Timers {
+	var t Timers
+	for _, impl := range m {
+		if ti, ok := impl.(interface{ Timings() Timers }); ok {
+			t.Advert = max(t.Advert, ti.Timings().Advert)
+		}
+	}
+	return t
+}
+
 // Logs implements Implementation.
 func (m Mixed) Logs() map[string]string {
 	logs := m[0].Logs()
@@ -288,7 +313,7 @@ func (m Mixed) Logs() map[string]string {
 	return logs
 }
 
-// StartBoth starts both directors: the MASTER's first, and the other once
+// StartBoth starts the directors: the MASTER's first, and the others once
 // it holds the VIP, as boxes in the field start seconds apart. Started
 // together, both time out as BACKUP at once and both become MASTER for a
 // moment, a race of its own (Findings) that each scenario would inherit.

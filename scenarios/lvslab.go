@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -25,13 +26,22 @@ type GoDirector struct {
 	// GARPRefresh sets vrrp.garp_refresh: the MASTER announces its VIPs
 	// again this often.
 	GARPRefresh time.Duration
+	// Advert is vrrp.advert_int (0: 1 s), down to centiseconds (VRRP
+	// version 3).
+	Advert time.Duration
 	directors
 }
 
+// Timings are the adverts' interval: the cluster's waits follow it.
+func (d *GoDirector) Timings() Timers { return Timers{Advert: d.Advert} }
+
 // Name implements Implementation.
 func (d *GoDirector) Name() string {
-	if d.GARPRefresh > 0 {
+	switch {
+	case d.GARPRefresh > 0:
 		return "lvslab, garp_refresh " + d.GARPRefresh.String()
+	case d.Advert > 0:
+		return "lvslab, advert_int " + d.Advert.String()
 	}
 	return "lvslab"
 }
@@ -41,7 +51,7 @@ vrrp:
   interface: eth0
   vrid: {{.VRID}}
   priority: {{.Priority}}
-  advert_int: 1s
+  advert_int: {{.Advert}}
 {{- with .GARPRefresh}}
   garp_refresh: {{.}}
 {{- end}}
@@ -91,7 +101,7 @@ func (d *GoDirector) Config(c Cluster, i int, fix Fix, socket string) (string, e
 	var conf bytes.Buffer
 	err := directorConf.Execute(&conf, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": peerMAC,
-		"Socket": socket, "GARPRefresh": d.GARPRefresh})
+		"Socket": socket, "GARPRefresh": d.GARPRefresh, "Advert": cmp.Or(c.Advert, time.Second)})
 	return conf.String(), err
 }
 

@@ -259,6 +259,22 @@ var _ = Describe("Two-box LVS-DR", func() {
 		entry("lvslab MASTER killed, fwmark guard: keepalived takes over", Label("failover", "mixed"), false, scenarios.FailoverKill, scenarios.FixFwmark),
 	)
 
+	// Sub-second failover (#24): VRRPv3 adverts every 100 ms, keepalived
+	// and the lvslab director interoperating at that interval; the
+	// takeover's time is BenchmarkIPVSFailover's (BENCH.md), not asserted.
+	DescribeTable("adverts every 100 ms (VRRPv3 centiseconds)",
+		func(ctx SpecContext, keepalivedFirst bool) {
+			const advert = 100 * time.Millisecond
+			pair := scenarios.Mixed{&scenarios.GoDirector{Binary: lvslabBinary(), LearnPeerMAC: true, Advert: advert}, &scenarios.Keepalived{Advert: advert}}
+			if keepalivedFirst {
+				pair[0], pair[1] = pair[1], pair[0]
+			}
+			scenario(ctx, pair, scenarios.FailoverKill, scenarios.FixFwmark)
+		},
+		entry("keepalived MASTER killed: lvslab takes over", Label("failover", "mixed", "subsecond"), true),
+		entry("lvslab MASTER killed: keepalived takes over", Label("failover", "mixed", "subsecond"), false),
+	)
+
 	// Adversity: every event for both implementations and the mixed pair,
 	// under each fix they run; `make test` runs one (adversityInTest).
 	DescribeTable("adversity: split brain, advert loss, a frozen or isolated MASTER, a client cut off, a delayed failover, the BACKUP's MySQL flapping",
