@@ -558,6 +558,25 @@ func TestNoProtocol(t *testing.T) {
 	}
 }
 
+// TestLBKindCase: keepalived knows DR, NAT and TUN in capitals only:
+// "lb_kind dr" is NAT in its hands ("unknown [dr] routing method"), so
+// the lab does not run the pair as DR, and says why.
+func TestLBKindCase(t *testing.T) {
+	configs := make([]string, 2)
+	for i, f := range []string{"mysql1.conf", "mysql2.conf"} {
+		text, err := os.ReadFile("../../fixtures/field/seed-mysql/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs[i] = filepath.Join(t.TempDir(), f)
+		os.WriteFile(configs[i], []byte(strings.Replace(string(text), "lb_kind DR", "lb_kind dr", 1)), 0o644)
+	}
+	_, pl, _ := plan(t, configs, nil, "")
+	if s := pl.Services[0]; s.Kind != "NAT" || !strings.Contains(pl.Runnable(), "lb_kind dr: keepalived knows DR, NAT and TUN, in capitals, and makes this service NAT") {
+		t.Errorf("kind %s, runnable %q; want NAT, and why", s.Kind, pl.Runnable())
+	}
+}
+
 // TestDirectorsOnly: ordinary DR, two directors in front of two web
 // servers. The boxes are no realservers in the lab, and no loop can
 // start (the MASTER never forwards to the other director): no guard.

@@ -89,7 +89,11 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 	}
 	for _, s := range pl.Services {
 		if s.Kind != "DR" {
-			rx.Notes = append(rx.Notes, fmt.Sprintf("%s: lb_kind %s, not DR: the ping-pong loop is a DR problem (the other box gets the client's packet unchanged); no guard written", s.Key, s.Kind))
+			kind := s.Kind
+			if u := s.Servers[0].LBKindUnknown; u != "" {
+				kind = fmt.Sprintf("%s (keepalived makes it NAT: it knows DR, NAT and TUN in capitals)", u)
+			}
+			rx.Notes = append(rx.Notes, fmt.Sprintf("%s: lb_kind %s, not DR: the ping-pong loop is a DR problem (the other box gets the client's packet unchanged); no guard written", s.Key, kind))
 			continue
 		}
 		if why := s.noLoop(pl); why != "" {

@@ -29,6 +29,9 @@ func (pl *Plan) Runnable() string {
 			return fmt.Sprintf("%s balances to %v, %s to %v: the lab runs services that balance to the same realservers", s.Key, rs, pl.Services[0].Key, first)
 		}
 		if s.Kind != "DR" {
+			if u := s.Servers[0].LBKindUnknown; u != "" {
+				return fmt.Sprintf("%s: lb_kind %s: keepalived knows DR, NAT and TUN, in capitals, and makes this service NAT (\"unknown [%s] routing method\"); the lab runs DR services: write lb_kind DR", s.Key, u, u)
+			}
 			return s.Key + ": lb_kind " + s.Kind + ": the lab runs DR services"
 		}
 		if !slices.ContainsFunc(pl.VIPs, func(p netip.Prefix) bool { return p.Addr() == s.VIP }) {

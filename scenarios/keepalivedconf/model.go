@@ -140,7 +140,11 @@ type VirtualServer struct {
 	Mark   uint32     `json:"fwmark,omitempty"`
 	Group  string     `json:"group,omitempty"`
 	LBAlgo string     `json:"lb_algo"`
-	LBKind string     `json:"lb_kind"`
+	// LBKind is the forwarding method keepalived uses: DR, NAT or TUN as
+	// written (it knows them in capitals only), else NAT, its default;
+	// LBKindUnknown is a method written that it does not know ("dr").
+	LBKind        string `json:"lb_kind"`
+	LBKindUnknown string `json:"lb_kind_unknown,omitempty"`
 	// Protocol is the IPVS protocol keepalived gives the service: its
 	// protocol keyword, else UDP, keepalived's own default for a service
 	// by address or group ("no protocol set - defaulting to UDP": the
@@ -477,7 +481,11 @@ func (m *modeler) virtualServer(n *Node) {
 		case "lb_algo", "lvs_sched":
 			v.LBAlgo = m.arg(c)
 		case "lb_kind", "lvs_method":
-			v.LBKind = strings.ToUpper(m.arg(c))
+			if k := m.arg(c); slices.Contains([]string{"DR", "NAT", "TUN"}, k) {
+				v.LBKind = k
+			} else {
+				v.LBKind, v.LBKindUnknown = "NAT", k
+			}
 		case "protocol":
 			v.Protocol, v.ProtocolPos = strings.ToUpper(m.arg(c)), c.Pos
 		case "persistence_timeout":
