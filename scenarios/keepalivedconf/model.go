@@ -462,7 +462,7 @@ func (m *modeler) serverGroup(n *Node) {
 }
 
 func (m *modeler) virtualServer(n *Node) {
-	v := &VirtualServer{Pos: n.Pos, Protocol: "UDP", LBAlgo: "rr", LBKind: "NAT", Node: n}
+	v := &VirtualServer{Pos: n.Pos, Protocol: "UDP", LBAlgo: "wlc", LBKind: "NAT", Node: n} // keepalived's defaults
 	switch {
 	case len(n.Args) == 2 && n.Args[0] == "fwmark":
 		v.Mark = uint32(m.parseInt(n, n.Args[1], 1, 1<<32-1))
