@@ -161,7 +161,9 @@ func badInputs() []badInput {
 		cases = append(cases, edited("real_server port "+v, "real_server 192.168.1.233 3306", "real_server 192.168.1.233 "+v, 2, "real_server"))
 	}
 	cases = append(cases,
-		edited("state FOO", "state MASTER", "state FOO", 2, "want MASTER or BACKUP"),
+		// keepalived takes a state it does not know for BACKUP, and so
+		// does check: box 2 is MASTER then, and its -t warning is shown.
+		edited("state FOO", "state MASTER", "state FOO", 1, "unknown state 'FOO', defaulting to BACKUP"),
 		edited("VIP not an address", "192.168.1.200/24 dev eth0", "192.168.1.999/24 dev eth0", 2, "not an address"),
 		edited("port 70000", "virtual_server 192.168.1.200 3306", "virtual_server 192.168.1.200 70000", 2, "virtual_server"),
 		edited("duplicate vrid", "virtual_router_id 51\n", "virtual_router_id 51\n}\nvrrp_instance VI_2 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 192.168.1.201\n }\n", 2, "virtual_router_id 51 on eth0 again"),
@@ -232,7 +234,7 @@ func badInputs() []badInput {
 		{"include of nothing", "global_defs {", "include /nonexistent-dir/*.conf\nglobal_defs {", "matches no file"},
 		{"include with two words", "global_defs {", "include a b\nglobal_defs {", "include takes one file"},
 		{"a bad glob", "global_defs {", "include [\nglobal_defs {", "include"},
-		{"ESC bytes", "state MASTER", "state \x1b[31mMASTER\x1b]0;title\x07", `\x1b`},
+		{"ESC bytes", "virtual_router_id 51", "virtual_router_id \x1b[31m51\x1b]0;title\x07", `\x1b`},
 
 		{"a NUL", "router_id db1", "router_id db\x001", ":5: a NUL byte"},
 	} {
@@ -251,7 +253,7 @@ func badInputs() []badInput {
 		}, 2, "CR only"},
 		badInput{"a 900 KB value", func(t *testing.T, dir string) []string {
 			a, b := refPair(t, dir, func(s string) string {
-				return strings.Replace(s, "state MASTER", "state "+strings.Repeat("M", 900<<10), 1)
+				return strings.Replace(s, "virtual_router_id 51", "virtual_router_id "+strings.Repeat("5", 900<<10), 1)
 			})
 			return []string{a, b}
 		}, 2, "bytes)"},

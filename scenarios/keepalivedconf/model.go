@@ -359,9 +359,12 @@ func (m *modeler) instance(n *Node) {
 	for _, c := range n.Block {
 		switch c.Key {
 		case "state":
-			in.State = strings.ToUpper(m.arg(c))
-			if in.State != "MASTER" && in.State != "BACKUP" {
-				m.fail(c, "want MASTER or BACKUP, got %q", m.arg(c))
+			// keepalived knows MASTER and BACKUP, in capitals; any other
+			// (master, SLAVE) is BACKUP ("unknown state 'master',
+			// defaulting to BACKUP").
+			in.State = "BACKUP"
+			if m.arg(c) == "MASTER" {
+				in.State = "MASTER"
 			}
 		case "interface":
 			in.Interface, in.InterfacePos = m.arg(c), c.Pos
@@ -411,6 +414,28 @@ func (m *modeler) instance(n *Node) {
 		default:
 			m.unmodelled(c, where)
 		}
+	}
+	// keepalived's defaults: a MASTER without a priority is the address
+	// owner (255), any other 100; without a state, the owner is MASTER.
+	if in.PriorityPos.Line == 0 && in.State == "MASTER" {
+		in.Priority = 255
+	}
+	if in.State == "" {
+		in.State = "BACKUP"
+		if in.Priority == 255 {
+			in.State = "MASTER"
+		}
+	}
+	if in.Priority == 255 {
+		in.NoPreempt = false // "nopreempt is incompatible with priority 255"
+	}
+	switch {
+	case in.State == "MASTER":
+		// keepalived clears both ("nopreempt will not work with initial
+		// state MASTER - clearing", and the same of preempt delay).
+		in.NoPreempt, in.PreemptDelay = false, 0
+	case in.NoPreempt:
+		in.PreemptDelay = 0 // "preempt_delay is incompatible with nopreempt mode - resetting"
 	}
 	m.c.Instances = append(m.c.Instances, in)
 }

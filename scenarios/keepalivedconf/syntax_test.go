@@ -2,6 +2,7 @@ package keepalivedconf
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -114,7 +115,6 @@ func TestBadInput(t *testing.T) {
 		{"stray close", "}\n", "c.conf:1: unexpected }"},
 		{"quote", "global_defs {\n router_id \"x\n}\n", "c.conf:2: unmatched quote"},
 		{"priority", "vrrp_instance X {\n priority 300\n}\n", "c.conf:2: priority: want a whole number from 1 to 255, got \"300\""},
-		{"state", "vrrp_instance X {\n state LEADER\n}\n", "c.conf:2: state: want MASTER or BACKUP"},
 		{"address", "virtual_server 10.0.0.300 80 {\n}\n", "c.conf:1: virtual_server: not an address"},
 		{"group", "virtual_server group G {\n}\n", "c.conf:1: virtual_server group G: no virtual_server_group"},
 		{"include", "include nothing/*.conf\n", "c.conf:1: include nothing/*.conf matches no file"},
@@ -205,5 +205,52 @@ func TestExcludedVIPs(t *testing.T) {
 	}
 	if v := c.Instances[0].VIPs; len(v) != 2 || v[1].Prefix.String() != "10.0.0.2/24" || v[1].Dev != "eth0" {
 		t.Errorf("VIPs %+v, want 10.0.0.1 and 10.0.0.2/24 dev eth0", v)
+	}
+}
+
+// TestAsKeepalivedReads: values keepalived 2.2.7 reads otherwise than
+// they look (keepalived -t says so for each): a state it does not know is
+// BACKUP; a MASTER's nopreempt and preempt_delay are cleared, and so is
+// preempt_delay beside nopreempt; a MASTER without a priority is the
+// address owner (255), and an instance with 255 and no state is MASTER;
+// lb_kind and protocol are case-sensitive and case-insensitive; no
+// protocol is UDP; no scheduler is wlc.
+func TestAsKeepalivedReads(t *testing.T) {
+	dir := write(t, map[string]string{"c.conf": `vrrp_instance A {
+ state master
+ nopreempt
+ preempt_delay 5
+}
+vrrp_instance B {
+ state MASTER
+ nopreempt
+ preempt_delay 5
+}
+vrrp_instance C {
+ state SLAVE
+ preempt_delay 5
+}
+vrrp_instance D {
+ priority 255
+}
+virtual_server 10.0.0.1 80 {
+ lb_kind dr
+}
+virtual_server 10.0.0.1 81 {
+ lb_kind DR
+ protocol tcp
+}
+`})
+	c, err := Load(filepath.Join(dir, "c.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, cc, d := c.Instances[0], c.Instances[1], c.Instances[2], c.Instances[3]
+	v0, v1 := c.VirtualServers[0], c.VirtualServers[1]
+	got := fmt.Sprint(a.State, a.NoPreempt, a.PreemptDelay, b.State, b.NoPreempt, b.PreemptDelay, cc.State, cc.PreemptDelay,
+		v0.LBKind, v0.LBKindUnknown, v0.Protocol, v0.LBAlgo, v1.LBKind, v1.Protocol, b.Priority, a.Priority, d.State)
+	if want := fmt.Sprint("BACKUP", true, time.Duration(0), "MASTER", false, time.Duration(0), "BACKUP", 5*time.Second,
+		"NAT", "dr", "UDP", "wlc", "DR", "TCP", 255, 100, "MASTER"); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
