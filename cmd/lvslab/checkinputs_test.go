@@ -164,6 +164,7 @@ func badInputs() []badInput {
 		// keepalived takes a state it does not know for BACKUP, and so
 		// does check: box 2 is MASTER then, and its -t warning is shown.
 		edited("state FOO", "state MASTER", "state FOO", 1, "unknown state 'FOO', defaulting to BACKUP"),
+		edited("no virtual_router_id", "    virtual_router_id 51\n", "", 2, "vrrp_instance VI_1: no virtual_router_id: keepalived refuses it"),
 		edited("VIP not an address", "192.168.1.200/24 dev eth0", "192.168.1.999/24 dev eth0", 2, "not an address"),
 		edited("port 70000", "virtual_server 192.168.1.200 3306", "virtual_server 192.168.1.200 70000", 2, "virtual_server"),
 		edited("duplicate vrid", "virtual_router_id 51\n", "virtual_router_id 51\n}\nvrrp_instance VI_2 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 192.168.1.201\n }\n", 2, "virtual_router_id 51 on eth0 again"),

@@ -27,8 +27,11 @@ func validate(p *Pair) error {
 					return err
 				}
 			}
+			if in.VRID == 0 {
+				return keepalivedconf.Errorf(in.Pos, "vrrp_instance %s: no virtual_router_id: keepalived refuses it (\"the virtual router id must be set\")", in.Name)
+			}
 			key := fmt.Sprintf("%s/%d", in.Interface, in.VRID)
-			if first, ok := vrids[key]; ok && in.VRID != 0 {
+			if first, ok := vrids[key]; ok {
 				return keepalivedconf.Errorf(in.Pos, "vrrp_instance %s: virtual_router_id %d on %s again (first at %s): keepalived refuses a second instance of one VRID on one interface",
 					in.Name, in.VRID, in.Interface, first)
 			}
