@@ -76,4 +76,4 @@ func KeepalivedSays(p *Pair, pl *Plan, yours func() scenarios.Implementation) ([
 // hostOnly matches what keepalived -t says of the machine it runs on,
 // not of the config: interfaces this machine does not have (the lab's
 // boxes do), and scripts (the lab runs none a config names).
-var hostOnly = regexp.MustCompile(`doesn't exist|Non-existent interface|script_security|SECURITY VIOLATION|[Ss]cript .* (not|cannot)`)
+var hostOnly = regexp.MustCompile(`doesn't exist|Non-existent interface|Unknown interface|script_security|SECURITY VIOLATION|[Ss]cript .* (not|cannot)`)
