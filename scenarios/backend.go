@@ -37,10 +37,13 @@ const (
 	// DNS query, DNS_CHECK's, with a DNS answer), and is the banner on TCP
 	// on the same port (a TCP_CHECK's, or a TCP service's on that port).
 	BackendUDP = "udp"
+	// BackendSMTP greets "220 server_id N ESMTP" and answers HELO or
+	// EHLO with 250 and QUIT with 221: what keepalived's SMTP_CHECK asks.
+	BackendSMTP = "smtp"
 )
 
 // BackendKinds are the built-in backends.
-var BackendKinds = []string{BackendHTTP, BackendHTTPS, BackendBanner, BackendUDP}
+var BackendKinds = []string{BackendHTTP, BackendHTTPS, BackendBanner, BackendUDP, BackendSMTP}
 
 // Service is a virtual service: the one a scenario's workload goes to,
 // or another its boxes serve.
@@ -159,12 +162,41 @@ func serveBackend(ln net.Listener, pc net.PacketConn, kind string, serverID int)
 			if err != nil {
 				return // stopped
 			}
+			if kind == BackendSMTP {
+				go smtpSession(c, serverID)
+				continue
+			}
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			io.WriteString(c, answer)
 			c.Close()
 		}
 	})
 	return b
+}
+
+// smtpSession is the SMTP conversation keepalived's SMTP_CHECK has (a
+// greeting, HELO, QUIT, each answer's status its first three digits)
+// and the workload's first line: a greeting that names the server.
+func smtpSession(c net.Conn, serverID int) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "220 server_id %d ESMTP lvslab\r\n", serverID)
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		switch cmd, _, _ := strings.Cut(strings.ToUpper(strings.TrimSpace(line)), " "); cmd {
+		case "HELO", "EHLO":
+			io.WriteString(c, "250 lvslab\r\n")
+		case "QUIT":
+			io.WriteString(c, "221 bye\r\n")
+			return
+		default:
+			io.WriteString(c, "250 ok\r\n")
+		}
+	}
 }
 
 // stop closes the listener: the box's realserver is down.
@@ -224,6 +256,11 @@ func ask(ctx context.Context, dialer func(ctx context.Context, network, addr str
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return 0, err
+	}
+	if kind == BackendSMTP { // "220 server_id N ESMTP lvslab"
+		line = strings.TrimPrefix(line, "220 ")
+		line, _, _ = strings.Cut(line, " ESMTP")
+		io.WriteString(c, "QUIT\r\n")
 	}
 	id, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "server_id "))
 	if err != nil {

@@ -1,8 +1,10 @@
 package scenarios
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -570,5 +572,33 @@ func TestSoftirq(t *testing.T) {
 	ms, err := softirq()
 	if err != nil || ms < ticks*10 || ms > ticks*10+1000 {
 		t.Errorf("softirq %d ms, %v; /proc/stat had %d ticks (%d ms) just before", ms, err, ticks, ticks*10)
+	}
+}
+
+// TestSMTPBackend: the SMTP backend has keepalived's SMTP_CHECK
+// conversation: 220 to the connection, 250 to HELO, 221 to QUIT, each
+// status three digits and a space (check_smtp.c's smtp_get_status).
+func TestSMTPBackend(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := serveBackend(ln, nil, BackendSMTP, 3)
+	defer b.stop()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	for _, step := range []struct{ send, want string }{{"", "220 "}, {"HELO lvslab\r\n", "250 "}, {"QUIT\r\n", "221 "}} {
+		if step.send != "" {
+			io.WriteString(c, step.send)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, step.want) || !strings.HasSuffix(line, "\r\n") {
+			t.Fatalf("after %q: %q, %v; want %q...\\r\\n", step.send, line, err, step.want)
+		}
 	}
 }

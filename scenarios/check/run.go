@@ -37,16 +37,6 @@ func (pl *Plan) Runnable() string {
 		if !slices.ContainsFunc(pl.VIPs, func(p netip.Prefix) bool { return p.Addr() == s.VIP }) {
 			return fmt.Sprintf("%s: %s is no vrrp_instance's virtual_ipaddress: nothing moves it between the boxes", s.Key, s.VIP)
 		}
-		for _, vs := range s.Servers {
-			for _, rs := range vs.RealServers {
-				for _, ck := range rs.Checks {
-					switch {
-					case ck.Kind == keepalivedconf.SMTPCheck:
-						return ck.Pos.String() + ": " + ck.Kind + ": the lab's backends speak no SMTP yet"
-					}
-				}
-			}
-		}
 	}
 	return ""
 }
@@ -135,6 +125,8 @@ func (s *Service) backend(port uint16) scenarios.Service {
 		svc.Backend = scenarios.BackendUDP
 	case port == lab.MySQLPort:
 		svc.Backend = scenarios.BackendMySQL
+	case port == 25 || port == 587 || s.checks(keepalivedconf.SMTPCheck):
+		svc.Backend = scenarios.BackendSMTP
 	case port == 443 || s.checks(keepalivedconf.SSLGet):
 		svc.Backend = scenarios.BackendHTTPS
 	case port == 80 || port == 8080 || port == 8000 || s.checks(keepalivedconf.HTTPGet):
