@@ -47,7 +47,7 @@ func init() {
 		{"vm", "run -- CMD [ARG...]", "run a command in a micro-VM booted with a stock distro kernel (for IPVS)", cmdVM},
 		{"kernel", "info|fetch|list", "say where IPVS work would run and why; fetch micro-VM kernels (the distro's, or a Debian suite's), list them", cmdKernel},
 		{"agent", "", "(internal) inside the micro-VM of `up --kernel vm`: build the lab, serve the host", cmdAgent},
-		{"backend", "http|banner PORT SERVER_ID", "(internal) serve a built-in backend until SIGTERM: what a box of lvslab check --keep runs on a port that is not MySQL's", cmdBackend},
+		{"backend", "http|https|banner|udp|smtp PORT SERVER_ID", "(internal) serve a built-in backend until SIGTERM: what a box of lvslab check --keep runs on a port that is not MySQL's", cmdBackend},
 		{"probe", "tcp|mysql-ping ADDRESS PORT", "(internal) check a realserver once, exit 0 if it answers: what lvslab check runs for a MISC_CHECK script the lab does not have", cmdProbe},
 		{"kexec", "BINARY [ARG...]", "go test -exec wrapper: run BINARY where the kernel has IPVS", cmdKexec},
 		{"sweep", "", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
