@@ -531,6 +531,15 @@ func (m *modeler) virtualServer(n *Node) {
 			m.unmodelled(c, where)
 		}
 	}
+	if v.LBKind != "NAT" && v.Mark == 0 && v.Group == "" {
+		// DR and TUN cannot change the port: keepalived gives each real
+		// server the virtual server's ("ports don't match - resetting").
+		for _, rs := range v.RealServers {
+			if rs.Port != 0 {
+				rs.Port = v.Port
+			}
+		}
+	}
 	m.c.VirtualServers = append(m.c.VirtualServers, v)
 }
 

@@ -214,7 +214,8 @@ func TestExcludedVIPs(t *testing.T) {
 // preempt_delay beside nopreempt; a MASTER without a priority is the
 // address owner (255), and an instance with 255 and no state is MASTER;
 // lb_kind and protocol are case-sensitive and case-insensitive; no
-// protocol is UDP; no scheduler is wlc.
+// protocol is UDP; no scheduler is wlc; a DR real server's port is the
+// virtual server's.
 func TestAsKeepalivedReads(t *testing.T) {
 	dir := write(t, map[string]string{"c.conf": `vrrp_instance A {
  state master
@@ -239,6 +240,8 @@ virtual_server 10.0.0.1 80 {
 virtual_server 10.0.0.1 81 {
  lb_kind DR
  protocol tcp
+ real_server 10.0.0.11 8081 {
+ }
 }
 `})
 	c, err := Load(filepath.Join(dir, "c.conf"))
@@ -248,9 +251,9 @@ virtual_server 10.0.0.1 81 {
 	a, b, cc, d := c.Instances[0], c.Instances[1], c.Instances[2], c.Instances[3]
 	v0, v1 := c.VirtualServers[0], c.VirtualServers[1]
 	got := fmt.Sprint(a.State, a.NoPreempt, a.PreemptDelay, b.State, b.NoPreempt, b.PreemptDelay, cc.State, cc.PreemptDelay,
-		v0.LBKind, v0.LBKindUnknown, v0.Protocol, v0.LBAlgo, v1.LBKind, v1.Protocol, b.Priority, a.Priority, d.State)
+		v0.LBKind, v0.LBKindUnknown, v0.Protocol, v0.LBAlgo, v1.LBKind, v1.Protocol, b.Priority, a.Priority, d.State, v1.RealServers[0].Port)
 	if want := fmt.Sprint("BACKUP", true, time.Duration(0), "MASTER", false, time.Duration(0), "BACKUP", 5*time.Second,
-		"NAT", "dr", "UDP", "wlc", "DR", "TCP", 255, 100, "MASTER"); got != want {
+		"NAT", "dr", "UDP", "wlc", "DR", "TCP", 255, 100, "MASTER", 81); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
