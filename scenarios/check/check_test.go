@@ -352,6 +352,29 @@ func TestSeveralServices(t *testing.T) {
 
 // withLines copies the pair in fixtures/check/dir to a temporary
 // directory, each config with add appended to the lines that match after.
+// rewritten copies each of configs, a standalone config, into a
+// directory of the test's with r's replacements, which must change it.
+func rewritten(t *testing.T, r *strings.Replacer, configs ...string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	var out []string
+	for _, c := range configs {
+		text, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := r.Replace(string(text))
+		if s == string(text) {
+			t.Fatalf("%s: nothing to replace", c)
+		}
+		out = append(out, filepath.Join(dir, filepath.Base(c)))
+		if err := os.WriteFile(out[len(out)-1], []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
 func withLines(t *testing.T, dir string, files []string, after, add string) []string {
 	t.Helper()
 	out := t.TempDir()
@@ -361,8 +384,12 @@ func withLines(t *testing.T, dir string, files []string, after, add string) []st
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.MkdirAll(filepath.Join(out, filepath.Dir(f)), 0o755)
-		os.WriteFile(filepath.Join(out, f), []byte(strings.ReplaceAll(string(text), after, after+add)), 0o644)
+		if err := os.MkdirAll(filepath.Join(out, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, f), []byte(strings.ReplaceAll(string(text), after, after+add)), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if i < 2 {
 			paths[i] = filepath.Join(out, f)
 		}
@@ -425,20 +452,7 @@ func TestOtherRealserver(t *testing.T) {
 // is a /32; the boxes are found among the realservers of the /24 around
 // it, and the plan says both are assumptions.
 func TestBareVIP(t *testing.T) {
-	dir := t.TempDir()
-	paths := make([]string, 2)
-	for i, f := range []string{"db1.conf", "db2.conf"} {
-		text, err := os.ReadFile(fixtures + "reference/" + f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bare := strings.Replace(string(text), "192.168.1.200/24 dev eth0", "192.168.1.200", 1)
-		if bare == string(text) {
-			t.Fatalf("%s has no VIP line to strip", f)
-		}
-		paths[i] = filepath.Join(dir, f)
-		os.WriteFile(paths[i], []byte(bare), 0o644)
-	}
+	paths := rewritten(t, strings.NewReplacer("192.168.1.200/24 dev eth0", "192.168.1.200"), fixtures+"reference/db1.conf", fixtures+"reference/db2.conf")
 	p, err := LoadPair(paths, []string{})
 	if err != nil {
 		t.Fatal(err)
@@ -543,15 +557,8 @@ func TestNoProtocol(t *testing.T) {
 		t.Errorf("rules %q, notes %q, unserved %q; want a TCP guard and why", rx.Boxes[0].Rules, rx.Notes, rx.Unserved)
 	}
 	// The same service in front of two other web servers.
-	configs := make([]string, 2)
-	for i, f := range []string{"lb1.conf", "lb2.conf"} {
-		text, err := os.ReadFile(dir + f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		configs[i] = filepath.Join(t.TempDir(), f)
-		os.WriteFile(configs[i], []byte(strings.NewReplacer("real_server 10.44.0.11", "real_server 10.44.0.21", "real_server 10.44.0.12", "real_server 10.44.0.22").Replace(string(text))), 0o644)
-	}
+	configs := rewritten(t, strings.NewReplacer("real_server 10.44.0.11", "real_server 10.44.0.21", "real_server 10.44.0.12", "real_server 10.44.0.22"),
+		dir+"lb1.conf", dir+"lb2.conf")
 	_, _, rx = plan(t, configs, nil, "")
 	if len(rx.Boxes[0].Rules) != 0 || !strings.Contains(rx.Boxes[0].Diff, "+virtual_server 10.44.0.100 80 {\n+    protocol TCP\n") || !strings.Contains(rx.Unserved, "gives no protocol") {
 		t.Errorf("rules %q, diff %q, unserved %q; want protocol TCP added and the runs as given unserved", rx.Boxes[0].Rules, rx.Boxes[0].Diff, rx.Unserved)
@@ -562,15 +569,8 @@ func TestNoProtocol(t *testing.T) {
 // "lb_kind dr" is NAT in its hands ("unknown [dr] routing method"), so
 // the lab does not run the pair as DR, and says why.
 func TestLBKindCase(t *testing.T) {
-	configs := make([]string, 2)
-	for i, f := range []string{"mysql1.conf", "mysql2.conf"} {
-		text, err := os.ReadFile("../../fixtures/field/seed-mysql/" + f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		configs[i] = filepath.Join(t.TempDir(), f)
-		os.WriteFile(configs[i], []byte(strings.Replace(string(text), "lb_kind DR", "lb_kind dr", 1)), 0o644)
-	}
+	const seed = "../../fixtures/field/seed-mysql/"
+	configs := rewritten(t, strings.NewReplacer("lb_kind DR", "lb_kind dr"), seed+"mysql1.conf", seed+"mysql2.conf")
 	_, pl, _ := plan(t, configs, nil, "")
 	if s := pl.Services[0]; s.Kind != "NAT" || !strings.Contains(pl.Runnable(), "lb_kind dr: keepalived knows DR, NAT and TUN, in capitals, and makes this service NAT") {
 		t.Errorf("kind %s, runnable %q; want NAT, and why", s.Kind, pl.Runnable())
