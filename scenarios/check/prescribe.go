@@ -215,13 +215,14 @@ func (s *Service) noLoop(pl *Plan) string {
 	sendsTo := func(i, j int) bool {
 		return slices.ContainsFunc(s.Servers[i].RealServers, func(rs *keepalivedconf.RealServer) bool { return rs.Addr == pl.Boxes[j].Addr })
 	}
-	sendsOn := func(j int) bool {
-		return slices.ContainsFunc(pl.Boxes, func(b Box) bool { return b.Addr != pl.Boxes[j].Addr && sendsTo(j, pl.boxAt(b.Addr)) })
-	}
+	// i sends to j, and j on to k: k may be i (the pair's bounce) or a
+	// third box.
 	for i := range pl.Boxes {
 		for j := range pl.Boxes {
-			if i != j && sendsTo(i, j) && sendsOn(j) {
-				return ""
+			for k := range pl.Boxes {
+				if i != j && j != k && sendsTo(i, j) && sendsTo(j, k) {
+					return ""
+				}
 			}
 		}
 	}
