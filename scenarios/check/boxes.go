@@ -10,11 +10,11 @@ import (
 	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
 )
 
-// addresses finds each box's own address: unicast_src_ip or
-// mcast_src_ip, else the other config's only unicast_peer, else the
-// realservers both configs list that are in a VIP's subnet, in the order
-// the first config lists them (the first two of more, assumed and said
-// so).
+// addresses finds each box's own address: --addr, unicast_src_ip or
+// mcast_src_ip, else the one address the other boxes' unicast_peer lists
+// name and its own does not (peerOf), else the realservers every config
+// lists, those in a VIP's subnet first, in the order the first config
+// lists them (assumed, and said so).
 func (pl *Plan) addresses(p *Pair) error {
 	// A VIP given without a prefix (the usual form) is a /32: the boxes'
 	// subnet is then taken as the lab's is (labNet).

@@ -1,7 +1,7 @@
 // Package check is `lvslab check`: a user's own pair of keepalived
 // configs, the lab derived from them, and the fix written for them.
 //
-// Derive reads the two boxes' addresses, the VIPs and the virtual
+// Derive reads the boxes' addresses, the VIPs and the virtual
 // services out of the configs and builds a lab topology around them;
 // every name it maps onto the lab (interfaces, paths) and every guess it
 // makes is listed in Plan.Mappings. Prescribe writes the fwmark guard for

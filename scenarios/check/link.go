@@ -16,7 +16,7 @@ import (
 )
 
 // subnetAndClient finds the lab's subnet, the boxes' link: the first
-// VIP's subnet that holds both boxes (labNet, when the config gives a
+// VIP's subnet that holds every box (labNet, when the config gives a
 // host route), else the one around the boxes' own addresses, the VIPs
 // outside it reached by a route; and client addresses nobody uses, from
 // the top.
@@ -45,7 +45,7 @@ func (pl *Plan) subnetAndClient(p *Pair) error {
 			return fmt.Errorf("%s: the boxes' addresses %s share no subnet within a /16: the lab puts the boxes on one link, as VRRP and DR need", pl.Boxes[0].Config, strings.Join(addrs, ", "))
 		}
 		pl.Mappings = append(pl.Mappings, Mapping{From: "boxes " + strings.Join(addrs, ", "), To: "subnet " + pl.Subnet.String(), Assumed: true,
-			Why: "no VIP's subnet holds both boxes, and the configs give the boxes' addresses without theirs: the /24 around them, or the smallest that also holds the realservers near them (within their /16)"})
+			Why: "no VIP's subnet holds every box, and the configs give the boxes' addresses without theirs: the /24 around them, or the smallest that also holds the realservers near them (within their /16)"})
 	}
 	for _, v := range pl.VIPs {
 		if !pl.Subnet.Contains(v.Addr()) {
@@ -181,7 +181,7 @@ func labMAC(a netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 0x00, b[0], b[1], b[2], b[3]}
 }
 
-// topology is the lab: a bridge, the client, the two boxes (directors and
+// topology is the lab: a bridge, the client, the boxes (directors and
 // realservers), and any other realserver.
 func (pl *Plan) topology() *lab.Topology {
 	bits := pl.Subnet.Bits()

@@ -63,7 +63,7 @@ type BoxFix struct {
 const firstMark = 3
 
 // Prescribe writes the fwmark guard for the pair: each box marks a
-// service's VIP traffic unless the other box sent it, and declares the
+// service's VIP traffic unless another box sent it, and declares the
 // service by its own mark.
 func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 	rx := &Prescription{marked: map[*keepalivedconf.VirtualServer]uint32{}}
@@ -277,7 +277,7 @@ func usedMarks(p *Pair) []uint32 {
 }
 
 // checkMarkRules: a service already declared by mark is guarded only if
-// each box's rules for its mark exclude the other box's MAC.
+// each box's rules for its mark exclude the other boxes' MACs.
 func checkMarkRules(p *Pair, pl *Plan, s *Service) []string {
 	var notes []string
 	for i := range pl.Boxes {
