@@ -154,6 +154,16 @@ func readPIDFile(path string) (pid int, alive bool) {
 	return pid, err == nil && now == start && !zombie
 }
 
+// Alive reports whether process pid runs: it exists and is not a zombie
+// (kill(pid, 0) succeeds on both, and on every process for pid -1).
+func Alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	_, zombie, err := procStat(pid)
+	return err == nil && !zombie
+}
+
 // procStat reads a process's start time, in clock ticks since boot, and
 // whether it is a zombie.
 func procStat(pid int) (start uint64, zombie bool, err error) {

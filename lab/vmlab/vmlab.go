@@ -32,7 +32,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lvslab/lvslab/lab"
@@ -417,12 +416,15 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []
 	if err != nil {
 		return nil, err
 	}
-	if err := lab.RecordPID(dir, "vm.qemu", proc.Pid); err != nil {
+	// Release sets proc.Pid to -1, and kill(-1, 0) succeeds while any
+	// process lives: keep the pid first.
+	pid := proc.Pid
+	if err := lab.RecordPID(dir, "vm.qemu", pid); err != nil {
 		proc.Kill()
 		return nil, err
 	}
 	proc.Release()
-	st := lab.State{Name: name, Topology: topo, PID: proc.Pid, Created: time.Now(), Runner: kernel.VM}
+	st := lab.State{Name: name, Topology: topo, PID: pid, Created: time.Now(), Runner: kernel.VM}
 	data, _ := json.MarshalIndent(st, "", "  ")
 	if err := os.WriteFile(filepath.Join(dir, "lab.json"), data, 0o644); err != nil {
 		return nil, err
@@ -435,7 +437,7 @@ func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []
 		if _, err := os.Stat(filepath.Join(dir, kernel.AgentSocket(kernel.AgentPorts-1))); err == nil {
 			break
 		}
-		if syscall.Kill(proc.Pid, 0) != nil {
+		if !lab.Alive(pid) {
 			return nil, fmt.Errorf("qemu exited: %s", lab.LogTail(filepath.Join(dir, "qemu.log"), 8))
 		}
 		select {
@@ -469,7 +471,7 @@ func Down(runDir string, st *lab.State, grace time.Duration) (string, error) {
 	_, callErr := Call(ctx, Dir(runDir, st.Name), Request{Op: "down"}, io.Discard, io.Discard)
 	off := false
 	for deadline := time.Now().Add(grace); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if syscall.Kill(st.PID, 0) != nil {
+		if !lab.Alive(st.PID) {
 			off = true
 			break
 		}
