@@ -35,7 +35,7 @@ func (r *Result) adversity(ctx context.Context, rn running, ev Event) error {
 		if heal, err = impair(l, lab.Netem{Loss: 100}, cut...); err != nil {
 			return err
 		}
-		if err := WaitFor(ctx, c.takeoverBound(), func() string { return HoldsVIP(backup, c) }); err != nil {
+		if err := waitPair(ctx, impl, c.takeoverBound(), func() string { return HoldsVIP(backup, c) }); err != nil {
 			heal()
 			return fmt.Errorf("cut off, the BACKUP did not take the VIP: %w", err)
 		}
@@ -91,7 +91,7 @@ func (r *Result) adversity(ctx context.Context, rn running, ev Event) error {
 	}
 	// The fix back in place too: a REDIRECT judged before notify_backup
 	// put its rule back re-balanced, a loop (1 cell in a full run).
-	if err := fixInPlace(ctx, l, c, rn.fix); err != nil {
+	if err := fixInPlace(ctx, l, c, impl, rn.fix); err != nil {
 		return fmt.Errorf("after the heal: %w (%s)", err, logTails(impl))
 	}
 	r.Failover = time.Since(t0)

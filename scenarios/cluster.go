@@ -82,7 +82,8 @@ type Cluster struct {
 
 // Timers are the timings a user's configs set (zero: the lab's own); the
 // waits of a run follow them, never a fixed number where a config says
-// otherwise.
+// otherwise. Each bound below is a wait's stall bound (waitPair): it ends
+// a wait without progress for that long.
 type Timers struct {
 	// Advert is the longest VRRP advert interval (0: 1 s).
 	Advert time.Duration `json:"advert_int_ns,omitempty"`
@@ -117,7 +118,8 @@ func (t Timers) preemptBound() time.Duration { return t.takeoverBound() + t.Pree
 // before it drops the VIP, and the kernel's start_sync_thread takes the
 // RTNL lock, which other labs' namespace teardown holds: the likely cause,
 // not yet confirmed (hangEvidence shows the stacks). Readiness is not a
-// verdict; this only bounds the wait.
+// verdict; this only bounds the wait, and a hung director moves neither
+// its log nor the tables.
 func (t Timers) readyBound() time.Duration { return 75*time.Second + t.takeoverBound() }
 
 // checkDownBound and checkUpBound bound a checker's taking a realserver
@@ -146,7 +148,8 @@ func (t Timers) Estimate(ev Event) time.Duration {
 	return d
 }
 
-// Bounds are the waits, as a plan prints them.
+// Bounds are the waits, as a plan prints them: each fails a wait that
+// made no progress for that long (waitPair).
 func (t Timers) Bounds() []string {
 	return []string{
 		fmt.Sprintf("takeover %s (advert_int %s: 3 adverts and a skew, and 10 s)", t.takeoverBound(), cmp.Or(t.Advert, time.Second)),

@@ -23,7 +23,7 @@ func (r *Result) apply(ctx context.Context, rn running, ev Event) (Director, err
 		if _, err := stopServers(l, passive.Node, rn.backends); err != nil {
 			return Director{}, err
 		}
-		err := WaitFor(ctx, c.checkDownBound(), func() string {
+		err := waitPair(ctx, impl, c.checkDownBound(), func() string {
 			for _, d := range c.Directors {
 				if to, err := sendsTo(l.Box(d.Node), passive.Addr); err != nil {
 					return err.Error()
@@ -75,7 +75,7 @@ func (r *Result) apply(ctx context.Context, rn running, ev Event) (Director, err
 			err = impl.Start(ctx, l, c, 1, fix)
 		}
 		if err == nil {
-			err = WaitFor(ctx, c.preemptBound(), func() string { return onlyVIP(l, c, 1) })
+			err = waitPair(ctx, impl, c.preemptBound(), func() string { return onlyVIP(l, c, 1) })
 		}
 		if err != nil {
 			return Director{}, fmt.Errorf("switchover: %w", err)
@@ -109,14 +109,14 @@ func (r *Result) apply(ctx context.Context, rn running, ev Event) (Director, err
 		if err := impl.Stop(0, false); err != nil {
 			return Director{}, err
 		}
-		if err := WaitFor(ctx, c.takeoverBound(), func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
+		if err := waitPair(ctx, impl, c.takeoverBound(), func() string { return HoldsVIP(l.Box(passive.Node), c) }); err != nil {
 			return Director{}, fmt.Errorf("failover before the failback: %w", err)
 		}
 		t1 := time.Now()
 		if err := impl.Start(ctx, l, c, 0, fix); err != nil {
 			return Director{}, err
 		}
-		if err := WaitFor(ctx, c.preemptBound(), func() string { return onlyVIP(l, c, 0) }); err != nil {
+		if err := waitPair(ctx, impl, c.preemptBound(), func() string { return onlyVIP(l, c, 0) }); err != nil {
 			return Director{}, fmt.Errorf("failback: %w", err)
 		}
 		r.Failover = time.Since(t1)

@@ -72,7 +72,7 @@ func (r *Result) flapping(ctx context.Context, rn running, d Director) (cycled <
 			}
 			time.Sleep(flapFor)
 			if err = start(ctx); err == nil {
-				err = WaitFor(ctx, c.checkUpBound(), func() string { return bothSendTo(l, c, d) })
+				err = waitPair(ctx, rn.impl, c.checkUpBound(), func() string { return bothSendTo(l, c, d) })
 			}
 			o.To = time.Now()
 			r.Outages = append(r.Outages, o)

@@ -322,7 +322,7 @@ func StartBoth(ctx context.Context, impl Implementation, l *lab.Lab, c Cluster, 
 		return err
 	}
 	master := l.Box(c.Directors[0].Node)
-	if err := WaitFor(ctx, c.readyBound(), func() string { return HoldsVIP(master, c) }); err != nil {
+	if err := waitPair(ctx, impl, c.readyBound(), func() string { return HoldsVIP(master, c) }); err != nil {
 		return fmt.Errorf("the first director alone: %w (%s)", err, logTails(impl))
 	}
 	if c.Single {

@@ -129,7 +129,7 @@ func (d *GoDirector) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 // daemons have taken over.
 func (d *GoDirector) Settle(ctx context.Context, l *lab.Lab, c Cluster) error {
 	want := [2]string{"MASTER", "BACKUP"}
-	return WaitFor(ctx, 30*time.Second, func() string {
+	return waitPair(ctx, d, 30*time.Second, func() string {
 		for i := range c.Directors {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			st, err := director.ReadStatus(sctx, d.StatusSocket(l, i, c))

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"time"
@@ -15,8 +16,8 @@ import (
 // waitBackupDaemon waits until the BACKUP runs its backup sync daemon:
 // backup_only guards a box only then, and its director starts it after
 // the state change.
-func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster) error {
-	return WaitFor(ctx, c.readyBound(), func() string {
+func waitBackupDaemon(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation) error {
+	return waitPair(ctx, impl, c.readyBound(), func() string {
 		ds, err := syncDaemons(l, c)
 		if err != nil {
 			return err.Error()
@@ -46,8 +47,8 @@ type tableSizer interface {
 
 // waitReady is WaitReady with each box's table as impl says, if it does;
 // else every virtual service has each of the cluster's servers.
-func waitReady(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, limit time.Duration) error {
-	return WaitFor(ctx, limit, func() string {
+func waitReady(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, stall time.Duration) error {
+	return waitPair(ctx, impl, stall, func() string {
 		// Started at once, both boxes may time out as BACKUP and take the
 		// VIP until the MASTER's adverts reach the other: ready is after.
 		if why := onlyVIP(l, c, 0); why != "" {
@@ -72,7 +73,7 @@ func waitReady(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 }
 
 // WaitFor polls check until it returns "" (ready) or limit passes; the
-// error carries check's last answer.
+// error carries check's last answer. A wait on a pair is waitPair's.
 func WaitFor(ctx context.Context, limit time.Duration, check func() string) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
@@ -87,6 +88,46 @@ func WaitFor(ctx context.Context, limit time.Duration, check func() string) erro
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// pairCeiling bounds a pair wait that keeps progressing, as a multiple
+// of its stall bound.
+const pairCeiling = 3
+
+// waitPair polls check until it returns "" (done), bounded by the pair's
+// progress, not the clock: it fails once neither check's answer (which
+// box lacks what) nor any director's log (impl's, if not nil) has moved
+// for stall, or after pairCeiling × stall though they move. A pair beside
+// other labs on a loaded machine settles, takes over and checks slower but
+// moves; a hung director does not. stall is each wait's bound as the
+// protocol's timers set it (Timers): a takeover moves nothing until the
+// BACKUP's timer fires.
+func waitPair(ctx context.Context, impl Implementation, stall time.Duration, check func() string) error {
+	last := check()
+	progress := func() uint64 {
+		h := fnv.New64a()
+		h.Write([]byte(last))
+		n := h.Sum64()
+		if impl != nil {
+			for _, log := range impl.Logs() {
+				n += uint64(len(log))
+			}
+		}
+		return n
+	}
+	w := lab.NewStallWatch(stall, pairCeiling*stall, progress)
+	for last != "" {
+		if why := w.Stalled(); why != "" {
+			return fmt.Errorf("not done, %s: %s", why, last)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not done: %w: %s", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+		last = check()
+	}
+	return nil
 }
 
 // TimeVIPTakeover runs action and times it until box holds the VIP, from
@@ -214,7 +255,7 @@ func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix
 	if err := waitReady(ctx, l, c, impl, c.readyBound()); err != nil {
 		return fmt.Errorf("%w (%s)", err, hangEvidence(l, c, impl))
 	}
-	if err := fixInPlace(ctx, l, c, fix); err != nil {
+	if err := fixInPlace(ctx, l, c, impl, fix); err != nil {
 		return fmt.Errorf("%w (%s)", err, hangEvidence(l, c, impl))
 	}
 	return nil
@@ -240,12 +281,12 @@ func hangEvidence(l *lab.Lab, c Cluster, impl Implementation) string {
 // has, the BACKUP does not, and re-balances. readyBound, not the 15 s it
 // was: beside six labs and an out-of-memory probe on two cores, a
 // notify_master took longer once (1 of 5 newcomer runs).
-func fixInPlace(ctx context.Context, l *lab.Lab, c Cluster, fix Fix) error {
+func fixInPlace(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix) error {
 	switch fix {
 	case FixBackupOnly:
-		return waitBackupDaemon(ctx, l, c)
+		return waitBackupDaemon(ctx, l, c, impl)
 	case FixRedirect:
-		return WaitFor(ctx, c.readyBound(), func() string {
+		return waitPair(ctx, impl, c.readyBound(), func() string {
 			if on, err := redirecting(l.Box(c.Directors[0].Node), c); err != nil || on {
 				return fmt.Sprintf("the MASTER still redirects VIP traffic (%v)", err)
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -601,4 +602,60 @@ func TestSMTPBackend(t *testing.T) {
 			t.Fatalf("after %q: %q, %v; want %q...\\r\\n", step.send, line, err, step.want)
 		}
 	}
+}
+
+// loggingDirectors is an Implementation whose only part is its logs.
+type loggingDirectors struct {
+	Implementation
+	log string
+}
+
+func (d *loggingDirectors) Logs() map[string]string {
+	return map[string]string{"d1": d.log, "d2": "quiet"}
+}
+
+// TestWaitPair: a pair wait ends on the pair's progress, not the clock.
+// Moving (its answer or a director's log) it waits past its stall bound
+// up to the ceiling; still, it fails after the stall bound.
+func TestWaitPair(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		impl := &loggingDirectors{}
+		// The answer never changes; d1 logs a line every 20 s, done at 85 s.
+		t0 := time.Now()
+		err := waitPair(ctx, impl, 30*time.Second, func() string {
+			if time.Since(t0) >= 85*time.Second {
+				return ""
+			}
+			impl.log = strings.Repeat("x", int(time.Since(t0)/(20*time.Second)))
+			return "d2 holds the VIP too"
+		})
+		if err != nil {
+			t.Errorf("a logging pair, done at 85 s with a 30 s stall bound: %v", err)
+		}
+		// The logs still, the answer changing every 20 s: also progress.
+		t0 = time.Now()
+		err = waitPair(ctx, impl, 30*time.Second, func() string {
+			if time.Since(t0) >= 80*time.Second {
+				return ""
+			}
+			return fmt.Sprintf("d1's virtual service has %d realservers", time.Since(t0)/(20*time.Second))
+		})
+		if err != nil {
+			t.Errorf("an answer moving every 20 s, done at 80 s: %v", err)
+		}
+		// Nothing moves: fails after 30 s, saying what was missing.
+		t0 = time.Now()
+		err = waitPair(ctx, impl, 30*time.Second, func() string { return "d2 holds the VIP too" })
+		if took := time.Since(t0); err == nil || !strings.Contains(err.Error(), "no progress for 30s") ||
+			!strings.Contains(err.Error(), "d2 holds the VIP too") || took < 30*time.Second || took > 31*time.Second {
+			t.Errorf("a still pair: after %s, %v; want no progress for 30s and what is missing", took, err)
+		}
+		// Moving forever: ends at the ceiling, three times the stall bound.
+		t0 = time.Now()
+		err = waitPair(ctx, impl, 30*time.Second, func() string { return time.Since(t0).Truncate(10 * time.Second).String() })
+		if took := time.Since(t0); err == nil || !strings.Contains(err.Error(), "though progressing") || took < 90*time.Second || took > 91*time.Second {
+			t.Errorf("a pair moving forever: after %s, %v; want the ceiling at 90s", took, err)
+		}
+	})
 }

@@ -396,7 +396,7 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 	for _, m := range pl.Mappings {
 		fmt.Fprintf(w, "  %-3s %s -> %s: %s\n", m.Box, m.From, m.To, m.Why)
 	}
-	fmt.Fprintf(w, "\nWaits, from the configs' timers\n")
+	fmt.Fprintf(w, "\nWaits, from the configs' timers (each ends a wait without progress for that long)\n")
 	t := check.Timers(p)
 	for _, b := range t.Bounds() {
 		fmt.Fprintf(w, "  %s\n", b)
