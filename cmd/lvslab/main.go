@@ -69,6 +69,10 @@ func (e *exitError) Error() string {
 }
 func (e *exitError) Unwrap() error { return e.err }
 
+// errHelpShown ends a command whose --help was asked for and printed.
+// Not pflag.ErrHelp: cobra answers that by printing the help again.
+var errHelpShown = errors.New("help shown")
+
 func usageError(format string, a ...any) error {
 	return &exitError{2, fmt.Errorf(format, a...)}
 }
@@ -86,7 +90,7 @@ func run(args []string) int {
 		return 2
 	}
 	err := rootCommand(args).Execute()
-	if err == nil || errors.Is(err, pflag.ErrHelp) {
+	if err == nil || errors.Is(err, errHelpShown) {
 		return 0
 	}
 	var ee *exitError
@@ -182,8 +186,7 @@ func parse(fs *pflag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
-			return err
+			return errHelpShown // pflag printed fs.Usage
 		}
 		return usageError("%v (lvslab %s --help lists its flags)", err, fs.Name())
 	}

@@ -66,8 +66,11 @@ func cli(t *testing.T, args ...string) (string, string, int) {
 func TestHelp(t *testing.T) {
 	for _, c := range commands {
 		stdout, stderr, code := cli(t, c.name, "--help")
-		if code != 0 || !strings.Contains(stdout, "Usage: lvslab "+c.name) || stderr != "" {
-			t.Errorf("lvslab %s --help: exit %d, stdout %q, stderr %q; want exit 0 and a usage line on stdout", c.name, code, stdout, stderr)
+		if code != 0 || strings.Count(stdout, "Usage: lvslab "+c.name) != 1 || stderr != "" {
+			t.Errorf("lvslab %s --help: exit %d, stdout %q, stderr %q; want exit 0 and one usage on stdout", c.name, code, stdout, stderr)
+		}
+		if stdout, _, _ := cli(t, "help", c.name); strings.Count(stdout, "Usage: lvslab "+c.name) != 1 {
+			t.Errorf("lvslab help %s: %q; want one usage", c.name, stdout)
 		}
 	}
 	stdout, _, code := cli(t, "run", "--help")
