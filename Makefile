@@ -15,7 +15,7 @@ GINKGO      := bin/ginkgo
 # ip_vs, else in ONE micro-VM for all of them, with LVSLAB_REQUIRE_IPVS=1 so
 # they fail rather than skip. Their binaries are built on the host
 # (compiling under TCG is slow), next to their packages.
-IPVS_PKGS   := director lab lab/kernel
+IPVS_PKGS   := director lab lab/kernel scenarios/diagnose
 IPVS_BINS   := $(foreach p,$(IPVS_PKGS) scenarios,$(p)/$(notdir $(p)).test)
 # The conformance specs run in PROCS Ginkgo processes (PROCS=1: one after
 # another, for debugging). Each spec has its own lab; six labs peak at

@@ -50,6 +50,8 @@ func init() {
 		{"backend", "http|https|banner|udp|smtp PORT SERVER_ID", "(internal) serve a built-in backend until SIGTERM: what a box of lvslab check --keep runs on a port that is not MySQL's", cmdBackend},
 		{"probe", "tcp|mysql-ping ADDRESS PORT", "(internal) check a realserver once, exit 0 if it answers: what lvslab check runs for a MISC_CHECK script the lab does not have", cmdProbe},
 		{"kexec", "BINARY [ARG...]", "go test -exec wrapper: run BINARY where the kernel has IPVS", cmdKexec},
+		{"collect", "", "on a real director box: read its keepalived config (includes, scripts), versions, sysctls, links, routes, rules, IPVS table, and sample its IPVS counters and VIPs for --seconds, into a bundle (secrets redacted; changes nothing)", cmdCollect},
+		{"diagnose", "BOX1.tar.gz BOX2.tar.gz [...]", "findings on the bundles collect made, each with file:line or live numbers (exit 1: a finding means a loop)", cmdDiagnose},
 		{"sweep", "", "remove the leftovers of every lab, or of one, after a crash", cmdSweep},
 		{"prepare", "", "make what every lab shares, once, before labs start in parallel: the MariaDB template datadir in the cache (make run and make test call it)", cmdPrepare},
 	}

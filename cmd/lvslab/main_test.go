@@ -527,3 +527,25 @@ func TestIsTerminal(t *testing.T) {
 		t.Errorf("%s taken for a terminal", os.DevNull)
 	}
 }
+
+// TestDiagnoseCollectBadInputs: one line, exit 2, for what diagnose and
+// collect cannot use.
+func TestDiagnoseCollectBadInputs(t *testing.T) {
+	notBundle := t.TempDir()
+	for _, args := range [][]string{
+		{"diagnose", "one.tar.gz"},
+		{"diagnose", notBundle, notBundle},
+		{"diagnose", "/nonexistent/a.tar.gz", "/nonexistent/b.tar.gz"},
+		{"collect", "extra-argument"},
+	} {
+		if _, stderr, code := cli(t, args...); code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("lvslab %v: exit %d, %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+	if os.Geteuid() == 0 {
+		if _, stderr, code := cli(t, "collect", "--config", "/nonexistent/keepalived.conf", "--out", filepath.Join(t.TempDir(), "x.tar.gz")); code != 2 ||
+			!strings.Contains(stderr, "/nonexistent/keepalived.conf") {
+			t.Errorf("collect of a missing config: exit %d, %q; want 2 naming it", code, stderr)
+		}
+	}
+}

@@ -16,6 +16,10 @@ import (
 type Rules struct {
 	Path  string
 	Marks []MarkRule
+	// Redirects are nat PREROUTING REDIRECT rules (their Mark is 0): what
+	// they match goes to the box's own sockets, not to IPVS (the REDIRECT
+	// fix, as notify scripts make it on a BACKUP).
+	Redirects []MarkRule
 }
 
 // MarkRule is one mangle PREROUTING rule setting a mark.
@@ -60,7 +64,7 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 			f, t = f[1:], "filter"
 		}
 		rule := MarkRule{Pos: pos, Text: line}
-		chain, mark, not := "", false, false
+		chain, target, not := "", "", false
 		for k := 0; k < len(f); k++ {
 			next := func() string {
 				if k+1 < len(f) {
@@ -102,7 +106,7 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 				}
 				not = false
 			case "-j", "--jump":
-				mark = next() == "MARK"
+				target = next()
 			case "--set-mark", "--set-xmark":
 				v, _, _ := strings.Cut(next(), "/")
 				m, err := strconv.ParseUint(v, 0, 32)
@@ -112,8 +116,11 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 				rule.Mark = uint32(m)
 			}
 		}
-		if t == "mangle" && chain == "PREROUTING" && mark && rule.Mark != 0 {
+		switch {
+		case t == "mangle" && chain == "PREROUTING" && target == "MARK" && rule.Mark != 0:
 			r.Marks = append(r.Marks, rule)
+		case t == "nat" && chain == "PREROUTING" && target == "REDIRECT":
+			r.Redirects = append(r.Redirects, rule)
 		}
 	}
 	return r, nil

@@ -64,6 +64,30 @@ func commands(c *keepalivedconf.Config) ([]command, error) {
 	return out, nil
 }
 
+// ScriptPaths are the scripts c makes keepalived run, each once, sorted:
+// every command's (notify_*, vrrp_script, ...) and MISC_CHECK's.
+func ScriptPaths(c *keepalivedconf.Config) ([]string, error) {
+	cmds, err := commands(c)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, cmd := range cmds {
+		out = append(out, cmd.path())
+	}
+	for _, vs := range c.VirtualServers {
+		for _, rs := range vs.RealServers {
+			for _, ch := range rs.Checks {
+				if ch.MiscPath != "" {
+					out = append(out, scriptPath(ch.MiscPath))
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
 // handedOver is the script a command runs, from the directory the user
 // handed over (--scripts DIR: the directory the configs name, e.g.
 // /etc/keepalived, as it is on their boxes): its name there, and its

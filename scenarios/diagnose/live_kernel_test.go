@@ -1,0 +1,132 @@
+package diagnose
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/labtest"
+	"github.com/lvslab/lvslab/scenarios"
+	"github.com/lvslab/lvslab/scenarios/collect"
+)
+
+// TestIPVSDiagnoseLive collects from both boxes of a keepalived pair in
+// the lab while a client connects to the VIP, and diagnoses the bundles:
+// without a fix the BACKUP re-balances what the MASTER forwards (the loop
+// seen live, and by the configs); with the fwmark fix nothing means a loop.
+func TestIPVSDiagnoseLive(t *testing.T) {
+	labtest.RequireIPVS(t)
+	topo := labtest.DefaultTopology(t)
+	c, err := scenarios.NewCluster(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := labtest.Build(t, topo, lab.Options{NoServices: true})
+	for _, d := range c.Directors {
+		listen(t, l.Box(d.Node))
+	}
+	ctx := context.Background()
+	for _, fix := range []scenarios.Fix{scenarios.FixNone, scenarios.FixFwmark} {
+		t.Run(string(fix), func(t *testing.T) {
+			impl := &scenarios.Keepalived{}
+			if err := scenarios.StartBoth(ctx, impl, l, c, fix); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				for i := range c.Directors {
+					impl.Stop(i, true)
+				}
+			}()
+			if err := scenarios.WaitReady(ctx, l, c, 90*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			stop := connect(l.Box("client"), c)
+			dir := t.TempDir()
+			var paths []string
+			for _, d := range c.Directors {
+				var b *collect.Bundle
+				config := filepath.Join(l.Dir, d.Node, "keepalived", "keepalived.conf")
+				err := l.Box(d.Node).Do(func() (err error) {
+					b, err = collect.Collect(ctx, collect.Options{Config: config, Window: 3 * time.Second, Interval: 500 * time.Millisecond})
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := filepath.Join(dir, d.Node+".tar.gz")
+				f, err := os.Create(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Write(f); err != nil {
+					t.Fatal(err)
+				}
+				f.Close()
+				paths = append(paths, p)
+			}
+			stop()
+			boxes, err := Load(paths, filepath.Join(dir, "unpacked"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := Diagnose(boxes)
+			live := find(fs, "seen live")
+			if fix == scenarios.FixNone && (live == nil || live.Box != "d2" || find(fs, "the two-box loop, by the configs") == nil) {
+				t.Errorf("no fix: %v; want the loop seen live on d2, the BACKUP, and by the configs", fs)
+			}
+			if fix == scenarios.FixFwmark && Loops(fs) {
+				t.Errorf("the fwmark fix: %v; want nothing that means a loop", fs)
+			}
+			for _, f := range fs {
+				t.Log(f)
+			}
+		})
+	}
+}
+
+// listen answers TCP on the MySQL port in box: a realserver that accepts.
+func listen(t *testing.T, box *lab.Box) {
+	var ln net.Listener
+	if err := box.Do(func() (err error) { ln, err = net.Listen("tcp", ":3306"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+}
+
+// connect opens a connection to the VIP from client every 50 ms until
+// the returned stop is called.
+func connect(client *lab.Box, c scenarios.Cluster) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if conn, err := client.DialContext(ctx, "tcp", net.JoinHostPort(c.VIP.String(), "3306")); err == nil {
+				conn.Close()
+			}
+			cancel()
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
