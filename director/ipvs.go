@@ -126,7 +126,7 @@ func readByDumps(h IPVS) ([]Service, error) {
 		}
 		for _, x := range dsts {
 			a := destAddrPort(x)
-			s.Dests = append(s.Dests, Dest{Addr: a.Addr(), Port: a.Port(), Weight: x.Weight, Forward: forwardName(x.ConnectionFlags)})
+			s.Dests = append(s.Dests, Dest{Addr: a.Addr(), Port: a.Port(), Weight: x.Weight, Forward: ForwardName(x.ConnectionFlags)})
 		}
 		out = append(out, s)
 	}
@@ -186,7 +186,9 @@ func (d Dest) kernel() *ipvs.Destination {
 		Weight: d.Weight, ConnectionFlags: forwardFlags[d.Forward]}
 }
 
-func forwardName(flags uint32) string {
+// ForwardName is the forwarding method of a destination's IPVS flags, as
+// ipvsadm names it: Route, Masq, Tunnel, or Local (IP_VS_CONN_F_LOCALNODE).
+func ForwardName(flags uint32) string {
 	for name, f := range forwardFlags {
 		if flags&ipvs.ConnectionFlagFwdMask == f {
 			return name

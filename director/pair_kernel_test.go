@@ -52,20 +52,7 @@ func pairLab(tb testing.TB) (*lab.Lab, scenarios.Cluster) {
 	}
 	l := labtest.Build(tb, topo, lab.Options{NoServices: true})
 	for _, d := range c.Directors {
-		var ln net.Listener
-		if err := l.Box(d.Node).Do(func() (err error) { ln, err = net.Listen("tcp", ":3306"); return err }); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				conn.Close()
-			}
-		}()
+		labtest.Accept(tb, l.Box(d.Node), ":3306")
 	}
 	return l, c
 }

@@ -6,6 +6,7 @@ package labtest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -185,4 +186,24 @@ func Golden(t testing.TB, path, got string) {
 	if diff := cmp.Diff(string(want), got); diff != "" {
 		t.Errorf("%s (-want +got):\n%s", path, diff)
 	}
+}
+
+// Accept listens on TCP addr (":3306") in box and accepts and closes
+// every connection until the test ends: a realserver a TCP check passes.
+func Accept(tb testing.TB, box *lab.Box, addr string) {
+	tb.Helper()
+	var ln net.Listener
+	if err := box.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
 }

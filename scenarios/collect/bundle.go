@@ -84,7 +84,8 @@ type Service struct {
 }
 
 // Dest is a realserver of a Service, its forwarding as ipvsadm shows it:
-// Local for an address of the box itself, else Route, Masq, Tunnel.
+// Route, Masq, Tunnel, or Local (which older kernels show for an address
+// of the box itself; 6.1 shows Route).
 type Dest struct {
 	Addr    string `json:"addr"`
 	Forward string `json:"forward"`

@@ -318,7 +318,7 @@ func readIPVS(h *ipvs.Handle) ([]Service, error) {
 			return nil, fmt.Errorf("read IPVS destinations of %s: %w", svc.Key, err)
 		}
 		for _, d := range dests {
-			svc.Dests = append(svc.Dests, Dest{Addr: fmt.Sprintf("%s:%d", d.Address, d.Port), Forward: forward(d.ConnectionFlags),
+			svc.Dests = append(svc.Dests, Dest{Addr: fmt.Sprintf("%s:%d", d.Address, d.Port), Forward: director.ForwardName(d.ConnectionFlags),
 				Weight: d.Weight, Conns: uint64(d.Stats.Connections), InPkts: uint64(d.Stats.PacketsIn)})
 		}
 		out = append(out, svc)
@@ -339,21 +339,4 @@ func serviceKey(s *ipvs.Service) string {
 func ipAddr(ip []byte) netip.Addr {
 	a, _ := netip.AddrFromSlice(ip)
 	return a.Unmap()
-}
-
-// forward is a destination's forwarding method as ipvsadm shows it; the
-// kernel makes a destination that is one of the box's own addresses Local
-// (IP_VS_CONN_F_LOCALNODE), whatever method it was given.
-func forward(flags uint32) string {
-	switch flags & ipvs.ConnectionFlagFwdMask {
-	case ipvs.ConnectionFlagMasq:
-		return "Masq"
-	case ipvs.ConnectionFlagLocalNode:
-		return "Local"
-	case ipvs.ConnectionFlagTunnel:
-		return "Tunnel"
-	case ipvs.ConnectionFlagDirectRoute:
-		return "Route"
-	}
-	return fmt.Sprintf("0x%x", flags)
 }

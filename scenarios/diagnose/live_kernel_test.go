@@ -28,7 +28,7 @@ func TestIPVSDiagnoseLive(t *testing.T) {
 	}
 	l := labtest.Build(t, topo, lab.Options{NoServices: true})
 	for _, d := range c.Directors {
-		listen(t, l.Box(d.Node))
+		labtest.Accept(t, l.Box(d.Node), ":3306")
 	}
 	ctx := context.Background()
 	for _, fix := range []scenarios.Fix{scenarios.FixNone, scenarios.FixFwmark} {
@@ -87,24 +87,6 @@ func TestIPVSDiagnoseLive(t *testing.T) {
 			}
 		})
 	}
-}
-
-// listen answers TCP on the MySQL port in box: a realserver that accepts.
-func listen(t *testing.T, box *lab.Box) {
-	var ln net.Listener
-	if err := box.Do(func() (err error) { ln, err = net.Listen("tcp", ":3306"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conn.Close()
-		}
-	}()
 }
 
 // connect opens a connection to the VIP from client every 50 ms until
