@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lvslab/lvslab/lab/runenv"
+	"github.com/prometheus/procfs"
 )
 
 // MicroVM runs commands in a throwaway qemu VM booted from Kernel with the
@@ -142,6 +143,7 @@ func (v *MicroVM) runOnce(ctx context.Context, accel string, spec Spec, stdout, 
 	started := func() bool { _, err := os.Stat(filepath.Join(ctl, startedFile)); return err == nil }
 	var werr error
 	var killed error
+	var ran string // what the guest had done when qemu was killed
 wait:
 	for {
 		select {
@@ -156,6 +158,7 @@ wait:
 			}
 			killed = fmt.Errorf("%w: no report from /init within %s", errNotStarted, bound)
 		}
+		ran = runState(cmd.Process.Pid, started())
 		cmd.Process.Kill()
 		werr = <-exited
 		break
@@ -165,7 +168,7 @@ wait:
 	console := filepath.Join(ctl, consoleFile)
 	switch {
 	case errors.Is(killed, ErrTimeout):
-		return st, fmt.Errorf("%w after %s: qemu killed; guest console: %s", ErrTimeout, v.Timeout, consoleTail(console))
+		return st, fmt.Errorf("%w after %s: qemu killed (%s); guest console: %s", ErrTimeout, v.Timeout, ran, consoleTail(console))
 	case errors.Is(killed, errNotStarted):
 		return st, fmt.Errorf("%w; qemu killed (%s); guest console: %s", killed, qemuTail(&qemuOut), consoleTail(console))
 	case killed != nil:
@@ -186,6 +189,22 @@ wait:
 		return st, fmt.Errorf("micro-VM init failed: %s", st.Error)
 	}
 	return st, nil
+}
+
+// runState says how far a guest got before its qemu was killed: whether
+// /init had started the command, and how much CPU qemu had used (a guest
+// that works under TCG uses it; a hung one idles).
+func runState(pid int, started bool) string {
+	what := "the guest had not started the command"
+	if started {
+		what = "the guest had started the command"
+	}
+	if p, err := procfs.NewProc(pid); err == nil {
+		if st, err := p.Stat(); err == nil {
+			what += fmt.Sprintf(", qemu had used %.1f s of CPU", st.CPUTime())
+		}
+	}
+	return what
 }
 
 // qemuTail is the end of qemu's own messages: a KVM failure dumps every

@@ -129,6 +129,10 @@ func TestVMRunTimeout(t *testing.T) {
 	if !errors.Is(err, kernel.ErrTimeout) {
 		t.Fatalf("got %v, want ErrTimeout", err)
 	}
+	// The evidence of a hang or of slowness: how far the guest got.
+	if !strings.Contains(err.Error(), "started the command, qemu had used") {
+		t.Errorf("the timeout says nothing of how far the guest got: %v", err)
+	}
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("timeout of 2s returned after %s", d)
 	}
