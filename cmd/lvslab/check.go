@@ -43,6 +43,9 @@ const maxCheckConnections = 10000
 // the pair, its lab, its fix, and the two ways the lab runs it (with the
 // mappings that takes), with self (this binary) as the probe.
 type checkJob struct {
+	// bundles are what lvslab collect's bundles gave, where the boxes
+	// came as bundles (nil: as configs).
+	bundles           *bundleInputs
 	p                 *check.Pair
 	pl                *check.Plan
 	rx                *check.Prescription
@@ -102,6 +105,14 @@ func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
 	if len(configs) < 2 {
 		return nil, usageError("want: lvslab check [flags] BOX1.conf BOX2.conf [BOX3.conf [BOX4.conf]]")
 	}
+	var bundles *bundleInputs
+	if slices.ContainsFunc(configs, isBundle) {
+		var err error
+		if bundles, err = f.fromBundles(configs); err != nil {
+			return nil, err
+		}
+		configs = bundles.configs
+	}
 	if len(f.rules) != 0 && len(f.rules) != len(configs) {
 		return nil, usageError("--iptables: give it once per config (box 1's rules, then box 2's, ...) or not at all")
 	}
@@ -119,6 +130,7 @@ func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
 		p.Scripts = f.scripts
 	}
 	j := &checkJob{p: p}
+	j.bundles = bundles
 	if j.pl, err = check.Derive(p); err != nil {
 		return nil, &exitError{2, err}
 	}
@@ -170,6 +182,9 @@ func cmdCheck(args []string) error {
 	if err != nil {
 		return err
 	}
+	if j.bundles != nil {
+		defer os.RemoveAll(j.bundles.tmp)
+	}
 	p, pl, rx := j.p, j.pl, j.rx
 	if *fixed != "" {
 		if err := writeFixed(*fixed, *force, p, pl, rx); err != nil {
@@ -181,10 +196,15 @@ func cmdCheck(args []string) error {
 		return err
 	}
 	var account strings.Builder
+	printDiagnosis(&account, j)
 	printCheck(&account, p, pl, rx, says, *fixed)
+	text := account.String()
+	if j.bundles != nil { // the unpacked copies' paths as on the boxes
+		text = j.bundles.onBoxes(text)
+	}
 	unrunnable := pl.Runnable()
 	if unrunnable != "" {
-		fmt.Fprintf(&account, "\nThe lab cannot run this pair yet: %s\n", unrunnable)
+		text += fmt.Sprintf("\nThe lab cannot run this pair yet: %s\n", unrunnable)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
@@ -193,7 +213,7 @@ func cmdCheck(args []string) error {
 			return err
 		}
 	} else if !runenv.InMicroVM() { // the host printed it already
-		fmt.Print(account.String())
+		fmt.Print(text)
 	}
 	if *plan {
 		if !rx.Nothing() {
@@ -222,7 +242,7 @@ func cmdCheck(args []string) error {
 		return reportInVM(v, append(argv, "--kernel", kernel.Native, "--reports", dir, "--run-id", id, "--write-fixed", ""), dir)
 	}
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
-		Findings: scenarios.Findings, YourConfig: account.String()}
+		Findings: scenarios.Findings, YourConfig: text}
 	return j.run(sum, evs, *conns, dir)
 }
 

@@ -132,8 +132,8 @@ func (b *Bundle) Names() []string {
 	return out
 }
 
-// addFile keeps a file's text under name, and its manifest item.
-func (b *Bundle) addFile(name, source string, data []byte, redacted []string) {
+// AddFile keeps a file's text under name, and its manifest item.
+func (b *Bundle) AddFile(name, source string, data []byte, redacted []string) {
 	if b.files == nil {
 		b.files = map[string][]byte{}
 	}

@@ -122,7 +122,7 @@ func (b *Bundle) configFiles(o Options) (*keepalivedconf.Config, error) {
 		if !o.NoRedact {
 			data, where = redact(data, config)
 		}
-		b.addFile(FileName(path), path, data, where)
+		b.AddFile(FileName(path), path, data, where)
 	}
 	for _, f := range tree.Files {
 		keep(f, true)
@@ -163,7 +163,7 @@ func (b *Bundle) command(ctx context.Context, name string, argv ...string) {
 		b.Items = append(b.Items, Item{Name: "(not collected)", Source: fmt.Sprintf("%s: %v %s", strings.Join(argv, " "), err, strings.TrimSpace(errOut.String()))})
 		return
 	}
-	b.addFile(name, strings.Join(argv, " "), out.Bytes(), nil)
+	b.AddFile(name, strings.Join(argv, " "), out.Bytes(), nil)
 }
 
 // sysctls reads the IPVS sysctls and each interface's ARP and reverse-path

@@ -33,7 +33,10 @@ type Box struct {
 	Bundle *collect.Bundle
 	Config *keepalivedconf.Config
 	Rules  *check.Rules // nil: the bundle has no iptables-save
-	files  string       // where the bundle's files/ were unpacked
+	// ConfigPath and RulesPath are the unpacked copies of the config and
+	// of iptables-save's output ("" for none): lvslab check reads them.
+	ConfigPath, RulesPath string
+	files                 string // where the bundle's files/ were unpacked
 }
 
 // Finding is one thing diagnose says about a box.
@@ -61,7 +64,7 @@ func Load(paths []string, tmp string) ([]*Box, error) {
 		if err != nil {
 			return nil, fmt.Errorf("unpack %s: %w", p, err)
 		}
-		box := &Box{Name: name, Bundle: b, files: filepath.Join(dir, "files")}
+		box := &Box{Name: name, Bundle: b, ConfigPath: cfgPath, files: filepath.Join(dir, "files")}
 		if box.Config, err = keepalivedconf.Load(cfgPath); err != nil {
 			return nil, fmt.Errorf("%s: %s", p, box.onBox(err.Error()))
 		}
@@ -69,6 +72,7 @@ func Load(paths []string, tmp string) ([]*Box, error) {
 			if box.Rules, err = check.ParseRules("iptables.rules", text); err != nil {
 				return nil, fmt.Errorf("%s: %w", p, err)
 			}
+			box.RulesPath = filepath.Join(dir, "iptables.rules")
 		}
 		boxes = append(boxes, box)
 	}
@@ -113,6 +117,41 @@ func (b *Box) addrs() []netip.Addr {
 			continue
 		}
 		out = append(out, p.Addr())
+	}
+	return out
+}
+
+// Own is the box's own address and MAC, as lvslab check wants them: the
+// first address of its VRRP interface that is not a VIP, and that
+// interface's MAC.
+func (b *Box) Own() (netip.Addr, string) {
+	iface := ""
+	if len(b.Config.Instances) > 0 {
+		iface = b.Config.Instances[0].Interface
+	}
+	var own netip.Addr
+	for _, a := range b.Bundle.Addrs {
+		p, err := netip.ParsePrefix(a.Prefix)
+		if err == nil && a.Link == iface && !slices.Contains(b.Bundle.Live.VIPs, p.Addr().String()) {
+			own = p.Addr()
+			break
+		}
+	}
+	if !own.IsValid() && len(b.addrs()) > 0 {
+		own = b.addrs()[0]
+	}
+	return own, b.mac()
+}
+
+// Scripts are the scripts the bundle holds, by their path on the box.
+func (b *Box) Scripts() map[string][]byte {
+	out := map[string][]byte{}
+	for _, it := range b.Bundle.Items {
+		if strings.HasPrefix(it.Name, "files/") && it.Source != b.Bundle.Config && !slices.Contains(b.Config.Files, filepath.Join(b.files, it.Source)) {
+			if data, ok := b.Bundle.File(it.Name); ok {
+				out[it.Source] = data
+			}
+		}
 	}
 	return out
 }

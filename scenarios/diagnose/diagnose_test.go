@@ -1,7 +1,6 @@
 package diagnose
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,48 +21,43 @@ type box struct {
 	samples           []collect.Sample
 }
 
-// bundle writes b as an unpacked bundle under dir and returns its path.
+// bundle writes b as collect would (a .tar.gz) under dir and returns its
+// path.
 func (b box) bundle(t *testing.T, dir string) string {
 	t.Helper()
-	root := filepath.Join(dir, b.name)
-	onBox := "/etc/keepalived/" + filepath.Base(b.conf)
-	write := func(name, src string) {
-		data, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The config beside the other configs it may include.
-	others, _ := filepath.Glob(filepath.Join(filepath.Dir(b.conf), "*.conf"))
-	for _, o := range others {
-		write(collect.FileName("/etc/keepalived/"+filepath.Base(o)), o)
-	}
-	write(collect.FileName(onBox), b.conf)
-	if b.rules != "" {
-		write("iptables.rules", b.rules)
-	}
 	addrs := []collect.Addr{{Link: "lo", Prefix: "127.0.0.1/8"}, {Link: "eth0", Prefix: b.addr + "/24"}}
 	if b.vipOnLo {
 		addrs = append(addrs, collect.Addr{Link: "lo", Prefix: "192.168.1.200/32"})
 	}
-	meta := collect.Bundle{Format: 1, Config: onBox, Sysctls: b.sysctls, Addrs: addrs,
+	onBox := "/etc/keepalived/" + filepath.Base(b.conf)
+	bd := &collect.Bundle{Format: 1, Config: onBox, Sysctls: b.sysctls, Addrs: addrs,
 		Links: []collect.Link{{Index: 1, Name: "lo", Up: true}, {Index: 2, Name: "eth0", MAC: b.mac, Up: true}},
 		Live:  collect.Live{VIPs: []string{"192.168.1.200"}, Samples: b.samples}}
-	data, err := json.Marshal(meta)
+	read := func(p string) []byte {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	// The config beside the other configs it may include.
+	others, _ := filepath.Glob(filepath.Join(filepath.Dir(b.conf), "*.conf"))
+	for _, o := range others {
+		bd.AddFile(collect.FileName("/etc/keepalived/"+filepath.Base(o)), "/etc/keepalived/"+filepath.Base(o), read(o), nil)
+	}
+	if b.rules != "" {
+		bd.AddFile("iptables.rules", "iptables-save", read(b.rules), nil)
+	}
+	p := filepath.Join(dir, b.name+".tar.gz")
+	f, err := os.Create(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root, "box.json"), data, 0o644); err != nil {
+	defer f.Close()
+	if err := bd.Write(f); err != nil {
 		t.Fatal(err)
 	}
-	return root
+	return p
 }
 
 func run(t *testing.T, boxes ...box) []Finding {
