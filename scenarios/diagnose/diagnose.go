@@ -16,7 +16,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -125,10 +124,7 @@ func (b *Box) addrs() []netip.Addr {
 // first address of its VRRP interface that is not a VIP, and that
 // interface's MAC.
 func (b *Box) Own() (netip.Addr, string) {
-	iface := ""
-	if len(b.Config.Instances) > 0 {
-		iface = b.Config.Instances[0].Interface
-	}
+	iface := b.vrrpIface()
 	var own netip.Addr
 	for _, a := range b.Bundle.Addrs {
 		p, err := netip.ParsePrefix(a.Prefix)
@@ -156,15 +152,20 @@ func (b *Box) Scripts() map[string][]byte {
 	return out
 }
 
+// vrrpIface is the interface of the box's first VRRP instance ("" for
+// none): the one its forwarded packets leave by in the two-box shape.
+func (b *Box) vrrpIface() string {
+	if len(b.Config.Instances) == 0 {
+		return ""
+	}
+	return b.Config.Instances[0].Interface
+}
+
 // mac is the MAC the box's forwarded packets carry: its VRRP interface's,
 // else its first link's that has one.
 func (b *Box) mac() string {
-	iface := ""
-	if len(b.Config.Instances) > 0 {
-		iface = b.Config.Instances[0].Interface
-	}
 	for _, l := range b.Bundle.Links {
-		if l.Name == iface && l.MAC != "" {
+		if l.Name == b.vrrpIface() && l.MAC != "" {
 			return l.MAC
 		}
 	}
@@ -508,6 +509,3 @@ func realservers(vs *keepalivedconf.VirtualServer) []string {
 	slices.Sort(out)
 	return out
 }
-
-// Cleanup removes what Load unpacked.
-func Cleanup(tmp string) error { return os.RemoveAll(tmp) }
