@@ -184,6 +184,7 @@ func cmdCheck(args []string) error {
 	}
 	if j.bundles != nil {
 		defer os.RemoveAll(j.bundles.tmp)
+		j.bundles.kernel = j.bundles.vmKernel(v, kernel.List())
 	}
 	p, pl, rx := j.p, j.pl, j.rx
 	if *fixed != "" {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lvslab/lvslab/lab/kernel"
 	"github.com/lvslab/lvslab/scenarios/diagnose"
 )
 
@@ -24,9 +25,12 @@ func isBundle(arg string) bool {
 // bundleInputs are check's inputs taken from the bundles: the unpacked
 // configs, and diagnose's findings.
 type bundleInputs struct {
+	paths     []string // the bundles
 	configs   []string
 	diagnosis []diagnose.Finding
 	about     []string // each box: its bundle, kernel, keepalived
+	kernels   []string // each box's kernel release
+	kernel    string   // which kernel the lab boots, and why
 	tmp       string
 }
 
@@ -59,7 +63,7 @@ func (f *checkPairFlags) readBundles(paths []string, tmp string) (*bundleInputs,
 	if err != nil {
 		return nil, &exitError{2, err}
 	}
-	in := &bundleInputs{diagnosis: diagnose.Diagnose(boxes), tmp: tmp}
+	in := &bundleInputs{paths: paths, diagnosis: diagnose.Diagnose(boxes), tmp: tmp}
 	f.scripts = filepath.Join(tmp, "scripts")
 	if err := os.MkdirAll(f.scripts, 0o755); err != nil {
 		return nil, err
@@ -67,6 +71,7 @@ func (f *checkPairFlags) readBundles(paths []string, tmp string) (*bundleInputs,
 	for i, b := range boxes {
 		node := fmt.Sprintf("d%d", i+1)
 		in.configs = append(in.configs, b.ConfigPath)
+		in.kernels = append(in.kernels, b.Bundle.Kernel)
 		in.about = append(in.about, fmt.Sprintf("%s: %s, collected %s on %s: Linux %s, %s", node, paths[i],
 			b.Bundle.Collected.Format("2006-01-02 15:04 MST"), b.Bundle.Host, b.Bundle.Kernel, b.Bundle.Keepalived))
 		rules := b.RulesPath
@@ -106,7 +111,7 @@ func printDiagnosis(w io.Writer, j *checkJob) {
 	for _, a := range j.bundles.about {
 		fmt.Fprintf(w, "  %s\n", a)
 	}
-	fmt.Fprintf(w, "  (the lab runs its own kernel: lvslab kernel info says which)\n\nDiagnosis (lvslab diagnose)\n")
+	fmt.Fprintf(w, "  %s\n\nDiagnosis (lvslab diagnose)\n", j.bundles.kernel)
 	for _, f := range j.bundles.diagnosis {
 		fmt.Fprintf(w, "  %s\n", f)
 	}
@@ -118,9 +123,56 @@ func printDiagnosis(w io.Writer, j *checkJob) {
 
 // onBoxes returns text with the unpacked copies' paths turned back into
 // the boxes' own (each line names its box).
+// A rules file reads as a file in its bundle: d1.tar.gz/iptables.rules.
 func (in *bundleInputs) onBoxes(text string) string {
-	for i := range in.configs {
-		text = strings.ReplaceAll(text, filepath.Join(in.tmp, "bundles", strconv.Itoa(i), "files"), "")
+	for i, p := range in.paths {
+		unpacked := filepath.Join(in.tmp, "bundles", strconv.Itoa(i))
+		text = strings.ReplaceAll(text, filepath.Join(unpacked, "files"), "")
+		text = strings.ReplaceAll(text, filepath.Join(unpacked, "iptables.rules"), filepath.Base(p)+"/iptables.rules")
 	}
 	return text
 }
+
+// series is a kernel release's major and minor version as one number
+// (6.1.0-57-amd64: 6001), or -1.
+func series(release string) int {
+	var major, minor int
+	if n, _ := fmt.Sscanf(release, "%d.%d", &major, &minor); n != 2 {
+		return -1
+	}
+	return major*1000 + minor
+}
+
+// seriesSuite is the Debian suite whose kernel is of a series, for the
+// hint to fetch it.
+var seriesSuite = map[int]string{5010: "bullseye", 6001: "bookworm", 6012: "trixie"}
+
+// vmKernel picks the micro-VM kernel for the boxes, unless --vm-kernel
+// names one: the cached kernel of the boxes' series, else the nearest
+// cached one; and says which.
+func (in *bundleInputs) vmKernel(v *vmFlags, cached []kernel.Listed) string {
+	want := series(in.kernels[0])
+	if v.vmKernel != "" {
+		return fmt.Sprintf("the boxes run Linux %s; a lab in a micro-VM boots %s (--vm-kernel)", in.kernels[0], v.vmKernel)
+	}
+	var best *kernel.Kernel
+	for _, l := range cached {
+		if best == nil || abs(series(l.Version)-want) <= abs(series(best.Version)-want) {
+			best = l.Kernel
+		}
+	}
+	if best == nil || want < 0 {
+		return fmt.Sprintf("the boxes run Linux %s; a lab in a micro-VM boots the default kernel", in.kernels[0])
+	}
+	v.vmKernel = best.Version
+	if series(best.Version) == want {
+		return fmt.Sprintf("the boxes run Linux %s; a lab in a micro-VM boots %s, of the same series", in.kernels[0], best.Version)
+	}
+	hint := ""
+	if s, ok := seriesSuite[want]; ok {
+		hint = fmt.Sprintf("; lvslab kernel fetch --suite %s fetches one of theirs", s)
+	}
+	return fmt.Sprintf("the boxes run Linux %s; a lab in a micro-VM boots %s, the nearest cached%s", in.kernels[0], best.Version, hint)
+}
+
+func abs(n int) int { return max(n, -n) }

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lvslab/lvslab/fixtures/field"
+	"github.com/lvslab/lvslab/lab/kernel"
+	"github.com/lvslab/lvslab/scenarios/check"
 	"github.com/lvslab/lvslab/scenarios/collect"
 )
 
@@ -71,4 +74,155 @@ func TestCheckFromBundles(t *testing.T) {
 	if _, stderr, code := cli(t, "check", "--plan", ref+"db1.conf", b2); code != 2 || !strings.Contains(stderr, "every box as a bundle") {
 		t.Errorf("a bundle and a config: exit %d, %q; want 2", code, stderr)
 	}
+}
+
+// TestVMKernelForBundles: the lab boots the cached kernel of the boxes'
+// series, else the nearest, and says which; --vm-kernel wins.
+func TestVMKernelForBundles(t *testing.T) {
+	cached := func(versions ...string) []kernel.Listed {
+		var out []kernel.Listed
+		for _, v := range versions {
+			out = append(out, kernel.Listed{Kernel: &kernel.Kernel{Version: v}})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		boxes, flag string
+		cached      []kernel.Listed
+		want, says  string
+	}{
+		{"5.10.0-30-amd64", "", cached("5.10.0-32-amd64", "6.1.0-57-amd64", "6.12.117+deb13-amd64"), "5.10.0-32-amd64", "of the same series"},
+		{"4.18.0-513.el8.x86_64", "", cached("5.10.0-32-amd64", "6.1.0-57-amd64"), "5.10.0-32-amd64", "the nearest cached"},
+		{"6.1.0-20-amd64", "", cached("6.12.117+deb13-amd64"), "6.12.117+deb13-amd64", "fetch --suite bookworm"},
+		{"6.1.0-20-amd64", "bullseye", cached("6.1.0-57-amd64"), "bullseye", "(--vm-kernel)"},
+	} {
+		in := &bundleInputs{kernels: []string{tc.boxes}}
+		v := &vmFlags{vmKernel: tc.flag}
+		says := in.vmKernel(v, tc.cached)
+		if v.vmKernel != tc.want || !strings.Contains(says, tc.says) {
+			t.Errorf("boxes %s, cached %v: boots %q, says %q; want %q, %q", tc.boxes, tc.cached, v.vmKernel, says, tc.want, tc.says)
+		}
+	}
+}
+
+// TestCheckFromBundlesField: on every pair of the field corpus, check
+// --plan on bundles made of each box's files says what check --plan on
+// the configs, rules and scripts says with each box's address and MAC
+// given by hand: the same lab, the same fix.
+func TestCheckFromBundlesField(t *testing.T) {
+	root := "../../fixtures/field"
+	cases, err := field.Read("../../docs/field.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		configs, rules, scripts := c.Files(root)
+		if len(configs) != 2 {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			p, err := check.LoadPair(configs, rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := check.Derive(p)
+			if err != nil {
+				if _, refused := c.Refused(); refused {
+					return // refused as configs: nothing to compare
+				}
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			byHand := []string{"check", "--plan"}
+			var bundles []string
+			for i, b := range pl.Boxes {
+				var rule string
+				if i < len(rules) {
+					rule = rules[i]
+					byHand = append(byHand, "--iptables", rule)
+				}
+				byHand = append(byHand, "--addr", b.Node+"="+b.Addr.String(), "--mac", b.Node+"="+b.MAC)
+				bundles = append(bundles, fieldBundle(t, dir, configs[i], rule, scripts, b.Addr.String(), b.MAC))
+			}
+			if scripts != "" {
+				byHand = append(byHand, "--scripts", scripts)
+			}
+			want, _, wantCode := cli(t, append(byHand, configs...)...)
+			got, stderr, code := cli(t, append([]string{"check", "--plan"}, bundles...)...)
+			var paths []string // a rules file, as the bundle shows it
+			for i, r := range rules {
+				paths = append(paths, r, filepath.Base(bundles[i])+"/iptables.rules")
+			}
+			abs, _ := filepath.Abs(filepath.Join(root, c.Name))
+			paths = append(paths, filepath.Join(root, c.Name), "/etc/keepalived", abs, "/etc/keepalived")
+			want = strings.NewReplacer(paths...).Replace(want)
+			if i := strings.Index(got, "Your configuration"); i >= 0 {
+				got = got[i:]
+			}
+			if i := strings.Index(want, "Your configuration"); i >= 0 {
+				want = want[i:]
+			}
+			if code != wantCode || got != want {
+				t.Errorf("from bundles: exit %d (stderr %q), by hand: exit %d; outputs differ:\n%s", code, stderr, wantCode, lineDiff(want, got))
+			}
+		})
+	}
+}
+
+// fieldBundle writes a bundle of a field case's box: its config with the
+// case's other configs beside it in /etc/keepalived, its rules, the
+// case's scripts.
+func fieldBundle(t *testing.T, dir, conf, rules, scripts, addr, mac string) string {
+	t.Helper()
+	read := func(p string) []byte {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	onBox := "/etc/keepalived/" + filepath.Base(conf)
+	b := &collect.Bundle{Format: 1, Config: onBox, Kernel: "6.1.0-57-amd64",
+		Addrs: []collect.Addr{{Link: "lo", Prefix: "127.0.0.1/8"}, {Link: "eth0", Prefix: addr + "/24"}},
+		Links: []collect.Link{{Index: 1, Name: "lo", Up: true}, {Index: 2, Name: "eth0", MAC: mac, Up: true}}}
+	others, _ := filepath.Glob(filepath.Join(filepath.Dir(conf), "*.conf"))
+	for _, o := range others {
+		b.AddFile(collect.FileName("/etc/keepalived/"+filepath.Base(o)), "/etc/keepalived/"+filepath.Base(o), read(o), nil)
+	}
+	if rules != "" {
+		b.AddFile("iptables.rules", "iptables-save", read(rules), nil)
+	}
+	if scripts != "" {
+		names, _ := filepath.Glob(filepath.Join(scripts, "*"))
+		for _, n := range names {
+			b.AddFile(collect.FileName("/etc/keepalived/"+filepath.Base(n)), "/etc/keepalived/"+filepath.Base(n), read(n), nil)
+		}
+	}
+	p := filepath.Join(dir, strings.TrimSuffix(filepath.Base(conf), ".conf")+".tar.gz")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := b.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// lineDiff lists the lines of got that want lacks, and the other way.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var out []string
+	for _, l := range w {
+		if !slices.Contains(g, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range g {
+		if !slices.Contains(w, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -23,7 +23,7 @@ type box struct {
 
 // bundle writes b as collect would (a .tar.gz) under dir and returns its
 // path.
-func (b box) bundle(t *testing.T, dir string) string {
+func (b box) bundle(t testing.TB, dir string) string {
 	t.Helper()
 	addrs := []collect.Addr{{Link: "lo", Prefix: "127.0.0.1/8"}, {Link: "eth0", Prefix: b.addr + "/24"}}
 	if b.vipOnLo {
