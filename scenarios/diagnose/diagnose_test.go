@@ -1,8 +1,10 @@
 package diagnose
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -251,5 +253,83 @@ func TestFieldCorpus(t *testing.T) {
 				t.Errorf("%s (as given: %s): loop by the configs %v, want %v: %v", c.Name, c.Yours, got, want, fs)
 			}
 		})
+	}
+}
+
+// TestBundleChangedByHand: a bundle unpacked, its guard rule and a sysctl
+// edited by hand, reads with the change: the guard gone is the loop by
+// the configs, backup_only set takes the loop away again.
+func TestBundleChangedByHand(t *testing.T) {
+	a, b := pair("check/reference-fixed")
+	dir := t.TempDir()
+	var paths []string
+	for _, x := range []box{a, b} {
+		unpacked := filepath.Join(dir, x.name)
+		bd, err := collect.Read(x.bundle(t, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bd.Unpack(unpacked); err != nil {
+			t.Fatal(err)
+		}
+		meta, err := json.Marshal(bd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(unpacked, "box.json"), meta, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, unpacked)
+	}
+	diagnoseDirs := func() []Finding {
+		boxes, err := Load(paths, filepath.Join(t.TempDir(), "u"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Diagnose(boxes)
+	}
+	if fs := diagnoseDirs(); Loops(fs) {
+		t.Fatalf("the guarded pair, unpacked: %v; want no loop", fs)
+	}
+	// By hand: both guards lose their ! --mac-source.
+	for _, p := range paths {
+		rules := filepath.Join(p, "iptables.rules")
+		text, err := os.ReadFile(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edited := regexp.MustCompile(` -m mac ! --mac-source \S+`).ReplaceAll(text, nil)
+		if string(edited) == string(text) {
+			t.Fatalf("%s: no guard to remove", rules)
+		}
+		if err := os.WriteFile(rules, edited, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := diagnoseDirs()
+	if f := find(fs, "the two-box loop, by the configs"); f == nil || !strings.Contains(f.What, "its rule iptables.rules:4 marks them") {
+		t.Errorf("the guards removed by hand: %v; want the loop through iptables.rules:4", fs)
+	}
+	// By hand: backup_only on both boxes' sysctls.
+	for _, p := range paths {
+		meta := filepath.Join(p, "box.json")
+		var bd collect.Bundle
+		data, err := os.ReadFile(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &bd); err != nil {
+			t.Fatal(err)
+		}
+		bd.Sysctls = map[string]string{"net.ipv4.vs.backup_only": "1"}
+		if data, err = json.Marshal(bd); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(meta, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fs := diagnoseDirs(); find(fs, "the two-box loop, by the configs") != nil {
+		t.Errorf("backup_only set by hand: %v; want no loop by the configs", fs)
 	}
 }
