@@ -151,7 +151,7 @@ fuzz: ## run each fuzz target for FUZZ_EXECS inputs (topology, director config, 
 # implementation × fix that proves the headline, and one per capability
 # (check, adversity, load); make conformance runs them all.
 test: GINKGO_FLAGS += --label-filter=test
-test: IPVS_SKIP := ^TestIPVSDirectorPair$$/keepalived
+test: IPVS_SKIP := ^(TestIPVSDirectorPair|TestIPVSDiagnoseLive)$$/(keepalived|^none$$)
 # The host's packages test side by side (go test's default -p, one per
 # CPU): their privileged tests mostly wait on micro-VMs and VRRP timers
 # (the three slowest, one at a time: 25 s of CPU in 84 s), and each uses its own lab

@@ -14,6 +14,9 @@ import (
 	"github.com/lvslab/lvslab/scenarios/diagnose"
 )
 
+// maxCollectWindow bounds collect's live window.
+const maxCollectWindow = 10 * time.Minute
+
 // cmdCollect reads the director box it runs on into a bundle for
 // diagnose and check elsewhere.
 func cmdCollect(args []string) error {
@@ -27,6 +30,9 @@ func cmdCollect(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError("collect takes no arguments, got %q", fs.Args())
+	}
+	if *seconds < 0 || *seconds > maxCollectWindow {
+		return usageError("--seconds %s: want 0 to %s", *seconds, maxCollectWindow)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -57,7 +63,10 @@ func cmdCollect(args []string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	st, _ := os.Stat(path)
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "lvslab collect: %s, %d items, %d bytes, in %.1fs (MANIFEST inside lists them)\n", path, len(b.Items), st.Size(), time.Since(t0).Seconds())
 	return nil
 }

@@ -237,13 +237,15 @@ func vmLab(t *testing.T) (runDir, name string, snap labtest.HostState) {
 }
 
 // TestUpInVM keeps a lab in a micro-VM: where the host has no IPVS, the
-// lab still has it, and exec, status and down reach it through the agent.
+// lab still has it, and exec, status and down reach it through the agent;
+// collect runs on each box through exec while the client connects, and
+// diagnose on the host sees the loop live.
 func TestUpInVM(t *testing.T) {
 	runDir, name, snap := vmLab(t)
-	// A cluster to poke at: the lvslab directors, no fix (the loop).
-	stdout, stderr, code := cli(t, "up", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir, "--directors", "lvslab", "--fix", "none")
+	// A cluster to poke at: keepalived, no fix (the loop).
+	stdout, stderr, code := cli(t, "up", "--kernel", "vm", "--memory", "1024", "--lab", name, "--run-dir", runDir, "--directors", "keepalived", "--fix", "none")
 	if code != 0 || !strings.Contains(stdout, "192.168.1.200/32") || !strings.Contains(stdout, "micro-VM") {
-		t.Fatalf("up --kernel vm --directors lvslab: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		t.Fatalf("up --kernel vm --directors keepalived: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 	out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, "d2", "--", "ipvsadm", "-Ln")
 	if code != 0 || !strings.Contains(out, "TCP  192.168.1.200:3306 rr") {
@@ -279,9 +281,10 @@ func TestUpInVM(t *testing.T) {
 		}
 	}
 	beside.end(t, "SIGINT")
-	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "mariadbd") || !strings.Contains(out, "lvslab") {
+	if out, _, _ := cli(t, "status", "--lab", name, "--run-dir", runDir); !strings.Contains(out, "mariadbd") || !strings.Contains(out, "keepalived") {
 		t.Errorf("status through the agent shows no mariadbd or director:\n%s", out)
 	}
+	collectAndDiagnose(t, runDir, name)
 	// The guest powers off once the agent has torn the lab down: qemu
 	// exits by itself, it is not killed.
 	if _, stderr, code := cli(t, "down", "--lab", name, "--run-dir", runDir); code != 0 || !strings.Contains(stderr, "the VM powered off in") ||
@@ -291,6 +294,38 @@ func TestUpInVM(t *testing.T) {
 	snap.ExpectClean(t, runDir, name)
 	if left := lab.ProcessesMentioning(filepath.Join(runDir, name)); len(left) > 0 {
 		t.Errorf("leak: %v", left)
+	}
+}
+
+// collectAndDiagnose collects, through lvslab exec, from each box of the
+// keepalived pair without a fix in the VM lab name while the client
+// connects, and diagnoses the bundles on the host: the loop seen live on
+// the BACKUP, exit 1.
+func collectAndDiagnose(t *testing.T, runDir, name string) {
+	t.Helper()
+	traffic := exec.Command(lvslab, "exec", "--lab", name, "--run-dir", runDir, "client", "--", "sh", "-c",
+		"for i in $(seq 60); do timeout 2 mariadb -h 192.168.1.200 -u "+lab.MySQLUser+" -p"+lab.MySQLPassword+" -e 'select 1' >/dev/null 2>&1; done")
+	if err := traffic.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { traffic.Process.Kill(); traffic.Wait() }()
+	dir := t.TempDir()
+	var bundles []string
+	for _, node := range []string{"d1", "d2"} {
+		config := filepath.Join(lab.DefaultRunDir, name, node, "keepalived", "keepalived.conf") // in the VM
+		out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, node, "--", lvslab, "collect", "--config", config, "--seconds", "4s", "--out", "-")
+		if code != 0 {
+			t.Fatalf("collect on %s through exec: exit %d: %s", node, code, stderr)
+		}
+		p := filepath.Join(dir, node+".tar.gz")
+		if err := os.WriteFile(p, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		bundles = append(bundles, p)
+	}
+	out, stderr, code := cli(t, append([]string{"diagnose"}, bundles...)...)
+	if code != 1 || !strings.Contains(out, "d2: live: this box re-balances traffic while BACKUP") {
+		t.Errorf("diagnose: exit %d, %q %q; want 1 and the loop seen live on d2", code, out, stderr)
 	}
 }
 
@@ -537,6 +572,7 @@ func TestDiagnoseCollectBadInputs(t *testing.T) {
 		{"diagnose", notBundle, notBundle},
 		{"diagnose", "/nonexistent/a.tar.gz", "/nonexistent/b.tar.gz"},
 		{"collect", "extra-argument"},
+		{"collect", "--seconds", "1h"},
 	} {
 		if _, stderr, code := cli(t, args...); code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("lvslab %v: exit %d, %q; want exit 2 and one line", args, code, stderr)

@@ -19,6 +19,8 @@ import (
 // the lab while a client connects to the VIP, and diagnoses the bundles:
 // without a fix the BACKUP re-balances what the MASTER forwards (the loop
 // seen live, and by the configs); with the fwmark fix nothing means a loop.
+// make test runs the fixed pair only (IPVS_SKIP): its TestUpInVM sees the
+// loop live through lvslab exec and collect's CLI.
 func TestIPVSDiagnoseLive(t *testing.T) {
 	labtest.RequireIPVS(t)
 	topo := labtest.DefaultTopology(t)
