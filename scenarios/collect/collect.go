@@ -244,9 +244,10 @@ func neighState(s int) string {
 // live samples, over the window, which of the config's VIPs the box holds
 // and each virtual service's packets; the table is the last sample's.
 func (b *Bundle) live(ctx context.Context, o Options) error {
-	// /proc/net/ip_vs exists while ip_vs is loaded; asking the kernel for
+	// /proc/net/ip_vs exists while ip_vs is loaded (thread-self: this
+	// thread's namespace, which lab tests enter alone); asking the kernel for
 	// IPVS's netlink family would load the module: a change.
-	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
+	if _, err := os.Stat("/proc/thread-self/net/ip_vs"); err != nil {
 		b.IPVSAbsent = "ip_vs is not loaded: no IPVS table (collect does not load it)"
 	}
 	var h *ipvs.Handle
