@@ -1,0 +1,73 @@
+package scenarios_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/labtest"
+	"github.com/lvslab/lvslab/scenarios"
+)
+
+// holePorts is how many client ports each crash-hole run closes through
+// the MASTER and reuses after its crash.
+const holePorts = 40
+
+// BenchmarkIPVSCrashHole runs the crash hole (scenarios/crashhole.go) on
+// a keepalived pair with the fwmark fix, a fresh lab per run, with each
+// remedy: how many reused ports loop, of those the killed MASTER had
+// sent to the BACKUP.
+func BenchmarkIPVSCrashHole(b *testing.B) {
+	labtest.RequireIPVS(b)
+	for _, remedy := range scenarios.Remedies {
+		b.Run(string(remedy), func(b *testing.B) {
+			var sum scenarios.HoleTrial
+			for b.Loop() {
+				h := crashHoleOnce(b, remedy)
+				b.Logf("crash hole: %s", h)
+				sum.Looped, sum.ToPeer, sum.Served = sum.Looped+h.Looped, sum.ToPeer+h.ToPeer, sum.Served+h.Served
+				sum.OldMasterPkts, sum.TimeExceeded = sum.OldMasterPkts+h.OldMasterPkts, sum.TimeExceeded+h.TimeExceeded
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(sum.Looped)/n, "looped/run")
+			b.ReportMetric(float64(sum.ToPeer)/n, "to-peer/run")
+			b.ReportMetric(float64(sum.Served)/n, "served/run")
+			b.ReportMetric(float64(sum.OldMasterPkts)/n, "old-master-pkts/run")
+			b.ReportMetric(float64(sum.TimeExceeded)/n, "time-exceeded/run")
+		})
+	}
+}
+
+// crashHoleOnce is one run in a fresh lab: its time is the lab's build,
+// the pair's start and the run.
+func crashHoleOnce(b *testing.B, remedy scenarios.Remedy) scenarios.HoleTrial {
+	ctx := context.Background()
+	topo := labtest.DefaultTopology(b)
+	c, err := scenarios.NewCluster(topo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := lab.Build(ctx, topo, lab.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	impl := &scenarios.Keepalived{}
+	defer func() {
+		for i := range c.Directors {
+			impl.Stop(i, true)
+		}
+	}()
+	if err := scenarios.StartBoth(ctx, impl, l, c, scenarios.FixFwmark); err != nil {
+		b.Fatal(err)
+	}
+	if err := scenarios.WaitReady(ctx, l, c, 90*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	h, err := scenarios.CrashHole(ctx, l, c, impl, holePorts, remedy)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h
+}
