@@ -104,7 +104,8 @@ var Findings = []Finding{
 			"(-m mac --mac-source OTHER -j REDIRECT, beside the guard): its destination is no longer the VIP when " +
 			"IPVS looks it up, so no stale entry can take it: 0 of 300 failed, all 600 served, the old MASTER " +
 			"counting nothing (95% upper bound 1%; reports/bench/BENCH.md). Its cost: the box runs conntrack and nat " +
-			"for that traffic, which reaches the service at the box's own address, not the VIP."},
+			"for that traffic, which reaches the service at the box's own address, not the VIP. lvslab check writes " +
+			"it beside each guard; the lab's own fwmark fix and the lvslab director do not yet."},
 	{"After a split brain the clients return to the MASTER only if it hears the other box's advert first",
 		"When VRRP heals, the box that became MASTER during the split brain (or while the MASTER was cut off) yields " +
 			"at the first advert of the higher-priority MASTER; the MASTER re-announces the VIP (gratuitous ARP) only " +

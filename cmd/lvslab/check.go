@@ -444,6 +444,9 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 		for _, r := range b.Rules {
 			fmt.Fprintf(w, "    %s\n", r)
 		}
+		if len(check.Guards(b.Rules)) < len(b.Rules) {
+			fmt.Fprintf(w, "    (%s)\n", check.CrashHoleWhy)
+		}
 		if d := strings.TrimSpace(b.Diff); d != "" {
 			for _, l := range strings.Split(d, "\n") {
 				fmt.Fprintf(w, "    %s\n", l)

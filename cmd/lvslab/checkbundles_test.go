@@ -60,7 +60,7 @@ func TestCheckFromBundles(t *testing.T) {
 		}
 		return r
 	}
-	if code != codeByHand || len(rules(fromBundles)) != 2 || !slices.Equal(rules(fromBundles), rules(byHand)) {
+	if code != codeByHand || len(rules(fromBundles)) != 4 || !slices.Equal(rules(fromBundles), rules(byHand)) {
 		t.Errorf("from bundles: exit %d, %q; by hand: exit %d, %q; want the same rules (stderr %s)", code, rules(fromBundles), codeByHand, rules(byHand), stderr)
 	}
 	diag := strings.Index(fromBundles, "the two-box loop, by the configs")

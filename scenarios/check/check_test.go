@@ -188,8 +188,8 @@ func TestReference(t *testing.T) {
 		"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source 02:00:c0:a8:01:e9 -j MARK --set-xmark 0x3/0xffffffff",
 	}
 	for i, b := range rx.Boxes {
-		if len(b.Rules) != 1 || b.Rules[0] != want[i] {
-			t.Errorf("box %d rules %q, want %q", i+1, b.Rules, want[i])
+		if g := Guards(b.Rules); len(g) != 1 || g[0] != want[i] {
+			t.Errorf("box %d guards %q, want %q", i+1, g, want[i])
 		}
 		if !strings.Contains(b.ReadMACCmd, "ip neigh show "+pl.Boxes[1-i].Addr.String()) {
 			t.Errorf("box %d: %q", i+1, b.ReadMACCmd)
@@ -343,8 +343,8 @@ func TestSeveralServices(t *testing.T) {
 		t.Errorf("the shared services file, fixed for d1:\n%s\nfor d2:\n%s\nwant one text, marks 3 and 4", a, b)
 	}
 	for i, b := range rx.Boxes {
-		if len(b.Rules) != 2 {
-			t.Errorf("d%d: rules %q, want one per service", i+1, b.Rules)
+		if g := Guards(b.Rules); len(g) != 2 {
+			t.Errorf("d%d: guards %q, want one per service", i+1, g)
 		}
 		keepalivedAccepts(t, b.Files, p.Paths[i])
 	}
@@ -524,15 +524,16 @@ func TestThreeBoxes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, b := range rx.Boxes {
-		if len(b.Rules) != 1 {
-			t.Fatalf("%s: rules %q, want one guard", b.Node, b.Rules)
+		g := Guards(b.Rules)
+		if len(g) != 1 {
+			t.Fatalf("%s: guards %q, want one", b.Node, g)
 		}
-		rules, err := ParseRules("guard", []byte(b.Rules[0]))
+		rules, err := ParseRules("guard", []byte(g[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if r := rules.Marks[0]; !r.guards(pl.peerMACs(i)) || r.guards(append(pl.peerMACs(i), pl.Boxes[i].MAC)) {
-			t.Errorf("%s: %q: want it to exclude exactly %v", b.Node, b.Rules[0], pl.peerMACs(i))
+			t.Errorf("%s: %q: want it to exclude exactly %v", b.Node, g[0], pl.peerMACs(i))
 		}
 	}
 	evs, why := pl.Events(p, []scenarios.Event{scenarios.Steady, scenarios.FailoverKill, scenarios.SplitBrain})
@@ -553,7 +554,7 @@ func TestNoProtocol(t *testing.T) {
 	if s.Key != "UDP 10.44.0.100:80" || s.Protocol != "tcp" || !s.KeepalivedUDP || !slices.ContainsFunc(pl.Assumptions(), func(a string) bool { return strings.Contains(a, "UDP in IPVS") }) {
 		t.Errorf("service %+v, assumptions %q; want keepalived's UDP service, TCP clients, assumed", s, pl.Assumptions())
 	}
-	if len(rx.Boxes[0].Rules) != 1 || !strings.Contains(rx.Boxes[0].Rules[0], "-p tcp --dport 80") || len(rx.Notes) != 1 || rx.Unserved != "" {
+	if g := Guards(rx.Boxes[0].Rules); len(g) != 1 || !strings.Contains(g[0], "-p tcp --dport 80") || len(rx.Notes) != 1 || rx.Unserved != "" {
 		t.Errorf("rules %q, notes %q, unserved %q; want a TCP guard and why", rx.Boxes[0].Rules, rx.Notes, rx.Unserved)
 	}
 	// The same service in front of two other web servers.
@@ -664,9 +665,10 @@ func TestGroup(t *testing.T) {
 		t.Errorf("not runnable: %s", why)
 	}
 	for i, b := range rx.Boxes {
-		if len(b.Rules) != 2 || !strings.Contains(b.Rules[0], "--dport 80 ") || !strings.Contains(b.Rules[1], "--dport 8080 ") ||
-			!strings.HasSuffix(b.Rules[0], "--set-xmark 0x3/0xffffffff") || !strings.HasSuffix(b.Rules[1], "--set-xmark 0x3/0xffffffff") {
-			t.Errorf("d%d's rules %q, want ports 80 and 8080 both marked 3", i+1, b.Rules)
+		g := Guards(b.Rules)
+		if len(g) != 2 || !strings.Contains(g[0], "--dport 80 ") || !strings.Contains(g[1], "--dport 8080 ") ||
+			!strings.HasSuffix(g[0], "--set-xmark 0x3/0xffffffff") || !strings.HasSuffix(g[1], "--set-xmark 0x3/0xffffffff") {
+			t.Errorf("d%d's guards %q, want ports 80 and 8080 both marked 3", i+1, g)
 		}
 		if !strings.Contains(b.Diff, "+virtual_server fwmark 3 {") || strings.Count(b.Diff, "virtual_server fwmark") != 1 {
 			t.Errorf("d%d's diff, want the group's virtual_server declared by mark 3 once:\n%s", i+1, b.Diff)
@@ -696,8 +698,8 @@ func TestUnguardedMarkReplaced(t *testing.T) {
 		peer := pl.Boxes[1-i].MAC
 		want := []string{"iptables -t mangle -D PREROUTING -d 192.168.1.200/32 -p tcp -m tcp --dport 3306 -j MARK --set-xmark 0x1/0xffffffff",
 			"iptables -t mangle -A PREROUTING -d 192.168.1.200/32 -p tcp --dport 3306 -m mac ! --mac-source " + peer + " -j MARK --set-xmark 0x1/0xffffffff"}
-		if !slices.Equal(b.Rules, want) || len(b.Drop) != 1 || b.Drop[0].Line != 3 {
-			t.Errorf("d%d: rules %q, drop %v; want %q, line 3", i+1, b.Rules, b.Drop, want)
+		if g := Guards(b.Rules); !slices.Equal(g, want) || len(b.Drop) != 1 || b.Drop[0].Line != 3 {
+			t.Errorf("d%d: guards %q, drop %v; want %q, line 3", i+1, g, b.Drop, want)
 		}
 	}
 	yours, prescribed, _, err := Runs(p, pl, rx, "lvslab")
@@ -965,5 +967,37 @@ func TestDifferences(t *testing.T) {
 	}
 	if _, pl, _ := fieldPair(t, "seed-mysql", ""); len(pl.Differences) != 0 {
 		t.Errorf("the same sets: differences %q", pl.Differences)
+	}
+}
+
+// TestCrashHoleRedirect: beside each guard, one nat REDIRECT per other
+// box of the VIP traffic it forwards (its MAC), in the restore input's
+// nat section; none where no guard is written.
+func TestCrashHoleRedirect(t *testing.T) {
+	three := "../../fixtures/field/three-masters/"
+	_, pl, rx := plan(t, []string{three + "master1.conf", three + "master2.conf", three + "master3.conf"}, nil, "")
+	for i, b := range rx.Boxes {
+		var redirects []string
+		for _, r := range b.Rules {
+			if strings.HasPrefix(r, natRule) {
+				redirects = append(redirects, r)
+			}
+		}
+		if len(redirects) != len(pl.peerMACs(i)) {
+			t.Errorf("%s: REDIRECTs %q; want one per other box %v", b.Node, redirects, pl.peerMACs(i))
+		}
+		for _, m := range pl.peerMACs(i) {
+			want := natRule + "-d 10.10.0.10/32 -p tcp --dport 6443 -m mac --mac-source " + m + " -j REDIRECT"
+			_, nat, _ := strings.Cut(b.Restore, "*nat\n:PREROUTING ACCEPT [0:0]\n")
+			if !slices.Contains(redirects, want) || !strings.Contains(nat, strings.TrimPrefix(want, "iptables -t nat ")+"\n") {
+				t.Errorf("%s: want %q in the rules and the restore's nat section:\n%s", b.Node, want, b.Restore)
+			}
+		}
+	}
+	_, _, rx = plan(t, []string{"../../fixtures/field/two-subnets/lb1.conf", "../../fixtures/field/two-subnets/lb2.conf"}, nil, "")
+	for _, b := range rx.Boxes {
+		if strings.Contains(b.Restore, "*nat") {
+			t.Errorf("%s: no guard, yet a nat section:\n%s", b.Node, b.Restore)
+		}
 	}
 }
