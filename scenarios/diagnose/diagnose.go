@@ -96,6 +96,7 @@ func Diagnose(boxes []*Box) []Finding {
 		for _, o := range boxes {
 			if o != b {
 				out = append(out, b.unguarded(o)...)
+				out = append(out, b.crashHole(o)...)
 			}
 		}
 	}
@@ -326,6 +327,31 @@ func (b *Box) unguarded(o *Box) []Finding {
 		if slices.Contains(b.fwmarks(), m.Mark) && !marksOnlyOthers(m, mac) {
 			out = append(out, Finding{Box: b.Name, Where: m.Pos.String(), What: fmt.Sprintf(
 				"marks %d the VIP traffic %s forwards too (no ! --mac-source %s): the guard does not guard against it", m.Mark, o.Name, mac)})
+		}
+	}
+	return out
+}
+
+// crashHole: a guard against o without the REDIRECT beside it. After a
+// MASTER's crash its IPVS connection entries send a reused client port
+// back past the guard; REDIRECTing what o forwards closes that (Findings).
+func (b *Box) crashHole(o *Box) []Finding {
+	mac := o.mac()
+	if b.Rules == nil || mac == "" {
+		return nil
+	}
+	var out []Finding
+	for _, m := range b.Rules.Marks {
+		if !slices.Contains(b.fwmarks(), m.Mark) || !marksOnlyOthers(m, mac) {
+			continue
+		}
+		f := flow{netip.AddrPortFrom(m.Dst, m.Port), m.Proto}
+		if !slices.ContainsFunc(b.Rules.Redirects, func(r check.MarkRule) bool {
+			return r.Only != nil && r.Only.String() == mac && (flow{netip.AddrPortFrom(r.Dst, r.Port), r.Proto}).overlaps(f)
+		}) {
+			out = append(out, Finding{Box: b.Name, Where: m.Pos.String(), What: fmt.Sprintf(
+				"guards against %s but does not REDIRECT what it forwards (iptables -t nat -A PREROUTING -d %s/32 -p %s --dport %d -m mac --mac-source %s -j REDIRECT): after a MASTER's crash its connection entries send a reused client port back past the guard (docs/findings.md)",
+				o.Name, m.Dst, m.Proto, m.Port, mac)})
 		}
 	}
 	return out

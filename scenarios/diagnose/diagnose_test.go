@@ -333,3 +333,33 @@ func TestBundleChangedByHand(t *testing.T) {
 		t.Errorf("backup_only set by hand: %v; want no loop by the configs", fs)
 	}
 }
+
+// TestCrashHoleFinding: a guard without the REDIRECT beside it is named
+// (the crash hole, not a loop); with the REDIRECT of the other box's
+// traffic it is not.
+func TestCrashHoleFinding(t *testing.T) {
+	a, b := pair("check/reference-fixed")
+	fs := run(t, a, b)
+	if f := find(fs, "does not REDIRECT what it forwards"); f == nil || f.Where != "iptables.rules:4" || f.Loop ||
+		!strings.Contains(f.What, "--mac-source "+mac2+" -j REDIRECT") {
+		t.Errorf("a guard alone: %v; want the crash hole at iptables.rules:4 with the REDIRECT to add", fs)
+	}
+	for _, x := range []*box{&a, &b} {
+		text, err := os.ReadFile(x.rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer := mac2
+		if x == &b {
+			peer = mac1
+		}
+		x.rules = filepath.Join(t.TempDir(), x.name+".rules")
+		text = append(text, "*nat\n-A PREROUTING -d 192.168.1.200/32 -p tcp -m tcp --dport 3306 -m mac --mac-source "+peer+" -j REDIRECT\nCOMMIT\n"...)
+		if err := os.WriteFile(x.rules, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fs := run(t, a, b); find(fs, "does not REDIRECT") != nil {
+		t.Errorf("guard and REDIRECT: %v; want no crash hole", fs)
+	}
+}
