@@ -95,12 +95,12 @@ func (h HoleTrial) String() string {
 		h.Remedy, h.Ports, h.ToPeer, h.Served, h.Looped, h.Failed, h.OldMasterPkts, h.TimeExceeded)
 }
 
-// holePortBase is the first client port the crash hole uses: above the
-// ephemeral range's default start (32768) by enough to stay clear of it.
+// holePortBase is the first client port the crash hole binds: inside the
+// default ephemeral range (32768-60999), as a busy client's ports are.
 const holePortBase = 50000
 
-// CrashHole runs the crash hole once on a pair impl runs with fix in l,
-// settled: ports connections from fixed client ports through the
+// CrashHole runs the crash hole once on a settled pair impl runs in l,
+// with remedy: ports connections from fixed client ports through the
 // MASTER, each closed by the client; SIGKILL of the MASTER's director;
 // once the BACKUP holds the VIP and the client sends to it, the same
 // ports again, at once.
