@@ -2,6 +2,7 @@ package scenarios_test
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -15,33 +16,55 @@ import (
 const holePorts = 40
 
 // BenchmarkIPVSCrashHole runs the crash hole (scenarios/crashhole.go) on
-// a keepalived pair with the fwmark fix, a fresh lab per run, with each
-// remedy: how many reused ports loop, of those the killed MASTER had
-// sent to the BACKUP.
+// a pair with the fwmark fix (keepalived, the lvslab director, and
+// keepalived killed beside the lvslab director), a fresh lab per run,
+// with each remedy: how many reused ports loop, of those the killed
+// MASTER had sent to the BACKUP.
 func BenchmarkIPVSCrashHole(b *testing.B) {
 	labtest.RequireIPVS(b)
-	for _, remedy := range scenarios.Remedies {
-		b.Run(string(remedy), func(b *testing.B) {
-			var sum scenarios.HoleTrial
-			for b.Loop() {
-				h := crashHoleOnce(b, remedy)
-				b.Logf("crash hole: %s", h)
-				sum.Looped, sum.ToPeer, sum.Served = sum.Looped+h.Looped, sum.ToPeer+h.ToPeer, sum.Served+h.Served
-				sum.OldMasterPkts, sum.TimeExceeded = sum.OldMasterPkts+h.OldMasterPkts, sum.TimeExceeded+h.TimeExceeded
-			}
-			n := float64(b.N)
-			b.ReportMetric(float64(sum.Looped)/n, "looped/run")
-			b.ReportMetric(float64(sum.ToPeer)/n, "to-peer/run")
-			b.ReportMetric(float64(sum.Served)/n, "served/run")
-			b.ReportMetric(float64(sum.OldMasterPkts)/n, "old-master-pkts/run")
-			b.ReportMetric(float64(sum.TimeExceeded)/n, "time-exceeded/run")
-		})
+	bin := os.Getenv("LVSLAB_BIN")
+	if bin == "" {
+		b.Fatal("set LVSLAB_BIN to a built lvslab (make bench does)")
 	}
+	impls := []struct {
+		name string
+		impl func() scenarios.Implementation
+	}{
+		{"keepalived", func() scenarios.Implementation { return &scenarios.Keepalived{} }},
+		{"lvslab", func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }},
+		// keepalived the MASTER, killed; the lvslab director takes over.
+		{"mixed", func() scenarios.Implementation {
+			return scenarios.Mixed{&scenarios.Keepalived{}, &scenarios.GoDirector{Binary: bin, LearnPeerMAC: true}}
+		}},
+	}
+	for _, im := range impls {
+		for _, remedy := range scenarios.Remedies {
+			b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.impl, remedy) })
+		}
+	}
+}
+
+// benchHole runs the crash hole b.N times, each in a fresh lab, and
+// reports the sums per run.
+func benchHole(b *testing.B, impl func() scenarios.Implementation, remedy scenarios.Remedy) {
+	var sum scenarios.HoleTrial
+	for b.Loop() {
+		h := crashHoleOnce(b, impl(), remedy)
+		b.Logf("crash hole: %s", h)
+		sum.Looped, sum.ToPeer, sum.Served = sum.Looped+h.Looped, sum.ToPeer+h.ToPeer, sum.Served+h.Served
+		sum.OldMasterPkts, sum.TimeExceeded = sum.OldMasterPkts+h.OldMasterPkts, sum.TimeExceeded+h.TimeExceeded
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(sum.Looped)/n, "looped/run")
+	b.ReportMetric(float64(sum.ToPeer)/n, "to-peer/run")
+	b.ReportMetric(float64(sum.Served)/n, "served/run")
+	b.ReportMetric(float64(sum.OldMasterPkts)/n, "old-master-pkts/run")
+	b.ReportMetric(float64(sum.TimeExceeded)/n, "time-exceeded/run")
 }
 
 // crashHoleOnce is one run in a fresh lab: its time is the lab's build,
 // the pair's start and the run.
-func crashHoleOnce(b *testing.B, remedy scenarios.Remedy) scenarios.HoleTrial {
+func crashHoleOnce(b *testing.B, impl scenarios.Implementation, remedy scenarios.Remedy) scenarios.HoleTrial {
 	ctx := context.Background()
 	topo := labtest.DefaultTopology(b)
 	c, err := scenarios.NewCluster(topo)
@@ -53,7 +76,6 @@ func crashHoleOnce(b *testing.B, remedy scenarios.Remedy) scenarios.HoleTrial {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	impl := &scenarios.Keepalived{}
 	defer func() {
 		for i := range c.Directors {
 			impl.Stop(i, true)

@@ -90,20 +90,21 @@ var Findings = []Finding{
 			"MASTER follows the entry it just made: the SYN bounced 63 hops to ICMP time exceeded (bridge capture, " +
 			"port 44750). Seen in 3 of 101 runs of failover-kill with the fwmark guard (lvslab pair, in 3 of 10 " +
 			"micro-VM boots; 0 of 16 with keepalived), so the cell stays expected CLEAN and can fail this way. " +
-			"Made deterministic (scenarios/crashhole.go, BenchmarkIPVSCrashHole, keepalived with the fwmark fix): " +
-			"40 client ports each closed through the MASTER (half of them sent to the BACKUP, left in FIN_WAIT), the " +
-			"MASTER's keepalived SIGKILLed, the same ports reused once the BACKUP holds the VIP: over 15 runs, 150 of " +
-			"the 300 ports the MASTER had sent to the BACKUP failed (104 with no route to host, the ICMP time exceeded " +
-			"of a SYN looped to TTL 0; 46 timed out, their ICMP rate-limited), the old MASTER counting hundreds of " +
-			"packets a run; the other 300 were served. conn_reuse_mode=3 was expected to close it " +
+			"Made deterministic (scenarios/crashhole.go, BenchmarkIPVSCrashHole, the fwmark fix): 40 client ports each " +
+			"closed through the MASTER (half of them sent to the BACKUP, left in FIN_WAIT), the MASTER's director " +
+			"SIGKILLed, the same ports reused once the BACKUP holds the VIP, a fresh lab per run, 15 runs. Of the 300 " +
+			"ports the MASTER had sent to the BACKUP, 159 failed with keepalived, 141 with the lvslab director, 155 " +
+			"with keepalived killed beside the lvslab director (about two thirds with no route to host, the ICMP time " +
+			"exceeded of a SYN looped to TTL 0, the rest timed out, their ICMP rate-limited), the old MASTER counting " +
+			"hundreds of packets a run; the other ports were served. conn_reuse_mode=3 was expected to close it " +
 			"(is_new_conn_expected in ip_vs_core.c reschedules a SYN that finds a FIN_WAIT entry of a DR " +
-			"connection): it does not here, 153 of 300 failed (85 and 68); " +
-			"after the reused SYN the old MASTER's entry is the same one, to the same destination, in " +
-			"state SYN_SENT, a state IPVS's TCP tables give a SYN only in the OUTPUT direction; why is open. What " +
-			"closes it is a nat PREROUTING REDIRECT of the VIP traffic the other director forwards " +
-			"(-m mac --mac-source OTHER -j REDIRECT, beside the guard): its destination is no longer the VIP when " +
-			"IPVS looks it up, so no stale entry can take it: 0 of 300 failed, all 600 served, the old MASTER " +
-			"counting nothing (95% upper bound 1%; reports/bench/BENCH.md). Its cost: the box runs conntrack and nat " +
+			"connection): it does not here, 166 and 147 of 300 failed, 77 of 160 mixed (8 runs logged); after the reused SYN the old " +
+			"MASTER's entry is the same one, to the same destination, in state SYN_SENT, a state IPVS's TCP tables " +
+			"give a SYN only in the OUTPUT direction; why is open. What closes it is a nat PREROUTING REDIRECT of the " +
+			"VIP traffic the other director forwards (-m mac --mac-source OTHER -j REDIRECT, beside the guard): its " +
+			"destination is no longer the VIP when IPVS looks it up, so no stale entry can take it: 0 of 300 failed " +
+			"with each implementation, every port served, the old MASTER counting nothing (95% upper bound 1% each; " +
+			"reports/bench/BENCH.md). Its cost: the box runs conntrack and nat " +
 			"for that traffic, which reaches the service at the box's own address, not the VIP. lvslab check writes " +
 			"it beside each guard; the lab's own fwmark fix and the lvslab director do not yet."},
 	{"After a split brain the clients return to the MASTER only if it hears the other box's advert first",
