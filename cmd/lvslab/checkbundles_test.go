@@ -29,12 +29,7 @@ func writeBundle(t *testing.T, dir, conf, addr, mac string) string {
 	b.AddFile(collect.FileName(onBox), onBox, data, nil)
 	b.AddFile("iptables.rules", "iptables-save", []byte("*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"), nil)
 	p := filepath.Join(dir, filepath.Base(conf)+".tar.gz")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := b.Write(f); err != nil {
+	if err := b.WriteFile(p); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -199,12 +194,7 @@ func fieldBundle(t *testing.T, dir, conf, rules, scripts, addr, mac string) stri
 		}
 	}
 	p := filepath.Join(dir, strings.TrimSuffix(filepath.Base(conf), ".conf")+".tar.gz")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := b.Write(f); err != nil {
+	if err := b.WriteFile(p); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -51,16 +51,7 @@ func cmdCollect(args []string) error {
 	if path == "-" { // through lvslab exec, say, which has no files of the host
 		return b.Write(os.Stdout)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := b.Write(f); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
+	if err := b.WriteFile(path); err != nil {
 		return err
 	}
 	st, err := os.Stat(path)

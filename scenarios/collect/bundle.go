@@ -191,6 +191,20 @@ func (b *Bundle) Write(w io.Writer) error {
 	return zw.Close()
 }
 
+// WriteFile writes the bundle to path; a failed write leaves no file.
+func (b *Bundle) WriteFile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := b.Write(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
 // maxBundleFile bounds each file read from a bundle: a bundle is a
 // user's input.
 const maxBundleFile = 16 << 20

@@ -134,14 +134,9 @@ func TestCollectInLab(t *testing.T) {
 	}
 
 	out := filepath.Join(t.TempDir(), "d1.tar.gz")
-	f, err := os.Create(out)
-	if err != nil {
+	if err := b.WriteFile(out); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Write(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	got, err := Read(out)
 	if err != nil {
 		t.Fatal(err)

@@ -5,9 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/lvslab/lvslab/scenarios"
 	"github.com/lvslab/lvslab/scenarios/collect"
@@ -19,28 +17,9 @@ import (
 // reference, in the same run.
 func BenchmarkIPVSCollect(b *testing.B) {
 	labtest.RequireIPVS(b)
-	topo := labtest.DefaultTopology(b)
-	c, err := scenarios.NewCluster(topo)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := labtest.Build(b, topo, lab.Options{NoServices: true})
-	for _, d := range c.Directors {
-		labtest.Accept(b, l.Box(d.Node), ":3306")
-	}
+	l, c := pairLab(b)
+	startKeepalived(b, l, c, scenarios.FixNone)
 	ctx := context.Background()
-	impl := &scenarios.Keepalived{}
-	if err := scenarios.StartBoth(ctx, impl, l, c, scenarios.FixNone); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		for i := range c.Directors {
-			impl.Stop(i, true)
-		}
-	})
-	if err := scenarios.WaitReady(ctx, l, c, 90*time.Second); err != nil {
-		b.Fatal(err)
-	}
 	stop := connect(l.Box("client"), c)
 	defer stop()
 	dir := b.TempDir()
@@ -55,12 +34,7 @@ func BenchmarkIPVSCollect(b *testing.B) {
 			b.Fatal(err)
 		}
 		p := filepath.Join(dir, node+".tar.gz")
-		f, err := os.Create(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		if err := bd.Write(f); err != nil {
+		if err := bd.WriteFile(p); err != nil {
 			b.Fatal(err)
 		}
 		return p

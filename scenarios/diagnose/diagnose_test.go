@@ -51,12 +51,7 @@ func (b box) bundle(t testing.TB, dir string) string {
 		bd.AddFile("iptables.rules", "iptables-save", read(b.rules), nil)
 	}
 	p := filepath.Join(dir, b.name+".tar.gz")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := bd.Write(f); err != nil {
+	if err := bd.WriteFile(p); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -3,7 +3,6 @@ package diagnose
 import (
 	"context"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -23,30 +22,11 @@ import (
 // loop live through lvslab exec and collect's CLI.
 func TestIPVSDiagnoseLive(t *testing.T) {
 	labtest.RequireIPVS(t)
-	topo := labtest.DefaultTopology(t)
-	c, err := scenarios.NewCluster(topo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := labtest.Build(t, topo, lab.Options{NoServices: true})
-	for _, d := range c.Directors {
-		labtest.Accept(t, l.Box(d.Node), ":3306")
-	}
+	l, c := pairLab(t)
 	ctx := context.Background()
 	for _, fix := range []scenarios.Fix{scenarios.FixNone, scenarios.FixFwmark} {
 		t.Run(string(fix), func(t *testing.T) {
-			impl := &scenarios.Keepalived{}
-			if err := scenarios.StartBoth(ctx, impl, l, c, fix); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				for i := range c.Directors {
-					impl.Stop(i, true)
-				}
-			}()
-			if err := scenarios.WaitReady(ctx, l, c, 90*time.Second); err != nil {
-				t.Fatal(err)
-			}
+			startKeepalived(t, l, c, fix)
 			stop := connect(l.Box("client"), c)
 			dir := t.TempDir()
 			var paths []string
@@ -61,14 +41,9 @@ func TestIPVSDiagnoseLive(t *testing.T) {
 					t.Fatal(err)
 				}
 				p := filepath.Join(dir, d.Node+".tar.gz")
-				f, err := os.Create(p)
-				if err != nil {
+				if err := b.WriteFile(p); err != nil {
 					t.Fatal(err)
 				}
-				if err := b.Write(f); err != nil {
-					t.Fatal(err)
-				}
-				f.Close()
 				paths = append(paths, p)
 			}
 			stop()
@@ -88,6 +63,39 @@ func TestIPVSDiagnoseLive(t *testing.T) {
 				t.Log(f)
 			}
 		})
+	}
+}
+
+// pairLab builds the default two-director lab without MariaDB, each
+// director accepting on the MySQL port so health checks pass.
+func pairLab(tb testing.TB) (*lab.Lab, scenarios.Cluster) {
+	topo := labtest.DefaultTopology(tb)
+	c, err := scenarios.NewCluster(topo)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l := labtest.Build(tb, topo, lab.Options{NoServices: true})
+	for _, d := range c.Directors {
+		labtest.Accept(tb, l.Box(d.Node), ":3306")
+	}
+	return l, c
+}
+
+// startKeepalived starts keepalived on both directors with fix, settled,
+// and stops it when the test ends.
+func startKeepalived(tb testing.TB, l *lab.Lab, c scenarios.Cluster, fix scenarios.Fix) {
+	ctx := context.Background()
+	impl := &scenarios.Keepalived{}
+	if err := scenarios.StartBoth(ctx, impl, l, c, fix); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		for i := range c.Directors {
+			impl.Stop(i, true)
+		}
+	})
+	if err := scenarios.WaitReady(ctx, l, c, 90*time.Second); err != nil {
+		tb.Fatal(err)
 	}
 }
 
