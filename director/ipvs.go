@@ -119,7 +119,7 @@ func readByDumps(h IPVS) ([]Service, error) {
 	}
 	var out []Service
 	for _, ks := range svcs {
-		s := fromKernel(ks)
+		s := FromKernel(ks)
 		dsts, err := h.GetDestinations(ks)
 		if err != nil {
 			return nil, fmt.Errorf("list destinations of %s: %w", s.Key(), err)
@@ -133,8 +133,8 @@ func readByDumps(h IPVS) ([]Service, error) {
 	return out, nil
 }
 
-// fromKernel is moby/ipvs's service as a Service, without destinations.
-func fromKernel(ks *ipvs.Service) Service {
+// FromKernel is moby/ipvs's service as a Service, without destinations.
+func FromKernel(ks *ipvs.Service) Service {
 	s := Service{Mark: ks.FWMark, Scheduler: ks.SchedName}
 	if ks.Flags&ipvsPersistent != 0 {
 		s.Persistence = ks.Timeout

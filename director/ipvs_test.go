@@ -119,7 +119,7 @@ func TestDaemonOwnsItsVIPs(t *testing.T) {
 	var keys []string
 	svcs, _ := f.GetServices()
 	for _, s := range svcs {
-		keys = append(keys, fromKernel(s).Key())
+		keys = append(keys, FromKernel(s).Key())
 	}
 	if diff := cmp.Diff([]string{"FWM 3", "TCP 192.168.1.50:80"}, keys, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" || c.ServicesDeleted != 2 {
 		t.Errorf("after the restart (%+v), services (-want +got):\n%s", c, diff)

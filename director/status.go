@@ -117,7 +117,7 @@ func (d *Daemon) kernelStatus(st *Status) {
 	kernel := map[string]*ipvs.Service{}
 	if svcs, err := d.stats.GetServices(); err == nil {
 		for _, s := range svcs {
-			kernel[fromKernel(s).Key()] = s
+			kernel[FromKernel(s).Key()] = s
 		}
 	}
 	for i := range st.Services {

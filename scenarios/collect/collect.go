@@ -313,7 +313,7 @@ func readIPVS(h *ipvs.Handle) ([]Service, error) {
 	}
 	var out []Service
 	for _, s := range svcs {
-		svc := Service{Key: serviceKey(s), Scheduler: s.SchedName, Conns: uint64(s.Stats.Connections), InPkts: uint64(s.Stats.PacketsIn)}
+		svc := Service{Key: director.FromKernel(s).Key(), Scheduler: s.SchedName, Conns: uint64(s.Stats.Connections), InPkts: uint64(s.Stats.PacketsIn)}
 		dests, err := h.GetDestinations(s)
 		if err != nil {
 			return nil, fmt.Errorf("read IPVS destinations of %s: %w", svc.Key, err)
@@ -326,18 +326,4 @@ func readIPVS(h *ipvs.Handle) ([]Service, error) {
 	}
 	slices.SortFunc(out, func(a, b Service) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
-}
-
-// serviceKey names a service as ipvsadm -Ln does: TCP VIP:PORT, FWM MARK.
-func serviceKey(s *ipvs.Service) string {
-	if s.FWMark != 0 {
-		return fmt.Sprintf("FWM %d", s.FWMark)
-	}
-	proto := map[uint16]string{unix.IPPROTO_TCP: "TCP", unix.IPPROTO_UDP: "UDP", unix.IPPROTO_SCTP: "SCTP"}[s.Protocol]
-	return fmt.Sprintf("%s %s", proto, netip.AddrPortFrom(ipAddr(s.Address), s.Port))
-}
-
-func ipAddr(ip []byte) netip.Addr {
-	a, _ := netip.AddrFromSlice(ip)
-	return a.Unmap()
 }
