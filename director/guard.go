@@ -65,6 +65,23 @@ func (g Guard) Rule() []string {
 	return append(r, "-j", "MARK", "--set-xmark", fmt.Sprintf("%#x/%#x", g.Mark, mask))
 }
 
+// Redirects are the rulespecs, in nat PREROUTING, that close the crash
+// hole beside the guard: one per peer, sending the traffic to VIP:Port it
+// forwards to this box's own sockets before IPVS looks it up, so no
+// connection entry a killed MASTER left can take it (scenarios' Findings:
+// the guard alone, half of the reused ports that MASTER had sent on
+// looped; with these, none).
+func (g Guard) Redirects() [][]string {
+	var out [][]string
+	for _, m := range append([]net.HardwareAddr{g.PeerMAC}, g.PeerMACs...) {
+		if m != nil {
+			out = append(out, []string{"-d", g.VIP.String() + "/32", "-p", g.Protocol, "--dport", strconv.Itoa(int(g.Port)),
+				"-m", "mac", "--mac-source", m.String(), "-j", "REDIRECT"})
+		}
+	}
+	return out
+}
+
 // DefaultMask is the guard's mask when the config gives none: the bits up
 // to the mark's highest (0x3 for mark 3, 0x7 for 4).
 func DefaultMask(mark uint32) uint32 { return 1<<bits.Len32(mark) - 1 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
 	"golang.org/x/sys/unix"
 )
@@ -59,9 +60,12 @@ func (r Remedy) apply(ctx context.Context, l *lab.Lab, c Cluster, i int) error {
 	case RemedyReuse3:
 		return box.SetSysctls(map[string]string{"net.ipv4.vs.conn_reuse_mode": "3"})
 	case RemedyPeerRedirect:
+		g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp"}
 		for _, p := range c.Peers(i) {
-			argv := []string{"iptables", "-t", "nat", "-A", "PREROUTING", "-d", c.VIP.String() + "/32", "-p", "tcp", "--dport", strconv.Itoa(c.Port),
-				"-m", "mac", "--mac-source", p.MAC.String(), "-j", "REDIRECT"}
+			g.PeerMACs = append(g.PeerMACs, p.MAC)
+		}
+		for _, r := range g.Redirects() {
+			argv := append([]string{"iptables", "-t", "nat", "-A", "PREROUTING"}, r...)
 			var out bytes.Buffer
 			if code, err := box.Run(ctx, argv, &out, &out); err != nil || code != 0 {
 				return fmt.Errorf("%s in %s: exit %d, %v: %s", strings.Join(argv, " "), box.Name, code, err, out.String())

@@ -248,8 +248,8 @@ func guardRules(vip netip.Addr, proto string, port uint16, peerMACs []string, ma
 		g.PeerMACs = append(g.PeerMACs, mac)
 	}
 	rules := []string{"iptables -t mangle -A PREROUTING " + strings.Join(g.Rule(), " ")}
-	for _, m := range g.PeerMACs {
-		rules = append(rules, fmt.Sprintf("%s-d %s/32 -p %s --dport %d -m mac --mac-source %s -j REDIRECT", natRule, vip, proto, port, m))
+	for _, r := range g.Redirects() {
+		rules = append(rules, natRule+strings.Join(r, " "))
 	}
 	return rules
 }

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/scenarios/check"
 	"github.com/lvslab/lvslab/scenarios/collect"
 	"github.com/lvslab/lvslab/scenarios/keepalivedconf"
@@ -349,9 +350,11 @@ func (b *Box) crashHole(o *Box) []Finding {
 		if !slices.ContainsFunc(b.Rules.Redirects, func(r check.MarkRule) bool {
 			return r.Only != nil && r.Only.String() == mac && (flow{netip.AddrPortFrom(r.Dst, r.Port), r.Proto}).overlaps(f)
 		}) {
+			hw, _ := net.ParseMAC(mac)
+			g := director.Guard{VIP: m.Dst, Port: m.Port, Protocol: m.Proto, PeerMAC: hw}
 			out = append(out, Finding{Box: b.Name, Where: m.Pos.String(), What: fmt.Sprintf(
-				"guards against %s but does not REDIRECT what it forwards (iptables -t nat -A PREROUTING -d %s/32 -p %s --dport %d -m mac --mac-source %s -j REDIRECT): after a MASTER's crash its connection entries send a reused client port back past the guard (docs/findings.md)",
-				o.Name, m.Dst, m.Proto, m.Port, mac)})
+				"guards against %s but does not REDIRECT what it forwards (iptables -t nat -A PREROUTING %s): after a MASTER's crash its connection entries send a reused client port back past the guard (docs/findings.md)",
+				o.Name, strings.Join(g.Redirects()[0], " "))})
 		}
 	}
 	return out
