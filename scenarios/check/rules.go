@@ -146,9 +146,17 @@ func (r *Rules) Setting(mark uint32) []MarkRule {
 
 // guards reports whether the rule marks only what none of peers sent.
 func (m MarkRule) guards(peers []string) bool {
-	return m.Only == nil && !slices.ContainsFunc(peers, func(p string) bool {
-		return !slices.ContainsFunc(m.Excluded, func(x net.HardwareAddr) bool { return x.String() == p })
-	})
+	return m.Only == nil && !slices.ContainsFunc(peers, m.Marks)
+}
+
+// Marks reports whether the rule marks (or, of nat, redirects) what the
+// sender with this MAC sends: its one --mac-source is that MAC, or none
+// of its "! --mac-source" is.
+func (m MarkRule) Marks(mac string) bool {
+	if m.Only != nil {
+		return m.Only.String() == mac
+	}
+	return !slices.ContainsFunc(m.Excluded, func(x net.HardwareAddr) bool { return x.String() == mac })
 }
 
 // excluded is the MAC the rules' guard excludes (the other box's of a

@@ -325,7 +325,7 @@ func (b *Box) unguarded(o *Box) []Finding {
 	}
 	var out []Finding
 	for _, m := range b.Rules.Marks {
-		if slices.Contains(b.fwmarks(), m.Mark) && !marksOnlyOthers(m, mac) {
+		if slices.Contains(b.fwmarks(), m.Mark) && m.Marks(mac) {
 			out = append(out, Finding{Box: b.Name, Where: m.Pos.String(), What: fmt.Sprintf(
 				"marks %d the VIP traffic %s forwards too (no ! --mac-source %s): the guard does not guard against it", m.Mark, o.Name, mac)})
 		}
@@ -343,12 +343,12 @@ func (b *Box) crashHole(o *Box) []Finding {
 	}
 	var out []Finding
 	for _, m := range b.Rules.Marks {
-		if !slices.Contains(b.fwmarks(), m.Mark) || !marksOnlyOthers(m, mac) {
+		if !slices.Contains(b.fwmarks(), m.Mark) || m.Marks(mac) {
 			continue
 		}
 		f := flow{netip.AddrPortFrom(m.Dst, m.Port), m.Proto}
 		if !slices.ContainsFunc(b.Rules.Redirects, func(r check.MarkRule) bool {
-			return r.Only != nil && r.Only.String() == mac && (flow{netip.AddrPortFrom(r.Dst, r.Port), r.Proto}).overlaps(f)
+			return r.Only != nil && r.Marks(mac) && (flow{netip.AddrPortFrom(r.Dst, r.Port), r.Proto}).overlaps(f)
 		}) {
 			hw, _ := net.ParseMAC(mac)
 			g := director.Guard{VIP: m.Dst, Port: m.Port, Protocol: m.Proto, PeerMAC: hw}
@@ -358,14 +358,6 @@ func (b *Box) crashHole(o *Box) []Finding {
 		}
 	}
 	return out
-}
-
-// marksOnlyOthers reports whether rule m leaves packets from mac unmarked.
-func marksOnlyOthers(m check.MarkRule, mac string) bool {
-	if m.Only != nil {
-		return m.Only.String() != mac
-	}
-	return slices.ContainsFunc(m.Excluded, func(x net.HardwareAddr) bool { return x.String() == mac })
 }
 
 // sendsTo is b's first virtual service with a DR realserver at one of o's
@@ -460,7 +452,7 @@ func (b *Box) takesAgain(from *Box, vs *keepalivedconf.VirtualServer) string {
 				continue
 			}
 			for _, m := range b.Rules.Setting(own.Mark) {
-				if (flow{netip.AddrPortFrom(m.Dst, m.Port), m.Proto}).overlaps(t) && !marksOnlyOthers(m, from.mac()) {
+				if (flow{netip.AddrPortFrom(m.Dst, m.Port), m.Proto}).overlaps(t) && m.Marks(from.mac()) {
 					return fmt.Sprintf("its rule %s marks them %d for virtual_server fwmark %d (%s)", m.Pos, m.Mark, own.Mark, b.at(own.Pos))
 				}
 			}
