@@ -1,7 +1,6 @@
 package check
 
 import (
-	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -538,15 +537,7 @@ func (e Edits) Apply(files []string) (map[string]string, string, error) {
 // not undo it under VRRP version 2, keepalived's default: keepalived
 // resets it (Findings).
 func (rx *Prescription) strict(c *keepalivedconf.Config, node string, e Edits) error {
-	if !c.Global.VRRPStrict {
-		return nil
-	}
-	var names []string
-	for _, in := range c.Instances {
-		if v := cmp.Or(in.Version, c.Global.VRRPVersion, 2); !in.Accept || v == 2 {
-			names = append(names, in.Name)
-		}
-	}
+	names := c.StrictDrops()
 	if len(names) == 0 {
 		return nil
 	}

@@ -11,7 +11,6 @@
 package diagnose
 
 import (
-	"cmp"
 	"fmt"
 	"maps"
 	"net"
@@ -465,16 +464,10 @@ func (b *Box) takesAgain(from *Box, vs *keepalivedconf.VirtualServer) string {
 // holds (vrrp_strict, an instance without accept or under VRRP version
 // 2, which resets accept), or "": such a box serves none of it.
 func (b *Box) dropsVIPs() string {
-	g := b.Config.Global
-	if !g.VRRPStrict {
+	if len(b.Config.StrictDrops()) == 0 {
 		return ""
 	}
-	for _, in := range b.Config.Instances {
-		if v := cmp.Or(in.Version, g.VRRPVersion, 2); !in.Accept || v == 2 {
-			return b.at(g.VRRPStrictPos)
-		}
-	}
-	return ""
+	return b.at(b.Config.Global.VRRPStrictPos)
 }
 
 // loopsByConfig: two boxes each sending to the other, each taking again

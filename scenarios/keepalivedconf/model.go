@@ -1,6 +1,7 @@
 package keepalivedconf
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -668,4 +669,20 @@ func (m *modeler) addr(n *Node, s string) netip.Addr {
 		m.fail(n, "not an address: %q", s)
 	}
 	return a
+}
+
+// StrictDrops are the instances whose VIPs keepalived drops every packet
+// to on the box that holds them: under vrrp_strict, those without accept
+// or under VRRP version 2 (keepalived resets accept there).
+func (c *Config) StrictDrops() []string {
+	if !c.Global.VRRPStrict {
+		return nil
+	}
+	var names []string
+	for _, in := range c.Instances {
+		if v := cmp.Or(in.Version, c.Global.VRRPVersion, 2); !in.Accept || v == 2 {
+			names = append(names, in.Name)
+		}
+	}
+	return names
 }
