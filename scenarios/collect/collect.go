@@ -115,7 +115,7 @@ func (b *Bundle) configFiles(o Options) (*keepalivedconf.Config, error) {
 	keep := func(path string, config bool) {
 		data, err := keepalivedconf.ReadFile(path, keepalivedconf.MaxFileBytes)
 		if err != nil {
-			b.Items = append(b.Items, Item{Name: "(not collected)", Source: fmt.Sprintf("%s: %v", path, err)})
+			b.notCollected("%s: %v", path, err)
 			return
 		}
 		var where []string
@@ -133,12 +133,17 @@ func (b *Bundle) configFiles(o Options) (*keepalivedconf.Config, error) {
 	}
 	for _, s := range scripts {
 		if !filepath.IsAbs(s) {
-			b.Items = append(b.Items, Item{Name: "(not collected)", Source: s + ": not an absolute path"})
+			b.notCollected("%s: not an absolute path", s)
 			continue
 		}
 		keep(s, false)
 	}
 	return cfg, nil
+}
+
+// notCollected lists in the manifest an item collect could not read, and why.
+func (b *Bundle) notCollected(format string, a ...any) {
+	b.Items = append(b.Items, Item{Name: "(not collected)", Source: fmt.Sprintf(format, a...)})
 }
 
 // configVIPs are the config's VIPs, each once.
@@ -160,7 +165,7 @@ func (b *Bundle) command(ctx context.Context, name string, argv ...string) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		b.Items = append(b.Items, Item{Name: "(not collected)", Source: fmt.Sprintf("%s: %v %s", strings.Join(argv, " "), err, strings.TrimSpace(errOut.String()))})
+		b.notCollected("%s: %v %s", strings.Join(argv, " "), err, strings.TrimSpace(errOut.String()))
 		return
 	}
 	b.AddFile(name, strings.Join(argv, " "), out.Bytes(), nil)
