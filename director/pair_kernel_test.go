@@ -45,14 +45,10 @@ func TestIPVSDirectorPair(t *testing.T) {
 // pairLab builds the default two-director lab without MariaDB, with a TCP
 // listener on the MySQL port in each director box so health checks pass.
 func pairLab(tb testing.TB) (*lab.Lab, scenarios.Cluster) {
-	topo := labtest.DefaultTopology(tb)
-	c, err := scenarios.NewCluster(topo)
+	l := labtest.DirectorLab(tb)
+	c, err := scenarios.NewCluster(l.Topo)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	l := labtest.Build(tb, topo, lab.Options{NoServices: true})
-	for _, d := range c.Directors {
-		labtest.Accept(tb, l.Box(d.Node), ":3306")
 	}
 	return l, c
 }

@@ -207,3 +207,16 @@ func Accept(tb testing.TB, box *lab.Box, addr string) {
 		}
 	}()
 }
+
+// DirectorLab builds the default topology without MariaDB, each director
+// node accepting on the MySQL port so a TCP check passes.
+func DirectorLab(tb testing.TB) *lab.Lab {
+	tb.Helper()
+	l := Build(tb, DefaultTopology(tb), lab.Options{NoServices: true})
+	for _, n := range l.Topo.Nodes {
+		if n.HasRole(lab.RoleDirector) {
+			Accept(tb, l.Box(n.Name), fmt.Sprintf(":%d", lab.MySQLPort))
+		}
+	}
+	return l
+}
