@@ -22,7 +22,7 @@ const maxCollectWindow = 10 * time.Minute
 func cmdCollect(args []string) error {
 	fs := newFlags("collect")
 	config := fs.String("config", "/etc/keepalived/keepalived.conf", "the keepalived config (its includes and scripts come along)")
-	seconds := fs.Duration("seconds", 10*time.Second, "the live window: how long to sample the IPVS counters and who holds the VIPs")
+	seconds := fs.Float64("seconds", 10, "the live window in seconds: how long to sample the IPVS counters and who holds the VIPs")
 	out := fs.String("out", "", "the bundle to write, - for stdout (default: HOST.tar.gz)")
 	noRedact := fs.Bool("no-redact", false, "keep auth_pass and the passwords in script arguments (redacted by default)")
 	if err := parse(fs, args); err != nil {
@@ -31,13 +31,14 @@ func cmdCollect(args []string) error {
 	if fs.NArg() > 0 {
 		return usageError("collect takes no arguments, got %q", fs.Args())
 	}
-	if *seconds < 0 || *seconds > maxCollectWindow {
-		return usageError("--seconds %s: want 0 to %s", *seconds, maxCollectWindow)
+	window := time.Duration(*seconds * float64(time.Second))
+	if *seconds < 0 || window > maxCollectWindow {
+		return usageError("--seconds %g: want 0 to %g", *seconds, maxCollectWindow.Seconds())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	t0 := time.Now()
-	b, err := collect.Collect(ctx, collect.Options{Config: *config, Window: *seconds, NoRedact: *noRedact, Progress: os.Stderr})
+	b, err := collect.Collect(ctx, collect.Options{Config: *config, Window: window, NoRedact: *noRedact, Progress: os.Stderr})
 	if errors.Is(err, collect.ErrMissing) {
 		return &exitError{2, err}
 	}

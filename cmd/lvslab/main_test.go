@@ -313,7 +313,7 @@ func collectAndDiagnose(t *testing.T, runDir, name string) {
 	var bundles []string
 	for _, node := range []string{"d1", "d2"} {
 		config := filepath.Join(lab.DefaultRunDir, name, node, "keepalived", "keepalived.conf") // in the VM
-		out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, node, "--", lvslab, "collect", "--config", config, "--seconds", "4s", "--out", "-")
+		out, stderr, code := cli(t, "exec", "--lab", name, "--run-dir", runDir, node, "--", lvslab, "collect", "--config", config, "--seconds", "4", "--out", "-")
 		if code != 0 {
 			t.Fatalf("collect on %s through exec: exit %d: %s", node, code, stderr)
 		}
@@ -572,7 +572,7 @@ func TestDiagnoseCollectBadInputs(t *testing.T) {
 		{"diagnose", notBundle, notBundle},
 		{"diagnose", "/nonexistent/a.tar.gz", "/nonexistent/b.tar.gz"},
 		{"collect", "extra-argument"},
-		{"collect", "--seconds", "1h"},
+		{"collect", "--seconds", "3600"},
 	} {
 		if _, stderr, code := cli(t, args...); code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 			t.Errorf("lvslab %v: exit %d, %q; want exit 2 and one line", args, code, stderr)
