@@ -14,74 +14,71 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// adversity makes a split brain, an advert loss, a frozen or isolated
-// MASTER or a cut client happen and waits until the pair has converged
-// back: the MASTER alone holding the VIP, both tables full and, under
-// backup_only, the BACKUP's backup sync daemon running again. It times
-// that from the heal or the thaw.
-func (r *Result) adversity(ctx context.Context, rn running, ev Event) error {
-	l, c, impl := rn.l, rn.c, rn.impl
-	d1, d2 := c.Directors[0], c.Directors[1]
-	master, backup := l.Box(d1.Node), l.Box(d2.Node)
-	var heal func() error
-	var err error
-	switch ev {
-	case SplitBrain, Isolated:
+// cutVRRP cuts VRRP between the two directors (SplitBrain), or the
+// MASTER off from everything (Isolated), and waits until the BACKUP
+// holds the VIP beside the MASTER. Its heal waits for the BACKUP's next
+// advert: the MASTER's next one then reaches it first and it yields
+// unheard, so the MASTER sends no gratuitous ARP (see Findings). Either
+// order is a real heal; this one is the same for every implementation.
+func cutVRRP(isolated bool) func(context.Context, *Result, running) (func() error, error) {
+	return func(ctx context.Context, r *Result, rn running) (func() error, error) {
+		l, c := rn.l, rn.c
+		d1, d2 := c.Directors[0], c.Directors[1]
 		cut := []impairment{{d1.Node, d1.Iface, true, lab.Match{Protocol: vrrpProtocol, SrcMAC: d2.MAC}},
 			{d2.Node, d2.Iface, true, lab.Match{Protocol: vrrpProtocol, SrcMAC: d1.MAC}}}
-		if ev == Isolated {
+		if isolated {
 			cut = []impairment{{d1.Node, d1.Iface, true, lab.Match{}}, {d1.Node, d1.Iface, false, lab.Match{}}}
 		}
-		if heal, err = impair(l, lab.Netem{Loss: 100}, cut...); err != nil {
-			return err
-		}
-		if err := waitPair(ctx, impl, c.takeoverBound(), func() string { return HoldsVIP(backup, c) }); err != nil {
-			heal()
-			return fmt.Errorf("cut off, the BACKUP did not take the VIP: %w", err)
-		}
-		if why := HoldsVIP(master, c); why != "" {
-			heal()
-			return fmt.Errorf("cut off, the MASTER let go of the VIP: %s", why)
-		}
-		if ev == SplitBrain {
-			time.Sleep(splitBrainFor)
-		} else {
-			time.Sleep(isolatedFor)
-		}
-		// Heal just after the BACKUP's own advert: the MASTER's next one
-		// then reaches it first and it yields unheard, so the MASTER
-		// sends no gratuitous ARP (see Findings). Either order is a
-		// real heal; this one the same for every implementation.
-		if err := nextAdvert(l.Box(l.Topo.Bridges[0].Name), d2.MAC, 5*time.Second); err != nil {
-			heal()
-			return err
-		}
-	case ClientCut:
-		cl := l.Topo.Node(clientNode(l.Topo)).Interfaces[0]
-		heal, err = impair(l, lab.Netem{Loss: 100}, impairment{d1.Node, d1.Iface, true, lab.Match{SrcMAC: cl.HardwareAddr()}},
-			impairment{clientNode(l.Topo), cl.Name, true, lab.Match{SrcMAC: d1.MAC}})
+		uncut, err := impair(l, lab.Netem{Loss: 100}, cut...)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		time.Sleep(clientCutFor)
-	case Frozen:
-		if err := impl.Signal(0, syscall.SIGSTOP); err != nil {
-			return err
+		if err := waitPair(ctx, rn.impl, c.takeoverBound(), func() string { return HoldsVIP(l.Box(d2.Node), c) }); err != nil {
+			return uncut, fmt.Errorf("cut off, the BACKUP did not take the VIP: %w", err)
 		}
-		time.Sleep(frozenFor)
-		heal = func() error { return impl.Signal(0, syscall.SIGCONT) }
-	default: // advert loss
-		heal, err = impair(l, lab.Netem{Loss: advertLoss(ev)}, impairment{d2.Node, d2.Iface, true, lab.Match{Protocol: vrrpProtocol, SrcMAC: d1.MAC}})
-		if err != nil {
-			return err
+		if why := HoldsVIP(l.Box(d1.Node), c); why != "" {
+			return uncut, fmt.Errorf("cut off, the MASTER let go of the VIP: %s", why)
 		}
-		time.Sleep(advertLossFor)
+		return func() error {
+			return errors.Join(nextAdvert(l.Box(l.Topo.Bridges[0].Name), d2.MAC, 5*time.Second), uncut())
+		}, nil
 	}
-	if err := heal(); err != nil {
-		return err
+}
+
+// cutClient loses every frame between the client and the MASTER
+// (ClientCut).
+func cutClient(ctx context.Context, r *Result, rn running) (func() error, error) {
+	d1, client := rn.c.Directors[0], rn.client
+	cl := rn.l.Topo.Node(client).Interfaces[0]
+	return impair(rn.l, lab.Netem{Loss: 100}, impairment{d1.Node, d1.Iface, true, lab.Match{SrcMAC: cl.HardwareAddr()}},
+		impairment{client, cl.Name, true, lab.Match{SrcMAC: d1.MAC}})
+}
+
+// freeze stops the MASTER's director, its whole process group, until the
+// heal continues it (Frozen).
+func freeze(ctx context.Context, r *Result, rn running) (func() error, error) {
+	if err := rn.impl.Signal(0, syscall.SIGSTOP); err != nil {
+		return nil, err
 	}
-	// Converged: the MASTER alone holds the VIP and both tables are full
-	// again (a box cut off marked the other's realserver down).
+	return func() error { return rn.impl.Signal(0, syscall.SIGCONT) }, nil
+}
+
+// loseAdverts loses percent of the MASTER's adverts to the BACKUP
+// (AdvertLoss10, 30, 50): three in a row lost and the BACKUP takes the
+// VIP until the next one arrives.
+func loseAdverts(percent float64) func(context.Context, *Result, running) (func() error, error) {
+	return func(ctx context.Context, r *Result, rn running) (func() error, error) {
+		d1, d2 := rn.c.Directors[0], rn.c.Directors[1]
+		return impair(rn.l, lab.Netem{Loss: percent}, impairment{d2.Node, d2.Iface, true, lab.Match{Protocol: vrrpProtocol, SrcMAC: d1.MAC}})
+	}
+}
+
+// converge waits, after an adversity's heal, until the pair has
+// converged back: the MASTER alone holding the VIP, both tables full
+// (a box cut off marked the other's realserver down), and the fix in
+// place. It times that from the heal.
+func (r *Result) converge(ctx context.Context, rn running) error {
+	l, c, impl := rn.l, rn.c, rn.impl
 	t0 := time.Now()
 	// readyBound: after a brief takeover the keepalived BACKUP under
 	// backup_only can hang as it does at start (see readyBound and

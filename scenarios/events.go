@@ -1,6 +1,10 @@
 package scenarios
 
-import "time"
+import (
+	"cmp"
+	"context"
+	"time"
+)
 
 // Verdict is what the observers saw.
 type Verdict string
@@ -99,12 +103,104 @@ const (
 	MySQLFlap Event = "mysql-flap"
 )
 
+// eventSpec is an event as values: how it is made to happen and healed,
+// how long it lasts, what the run does around it, and what it comes down
+// to for the expectation. The events table below is every event.
+type eventSpec struct {
+	name Event
+	// inject makes the event happen to the running pair and returns its
+	// heal (nil: nothing to heal), called once lasts has passed, or at
+	// once when inject fails. A plain event times itself into
+	// Result.Failover; nil: nothing happens before the traffic.
+	inject func(ctx context.Context, r *Result, rn running) (heal func() error, err error)
+	lasts  time.Duration
+	// converges: after the heal, the pair must converge back (the MASTER
+	// alone holding the VIP, both tables full, the fix in place), and
+	// Result.Failover is that convergence; the BACKUP's takeovers during
+	// the event are counted.
+	converges bool
+	// writes: the write workload runs across the event.
+	writes bool
+	// masterPassive: after the event the MASTER's box is the passive
+	// one (a failover that stays).
+	masterPassive bool
+	// unfixedStart: the directors start without the fix, the event
+	// brings it.
+	unfixedStart bool
+	// serverOut: the passive box's servers are out of both tables at
+	// the reads.
+	serverOut bool
+	// duringReads runs beside the read workload, which goes on, one
+	// connection every readsEvery, until it has cycled; end waits for
+	// it and returns its error.
+	duringReads func(ctx context.Context, r *Result, rn running, passive Director) (cycled <-chan struct{}, end func() error)
+	readsEvery  time.Duration
+	// adversity: the network or the host misbehaves (Adversity).
+	adversity bool
+	// endsAs is the plain event the pair comes down to, whose
+	// expectation the event shares (itself when empty).
+	endsAs Event
+	// clients: after the event, clients whose ARP entry names the box
+	// that yielded may still send to it (see clientsMayStay), or do.
+	clients clientsAfter
+}
+
+// clientsAfter is where the clients send after an event in which the
+// BACKUP took the VIP and yielded it again.
+type clientsAfter int
+
+const (
+	clientsBack  clientsAfter = iota // to the MASTER, as before
+	clientsMaybe                     // to either, by their neighbour timers
+	clientsStay                      // to the box that yielded: the MASTER sent no gratuitous ARP (Findings)
+)
+
+// events is every event, in the order reports list them.
+var events = []eventSpec{
+	{name: Steady},
+	{name: FailoverStop, inject: failover(true, false), writes: true, masterPassive: true},
+	{name: FailoverKill, inject: failover(false, false), writes: true, masterPassive: true},
+	{name: MySQLDown, inject: serverDown, serverOut: true},
+	{name: Switchover, inject: switchover, masterPassive: true},
+	{name: Failback, inject: failback},
+	{name: Reconfigure, inject: reconfigure, unfixedStart: true},
+	{name: SplitBrain, inject: cutVRRP(false), lasts: splitBrainFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsStay},
+	{name: AdvertLoss10, inject: loseAdverts(10), lasts: advertLossFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsMaybe},
+	{name: AdvertLoss30, inject: loseAdverts(30), lasts: advertLossFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsMaybe},
+	{name: AdvertLoss50, inject: loseAdverts(50), lasts: advertLossFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsMaybe},
+	{name: Frozen, inject: freeze, lasts: frozenFor, converges: true, writes: true, adversity: true, endsAs: Failback},
+	{name: Isolated, inject: cutVRRP(true), lasts: isolatedFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsStay},
+	{name: ClientCut, inject: cutClient, lasts: clientCutFor, converges: true, writes: true, adversity: true, endsAs: Steady},
+	{name: FailoverDelayed, inject: failover(false, true), writes: true, masterPassive: true, adversity: true, endsAs: FailoverKill},
+	{name: MySQLFlap, duringReads: flap, readsEvery: flapEvery, adversity: true, endsAs: Steady},
+}
+
+// spec is event ev's row of the table (the zero row, Steady's, for an
+// event not in it).
+func spec(ev Event) eventSpec {
+	for _, e := range events {
+		if e.name == ev {
+			return e
+		}
+	}
+	return eventSpec{name: ev}
+}
+
 // Events lists every event.
-var Events = []Event{Steady, FailoverStop, FailoverKill, MySQLDown, Switchover, Failback, Reconfigure,
-	SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed, MySQLFlap}
+var Events = eventNames(func(eventSpec) bool { return true })
 
 // Adversity are the events where the network or the host misbehaves.
-var Adversity = []Event{SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Frozen, Isolated, ClientCut, FailoverDelayed, MySQLFlap}
+var Adversity = eventNames(func(e eventSpec) bool { return e.adversity })
+
+func eventNames(which func(eventSpec) bool) []Event {
+	var names []Event
+	for _, e := range events {
+		if which(e) {
+			names = append(names, e.name)
+		}
+	}
+	return names
+}
 
 // How long the adversity events last.
 const (
@@ -123,19 +219,6 @@ const (
 // vrrpProtocol is VRRP's IP protocol number.
 const vrrpProtocol = 112
 
-// advertLoss is an AdvertLoss event's share of adverts lost, in percent.
-func advertLoss(ev Event) float64 {
-	switch ev {
-	case AdvertLoss10:
-		return 10
-	case AdvertLoss30:
-		return 30
-	case AdvertLoss50:
-		return 50
-	}
-	return 0
-}
-
 // Expected is the one table of expected outcomes. Without a guard, the
 // passive director re-balances what the active one forwards (LOOP), unless
 // a graceful stop left it no rules; the fwmark guard is CLEAN throughout;
@@ -144,29 +227,22 @@ func advertLoss(ev Event) float64 {
 // outcome that contradicted a first expectation; the REDIRECT fix through a
 // switchover is not in the suite (see there).
 func Expected(fix Fix, ev Event) Verdict {
-	// The adversity events end as the plain events they come down to:
-	// the pair converged back to its MASTER (a frozen one returns like a
-	// failback), or a failover by SIGKILL.
-	if (ev == SplitBrain || ev == Isolated) && (fix == FixBackupOnly || fix == FixRedirect) {
-		// The clients stay with the box that yielded (no gratuitous ARP
-		// from the MASTER, see Findings), which under these fixes serves
-		// them itself rather than balance.
+	e := spec(ev)
+	servesItself := fix == FixBackupOnly || fix == FixRedirect
+	if e.clients == clientsStay && servesItself {
+		// The clients stay with the box that yielded, which under these
+		// fixes serves them itself rather than balance.
 		return NoBalance
 	}
-	switch ev {
-	case SplitBrain, AdvertLoss10, AdvertLoss30, AdvertLoss50, Isolated, ClientCut, MySQLFlap:
-		ev = Steady
-	case Frozen:
-		ev = Failback
-	case FailoverDelayed:
-		ev = FailoverKill
-	}
-	switch {
-	case ev == MySQLDown:
+	// An adversity event ends as the plain event it comes down to: the
+	// pair converged back to its MASTER (a frozen one returns like a
+	// failback), or a failover by SIGKILL.
+	switch end := cmp.Or(e.endsAs, ev); {
+	case end == MySQLDown:
 		return Clean // nothing is forwarded to the other box any more
-	case fix == FixNone && ev != FailoverStop:
+	case fix == FixNone && end != FailoverStop:
 		return Loop // steady state, and whenever the passive box keeps its rules
-	case (fix == FixBackupOnly || fix == FixRedirect) && ev == FailoverKill:
+	case servesItself && end == FailoverKill:
 		return Loop
 	}
 	return Clean
@@ -180,5 +256,5 @@ func Expected(fix Fix, ev Event) Verdict {
 // cell passes as CLEAN, or as NO-BALANCE when the capture saw clients send
 // to the passive box, whichever of the two Expected names.
 func clientsMayStay(fix Fix, ev Event) bool {
-	return (fix == FixBackupOnly || fix == FixRedirect) && (ev == SplitBrain || ev == Isolated || advertLoss(ev) > 0)
+	return (fix == FixBackupOnly || fix == FixRedirect) && spec(ev).clients != clientsBack
 }

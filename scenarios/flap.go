@@ -47,13 +47,13 @@ func stopServers(l *lab.Lab, node string, backends map[backendKey]*backend) (sta
 	}, nil
 }
 
-// flapping starts the MySQLFlap event on box d, the passive director,
+// flap starts the MySQLFlap event on box d, the passive director,
 // with the write workload across it and the VIP watched: flapCycles
 // times, d's servers stop, stay down flapFor, start again, and once both
 // directors send to d again stay up flapFor. cycled closes after the
 // last; end waits for it and records the outages, the BACKUP's takeovers
 // and the writes.
-func (r *Result) flapping(ctx context.Context, rn running, d Director) (cycled <-chan struct{}, end func() error) {
+func flap(ctx context.Context, r *Result, rn running, d Director) (cycled <-chan struct{}, end func() error) {
 	l, c, backends := rn.l, rn.c, rn.backends
 	w, werr := WatchVIP(l.Box(d.Node), c)
 	writes := r.startWrites(ctx, rn)

@@ -25,6 +25,8 @@ type Result struct {
 	Expected       Verdict `json:"expected"`
 	Pass           bool    `json:"pass"`
 	Reason         string  `json:"reason"`
+	// Reasons are the judge's, as values (Reason is their text).
+	Reasons []Reason `json:"reasons,omitempty"`
 
 	Connections int `json:"connections"`
 	Served      int `json:"served"`
@@ -86,14 +88,61 @@ type Result struct {
 	Latency       Percentiles `json:"latency"`
 	FramesPerConn float64     `json:"director_frames_per_conn"`
 	SoftirqMs     uint64      `json:"softirq_ms"`
-	// Runs counts the verdicts of a cell run several times (Tally).
-	Runs map[Verdict]int `json:"runs,omitempty"`
+	// Runs counts the verdicts of a cell run several times (Tally), and
+	// RunReasons is the first reason seen for each.
+	Runs       map[Verdict]int    `json:"runs,omitempty"`
+	RunReasons map[Verdict]string `json:"run_reasons,omitempty"`
 	// Logs are the directors' logs, by node, and for a failed scenario
 	// each director's IPVS, mangle and nat tables at the end.
 	Logs map[string]string `json:"logs,omitempty"`
-	// unservedBy is why the configs serve nothing, where the plan knew
-	// (Options.Unserved).
-	unservedBy string
+}
+
+// record fills the observers' counts over the traffic: each director's
+// IPVS and ICMP time exceeded, each bridge port's frames, from the
+// snapshots before and after it; and the connections' latencies.
+func (r *Result) record(c Cluster, before, after snapshot) {
+	r.IPVS, r.TimeExceeded, r.Frames = map[string]IPVSCounters{}, map[string]uint64{}, map[string]PortFrames{}
+	for _, d := range c.Directors {
+		r.IPVS[d.Node] = after.ipvs[d.Node].Sub(before.ipvs[d.Node])
+		r.TimeExceeded[d.Node] = after.te[d.Node] - before.te[d.Node]
+	}
+	for k, v := range after.frames {
+		r.Frames[k] = PortFrames{Rx: v.Rx - before.frames[k].Rx, Tx: v.Tx - before.frames[k].Tx}
+	}
+	r.Latency = latencies(r.Conns)
+	var dirFrames uint64
+	for _, d := range c.Directors {
+		f := r.Frames[d.Node+"."+d.Iface]
+		dirFrames += f.Rx + f.Tx
+	}
+	if len(r.Conns) > 0 {
+		r.FramesPerConn = float64(dirFrames) / float64(len(r.Conns))
+	}
+}
+
+// evidence is what r recorded, for the judge: passive is the director
+// not holding the VIP, wantServers how many realservers should serve.
+func (r *Result) evidence(c Cluster, passive string, wantServers int, unservedBy string) Evidence {
+	e := Evidence{Scenario: r.Scenario, Fix: r.Fix, Expected: r.Expected, UnservedBy: unservedBy,
+		Passive: passive, PassivePkts: r.IPVS[passive].InPkts, Others: map[string]uint32{}, WantServers: wantServers,
+		Bounces: r.Bounces, Capture: r.Capture, PassiveFromClients: r.PassiveFromClients,
+		Conns: r.Conns, Outages: r.Outages, Takeovers: r.Takeovers, Healed: r.Failover, Writes: r.Writes}
+	for _, d := range c.Directors[min(2, len(c.Directors)):] {
+		e.Others[d.Node] = r.IPVS[d.Node].InPkts
+	}
+	for _, te := range r.TimeExceeded {
+		e.TimeExceeded += te
+	}
+	return e
+}
+
+// judge sets r's verdict, and its connections by outcome, from e.
+func (r *Result) judge(e Evidence) {
+	j := Judge(e)
+	r.Verdict, r.Pass, r.Reasons, r.Reason = j.Verdict, j.Pass, j.Reasons, reasonsText(j.Reasons)
+	t := e.tally()
+	r.Connections, r.Served, r.Hung, r.Errors, r.Share = len(e.Conns), t.served, t.hung, t.errors, t.share
+	r.DownErrors, r.MovedErrors = t.down, t.moved
 }
 
 // Outage is a time a box's servers were down.

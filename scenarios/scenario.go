@@ -80,28 +80,11 @@ func (o *Options) defaults() {
 // down before it returns.
 func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, ev Event, opts Options) (_ *Result, err error) {
 	opts.defaults()
+	e := spec(ev)
 	r := &Result{Service: opts.Service.Name, Single: opts.SingleDirector, Scenario: ev, Implementation: impl.Name(), Fix: fix, Expected: cmp.Or(opts.Expected, Expected(fix, ev))}
-	c, err := NewCluster(topo)
+	c, err := runCluster(topo, impl, opts)
 	if err != nil {
 		return nil, err
-	}
-	if opts.Service.Port != 0 {
-		c.Port = opts.Service.Port
-	}
-	if opts.Service.VIP.IsValid() {
-		c.VIP = opts.Service.VIP
-	}
-	if m := slices.IndexFunc(c.Directors, func(d Director) bool { return d.Node == opts.Service.Master }); m > 0 {
-		// Another box is the MASTER of this service's VIP: it starts
-		// first, and the events happen to it. The priorities stay in
-		// place: the first director's is the highest.
-		c.Directors = slices.Clone(c.Directors)
-		c.Directors[0], c.Directors[m] = c.Directors[m], c.Directors[0]
-		c.Directors[0].Priority, c.Directors[m].Priority = c.Directors[m].Priority, c.Directors[0].Priority
-	}
-	c.Single = opts.SingleDirector
-	if t, ok := impl.(interface{ Timings() Timers }); ok {
-		c.Timers = t.Timings()
 	}
 	t0 := time.Now()
 	step := func(what string) {
@@ -123,36 +106,17 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		for _, b := range backends {
 			b.stop()
 		}
-		r.Logs = impl.Logs()
-		if err != nil || !r.Pass {
-			// Six execs, a second or more under TCG: only when it helps.
-			for _, d := range c.Directors {
-				r.Logs[d.Node+" at the end"] = kernelState(l.Box(d.Node))
-			}
-		}
+		r.Logs = directorLogs(impl, l, c, err != nil || !r.Pass)
 		if cerr := l.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
 		step("lab down")
 	}()
-	// One built-in backend a port: it listens on every address. The
-	// other services' first: a UDP backend serves a TCP port too.
-	started := map[int]bool{}
-	for _, s := range append(slices.Clone(opts.Backends), Service{Port: c.Port, Backend: opts.Service.Backend}) {
-		if s.Backend == BackendMySQL || started[s.Port] {
-			continue
-		}
-		started[s.Port] = true
-		for _, node := range c.servers() {
-			b, err := startBackend(l.Box(node), s.Backend, s.Port, l.ServerID(node))
-			if err != nil {
-				return nil, err
-			}
-			backends[backendKey{node, s.Port}] = b
-		}
+	if err := startBackends(l, c, opts, backends); err != nil {
+		return nil, err
 	}
 	startFix := fix
-	if ev == Reconfigure {
+	if e.unfixedStart {
 		startFix = FixNone
 	}
 	if err := StartBoth(ctx, impl, l, c, startFix); err != nil {
@@ -164,119 +128,104 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 	}
 	step("settled: the MASTER alone holds the VIP, both tables full")
 	r.Setup = time.Since(t0)
-	client, vip := clientNode(topo), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
-	rn := running{l: l, c: c, impl: impl, fix: fix, opts: opts, client: client, vip: vip, backends: backends}
-	passive, err := r.apply(ctx, rn, ev)
+	client := clientNode(topo)
+	rn := running{l: l, c: c, impl: impl, fix: fix, opts: opts, client: client, vip: net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port)), backends: backends}
+	passive, err := r.apply(ctx, rn, e)
 	if err != nil {
 		return nil, err
 	}
-	if ev != Steady && ev != MySQLFlap {
+	if e.inject != nil {
 		step(string(ev) + " done")
 	}
-	wantServers := len(c.servers())
-	if ts, ok := impl.(tableSizer); ok { // a user's pair: the active box's own list
+	if err := r.observeTraffic(ctx, rn, e, passive, step); err != nil {
+		return nil, err
+	}
+	r.judge(r.evidence(c, passive.Node, wantServers(rn, e, passive), opts.Unserved[fix]))
+	step("judged " + string(r.Verdict))
+	return r, nil
+}
+
+// runCluster is the cluster a run acts on: topo's, on the port and VIP
+// of opts' service, with its MASTER first, and impl's timers.
+func runCluster(topo *lab.Topology, impl Implementation, opts Options) (Cluster, error) {
+	c, err := NewCluster(topo)
+	if err != nil {
+		return Cluster{}, err
+	}
+	if opts.Service.Port != 0 {
+		c.Port = opts.Service.Port
+	}
+	if opts.Service.VIP.IsValid() {
+		c.VIP = opts.Service.VIP
+	}
+	if m := slices.IndexFunc(c.Directors, func(d Director) bool { return d.Node == opts.Service.Master }); m > 0 {
+		// Another box is the MASTER of this service's VIP: it starts
+		// first, and the events happen to it. The priorities stay in
+		// place: the first director's is the highest.
+		c.Directors = slices.Clone(c.Directors)
+		c.Directors[0], c.Directors[m] = c.Directors[m], c.Directors[0]
+		c.Directors[0].Priority, c.Directors[m].Priority = c.Directors[m].Priority, c.Directors[0].Priority
+	}
+	c.Single = opts.SingleDirector
+	if t, ok := impl.(interface{ Timings() Timers }); ok {
+		c.Timers = t.Timings()
+	}
+	return c, nil
+}
+
+// startBackends starts the built-in backends of the run's services on
+// every realserver, one a port: it listens on every address. The other
+// services' first: a UDP backend serves a TCP port too.
+func startBackends(l *lab.Lab, c Cluster, opts Options, backends map[backendKey]*backend) error {
+	started := map[int]bool{}
+	for _, s := range append(slices.Clone(opts.Backends), Service{Port: c.Port, Backend: opts.Service.Backend}) {
+		if s.Backend == BackendMySQL || started[s.Port] {
+			continue
+		}
+		started[s.Port] = true
+		for _, node := range c.servers() {
+			b, err := startBackend(l.Box(node), s.Backend, s.Port, l.ServerID(node))
+			if err != nil {
+				return err
+			}
+			backends[backendKey{node, s.Port}] = b
+		}
+	}
+	return nil
+}
+
+// wantServers is how many realservers should serve the reads after the
+// event: every one, or the active box's own list on a user's pair, less
+// one whose servers the event took out.
+func wantServers(rn running, e eventSpec, passive Director) int {
+	c := rn.c
+	n := len(c.servers())
+	if ts, ok := rn.impl.(tableSizer); ok { // a user's pair: the active box's own list
 		active := c.Directors[0].Node
 		if passive.Node == active {
 			active = c.Directors[1].Node
 		}
-		if n := ts.Serving(active, netip.AddrPortFrom(c.VIP, uint16(c.Port))); n > 0 {
-			wantServers = n
+		if k := ts.Serving(active, netip.AddrPortFrom(c.VIP, uint16(c.Port))); k > 0 {
+			n = k
 		}
 	}
-	if ev == MySQLDown {
-		wantServers--
+	if e.serverOut {
+		n--
 	}
-	// The capture starts an IPVS estimator tick before the first reading
-	// of the counters, which move at its ticks only: whatever they count
-	// between the readings crossed the bridge while the capture ran. (It
-	// started after the reading once, and a passive box counted one
-	// packet more than the capture saw clients send it, most likely a
-	// late segment of the writes between the tick and the capture.)
-	capture, err := StartCapture(l.Box(topo.Bridges[0].Name))
-	if err != nil {
-		return nil, fmt.Errorf("capture on %s: %w", topo.Bridges[0].Name, err)
-	}
-	time.Sleep(ipvsStatsDelay)
-	before, err := observe(l, c)
-	if err != nil {
-		capture.Stop()
-		return nil, err
-	}
-	stop, sampled := make(chan struct{}), make(chan []Sample)
-	r.TimelineStart = time.Now()
-	go func() { sampled <- sampleFrames(l.Box(topo.Bridges[0].Name), c, client, r.TimelineStart, stop) }()
-	t1 := time.Now()
-	var every time.Duration
-	if opts.Rate > 0 {
-		every = time.Second / time.Duration(opts.Rate)
-	}
-	soft0, err := softirq()
-	if err != nil {
-		capture.Stop()
-		return nil, err
-	}
-	var cycled <-chan struct{}
-	var flapped func() error
-	if ev == MySQLFlap {
-		every = flapEvery
-		cycled, flapped = r.flapping(ctx, rn, passive)
-	}
-	r.Conns, err = Reads(ctx, l.Box(client), Workload{From: clientAddrs(topo, client), Kind: opts.Service.Backend, Addr: vip,
-		N: opts.Connections, Parallel: opts.Parallel, Every: every, Until: cycled, Dial: opts.DialTimeout, Timeout: opts.Timeout})
-	if err != nil {
-		capture.Stop()
-		return nil, err
-	}
-	r.Traffic = time.Since(t1)
-	step("traffic done")
-	soft1, err := softirq()
-	if flapped != nil {
-		if ferr := flapped(); ferr != nil {
-			capture.Stop()
-			return nil, fmt.Errorf("%s: %w", ev, ferr)
-		}
-		step(fmt.Sprintf("%s done: %d outages, the servers up again", ev, len(r.Outages)))
-	}
-	if err != nil {
-		capture.Stop()
-		return nil, err
-	}
-	r.Rate, r.SoftirqMs = opts.Rate, soft1-soft0
-	time.Sleep(SampleInterval) // the last interval
-	close(stop)
-	r.Timeline = <-sampled
-	if fix == FixBackupOnly {
-		if r.SyncDaemons, err = syncDaemons(l, c); err != nil {
-			capture.Stop()
-			return nil, err
+	return n
+}
+
+// directorLogs are the directors' logs and, for a run that failed (six
+// execs, a second or more under TCG: only when it helps), what each
+// director box holds at the end.
+func directorLogs(impl Implementation, l *lab.Lab, c Cluster, failed bool) map[string]string {
+	logs := impl.Logs()
+	if failed {
+		for _, d := range c.Directors {
+			logs[d.Node+" at the end"] = kernelState(l.Box(d.Node))
 		}
 	}
-	// IPVS publishes its per-service counters from the rate estimator's
-	// timer, every 2 s (ip_vs_est.c): wait for one tick before reading.
-	// The capture runs on until then, so it holds every packet the
-	// counters do (the connections' last segments among them).
-	time.Sleep(ipvsStatsDelay)
-	after, err := observe(l, c)
-	frames, stats := capture.Stop()
-	if err != nil {
-		return nil, err
-	}
-	var dirs []net.HardwareAddr
-	for _, d := range c.Directors {
-		dirs = append(dirs, d.MAC)
-	}
-	r.Bounces = new(CountBounces(frames, dirs, c.VIP, uint16(c.Port)))
-	r.PassiveFromClients = new(FromClients(frames, passive.MAC, dirs, c.VIP, uint16(c.Port)))
-	r.Capture = &stats
-	if opts.CaptureDir != "" {
-		if r.Pcap, err = savePcap(opts.CaptureDir, r, frames, capture.ports); err != nil {
-			return nil, err
-		}
-	}
-	r.unservedBy = opts.Unserved[fix]
-	r.judge(c, passive.Node, wantServers, before, after)
-	step("judged " + string(r.Verdict))
-	return r, nil
+	return logs
 }
 
 // logTails is the end of each director's log, for an error that happened

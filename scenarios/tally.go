@@ -16,12 +16,11 @@ import (
 // then the tally passes, with both outcomes and their reasons.
 func Tally(runs []*Result) *Result {
 	t := *runs[0]
-	t.Runs = map[Verdict]int{}
-	reasons := map[Verdict]string{}
+	t.Runs, t.RunReasons = map[Verdict]int{}, map[Verdict]string{}
 	for _, r := range runs {
 		t.Runs[r.Verdict]++
-		if _, ok := reasons[r.Verdict]; !ok {
-			reasons[r.Verdict] = r.Reason
+		if _, ok := t.RunReasons[r.Verdict]; !ok {
+			t.RunReasons[r.Verdict] = r.Reason
 		}
 		t.Pass = t.Pass && r.Pass
 	}
@@ -33,7 +32,7 @@ func Tally(runs []*Result) *Result {
 	}
 	var why []string
 	for _, v := range slices.Sorted(maps.Keys(t.Runs)) {
-		why = append(why, fmt.Sprintf("%s in %d of %d runs: %s", v, t.Runs[v], len(runs), reasons[v]))
+		why = append(why, fmt.Sprintf("%s in %d of %d runs: %s", v, t.Runs[v], len(runs), t.RunReasons[v]))
 	}
 	t.Reason = strings.Join(why, " | ")
 	return &t

@@ -96,199 +96,6 @@ func TestKeepalivedConfigGolden(t *testing.T) {
 	}
 }
 
-// A third box never holds the VIP: whatever its service counts, it
-// balanced from what a director forwarded, a loop even with a complete
-// capture that saw nothing bounce.
-func TestJudgeThirdBox(t *testing.T) {
-	c := testCluster(t)
-	c.Directors = append(c.Directors, Director{Node: "d3"})
-	for _, tc := range []struct {
-		d3   uint32
-		want Verdict
-	}{{0, Clean}, {17, Loop}} {
-		r := &Result{Fix: FixFwmark, Expected: Clean, Conns: []Conn{{ServedBy: 1}, {ServedBy: 2}},
-			Bounces: &Bounces{Forwarded: 40, MaxDepth: 1}, Capture: &CaptureStats{Frames: 500}, PassiveFromClients: new(uint64(0))}
-		after := snapshot{ipvs: map[string]IPVSCounters{"d3": {Services: 1, InPkts: tc.d3}}}
-		r.judge(c, "d2", 2, snapshot{}, after)
-		if r.Verdict != tc.want || tc.want == Loop && !strings.Contains(r.Reason, "d3, BACKUP throughout, counted 17 packets") {
-			t.Errorf("d3 counted %d: got %s %q; want %s", tc.d3, r.Verdict, r.Reason, tc.want)
-		}
-	}
-}
-
-func TestJudge(t *testing.T) {
-	c := testCluster(t)
-	served := func(ids ...int) []Conn {
-		var cs []Conn
-		for _, id := range ids {
-			cs = append(cs, Conn{ServedBy: id})
-		}
-		return cs
-	}
-	snap := func(backupPkts uint32, te uint64) snapshot {
-		return snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1, InPkts: backupPkts}}, te: map[string]uint64{"d2": te}}
-	}
-	for _, tc := range []struct {
-		name        string
-		fix         Fix
-		conns       []Conn
-		after       snapshot
-		wantVerdict Verdict
-		wantPass    bool
-		wantReason  string
-		writes      *WriteStats
-		bounces     *Bounces
-		capture     *CaptureStats
-		fromClients *uint64
-	}{
-		{"clean and balanced", FixFwmark, served(1, 2, 1, 2), snap(0, 0), Clean, true, "4 of 4 served, by server_id 1:2 2:2", nil, nil, nil, nil},
-		{"clean but one box serves all", FixFwmark, served(1, 1, 1), snap(0, 0), NoBalance, false, "3 of 3 served, by server_id 1:3; want 2 serving", nil, nil, nil, nil},
-		{"passive box counted packets", FixNone, served(1, 2), snap(88, 0), Loop, true, "passive d2's service counted 88 packets", nil, nil, nil, nil},
-		{"ttl ran out", FixNone, append(served(1), Conn{Cause: "unreachable", Error: "connect: no route to host"}), snap(0, 3), Loop, true, "3 ICMP time exceeded; 1 of 2 failed: 1 unreachable (first: connect: no route to host)", nil, nil, nil, nil},
-		// failures without loop evidence are the host's or the harness's
-		// (a lab starved of CPU): never a verdict on the pair
-		{"hung connection, no loop evidence", FixFwmark, append(served(1, 2), Conn{Hung: true, Cause: "handshake timeout", Error: "i/o timeout"}), snap(0, 0), Unserved, false, "1 of 3 failed: 1 handshake timeout (first: i/o timeout), without loop evidence", nil, nil, nil, nil},
-		{"closed under load, no loop evidence", FixFwmark, append(served(1, 2), Conn{Cause: "closed", Error: "invalid connection"}, Conn{Cause: "closed", Error: "invalid connection"}), snap(0, 0), Unserved, false, "2 of 4 failed: 2 closed", nil, nil, nil, nil},
-		{"loop expected, only hangs", FixNone, append(served(1, 2), Conn{Hung: true, Cause: "answer timeout"}), snap(0, 0), Unserved, false, "1 of 3 failed: 1 answer timeout", nil, nil, nil, nil},
-		{"loop with hangs", FixNone, append(served(1, 2), Conn{Hung: true, Cause: "handshake timeout"}), snap(12, 0), Loop, true, "passive d2's service counted 12 packets; 1 of 3 failed: 1 handshake timeout", nil, nil, nil, nil},
-		{"loop expected, none seen", FixNone, served(1, 2), snap(0, 0), Clean, false, "2 of 2 served", nil, nil, nil, nil},
-		{"writes survived", FixFwmark, served(1, 2), snap(0, 0), Clean, true, "20 acknowledged of 24, 0 lost", &WriteStats{Attempted: 24, Acked: 20}, nil, nil, nil},
-		{"an acknowledged write lost", FixFwmark, served(1, 2), snap(0, 0), Clean, false, "20 acknowledged of 24, 1 lost", &WriteStats{Attempted: 24, Acked: 20, Lost: 1}, nil, nil, nil},
-		{"capture saw bounces", FixNone, served(1, 2), snap(30, 0), Loop, true, "3 of 40 forwarded segments bounced between the directors, up to 64 hops; passive d2's service counted 30 packets", nil, &Bounces{Forwarded: 40, Bounced: 3, MaxDepth: 64}, nil, nil},
-		{"passive count from clients, no bounce", FixFwmark, served(1, 2), snap(7, 0), Clean, true, "passive d2's service counted 7 packets, no more than the 9 segments clients sent it: no segment bounced", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500}, new(uint64(9))},
-		// the passive picked itself for what the active forwarded: no
-		// bounce, but a loop waiting for the day it picks the other box
-		{"passive re-balanced to itself", FixNone, served(1, 2), snap(30, 0), Loop, true, "passive d2's service counted 30 packets, more than the 4 segments clients sent it: it re-balanced what the active box forwarded", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500}, new(uint64(4))},
-		// a capture that lost frames cannot clear the passive's count
-		{"passive count, capture dropped frames", FixFwmark, served(1, 2), snap(7, 0), Loop, false, "passive d2's service counted 7 packets; capture incomplete: 500 frames kept, 12 dropped by the kernel, 0 past the cap", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 500, KernelDrops: 12}, nil},
-		{"clean, capture past its cap", FixFwmark, served(1, 2), snap(0, 0), Clean, true, "capture incomplete: 200000 frames kept, 0 dropped by the kernel, 9 past the cap", nil, &Bounces{Forwarded: 40, MaxDepth: 1}, &CaptureStats{Frames: 200000, Overflow: 9}, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Fix: tc.fix, Expected: Expected(tc.fix, Steady), Conns: tc.conns, Writes: tc.writes, Bounces: tc.bounces, Capture: tc.capture, PassiveFromClients: tc.fromClients}
-			r.judge(c, "d2", 2, snap(0, 0), tc.after)
-			if r.Verdict != tc.wantVerdict || r.Pass != tc.wantPass || !strings.Contains(r.Reason, tc.wantReason) {
-				t.Errorf("got %s pass=%v %q; want %s pass=%v containing %q", r.Verdict, r.Pass, r.Reason, tc.wantVerdict, tc.wantPass, tc.wantReason)
-			}
-		})
-	}
-}
-
-// A flapping server's refusals are not loop evidence; a failure outside
-// its outages, or a hang inside one, still is.
-func TestJudgeFlap(t *testing.T) {
-	c := testCluster(t)
-	t0 := time.Now()
-	failed := func(at, took time.Duration, err, cause string) Conn {
-		return Conn{Start: t0.Add(at), Latency: took, Error: err, Hung: err == "i/o timeout", Cause: cause}
-	}
-	for _, tc := range []struct {
-		name   string
-		failed Conn
-		want   Verdict
-		reason string
-	}{
-		{"refused while down", failed(time.Second, time.Millisecond, "connection refused", "refused"), Clean, "1 of 3 refused or closed while d2's servers were down (connection refused), not loop evidence"},
-		{"closed as it went down", failed(-time.Second, 1500*time.Millisecond, "invalid connection", "closed"), Clean, "1 of 3 refused or closed while d2's servers were down (invalid connection)"},
-		// not the flap's, and no loop evidence either: not a verdict
-		{"refused once up again", failed(6*time.Second, time.Millisecond, "connection refused", "refused"), Unserved, "1 of 3 failed: 1 refused (first: connection refused), without loop evidence"},
-		{"hung while down", failed(time.Second, 3*time.Second, "i/o timeout", "answer timeout"), Unserved, "1 of 3 failed: 1 answer timeout (first: i/o timeout)"},
-		// an ICMP error while the server was down is not excused; loop
-		// evidence is the directors' time exceeded count
-		{"unreachable while down", failed(time.Second, 5*time.Millisecond, "no route to host", "unreachable"), Unserved, "1 of 3 failed: 1 unreachable (first: no route to host)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Fix: FixFwmark, Expected: Expected(FixFwmark, MySQLFlap), Conns: []Conn{{ServedBy: 1}, {ServedBy: 2}, tc.failed},
-				Outages: []Outage{{From: t0, To: t0.Add(5 * time.Second)}}}
-			none := snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1}}, te: map[string]uint64{}}
-			r.judge(c, "d2", 2, none, none)
-			if r.Verdict != tc.want || !strings.Contains(r.Reason, tc.reason) || !strings.Contains(r.Reason, "d2's servers were down 1 time(s), 5s in all") {
-				t.Errorf("got %s %q; want %s containing %q", r.Verdict, r.Reason, tc.want, tc.reason)
-			}
-		})
-	}
-}
-
-// TestJudgeStuckClients: where a BACKUP's takeover may leave the clients
-// with it (split brain, isolation, advert loss under backup_only or
-// REDIRECT), CLEAN passes, and NO-BALANCE passes only when the capture saw
-// the clients send to the passive box; elsewhere the table decides alone.
-func TestJudgeStuckClients(t *testing.T) {
-	c := testCluster(t)
-	served := func(ids ...int) (cs []Conn) {
-		for _, id := range ids {
-			cs = append(cs, Conn{ServedBy: id})
-		}
-		return cs
-	}
-	for _, tc := range []struct {
-		name        string
-		fix         Fix
-		ev          Event
-		conns       []Conn
-		fromClients uint64
-		want        bool
-	}{
-		{"split brain, clients back", FixBackupOnly, SplitBrain, served(1, 2), 0, true},
-		{"split brain, clients stayed", FixBackupOnly, SplitBrain, served(2, 2), 40, true},
-		{"advert loss, clients stayed", FixRedirect, AdvertLoss50, served(2, 2), 40, true},
-		{"advert loss, one box served, clients at the MASTER", FixBackupOnly, AdvertLoss50, served(1, 1), 0, false},
-		{"advert loss under fwmark: the table alone", FixFwmark, AdvertLoss50, served(2, 2), 40, false},
-		{"steady state under backup_only: the table alone", FixBackupOnly, Steady, served(2, 2), 40, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Fix: tc.fix, Scenario: tc.ev, Expected: Expected(tc.fix, tc.ev), Conns: tc.conns,
-				Bounces: &Bounces{}, Capture: &CaptureStats{Frames: 500}, PassiveFromClients: new(tc.fromClients)}
-			snap := func(p uint32) snapshot {
-				return snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1, InPkts: p}}, te: map[string]uint64{}}
-			}
-			r.judge(c, "d2", 2, snap(0), snap(uint32(tc.fromClients)))
-			if r.Pass != tc.want {
-				t.Errorf("%s (expected %s): pass %v, want %v: %s", r.Verdict, r.Expected, r.Pass, tc.want, r.Reason)
-			}
-		})
-	}
-}
-
-// TestJudgeMoved: connections reset or closed while the VIP moved (a
-// takeover during the event, clients still sending to the passive box in
-// a complete capture) are the takeover's, not a loop nor the harness's;
-// without a takeover, without clients at the passive box, or as
-// timeouts, they stay failures; loop evidence still wins.
-func TestJudgeMoved(t *testing.T) {
-	c := testCluster(t)
-	closed := Conn{Error: "invalid connection", Cause: "closed"}
-	for _, tc := range []struct {
-		name        string
-		takeovers   int
-		fromClients uint64
-		failed      Conn
-		bounced     int
-		want        Verdict
-	}{
-		{"closed as the VIP moved", 1, 14, closed, 0, Clean},
-		{"no takeover", 0, 14, closed, 0, Unserved},
-		{"clients never at the passive box", 1, 0, closed, 0, Unserved},
-		{"a timeout is no move", 1, 14, Conn{Error: "i/o timeout", Cause: "answer timeout", Hung: true}, 0, Unserved},
-		{"bounces: a loop", 1, 14, closed, 3, Loop},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := &Result{Fix: FixFwmark, Scenario: AdvertLoss50, Expected: Expected(FixFwmark, AdvertLoss50),
-				Conns: []Conn{{ServedBy: 1}, {ServedBy: 2}, tc.failed}, Takeovers: new(tc.takeovers),
-				Bounces: &Bounces{Bounced: tc.bounced, Forwarded: 10, MaxDepth: 5}, Capture: &CaptureStats{Frames: 500}, PassiveFromClients: new(tc.fromClients)}
-			snap := func(p uint32) snapshot {
-				return snapshot{ipvs: map[string]IPVSCounters{"d2": {Services: 1, InPkts: p}}, te: map[string]uint64{}}
-			}
-			r.judge(c, "d2", 2, snap(0), snap(uint32(tc.fromClients)))
-			if r.Verdict != tc.want {
-				t.Errorf("got %s, want %s: %s", r.Verdict, tc.want, r.Reason)
-			}
-			if tc.want == Clean && !strings.Contains(r.Reason, "1 of 3 reset or closed as the VIP moved under them (clients still sent 14 segments to d2)") {
-				t.Errorf("the move is not said: %s", r.Reason)
-			}
-		})
-	}
-}
-
 func TestExpected(t *testing.T) {
 	for _, tc := range []struct {
 		fix  Fix
@@ -335,28 +142,37 @@ func TestExpected(t *testing.T) {
 }
 
 func TestTally(t *testing.T) {
-	loop := func(pass bool) *Result { return &Result{Verdict: Loop, Expected: Loop, Pass: pass, Reason: "bounced"} }
-	clean := &Result{Verdict: Clean, Expected: Loop, Reason: "20 of 20 served"}
-
-	stable := Tally([]*Result{loop(true), loop(true), loop(true)})
-	if stable.Verdict != Loop || !stable.Pass || stable.Counts() != "LOOP 3/3" || stable.Reason != "bounced" {
-		t.Errorf("3 LOOPs: got %s pass=%v %q %q", stable.Verdict, stable.Pass, stable.Counts(), stable.Reason)
+	loop := func(pass bool) *Result {
+		return &Result{Verdict: Loop, Expected: Loop, Pass: pass, Reason: "bounced"}
 	}
-	if r := Tally([]*Result{loop(true), loop(false)}); r.Verdict != Loop || r.Pass {
-		t.Errorf("2 LOOPs, one failing on its own: got %s pass=%v, want LOOP failing", r.Verdict, r.Pass)
+	clean := &Result{Verdict: Clean, Expected: Loop, Reason: "served"}
+	for _, tc := range []struct {
+		name    string
+		runs    []*Result
+		verdict Verdict
+		pass    bool
+		counts  map[Verdict]int
+		reasons map[Verdict]string
+		text    string
+	}{
+		{"3 LOOPs", []*Result{loop(true), loop(true), loop(true)}, Loop, true,
+			map[Verdict]int{Loop: 3}, map[Verdict]string{Loop: "bounced"}, "LOOP 3/3"},
+		{"2 LOOPs, one failing on its own", []*Result{loop(true), loop(false)}, Loop, false,
+			map[Verdict]int{Loop: 2}, map[Verdict]string{Loop: "bounced"}, "LOOP 2/2"},
+		{"LOOP, CLEAN, LOOP", []*Result{loop(true), clean, loop(true)}, Unstable, false,
+			map[Verdict]int{Loop: 2, Clean: 1}, map[Verdict]string{Loop: "bounced", Clean: "served"}, "UNSTABLE (CLEAN 1/3, LOOP 2/3)"},
+		// Two verdicts the judge accepted (clientsMayStay): both shown, passing.
+		{"NO-BALANCE, CLEAN, each accepted", []*Result{{Verdict: NoBalance, Expected: NoBalance, Pass: true, Reason: "stayed"}, {Verdict: Clean, Expected: NoBalance, Pass: true, Reason: "back"}},
+			NoBalance, true, map[Verdict]int{NoBalance: 1, Clean: 1}, map[Verdict]string{NoBalance: "stayed", Clean: "back"}, "CLEAN 1/2, NO-BALANCE 1/2"},
+	} {
+		r := Tally(tc.runs)
+		if r.Verdict != tc.verdict || r.Pass != tc.pass || !cmp.Equal(r.Runs, tc.counts) || !cmp.Equal(r.RunReasons, tc.reasons) || r.VerdictText() != tc.text {
+			t.Errorf("%s: got %s pass=%v %v %v %q; want %s pass=%v %v %v %q", tc.name, r.Verdict, r.Pass, r.Runs, r.RunReasons, r.VerdictText(),
+				tc.verdict, tc.pass, tc.counts, tc.reasons, tc.text)
+		}
 	}
-	flaky := Tally([]*Result{loop(true), clean, loop(true)})
-	if flaky.Verdict != Unstable || flaky.Pass || flaky.Counts() != "CLEAN 1/3, LOOP 2/3" ||
-		flaky.Reason != "CLEAN in 1 of 3 runs: 20 of 20 served | LOOP in 2 of 3 runs: bounced" {
-		t.Errorf("LOOP, CLEAN, LOOP: got %s pass=%v %q %q", flaky.Verdict, flaky.Pass, flaky.Counts(), flaky.Reason)
-	}
-	// Two verdicts the judge accepted (clientsMayStay): both shown, passing.
-	accepted := Tally([]*Result{{Verdict: NoBalance, Expected: NoBalance, Pass: true, Reason: "stayed"}, {Verdict: Clean, Expected: NoBalance, Pass: true, Reason: "back"}})
-	if !accepted.Pass || accepted.VerdictText() != "CLEAN 1/2, NO-BALANCE 1/2" || accepted.Reason != "CLEAN in 1 of 2 runs: back | NO-BALANCE in 1 of 2 runs: stayed" {
-		t.Errorf("NO-BALANCE, CLEAN, each accepted: got %s pass=%v %q %q", accepted.Verdict, accepted.Pass, accepted.VerdictText(), accepted.Reason)
-	}
-	if stable.VerdictText() != "LOOP 3/3" || flaky.VerdictText() != "UNSTABLE (CLEAN 1/3, LOOP 2/3)" || (&Result{Verdict: Loop}).VerdictText() != "LOOP" {
-		t.Errorf("verdict texts %q, %q", stable.VerdictText(), flaky.VerdictText())
+	if v := (&Result{Verdict: Loop}).VerdictText(); v != "LOOP" {
+		t.Errorf("a single run's verdict text %q", v)
 	}
 }
 
