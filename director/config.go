@@ -2,7 +2,6 @@ package director
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -41,7 +40,7 @@ type VRRPConfig struct {
 	AdvertInt    time.Duration `yaml:"advert_int"`
 	Preempt      *bool         `yaml:"preempt,omitempty"` // default true
 	PreemptDelay time.Duration `yaml:"preempt_delay,omitempty"`
-	UnicastPeer  string        `yaml:"unicast_peer,omitempty"`
+	UnicastPeer  IPv4          `yaml:"unicast_peer,omitempty"`
 	// GARPRefresh, when set, re-announces the VIPs with gratuitous ARP
 	// this often while MASTER (keepalived's vrrp_garp_master_refresh):
 	// clients that a BACKUP's brief takeover (a split brain) drew away
@@ -52,7 +51,7 @@ type VRRPConfig struct {
 // ServiceConfig is one virtual service and its realservers.
 type ServiceConfig struct {
 	Name        string             `yaml:"name"`
-	VIP         string             `yaml:"vip"`
+	VIP         IPv4               `yaml:"vip"`
 	Port        int                `yaml:"port"`
 	Protocol    string             `yaml:"protocol,omitempty"` // tcp (default) or udp
 	Scheduler   string             `yaml:"scheduler,omitempty"`
@@ -63,7 +62,7 @@ type ServiceConfig struct {
 
 // RealserverConfig is a backend and its health check.
 type RealserverConfig struct {
-	Address string      `yaml:"address"`
+	Address IPv4        `yaml:"address"`
 	Port    int         `yaml:"port,omitempty"` // default: the service's
 	Weight  *int        `yaml:"weight,omitempty"`
 	Check   CheckConfig `yaml:"check,omitempty"`
@@ -99,7 +98,7 @@ type GuardConfig struct {
 	Mask uint32 `yaml:"mask,omitempty"`
 	// PeerMAC is the other director's MAC; learned from its VRRP adverts
 	// when empty.
-	PeerMAC string `yaml:"peer_mac,omitempty"`
+	PeerMAC MAC `yaml:"peer_mac,omitempty"`
 }
 
 // Guard modes.
@@ -184,10 +183,8 @@ func (c *Config) validate() error {
 	if v.GARPRefresh != 0 && (v.GARPRefresh < v.AdvertInt || v.GARPRefresh > time.Hour) {
 		k.fail("vrrp.garp_refresh", "garp_refresh %s: want 0 (none) or advert_int (%s) to 1h", v.GARPRefresh, v.AdvertInt)
 	}
-	if v.UnicastPeer != "" {
-		if a, err := netip.ParseAddr(v.UnicastPeer); err != nil || !a.Is4() {
-			k.fail("vrrp.unicast_peer", "bad IPv4 address %q", v.UnicastPeer)
-		}
+	if v.UnicastPeer.bad() {
+		k.fail("vrrp.unicast_peer", "bad IPv4 address %q", v.UnicastPeer.raw)
 	}
 	if len(c.Services) == 0 {
 		k.fail("services", "at least one service is required")
@@ -222,10 +219,8 @@ func (c *Config) validate() error {
 	default:
 		k.fail("guard.mode", "unknown mode %q: want fwmark, backup-only or none", g.Mode)
 	}
-	if g.PeerMAC != "" {
-		if m, err := net.ParseMAC(g.PeerMAC); err != nil || len(m) != 6 {
-			k.fail("guard.peer_mac", "bad MAC %q", g.PeerMAC)
-		}
+	if g.PeerMAC.bad() {
+		k.fail("guard.peer_mac", "bad MAC %q", g.PeerMAC.raw)
 	}
 	if c.Status.Socket == "" {
 		c.Status.Socket = DefaultStatusSocket
@@ -245,9 +240,8 @@ func (c *Config) validate() error {
 }
 
 func (s *ServiceConfig) validate(k *checker, p string, seen map[string]string) {
-	vip, err := netip.ParseAddr(s.VIP)
-	if err != nil || !vip.Is4() {
-		k.fail(p+".vip", "bad VIP %q: want an IPv4 address", s.VIP)
+	if !s.VIP.IsValid() {
+		k.fail(p+".vip", "bad VIP %q: want an IPv4 address", s.VIP.raw)
 	}
 	if s.Port < 1 || s.Port > 65535 {
 		k.fail(p+".port", "port %d: want 1-65535", s.Port)
@@ -285,8 +279,8 @@ func (s *ServiceConfig) validate(k *checker, p string, seen map[string]string) {
 	for j := range s.Realservers {
 		r := &s.Realservers[j]
 		rp := fmt.Sprintf("%s.realservers[%d]", p, j)
-		if a, err := netip.ParseAddr(r.Address); err != nil || !a.Is4() {
-			k.fail(rp+".address", "bad IPv4 address %q", r.Address)
+		if !r.Address.IsValid() {
+			k.fail(rp+".address", "bad IPv4 address %q", r.Address.raw)
 		}
 		if r.Port == 0 {
 			r.Port = s.Port
@@ -395,7 +389,7 @@ func (c *Config) Desired() []Service { return c.DesiredWith(nil) }
 func (c *Config) DesiredWith(down map[[2]int]bool) []Service {
 	var out []Service
 	for i, s := range c.Services {
-		svc := Service{Protocol: s.Protocol, VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port),
+		svc := Service{Protocol: s.Protocol, VIP: s.VIP.Addr, Port: uint16(s.Port),
 			Scheduler: s.Scheduler, Persistence: uint32(s.Persistence / time.Second)}
 		if c.Guard.Mode == GuardFwmark {
 			svc.Mark = c.Guard.Mark
@@ -408,7 +402,7 @@ func (c *Config) DesiredWith(down map[[2]int]bool) []Service {
 				}
 				w = 0
 			}
-			svc.Dests = append(svc.Dests, Dest{Addr: netip.MustParseAddr(r.Address), Port: uint16(r.Port),
+			svc.Dests = append(svc.Dests, Dest{Addr: r.Address.Addr, Port: uint16(r.Port),
 				Weight: w, Forward: forwards[s.Forward]})
 		}
 		out = append(out, svc)

@@ -3,10 +3,11 @@ package director
 import (
 	"errors"
 	"fmt"
-	"github.com/lvslab/lvslab/director/fake"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lvslab/lvslab/director/fake"
 
 	"github.com/lvslab/lvslab/lab/yamlcheck"
 )

@@ -305,7 +305,7 @@ func (d *Daemon) setup() error {
 	}
 	seen := map[netip.Addr]bool{}
 	for _, s := range cfg.Services {
-		if v := netip.MustParseAddr(s.VIP); !seen[v] {
+		if v := s.VIP.Addr; !seen[v] {
 			seen[v] = true
 			d.vips = append(d.vips, v)
 		}
@@ -352,8 +352,8 @@ func (d *Daemon) setup() error {
 			return fmt.Errorf("iptables: %w (install iptables)", err)
 		}
 		d.ipt = ipt
-		if cfg.Guard.PeerMAC != "" {
-			d.peerMAC, d.peerFrom = mustMAC(cfg.Guard.PeerMAC), "config"
+		if cfg.Guard.PeerMAC.HardwareAddr != nil {
+			d.peerMAC, d.peerFrom = cfg.Guard.PeerMAC.HardwareAddr, "config"
 		} else {
 			d.log.Info("guard learns the peer's MAC from its VRRP adverts")
 		}
@@ -389,8 +389,8 @@ func (d *Daemon) setup() error {
 		})
 	}
 	d.dst = VRRPGroup
-	if cfg.VRRP.UnicastPeer != "" {
-		d.dst = netip.MustParseAddr(cfg.VRRP.UnicastPeer)
+	if cfg.VRRP.UnicastPeer.IsValid() {
+		d.dst = cfg.VRRP.UnicastPeer.Addr
 	}
 	if d.ads, err = listenAdverts(d.ifi); err != nil {
 		return err
@@ -422,14 +422,6 @@ func (d *Daemon) initState() {
 	d.fsm = Machine{Priority: uint8(v.Priority), AdvertInt: v.AdvertInt, Preempt: *v.Preempt, PreemptDelay: v.PreemptDelay, Addr: d.addr.Addr()}
 }
 
-func mustMAC(s string) net.HardwareAddr {
-	mac, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err) // validated with the config
-	}
-	return mac
-}
-
 // applyGuard installs the guard rule for what is known now. With the
 // peer's MAC: mark VIP traffic unless it comes from that MAC, in every
 // state. Without it (learning, nothing found yet): a MASTER marks all VIP
@@ -445,7 +437,7 @@ func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 	var g *Guard // nil: no rule
 	if peer != nil || state == Master {
 		s := d.cfg.Services[0]
-		g = &Guard{VIP: netip.MustParseAddr(s.VIP), Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: peer, Mark: d.cfg.Guard.Mark, Mask: d.cfg.Guard.Mask}
+		g = &Guard{VIP: s.VIP.Addr, Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: peer, Mark: d.cfg.Guard.Mark, Mask: d.cfg.Guard.Mask}
 	}
 	want := ""
 	if g != nil {
@@ -501,13 +493,13 @@ func (d *Daemon) heard(r received) {
 // peers are the addresses the other director may have: the unicast peer
 // if configured, else every realserver that is not this box or a VIP.
 func (d *Daemon) peers() []netip.Addr {
-	if p := d.cfg.VRRP.UnicastPeer; p != "" {
-		return []netip.Addr{netip.MustParseAddr(p)}
+	if p := d.cfg.VRRP.UnicastPeer; p.IsValid() {
+		return []netip.Addr{p.Addr}
 	}
 	var out []netip.Addr
 	for _, s := range d.cfg.Services {
 		for _, r := range s.Realservers {
-			if a := netip.MustParseAddr(r.Address); a != d.addr.Addr() && !slices.Contains(d.vips, a) && !slices.Contains(out, a) {
+			if a := r.Address.Addr; a != d.addr.Addr() && !slices.Contains(d.vips, a) && !slices.Contains(out, a) {
 				out = append(out, a)
 			}
 		}

@@ -187,3 +187,11 @@ func TestGARPFrame(t *testing.T) {
 		t.Errorf("frame %x decodes as %v", frame, p)
 	}
 }
+
+func mustMAC(s string) net.HardwareAddr {
+	mac, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return mac
+}

@@ -2,7 +2,6 @@ package director
 
 import (
 	"context"
-	"github.com/lvslab/lvslab/director/fake"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lvslab/lvslab/director/fake"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/lvslab/lvslab/lab"

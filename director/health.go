@@ -170,7 +170,7 @@ type checkResult struct {
 func runChecks(ctx context.Context, cfg *Config, out chan<- checkResult, spawn func(func())) error {
 	for i, s := range cfg.Services {
 		for j, r := range s.Realservers {
-			probe, err := NewProbe(r.Check, netip.MustParseAddr(r.Address), r.Port)
+			probe, err := NewProbe(r.Check, r.Address.Addr, r.Port)
 			if err != nil {
 				return fmt.Errorf("services[%d].realservers[%d].check: %w", i, j, err)
 			}

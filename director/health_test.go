@@ -2,12 +2,13 @@ package director
 
 import (
 	"context"
-	"github.com/lvslab/lvslab/director/fake"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lvslab/lvslab/director/fake"
 )
 
 func TestHealthRiseFall(t *testing.T) {

@@ -3,9 +3,10 @@ package director
 import (
 	"errors"
 	"fmt"
-	"github.com/lvslab/lvslab/director/afpacket"
 	"net"
 	"net/netip"
+
+	"github.com/lvslab/lvslab/director/afpacket"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"

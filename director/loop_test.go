@@ -3,7 +3,6 @@ package director
 import (
 	"context"
 	"errors"
-	"github.com/lvslab/lvslab/director/fake"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lvslab/lvslab/director/fake"
 
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"
