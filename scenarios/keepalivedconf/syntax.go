@@ -238,39 +238,49 @@ func (r *reader) readText(name string, text []byte, depth int) error {
 			return Errorf(pos, "more than %d words", MaxWords)
 		}
 		if words[0] == "include" {
-			if len(words) != 2 {
-				return Errorf(pos, "include takes one file or glob")
-			}
-			if r.noIncludes {
-				return Errorf(pos, "include: this text stands alone (read the file with ParseFile)")
-			}
-			if depth >= 8 {
-				return Errorf(pos, "includes nested more than 8 deep")
-			}
-			pattern := words[1]
-			if !filepath.IsAbs(pattern) {
-				pattern = filepath.Join(filepath.Dir(name), pattern)
-			} else if rest, ok := strings.CutPrefix(pattern, ConfigDir); ok && r.mainDir != "" {
-				if local := filepath.Join(r.mainDir, rest); hasMatch(local) {
-					pattern = local
-				}
-			}
-			r.includes = append(r.includes, Include{pos, words[1], pattern})
-			matches, err := filepath.Glob(pattern)
-			if err != nil {
-				return Errorf(pos, "include %s: %v", words[1], err)
-			}
-			if len(matches) == 0 {
-				return Errorf(pos, "include %s matches no file", words[1])
-			}
-			for _, m := range matches {
-				if err := r.readFile(m, pos, depth+1); err != nil {
-					return err
-				}
+			if err := r.include(name, pos, words, depth); err != nil {
+				return err
 			}
 			continue
 		}
 		r.lines = append(r.lines, line{pos, words})
+	}
+	return nil
+}
+
+// include reads the files an include line at pos of file name matches,
+// relative to that file, or under the main config's directory for a path
+// under ConfigDir that exists there.
+func (r *reader) include(name string, pos Pos, words []string, depth int) error {
+	if len(words) != 2 {
+		return Errorf(pos, "include takes one file or glob")
+	}
+	if r.noIncludes {
+		return Errorf(pos, "include: this text stands alone (read the file with ParseFile)")
+	}
+	if depth >= 8 {
+		return Errorf(pos, "includes nested more than 8 deep")
+	}
+	pattern := words[1]
+	if !filepath.IsAbs(pattern) {
+		pattern = filepath.Join(filepath.Dir(name), pattern)
+	} else if rest, ok := strings.CutPrefix(pattern, ConfigDir); ok && r.mainDir != "" {
+		if local := filepath.Join(r.mainDir, rest); hasMatch(local) {
+			pattern = local
+		}
+	}
+	r.includes = append(r.includes, Include{pos, words[1], pattern})
+	matches, err := filepath.Glob(pattern)
+	if err != nil {
+		return Errorf(pos, "include %s: %v", words[1], err)
+	}
+	if len(matches) == 0 {
+		return Errorf(pos, "include %s matches no file", words[1])
+	}
+	for _, m := range matches {
+		if err := r.readFile(m, pos, depth+1); err != nil {
+			return err
+		}
 	}
 	return nil
 }
