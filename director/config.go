@@ -154,7 +154,33 @@ func (k *checker) fail(path, format string, a ...any) {
 // validate fills defaults and checks every field.
 func (c *Config) validate() error {
 	k := &checker{}
-	v := &c.VRRP
+	c.VRRP.validate(k)
+	if len(c.Services) == 0 {
+		k.fail("services", "at least one service is required")
+	}
+	seen := map[string]string{}
+	for i := range c.Services {
+		c.Services[i].validate(k, fmt.Sprintf("services[%d]", i), seen)
+	}
+	c.Guard.validate(k, len(c.Services))
+	if c.Status.Socket == "" {
+		c.Status.Socket = DefaultStatusSocket
+	}
+	if err := checkSocketPath(c.Status.Socket); err != nil {
+		k.fail("status.socket", "%v", err)
+	}
+	if m := c.Status.Metrics; m != "" {
+		if ap, err := netip.ParseAddrPort(m); err != nil || !ap.Addr().IsLoopback() {
+			k.fail("status.metrics", "metrics address %q: want a loopback host:port, such as 127.0.0.1:9101", m)
+		}
+	}
+	if len(k.errs) > 0 {
+		return k.errs
+	}
+	return nil
+}
+
+func (v *VRRPConfig) validate(k *checker) {
 	switch {
 	case v.Interface == "":
 		k.fail("vrrp.interface", "interface is required")
@@ -186,14 +212,9 @@ func (c *Config) validate() error {
 	if v.UnicastPeer.bad() {
 		k.fail("vrrp.unicast_peer", "bad IPv4 address %q", v.UnicastPeer.raw)
 	}
-	if len(c.Services) == 0 {
-		k.fail("services", "at least one service is required")
-	}
-	seen := map[string]string{}
-	for i := range c.Services {
-		c.Services[i].validate(k, fmt.Sprintf("services[%d]", i), seen)
-	}
-	g := &c.Guard
+}
+
+func (g *GuardConfig) validate(k *checker, services int) {
 	if g.Mode == "" {
 		g.Mode = GuardFwmark
 	}
@@ -209,8 +230,8 @@ func (c *Config) validate() error {
 			k.fail("guard.mask", "mark %#x has bits outside mask %#x", g.Mark, g.Mask)
 		}
 		// One mark declares one virtual service.
-		if len(c.Services) > 1 {
-			k.fail("guard.mode", "the fwmark guard covers one service; this config has %d", len(c.Services))
+		if services > 1 {
+			k.fail("guard.mode", "the fwmark guard covers one service; this config has %d", services)
 		}
 	case GuardBackupOnly, GuardNone:
 		if g.Mark != 0 || g.Mask != 0 {
@@ -222,21 +243,6 @@ func (c *Config) validate() error {
 	if g.PeerMAC.bad() {
 		k.fail("guard.peer_mac", "bad MAC %q", g.PeerMAC.raw)
 	}
-	if c.Status.Socket == "" {
-		c.Status.Socket = DefaultStatusSocket
-	}
-	if err := checkSocketPath(c.Status.Socket); err != nil {
-		k.fail("status.socket", "%v", err)
-	}
-	if m := c.Status.Metrics; m != "" {
-		if ap, err := netip.ParseAddrPort(m); err != nil || !ap.Addr().IsLoopback() {
-			k.fail("status.metrics", "metrics address %q: want a loopback host:port, such as 127.0.0.1:9101", m)
-		}
-	}
-	if len(k.errs) > 0 {
-		return k.errs
-	}
-	return nil
 }
 
 func (s *ServiceConfig) validate(k *checker, p string, seen map[string]string) {

@@ -133,22 +133,27 @@ func (v *MicroVM) runOnce(ctx context.Context, accel string, spec Spec, stdout, 
 	go func() { io.Copy(stderr, errR); copied <- struct{}{} }()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	// Under KVM, a guest that has not started the command within
-	// kvmBootBound never will (an emulation failure leaves qemu paused).
+	started := func() bool { _, err := os.Stat(filepath.Join(ctl, startedFile)); return err == nil }
+	werr, killed, ran := v.await(ctx, cmd, accel, exited, started)
+	<-copied
+	<-copied
+	return v.outcome(ctl, werr, killed, ran, started(), &qemuOut)
+}
+
+// await waits for qemu to exit, and kills it when ctx ends or, under KVM,
+// when the guest has not started the command within the boot bound (an
+// emulation failure leaves qemu paused): then killed is why, and ran
+// what the guest had done.
+func (v *MicroVM) await(ctx context.Context, cmd *exec.Cmd, accel string, exited <-chan error, started func() bool) (werr, killed error, ran string) {
 	var silent <-chan time.Time
 	bound := cmp.Or(v.KVMBootBound, kvmBootBound)
 	if accel == KVM {
 		silent = time.After(bound)
 	}
-	started := func() bool { _, err := os.Stat(filepath.Join(ctl, startedFile)); return err == nil }
-	var werr error
-	var killed error
-	var ran string // what the guest had done when qemu was killed
-wait:
 	for {
 		select {
 		case werr = <-exited:
-			break wait
+			return werr, nil, ""
 		case <-ctx.Done():
 			killed = context.Cause(ctx)
 		case <-silent:
@@ -160,24 +165,27 @@ wait:
 		}
 		ran = runState(cmd.Process.Pid, started())
 		cmd.Process.Kill()
-		werr = <-exited
-		break
+		return <-exited, killed, ran
 	}
-	<-copied
-	<-copied
+}
+
+// outcome is the run's status from the control directory ctl, or why
+// there is none: qemu killed, or the guest ended without one.
+func (v *MicroVM) outcome(ctl string, werr, killed error, ran string, started bool, qemuOut *bytes.Buffer) (Status, error) {
+	var st Status
 	console := filepath.Join(ctl, consoleFile)
 	switch {
 	case errors.Is(killed, ErrTimeout):
 		return st, fmt.Errorf("%w after %s: qemu killed (%s); guest console: %s", ErrTimeout, v.Timeout, ran, consoleTail(console))
 	case errors.Is(killed, errNotStarted):
-		return st, fmt.Errorf("%w; qemu killed (%s); guest console: %s", killed, qemuTail(&qemuOut), consoleTail(console))
+		return st, fmt.Errorf("%w; qemu killed (%s); guest console: %s", killed, qemuTail(qemuOut), consoleTail(console))
 	case killed != nil:
 		return st, fmt.Errorf("micro-VM: %w: qemu killed", killed)
 	}
 	status, err := os.ReadFile(filepath.Join(ctl, statusFile))
 	if err != nil {
-		err = fmt.Errorf("micro-VM ended without an exit status (qemu: %v %s); guest console: %s", werr, qemuTail(&qemuOut), consoleTail(console))
-		if !started() {
+		err = fmt.Errorf("micro-VM ended without an exit status (qemu: %v %s); guest console: %s", werr, qemuTail(qemuOut), consoleTail(console))
+		if !started {
 			err = fmt.Errorf("%w: %w", errNotStarted, err)
 		}
 		return st, err

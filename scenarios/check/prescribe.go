@@ -87,72 +87,8 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 			ReadMACCmd: fmt.Sprintf("%s   # on %s: the MAC after lladdr (ping it first if the entry is missing)", strings.Join(cmds, "; "), pl.Boxes[i].Node)}
 	}
 	for _, s := range pl.Services {
-		if s.Kind != "DR" {
-			kind := s.Kind
-			if u := s.Servers[0].LBKindUnknown; u != "" {
-				kind = fmt.Sprintf("%s (keepalived makes it NAT: it knows DR, NAT and TUN in capitals)", u)
-			}
-			rx.Notes = append(rx.Notes, fmt.Sprintf("%s: lb_kind %s, not DR: the ping-pong loop is a DR problem (the other box gets the client's packet unchanged); no guard written", s.Key, kind))
-			continue
-		}
-		if why := s.noLoop(pl); why != "" {
-			rx.Quiet = append(rx.Quiet, fmt.Sprintf("%s: %s: no ping-pong loop can start, no guard written", s.Key, why))
-			if s.KeepalivedUDP {
-				if err := rx.protocolTCP(pl, s, edits); err != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
-		if s.Marks[0] != 0 {
-			rx.Notes = append(rx.Notes, checkMarkRules(p, pl, s)...)
-			// Where a box's rules set the mark on the other box's traffic
-			// too, or not at all, its guard replaces them.
-			for i := range rx.Boxes {
-				if p.Rules[i] == nil {
-					continue
-				}
-				setting := p.Rules[i].Setting(s.Marks[i])
-				unguarded := slices.DeleteFunc(slices.Clone(setting), func(r MarkRule) bool { return r.guards(pl.peerMACs(i)) })
-				if len(setting) > 0 && len(unguarded) == 0 {
-					continue
-				}
-				b := &rx.Boxes[i]
-				for _, r := range unguarded {
-					b.Drop = append(b.Drop, r.Pos)
-					b.Rules = append(b.Rules, r.Delete())
-				}
-				for _, port := range s.Ports {
-					b.Rules = append(b.Rules, guardRules(s.VIP, s.Protocol, port, pl.peerMACs(i), s.Marks[i])...)
-				}
-			}
-			continue
-		}
-		// One mark for every box (the seed's fix used 3 and 4; the mark
-		// is each box's own, so either works): a services file the
-		// configs share stays one file. The services of one group are one
-		// virtual_server: one mark, declared once.
-		m, declared := rx.marked[s.Servers[0]]
-		if !declared {
-			m = mark()
-			for _, vs := range s.Servers {
-				rx.marked[vs] = m
-			}
-		}
-		if s.KeepalivedUDP {
-			rx.Notes = append(rx.Notes, fmt.Sprintf("%s (%s): no protocol, so keepalived made it a UDP service and balanced no TCP connection; declared by fwmark %d, it balances what the guard marks: TCP to port %v",
-				s.Key, s.Servers[0].Pos, m, s.Ports))
-		}
-		for i := range rx.Boxes {
-			for _, port := range s.Ports {
-				rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRules(s.VIP, s.Protocol, port, pl.peerMACs(i), m)...)
-			}
-			if declared {
-				continue
-			}
-			if err := edits[i].toFwmark(s.Servers[i], m, s.Ports[0]); err != nil {
-				return nil, err
-			}
+		if err := rx.service(p, pl, s, edits, mark); err != nil {
+			return nil, err
 		}
 	}
 	for i, c := range p.Configs {
@@ -173,6 +109,81 @@ func Prescribe(p *Pair, pl *Plan) (*Prescription, error) {
 		}
 	}
 	return rx, nil
+}
+
+// service writes the guard of one of the plan's services: nothing where
+// no loop can start or it is not DR; where the boxes mark it already,
+// their unguarded mark rules replaced; else a new mark, the guard rules
+// and the virtual_server declared by it.
+func (rx *Prescription) service(p *Pair, pl *Plan, s *Service, edits []Edits, mark func() uint32) error {
+	if s.Kind != "DR" {
+		kind := s.Kind
+		if u := s.Servers[0].LBKindUnknown; u != "" {
+			kind = fmt.Sprintf("%s (keepalived makes it NAT: it knows DR, NAT and TUN in capitals)", u)
+		}
+		rx.Notes = append(rx.Notes, fmt.Sprintf("%s: lb_kind %s, not DR: the ping-pong loop is a DR problem (the other box gets the client's packet unchanged); no guard written", s.Key, kind))
+		return nil
+	}
+	if why := s.noLoop(pl); why != "" {
+		rx.Quiet = append(rx.Quiet, fmt.Sprintf("%s: %s: no ping-pong loop can start, no guard written", s.Key, why))
+		if s.KeepalivedUDP {
+			if err := rx.protocolTCP(pl, s, edits); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if s.Marks[0] != 0 {
+		rx.Notes = append(rx.Notes, checkMarkRules(p, pl, s)...)
+		// Where a box's rules set the mark on the other box's traffic
+		// too, or not at all, its guard replaces them.
+		for i := range rx.Boxes {
+			if p.Rules[i] == nil {
+				continue
+			}
+			setting := p.Rules[i].Setting(s.Marks[i])
+			unguarded := slices.DeleteFunc(slices.Clone(setting), func(r MarkRule) bool { return r.guards(pl.peerMACs(i)) })
+			if len(setting) > 0 && len(unguarded) == 0 {
+				continue
+			}
+			b := &rx.Boxes[i]
+			for _, r := range unguarded {
+				b.Drop = append(b.Drop, r.Pos)
+				b.Rules = append(b.Rules, r.Delete())
+			}
+			for _, port := range s.Ports {
+				b.Rules = append(b.Rules, guardRules(s.VIP, s.Protocol, port, pl.peerMACs(i), s.Marks[i])...)
+			}
+		}
+		return nil
+	}
+	// One mark for every box (the seed's fix used 3 and 4; the mark
+	// is each box's own, so either works): a services file the
+	// configs share stays one file. The services of one group are one
+	// virtual_server: one mark, declared once.
+	m, declared := rx.marked[s.Servers[0]]
+	if !declared {
+		m = mark()
+		for _, vs := range s.Servers {
+			rx.marked[vs] = m
+		}
+	}
+	if s.KeepalivedUDP {
+		rx.Notes = append(rx.Notes, fmt.Sprintf("%s (%s): no protocol, so keepalived made it a UDP service and balanced no TCP connection; declared by fwmark %d, it balances what the guard marks: TCP to port %v",
+			s.Key, s.Servers[0].Pos, m, s.Ports))
+	}
+	for i := range rx.Boxes {
+		for _, port := range s.Ports {
+			rx.Boxes[i].Rules = append(rx.Boxes[i].Rules, guardRules(s.VIP, s.Protocol, port, pl.peerMACs(i), m)...)
+		}
+		if declared {
+			continue
+		}
+		if err := edits[i].toFwmark(s.Servers[i], m, s.Ports[0]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // protocolTCP adds `protocol TCP` to each box's virtual_server of s,
