@@ -84,19 +84,29 @@ func ParseCell(s, bin string) (Cell, error) {
 	return c, nil
 }
 
-// RunMatrix runs every cell repeat times, jobs at once, each run in a lab
-// of its own (most of a scenario is waiting on timers: VRRP's
+// Matrix is cells to run in labs built from Topo: each Repeat times,
+// Jobs at once, with Options.
+type Matrix struct {
+	Topo         *lab.Topology
+	Cells        []Cell
+	Repeat, Jobs int
+	Options      Options
+}
+
+// Run runs every cell Repeat times, Jobs at once, each run in a lab of
+// its own (most of a scenario is waiting on timers: VRRP's
 // Master_Down_Interval, the IPVS estimator). It returns a result per cell,
-// in order, tallied over its runs when repeat > 1; a run that fails before
+// in order, tallied over its runs when Repeat > 1; a run that fails before
 // it is judged (a lab that does not come up) is an ERROR row with its
 // reason, and the other runs go on. log gets a line as each run starts
 // and ends. Only an interrupted ctx fails the matrix.
-func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jobs int, opts Options, log io.Writer) ([]*Result, error) {
+func (m Matrix) Run(ctx context.Context, log io.Writer) ([]*Result, error) {
+	cells, repeat := m.Cells, max(m.Repeat, 1)
 	runs := make([][]*Result, len(cells))
 	for i := range runs {
 		runs[i] = make([]*Result, repeat)
 	}
-	slots := make(chan struct{}, jobs)
+	slots := make(chan struct{}, max(m.Jobs, 1))
 	var wg sync.WaitGroup
 	for k := range repeat {
 		for i, c := range cells {
@@ -104,29 +114,9 @@ func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jo
 			wg.Go(func() {
 				defer func() { <-slots }()
 				impl := c.Impl()
-				name := fmt.Sprintf("%s, %s, fix %s", c.Event, impl.Name(), c.Fix)
-				o := opts
-				if c.Service != nil {
-					o.Service = *c.Service
-					name += ", " + cmp.Or(o.Service.Name, fmt.Sprint(o.Service.Port))
-				}
-				if c.Rate > 0 {
-					o.Rate, o.Connections = c.Rate, c.Connections
-					name += fmt.Sprintf(", %d/s", c.Rate)
-				}
-				if c.Single {
-					// One director has no second box to loop with.
-					o.SingleDirector, o.Expected = true, Clean
-					name += ", one director"
-				}
-				if repeat > 1 {
-					name += fmt.Sprintf(", run %d of %d", k+1, repeat)
-				}
+				name, o := m.run(c, impl, k)
 				fmt.Fprintf(log, "lvslab: %s: %d connections\n", name, o.Connections)
-				if repeat > 1 && o.CaptureDir != "" {
-					o.CaptureDir = filepath.Join(o.CaptureDir, fmt.Sprintf("run%d", k+1)) // one pcap per run
-				}
-				r, err := Run(ctx, topo, impl, c.Fix, c.Event, o)
+				r, err := Run(ctx, m.Topo, impl, c.Fix, c.Event, o)
 				if err != nil {
 					// The run failed before the observers could judge:
 					// its row says so, and the other runs still count.
@@ -151,4 +141,30 @@ func RunMatrix(ctx context.Context, topo *lab.Topology, cells []Cell, repeat, jo
 		out[i].Cell = cells[i].Name()
 	}
 	return out, nil
+}
+
+// run is the name of cell c's run k (from 0) and its options.
+func (m Matrix) run(c Cell, impl Implementation, k int) (string, Options) {
+	name := fmt.Sprintf("%s, %s, fix %s", c.Event, impl.Name(), c.Fix)
+	o := m.Options
+	if c.Service != nil {
+		o.Service = *c.Service
+		name += ", " + cmp.Or(o.Service.Name, fmt.Sprint(o.Service.Port))
+	}
+	if c.Rate > 0 {
+		o.Rate, o.Connections = c.Rate, c.Connections
+		name += fmt.Sprintf(", %d/s", c.Rate)
+	}
+	if c.Single {
+		// One director has no second box to loop with.
+		o.SingleDirector, o.Expected = true, Clean
+		name += ", one director"
+	}
+	if m.Repeat > 1 {
+		name += fmt.Sprintf(", run %d of %d", k+1, m.Repeat)
+		if o.CaptureDir != "" {
+			o.CaptureDir = filepath.Join(o.CaptureDir, fmt.Sprintf("run%d", k+1)) // one pcap per run
+		}
+	}
+	return name, o
 }

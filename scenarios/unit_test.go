@@ -224,14 +224,14 @@ func TestFailureCause(t *testing.T) {
 
 // A run that fails before it is judged keeps its row: ERROR with its
 // reason, failed, beside the runs that did go.
-func TestRunMatrixKeepsErrorRows(t *testing.T) {
+func TestMatrixKeepsErrorRows(t *testing.T) {
 	broken := &lab.Topology{Name: "broken"} // no directors: NewCluster refuses it
 	impl := func() Implementation { return &Keepalived{} }
 	cells := []Cell{{Impl: impl, Event: Steady, Fix: FixNone}, {Impl: impl, Event: FailoverKill, Fix: FixFwmark}}
 	var log strings.Builder
-	rs, err := RunMatrix(context.Background(), broken, cells, 1, 2, Options{}, &log)
+	rs, err := Matrix{Topo: broken, Cells: cells, Repeat: 1, Jobs: 2}.Run(context.Background(), &log)
 	if err != nil {
-		t.Fatalf("RunMatrix: %v, want ERROR rows", err)
+		t.Fatalf("Matrix.Run: %v, want ERROR rows", err)
 	}
 	if len(rs) != 2 {
 		t.Fatalf("%d results, want 2", len(rs))
@@ -241,7 +241,7 @@ func TestRunMatrixKeepsErrorRows(t *testing.T) {
 			t.Errorf("cell %d: %+v, want an ERROR row with its reason and expectation", i, *r)
 		}
 	}
-	if _, err := RunMatrix(canceled(), broken, cells, 1, 1, Options{}, &log); err == nil {
+	if _, err := (Matrix{Topo: broken, Cells: cells, Repeat: 1, Jobs: 1}).Run(canceled(), &log); err == nil {
 		t.Errorf("an interrupted matrix returned no error")
 	}
 }

@@ -153,30 +153,14 @@ func (f *checkPairFlags) plan(configs []string) (*checkJob, error) {
 func cmdCheck(args []string) error {
 	fs := newFlags("check")
 	pf := addCheckPairFlags(fs)
-	fixed := fs.String("write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2, ...")
-	force := fs.Bool("force", false, "with --write-fixed: write into a DIR that is not empty or is a system directory, replacing files")
-	asJSON := fs.Bool("json", false, "print the parsed configs, the derived lab and the prescription as JSON")
-	plan := fs.Bool("plan", false, "derive the lab and write the fix, but do not run it")
-	events := fs.String("events", "", "the events to run, comma-separated (default: all of "+eventNames(checkEvents)+"; also "+eventNames(scenarios.Adversity)+")")
-	conns := fs.Int("connections", 20, "client connections per run")
-	keep := fs.String("keep", "", "run no events: leave the pair's lab up, VRRP settled, with your configs (yours) or the prescription (prescribed); then lvslab watch, exec, down")
-	reportDir := fs.String("reports", "reports", "where reports/<run-id>/ and reports/latest go")
-	mode := fs.String("kernel", "", "where the lab runs: native or vm (default $LVSLAB_KERNEL, else automatic)")
-	runID := fs.String("run-id", "", "the run's name under --reports (default: its start time)")
-	name, runDir := labFlags(fs)
+	o := addCheckFlags(fs)
 	v := addVMFlags(fs, false, 4096)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	evs, err := parseEvents(*events)
+	evs, err := o.validate()
 	if err != nil {
 		return err
-	}
-	if *conns < 1 || *conns > maxCheckConnections {
-		return usageError("--connections %d: want 1 to %d", *conns, maxCheckConnections)
-	}
-	if *keep != "" && *keep != "yours" && *keep != "prescribed" {
-		return usageError("--keep %q: want yours or prescribed", *keep)
 	}
 	j, err := pf.plan(fs.Args())
 	if err != nil {
@@ -186,52 +170,29 @@ func cmdCheck(args []string) error {
 		defer os.RemoveAll(j.bundles.tmp)
 		j.bundles.kernel = j.bundles.vmKernel(v, kernel.List())
 	}
-	p, pl, rx := j.p, j.pl, j.rx
-	if *fixed != "" {
-		if err := writeFixed(*fixed, *force, p, pl, rx); err != nil {
+	if o.fixed != "" {
+		if err := writeFixed(o.fixed, o.force, j.p, j.pl, j.rx); err != nil {
 			return err
 		}
 	}
-	says, err := check.KeepalivedSays(p, pl, j.yours)
+	text, err := j.account(o)
 	if err != nil {
 		return err
 	}
-	var account strings.Builder
-	printDiagnosis(&account, j)
-	printCheck(&account, p, pl, rx, says, *fixed)
-	text := account.String()
-	if j.bundles != nil { // the unpacked copies' paths as on the boxes
-		text = j.bundles.onBoxes(text)
-	}
-	unrunnable := pl.Runnable()
-	if unrunnable != "" {
-		text += fmt.Sprintf("\nThe lab cannot run this pair yet: %s\n", unrunnable)
-	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"configs": p.Configs, "plan": pl, "prescription": rx, "keepalived_says": says}); err != nil {
-			return err
-		}
-	} else if !runenv.InMicroVM() { // the host printed it already
-		fmt.Print(text)
-	}
-	if *plan {
-		if !rx.Nothing() {
-			return &exitError{code: 1} // something to fix; explained above
-		}
+	unrunnable := j.pl.Runnable()
+	switch {
+	case o.plan && !j.rx.Nothing():
+		return &exitError{code: 1} // something to fix; explained above
+	case o.plan:
 		return nil
-	}
-	if unrunnable != "" {
+	case unrunnable != "":
 		return &exitError{2, fmt.Errorf("cannot run this pair in the lab yet: %s (--plan: the lab and the fix without a run)", unrunnable)}
-	}
-	if os.Geteuid() != 0 {
+	case os.Geteuid() != 0:
 		return &exitError{2, fmt.Errorf("running the lab needs root (--plan: the lab and the fix without a run)")}
+	case o.keep != "":
+		return keepCheck(j, o, pf.args(fs.Args()), v)
 	}
-	if *keep != "" {
-		return keepCheck(j, *keep, pf.args(fs.Args()), *mode, *name, *runDir, v)
-	}
-	info, dir, id, started, err := startRun(*mode, *reportDir, *runID)
+	info, dir, id, started, err := startRun(o.mode, o.reportDir, o.runID)
 	if err != nil {
 		return err
 	}
@@ -244,7 +205,76 @@ func cmdCheck(args []string) error {
 	}
 	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
 		Findings: scenarios.Findings, YourConfig: text}
-	return j.run(sum, evs, *conns, dir)
+	return j.run(sum, evs, o.conns, dir)
+}
+
+// checkOpts are check's own flags (beside the pair's and the VM's).
+type checkOpts struct {
+	fixed, events, keep, reportDir, mode, runID string
+	force, asJSON, plan                         bool
+	conns                                       int
+	name, runDir                                *string // the lab's (labFlags)
+}
+
+func addCheckFlags(fs *pflag.FlagSet) *checkOpts {
+	o := &checkOpts{}
+	fs.StringVar(&o.fixed, "write-fixed", "", "write each box's fixed config files and iptables-restore rules under DIR/d1, DIR/d2, ...")
+	fs.BoolVar(&o.force, "force", false, "with --write-fixed: write into a DIR that is not empty or is a system directory, replacing files")
+	fs.BoolVar(&o.asJSON, "json", false, "print the parsed configs, the derived lab and the prescription as JSON")
+	fs.BoolVar(&o.plan, "plan", false, "derive the lab and write the fix, but do not run it")
+	fs.StringVar(&o.events, "events", "", "the events to run, comma-separated (default: all of "+eventNames(checkEvents)+"; also "+eventNames(scenarios.Adversity)+")")
+	fs.IntVar(&o.conns, "connections", 20, "client connections per run")
+	fs.StringVar(&o.keep, "keep", "", "run no events: leave the pair's lab up, VRRP settled, with your configs (yours) or the prescription (prescribed); then lvslab watch, exec, down")
+	fs.StringVar(&o.reportDir, "reports", "reports", "where reports/<run-id>/ and reports/latest go")
+	fs.StringVar(&o.mode, "kernel", "", "where the lab runs: native or vm (default $LVSLAB_KERNEL, else automatic)")
+	fs.StringVar(&o.runID, "run-id", "", "the run's name under --reports (default: its start time)")
+	o.name, o.runDir = labFlags(fs)
+	return o
+}
+
+// validate checks the flags' values and returns the events to run.
+func (o *checkOpts) validate() ([]scenarios.Event, error) {
+	evs, err := parseEvents(o.events)
+	if err != nil {
+		return nil, err
+	}
+	if o.conns < 1 || o.conns > maxCheckConnections {
+		return nil, usageError("--connections %d: want 1 to %d", o.conns, maxCheckConnections)
+	}
+	if o.keep != "" && o.keep != "yours" && o.keep != "prescribed" {
+		return nil, usageError("--keep %q: want yours or prescribed", o.keep)
+	}
+	return evs, nil
+}
+
+// account prints what check found (the diagnosis of bundles, the
+// pair, the lab, the fix, what keepalived -t says), as text or JSON, and
+// returns the text: the report's "your configuration".
+func (j *checkJob) account(o *checkOpts) (string, error) {
+	p, pl, rx := j.p, j.pl, j.rx
+	says, err := check.KeepalivedSays(p, pl, j.yours)
+	if err != nil {
+		return "", err
+	}
+	var account strings.Builder
+	printDiagnosis(&account, j)
+	printCheck(&account, p, pl, rx, says, o.fixed)
+	text := account.String()
+	if j.bundles != nil { // the unpacked copies' paths as on the boxes
+		text = j.bundles.onBoxes(text)
+	}
+	if why := pl.Runnable(); why != "" {
+		text += fmt.Sprintf("\nThe lab cannot run this pair yet: %s\n", why)
+	}
+	if o.asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return text, enc.Encode(map[string]any{"configs": p.Configs, "plan": pl, "prescription": rx, "keepalived_says": says})
+	}
+	if !runenv.InMicroVM() { // the host printed it already
+		fmt.Print(text)
+	}
+	return text, nil
 }
 
 // run runs the pair's lab through evs twice, with their configs and with
@@ -300,7 +330,7 @@ func (j *checkJob) run(sum *reports.Summary, evs []scenarios.Event, conns int, d
 	fmt.Fprintf(os.Stderr, "\nlvslab check: %d runs (%d events × %d service(s), your configs and prescribed), about %s of lab time, %d at once (--events for fewer)\n",
 		len(cells), len(evs), len(svcs), serial.Round(time.Minute), checkJobs)
 	sum.Assumed = pl.Assumptions(m1...)
-	if err := runCells(ctx, sum, pl.Topology, cells, 1, checkJobs, opts, dir); err != nil {
+	if err := runCells(ctx, sum, scenarios.Matrix{Topo: pl.Topology, Cells: cells, Repeat: 1, Jobs: checkJobs, Options: opts}, dir); err != nil {
 		return err
 	}
 	if !sum.Pass() {
@@ -468,8 +498,9 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 // keepCheck leaves the pair's lab up, VRRP settled, with its configs as
 // given (yours) or as prescribed: lvslab check --keep. In a micro-VM the
 // agent plans the pair again from pairArgs (check's own arguments).
-func keepCheck(j *checkJob, which string, pairArgs []string, mode, name, runDir string, v *vmFlags) error {
-	info, err := kernel.Detect(mode)
+func keepCheck(j *checkJob, o *checkOpts, pairArgs []string, v *vmFlags) error {
+	which, name := o.keep, *o.name
+	info, err := kernel.Detect(o.mode)
 	if err != nil {
 		return err
 	}
@@ -481,7 +512,7 @@ func keepCheck(j *checkJob, which string, pairArgs []string, mode, name, runDir 
 	for _, a := range pairArgs {
 		agentArgs = append(agentArgs, "--check-arg", a)
 	}
-	up := labUp{topo: j.pl.Topology, data: data, name: name, runDir: runDir, agentArgs: agentArgs,
+	up := labUp{topo: j.pl.Topology, data: data, name: name, runDir: *o.runDir, agentArgs: agentArgs,
 		start: func(ctx context.Context, l *lab.Lab) error { return j.start(ctx, l, which) }}
 	if err := bringUp(info, v, up); err != nil {
 		return err

@@ -103,7 +103,7 @@ func cmdLoad(args []string) error {
 	opts := scenarios.Options{Service: scenarios.Service{Port: loadPort, Backend: scenarios.BackendBanner}}
 	fmt.Fprintf(os.Stderr, "lvslab load: %d runs of %s (rates %v/s, one director and the pair with %v), one at a time\n",
 		len(cells), *dur, rates, fixes)
-	if err := runCells(ctx, sum, topo, cells, 1, 1, opts, dir); err != nil {
+	if err := runCells(ctx, sum, scenarios.Matrix{Topo: topo, Cells: cells, Repeat: 1, Jobs: 1, Options: opts}, dir); err != nil {
 		return err
 	}
 	fmt.Println()

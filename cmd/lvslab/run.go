@@ -98,7 +98,7 @@ func cmdRun(args []string) error {
 	if *verbose {
 		opts.Progress = os.Stderr
 	}
-	if err := runCells(ctx, sum, topo, cells, *repeat, *jobs, opts, dir); err != nil {
+	if err := runCells(ctx, sum, scenarios.Matrix{Topo: topo, Cells: cells, Repeat: *repeat, Jobs: *jobs, Options: opts}, dir); err != nil {
 		return err
 	}
 	if !sum.Pass() {
@@ -136,16 +136,16 @@ func startRun(mode, reportDir, runID string) (kernel.Info, string, string, time.
 	return info, dir, cmp.Or(runID, reports.RunID(started)), started, err
 }
 
-// runCells runs cells in labs built from topo into sum, writes the report
-// under dir (the captures in its pcap/) and prints its matrix.
-func runCells(ctx context.Context, sum *reports.Summary, topo *lab.Topology, cells []scenarios.Cell, repeat, jobs int, opts scenarios.Options, dir string) error {
-	for _, c := range cells {
+// runCells runs m into sum, writes the report under dir (the captures
+// in its pcap/) and prints its matrix.
+func runCells(ctx context.Context, sum *reports.Summary, m scenarios.Matrix, dir string) error {
+	for _, c := range m.Cells {
 		sum.Cells = append(sum.Cells, c.Name())
 	}
 	run := filepath.Join(dir, sum.RunID)
-	opts.CaptureDir = filepath.Join(run, "pcap")
+	m.Options.CaptureDir = filepath.Join(run, "pcap")
 	var err error
-	if sum.Results, err = scenarios.RunMatrix(ctx, topo, cells, repeat, jobs, opts, os.Stderr); err != nil {
+	if sum.Results, err = m.Run(ctx, os.Stderr); err != nil {
 		return err
 	}
 	for _, r := range sum.Results {
