@@ -38,46 +38,13 @@ func cmdLoad(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var rates []int
-	for _, f := range strings.Split(*rateList, ",") {
-		r, err := strconv.Atoi(f)
-		if err != nil || r < 1 || r > 1000 {
-			return usageError("--rates %q: want whole numbers from 1 to 1000", *rateList)
-		}
-		rates = append(rates, r)
-	}
-	if *dur < time.Second || *dur > time.Minute {
-		return usageError("--duration %s: want 1s to 60s", *dur)
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	impl := scenarios.Implementations(self)[*implName]
-	if impl == nil {
-		return usageError("--impl %q: want keepalived or lvslab", *implName)
-	}
-	fixes := []scenarios.Fix{scenarios.FixNone, scenarios.FixFwmark, scenarios.FixBackupOnly}
-	if *implName == "keepalived" {
-		fixes = append(fixes, scenarios.FixRedirect)
-	}
-	if *fixList != "" {
-		var want []scenarios.Fix
-		for _, f := range strings.Split(*fixList, ",") {
-			if !slices.Contains(fixes, scenarios.Fix(f)) {
-				return usageError("--fixes %q: want some of %v", *fixList, fixes)
-			}
-			want = append(want, scenarios.Fix(f))
-		}
-		fixes = want
-	}
-	var cells []scenarios.Cell
-	for _, r := range rates {
-		n := r * int(dur.Seconds())
-		cells = append(cells, scenarios.Cell{Impl: impl, Event: scenarios.Steady, Fix: scenarios.FixNone, Rate: r, Connections: n, Single: true})
-		for _, f := range fixes {
-			cells = append(cells, scenarios.Cell{Impl: impl, Event: scenarios.Steady, Fix: f, Rate: r, Connections: n})
-		}
+	cells, rates, fixes, err := loadCells(self, *rateList, *dur, *implName, *fixList)
+	if err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return lab.ErrNotRoot
@@ -112,4 +79,45 @@ func cmdLoad(args []string) error {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
 	return nil
+}
+
+// loadCells are the load's cells: at each rate, one director for
+// reference and the pair with each fix, for dur each.
+func loadCells(self, rateList string, dur time.Duration, implName, fixList string) (cells []scenarios.Cell, rates []int, fixes []scenarios.Fix, err error) {
+	for _, f := range strings.Split(rateList, ",") {
+		r, err := strconv.Atoi(f)
+		if err != nil || r < 1 || r > 1000 {
+			return nil, nil, nil, usageError("--rates %q: want whole numbers from 1 to 1000", rateList)
+		}
+		rates = append(rates, r)
+	}
+	if dur < time.Second || dur > time.Minute {
+		return nil, nil, nil, usageError("--duration %s: want 1s to 60s", dur)
+	}
+	impl := scenarios.Implementations(self)[implName]
+	if impl == nil {
+		return nil, nil, nil, usageError("--impl %q: want keepalived or lvslab", implName)
+	}
+	fixes = []scenarios.Fix{scenarios.FixNone, scenarios.FixFwmark, scenarios.FixBackupOnly}
+	if implName == "keepalived" {
+		fixes = append(fixes, scenarios.FixRedirect)
+	}
+	if fixList != "" {
+		var want []scenarios.Fix
+		for _, f := range strings.Split(fixList, ",") {
+			if !slices.Contains(fixes, scenarios.Fix(f)) {
+				return nil, nil, nil, usageError("--fixes %q: want some of %v", fixList, fixes)
+			}
+			want = append(want, scenarios.Fix(f))
+		}
+		fixes = want
+	}
+	for _, r := range rates {
+		n := r * int(dur.Seconds())
+		cells = append(cells, scenarios.Cell{Impl: impl, Event: scenarios.Steady, Fix: scenarios.FixNone, Rate: r, Connections: n, Single: true})
+		for _, f := range fixes {
+			cells = append(cells, scenarios.Cell{Impl: impl, Event: scenarios.Steady, Fix: f, Rate: r, Connections: n})
+		}
+	}
+	return cells, rates, fixes, nil
 }

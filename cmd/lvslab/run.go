@@ -50,16 +50,9 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	cells := scenarios.Headline(self)
-	if len(cellArgs) > 0 {
-		cells = nil
-	}
-	for _, a := range cellArgs {
-		c, err := scenarios.ParseCell(a, self)
-		if err != nil {
-			return usageError("--%v", err)
-		}
-		cells = append(cells, c)
+	cells, err := runSet(self, cellArgs)
+	if err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return lab.ErrNotRoot
@@ -80,11 +73,7 @@ func cmdRun(args []string) error {
 		for _, c := range cellArgs {
 			argv = append(argv, "--cell", c)
 		}
-		if *kernels == "" {
-			return reportInVM(v, append(argv, "--run-id", id), dir)
-		}
-		v.shares = append(v.shares, dir)
-		return runKernels(v, argv, strings.Split(*kernels, ","), dir, id)
+		return runInVM(v, argv, *kernels, dir, id)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -105,6 +94,32 @@ func cmdRun(args []string) error {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
 	return nil
+}
+
+// runInVM runs argv in the micro-VM, once, or once per kernel of
+// kernels (comma-separated) into one merged report.
+func runInVM(v *vmFlags, argv []string, kernels, dir, id string) error {
+	if kernels == "" {
+		return reportInVM(v, append(argv, "--run-id", id), dir)
+	}
+	v.shares = append(v.shares, dir)
+	return runKernels(v, argv, strings.Split(kernels, ","), dir, id)
+}
+
+// runSet is the cells run runs: the headline set, or those --cell names.
+func runSet(self string, cellArgs []string) ([]scenarios.Cell, error) {
+	if len(cellArgs) == 0 {
+		return scenarios.Headline(self), nil
+	}
+	var cells []scenarios.Cell
+	for _, a := range cellArgs {
+		c, err := scenarios.ParseCell(a, self)
+		if err != nil {
+			return nil, usageError("--%v", err)
+		}
+		cells = append(cells, c)
+	}
+	return cells, nil
 }
 
 // reportInVM runs argv (this command again, natively, writing its report
