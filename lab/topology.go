@@ -308,63 +308,67 @@ func (v *validator) node(i int, bridges map[string]bool) {
 	}
 	seen := map[string]bool{}
 	for j := range n.Interfaces {
-		ifc := &n.Interfaces[j]
-		ip := fmt.Sprintf("%s.interfaces[%d]", p, j)
-		if ifc.Netem != nil {
-			if _, field, err := ifc.Netem.attrs(); err != nil {
-				v.fail(ip+".netem."+field, "%v", err)
-			}
+		v.iface(n, &n.Interfaces[j], fmt.Sprintf("%s.interfaces[%d]", p, j), seen, bridges)
+	}
+}
+
+// iface checks interface ifc of node n, at YAML path ip; seen are the
+// node's interface names so far.
+func (v *validator) iface(n *Node, ifc *Interface, ip string, seen, bridges map[string]bool) {
+	if ifc.Netem != nil {
+		if _, field, err := ifc.Netem.attrs(); err != nil {
+			v.fail(ip+".netem."+field, "%v", err)
 		}
+	}
+	switch {
+	case ifc.Name == "":
+		v.fail(ip+".name", "interface name is required")
+	case len(ifc.Name) > maxIfNameLen:
+		v.fail(ip+".name", "interface name %q is %d characters, the kernel allows %d", ifc.Name, len(ifc.Name), maxIfNameLen)
+	case ifc.Name == "lo" || strings.ContainsAny(ifc.Name, "/: ."):
+		v.fail(ip+".name", "interface name %q is reserved or has '/', ':', '.' or a space", ifc.Name)
+	case seen[ifc.Name]:
+		v.fail(ip+".name", "duplicate interface %q on node %q", ifc.Name, n.Name)
+	}
+	seen[ifc.Name] = true
+	v.ifaces[n.Name+"."+ifc.Name] = ifc
+	if ifc.MAC != "" {
+		m, err := net.ParseMAC(ifc.MAC)
 		switch {
-		case ifc.Name == "":
-			v.fail(ip+".name", "interface name is required")
-		case len(ifc.Name) > maxIfNameLen:
-			v.fail(ip+".name", "interface name %q is %d characters, the kernel allows %d", ifc.Name, len(ifc.Name), maxIfNameLen)
-		case ifc.Name == "lo" || strings.ContainsAny(ifc.Name, "/: ."):
-			v.fail(ip+".name", "interface name %q is reserved or has '/', ':', '.' or a space", ifc.Name)
-		case seen[ifc.Name]:
-			v.fail(ip+".name", "duplicate interface %q on node %q", ifc.Name, n.Name)
+		case err != nil || len(m) != 6:
+			v.fail(ip+".mac", "bad MAC %q", ifc.MAC)
+		case m[0]&1 != 0:
+			v.fail(ip+".mac", "MAC %s is multicast", ifc.MAC)
+		case v.macs[m.String()] != "":
+			v.fail(ip+".mac", "duplicate MAC %s (also %s)", ifc.MAC, v.macs[m.String()])
+		default:
+			v.macs[m.String()] = n.Name + "." + ifc.Name
 		}
-		seen[ifc.Name] = true
-		v.ifaces[n.Name+"."+ifc.Name] = ifc
-		if ifc.MAC != "" {
-			m, err := net.ParseMAC(ifc.MAC)
-			switch {
-			case err != nil || len(m) != 6:
-				v.fail(ip+".mac", "bad MAC %q", ifc.MAC)
-			case m[0]&1 != 0:
-				v.fail(ip+".mac", "MAC %s is multicast", ifc.MAC)
-			case v.macs[m.String()] != "":
-				v.fail(ip+".mac", "duplicate MAC %s (also %s)", ifc.MAC, v.macs[m.String()])
-			default:
-				v.macs[m.String()] = n.Name + "." + ifc.Name
-			}
+	}
+	for k, a := range ifc.Addresses {
+		ap := fmt.Sprintf("%s.addresses[%d]", ip, k)
+		pfx, err := netip.ParsePrefix(a)
+		if err != nil || !pfx.Addr().Is4() {
+			v.fail(ap, "bad address %q: want an IPv4 CIDR such as 192.168.1.10/24", a)
+			continue
 		}
-		for k, a := range ifc.Addresses {
-			ap := fmt.Sprintf("%s.addresses[%d]", ip, k)
-			pfx, err := netip.ParsePrefix(a)
-			if err != nil || !pfx.Addr().Is4() {
-				v.fail(ap, "bad address %q: want an IPv4 CIDR such as 192.168.1.10/24", a)
-				continue
-			}
-			if owner := v.addrs[pfx.Addr()]; owner != "" {
-				v.fail(ap, "duplicate address %s (also %s)", pfx.Addr(), owner)
-			}
-			v.addrs[pfx.Addr()] = n.Name + "." + ifc.Name
+		if owner := v.addrs[pfx.Addr()]; owner != "" {
+			v.fail(ap, "duplicate address %s (also %s)", pfx.Addr(), owner)
 		}
-		for k, r := range ifc.Routes {
-			if pfx, err := netip.ParsePrefix(r); err != nil || !pfx.Addr().Is4() {
-				v.fail(fmt.Sprintf("%s.routes[%d]", ip, k), "bad route %q: want an IPv4 prefix such as 203.0.113.10/32", r)
-			}
+		v.addrs[pfx.Addr()] = n.Name + "." + ifc.Name
+	}
+	for k, r := range ifc.Routes {
+		if pfx, err := netip.ParsePrefix(r); err != nil || !pfx.Addr().Is4() {
+			v.fail(fmt.Sprintf("%s.routes[%d]", ip, k), "bad route %q: want an IPv4 prefix such as 203.0.113.10/32", r)
 		}
-		switch {
-		case ifc.Bridge == "" && ifc.Peer == "":
-			v.fail(ip, "interface %q needs a link: bridge or peer", ifc.Name)
-		case ifc.Bridge != "" && ifc.Peer != "":
-			v.fail(ip, "interface %q has both bridge and peer", ifc.Name)
-		case ifc.Bridge != "" && !bridges[ifc.Bridge]:
-			v.fail(ip+".bridge", "link to missing bridge %q", ifc.Bridge)
-		}
+	}
+	switch {
+	case ifc.Bridge == "" && ifc.Peer == "":
+		v.fail(ip, "interface %q needs a link: bridge or peer", ifc.Name)
+	case ifc.Bridge != "" && ifc.Peer != "":
+		v.fail(ip, "interface %q has both bridge and peer", ifc.Name)
+	case ifc.Bridge != "" && !bridges[ifc.Bridge]:
+		v.fail(ip+".bridge", "link to missing bridge %q", ifc.Bridge)
 	}
 }
 

@@ -452,6 +452,12 @@ func printCheck(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescripti
 	for _, b := range t.Bounds() {
 		fmt.Fprintf(w, "  %s\n", b)
 	}
+	printFix(w, p, pl, rx, fixed)
+}
+
+// printFix prints the prescription: for each box its rules and config
+// changes, then the notes, and where --write-fixed put them.
+func printFix(w io.Writer, p *check.Pair, pl *check.Plan, rx *check.Prescription, fixed string) {
 	fmt.Fprintf(w, "\nThe fix\n")
 	for _, q := range rx.Quiet {
 		fmt.Fprintf(w, "  %s\n", q)

@@ -63,58 +63,9 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 		if len(f) > 0 && (f[0] == "iptables" || f[0] == "iptables-nft" || f[0] == "iptables-legacy") {
 			f, t = f[1:], "filter"
 		}
-		rule := MarkRule{Pos: pos, Text: line}
-		chain, target, not := "", "", false
-		for k := 0; k < len(f); k++ {
-			next := func() string {
-				if k+1 < len(f) {
-					k++
-					return f[k]
-				}
-				return ""
-			}
-			switch f[k] {
-			case "-t", "--table":
-				t = next()
-			case "-A", "--append", "-I", "--insert":
-				chain = next()
-			case "-d", "--destination":
-				a, err := netip.ParsePrefix(withBits(next()))
-				if err != nil {
-					return nil, keepalivedconf.Errorf(pos, "-d: %v", err)
-				}
-				rule.Dst = a.Addr()
-			case "-p", "--protocol":
-				rule.Proto = strings.ToLower(next())
-			case "--dport", "--destination-port":
-				p, err := strconv.ParseUint(next(), 10, 16)
-				if err != nil {
-					return nil, keepalivedconf.Errorf(pos, "--dport: %v", err)
-				}
-				rule.Port = uint16(p)
-			case "!":
-				not = k+1 < len(f) && f[k+1] == "--mac-source"
-			case "--mac-source":
-				mac, err := net.ParseMAC(next())
-				if err != nil {
-					return nil, keepalivedconf.Errorf(pos, "--mac-source: %v", err)
-				}
-				if not {
-					rule.Excluded = append(rule.Excluded, mac)
-				} else {
-					rule.Only = mac
-				}
-				not = false
-			case "-j", "--jump":
-				target = next()
-			case "--set-mark", "--set-xmark":
-				v, _, _ := strings.Cut(next(), "/")
-				m, err := strconv.ParseUint(v, 0, 32)
-				if err != nil {
-					return nil, keepalivedconf.Errorf(pos, "%s: %v", f[k-1], err)
-				}
-				rule.Mark = uint32(m)
-			}
+		rule, chain, target, err := parseRule(pos, line, f, &t)
+		if err != nil {
+			return nil, err
 		}
 		switch {
 		case t == "mangle" && chain == "PREROUTING" && target == "MARK" && rule.Mark != 0:
@@ -124,6 +75,65 @@ func ParseRules(path string, text []byte) (*Rules, error) {
 		}
 	}
 	return r, nil
+}
+
+// parseRule reads one rule's words f (line, at pos): its match, chain
+// and target; a -t among them changes *t, the table.
+func parseRule(pos keepalivedconf.Pos, line string, f []string, t *string) (rule MarkRule, chain, target string, err error) {
+	rule = MarkRule{Pos: pos, Text: line}
+	not := false
+	for k := 0; k < len(f); k++ {
+		next := func() string {
+			if k+1 < len(f) {
+				k++
+				return f[k]
+			}
+			return ""
+		}
+		switch f[k] {
+		case "-t", "--table":
+			*t = next()
+		case "-A", "--append", "-I", "--insert":
+			chain = next()
+		case "-d", "--destination":
+			a, err := netip.ParsePrefix(withBits(next()))
+			if err != nil {
+				return rule, "", "", keepalivedconf.Errorf(pos, "-d: %v", err)
+			}
+			rule.Dst = a.Addr()
+		case "-p", "--protocol":
+			rule.Proto = strings.ToLower(next())
+		case "--dport", "--destination-port":
+			p, err := strconv.ParseUint(next(), 10, 16)
+			if err != nil {
+				return rule, "", "", keepalivedconf.Errorf(pos, "--dport: %v", err)
+			}
+			rule.Port = uint16(p)
+		case "!":
+			not = k+1 < len(f) && f[k+1] == "--mac-source"
+		case "--mac-source":
+			mac, err := net.ParseMAC(next())
+			if err != nil {
+				return rule, "", "", keepalivedconf.Errorf(pos, "--mac-source: %v", err)
+			}
+			if not {
+				rule.Excluded = append(rule.Excluded, mac)
+			} else {
+				rule.Only = mac
+			}
+			not = false
+		case "-j", "--jump":
+			target = next()
+		case "--set-mark", "--set-xmark":
+			v, _, _ := strings.Cut(next(), "/")
+			m, err := strconv.ParseUint(v, 0, 32)
+			if err != nil {
+				return rule, "", "", keepalivedconf.Errorf(pos, "%s: %v", f[k-1], err)
+			}
+			rule.Mark = uint32(m)
+		}
+	}
+	return rule, chain, target, nil
 }
 
 func withBits(s string) string {
