@@ -398,35 +398,44 @@ func (l *Lab) linkNode(n *Node) error {
 		}
 	}
 	for i := range n.Interfaces {
-		ifc := &n.Interfaces[i]
-		for _, p := range ifc.Prefixes() {
-			if err := b.EnsureAddr(ifc.Name, p); err != nil {
-				return err
-			}
+		if err := l.configure(n, &n.Interfaces[i]); err != nil {
+			return err
 		}
-		link, err := b.nl.LinkByName(ifc.Name)
-		if err == nil {
-			err = b.nl.LinkSetUp(link)
+	}
+	return nil
+}
+
+// configure gives node n's interface ifc, linked, its addresses, routes
+// and impairment, and sets it up.
+func (l *Lab) configure(n *Node, ifc *Interface) error {
+	b := l.boxes[n.Name]
+	for _, p := range ifc.Prefixes() {
+		if err := b.EnsureAddr(ifc.Name, p); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("set %s up in %s: %w", ifc.Name, b.Path(), err)
+	}
+	link, err := b.nl.LinkByName(ifc.Name)
+	if err == nil {
+		err = b.nl.LinkSetUp(link)
+	}
+	if err != nil {
+		return fmt.Errorf("set %s up in %s: %w", ifc.Name, b.Path(), err)
+	}
+	for _, p := range ifc.RoutePrefixes() {
+		dst := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+		if err := b.nl.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+			return fmt.Errorf("route %s dev %s in %s: %w", p, ifc.Name, b.Path(), err)
 		}
-		for _, p := range ifc.RoutePrefixes() {
-			dst := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
-			if err := b.nl.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
-				return fmt.Errorf("route %s dev %s in %s: %w", p, ifc.Name, b.Path(), err)
-			}
-		}
-		if ifc.Netem == nil {
+	}
+	if ifc.Netem == nil {
+		return nil
+	}
+	for _, toNode := range []bool{false, true} {
+		if toNode && ifc.Bridge == "" {
 			continue
 		}
-		for _, toNode := range []bool{false, true} {
-			if toNode && ifc.Bridge == "" {
-				continue
-			}
-			if _, err := l.Impair(n.Name, ifc.Name, toNode, Match{}, *ifc.Netem); err != nil {
-				return err
-			}
+		if _, err := l.Impair(n.Name, ifc.Name, toNode, Match{}, *ifc.Netem); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -56,28 +56,9 @@ func (pl *Plan) services(p *Pair) error {
 		}
 	}
 	for k := range marked[0] {
-		s := &Service{Key: marked[0][k].Key(), Protocol: "tcp", Kind: marked[0][k].LBKind}
-		for i := range marked {
-			s.Marks, s.Servers = append(s.Marks, marked[i][k].Mark), append(s.Servers, marked[i][k])
-		}
-		for i := range marked {
-			if p.Rules[i] != nil {
-				for _, r := range p.Rules[i].Setting(s.Marks[i]) {
-					s.VIP, s.Protocol = r.Dst, cmp.Or(r.Proto, s.Protocol)
-					if !slices.Contains(s.Ports, r.Port) {
-						s.Ports = append(s.Ports, r.Port)
-					}
-				}
-			}
-		}
-		if ports := p.Ports[s.Marks[0]]; len(ports) > 0 {
-			s.Ports = ports
-		}
-		if len(s.Ports) == 0 {
-			return fmt.Errorf("%s: virtual_server fwmark %d: no iptables rule sets that mark; give the rules (--iptables) or --port %d=PORT", marked[0][k].Pos, s.Marks[0], s.Marks[0])
-		}
-		if !s.VIP.IsValid() {
-			s.VIP = pl.VIPs[0].Addr()
+		s, err := pl.markService(p, marked, k)
+		if err != nil {
+			return err
 		}
 		pl.Services = append(pl.Services, s)
 	}
@@ -94,6 +75,37 @@ func (pl *Plan) services(p *Pair) error {
 		}
 	}
 	return nil
+}
+
+// markService is the k-th fwmark service of each box's marked, paired:
+// its VIP, protocol and ports from the rules that set its marks (or
+// --port), else the first VIP.
+func (pl *Plan) markService(p *Pair, marked [][]*keepalivedconf.VirtualServer, k int) (*Service, error) {
+	first := marked[0][k]
+	s := &Service{Key: first.Key(), Protocol: "tcp", Kind: first.LBKind}
+	for i := range marked {
+		s.Marks, s.Servers = append(s.Marks, marked[i][k].Mark), append(s.Servers, marked[i][k])
+	}
+	for i := range marked {
+		if p.Rules[i] != nil {
+			for _, r := range p.Rules[i].Setting(s.Marks[i]) {
+				s.VIP, s.Protocol = r.Dst, cmp.Or(r.Proto, s.Protocol)
+				if !slices.Contains(s.Ports, r.Port) {
+					s.Ports = append(s.Ports, r.Port)
+				}
+			}
+		}
+	}
+	if ports := p.Ports[s.Marks[0]]; len(ports) > 0 {
+		s.Ports = ports
+	}
+	if len(s.Ports) == 0 {
+		return nil, fmt.Errorf("%s: virtual_server fwmark %d: no iptables rule sets that mark; give the rules (--iptables) or --port %d=PORT", first.Pos, s.Marks[0], s.Marks[0])
+	}
+	if !s.VIP.IsValid() {
+		s.VIP = pl.VIPs[0].Addr()
+	}
+	return s, nil
 }
 
 // addressServices are the services virtual server vs declares by
