@@ -162,7 +162,7 @@ func TestIPVSSoakFailover(t *testing.T) {
 	client, vip := l.Box("client"), net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
 	stop, done := make(chan struct{}), make(chan []scenarios.Write)
 	go func() {
-		done <- scenarios.Writes(ctx, client, vip, time.Now().UnixNano(), 50*time.Millisecond, 2*time.Second, stop)
+		done <- scenarios.Writes(ctx, client, scenarios.WriteLoad{Addr: vip, Base: time.Now().UnixNano(), Every: 50 * time.Millisecond, Timeout: 2 * time.Second}, stop)
 	}()
 	var over, back []time.Duration
 	for k := range soakCycles {

@@ -186,10 +186,18 @@ type WriteStats struct {
 	LostIDs   []int64 `json:"lost_ids,omitempty"`
 }
 
-// Writes inserts ids base, base+1, ... into lab.writes through addr from
-// the client box, one fresh connection per insert, one every interval,
-// until stop is closed; each insert is bounded by timeout.
-func Writes(ctx context.Context, client *lab.Box, addr string, base int64, interval, timeout time.Duration, stop <-chan struct{}) []Write {
+// WriteLoad is a write workload: ids Base, Base+1, ... inserted through
+// Addr, one every Every, each bounded by Timeout.
+type WriteLoad struct {
+	Addr           string
+	Base           int64
+	Every, Timeout time.Duration
+}
+
+// Writes inserts w's ids into lab.writes from the client box, one fresh
+// connection per insert, until stop is closed.
+func Writes(ctx context.Context, client *lab.Box, w WriteLoad, stop <-chan struct{}) []Write {
+	addr, base, interval, timeout := w.Addr, w.Base, w.Every, w.Timeout
 	db := client.OpenMySQL(addr, timeout)
 	defer db.Close()
 	db.SetMaxIdleConns(0)

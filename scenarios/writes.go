@@ -33,7 +33,7 @@ func (r *Result) startWrites(ctx context.Context, rn running) func() error {
 			wdone <- nil
 			return
 		}
-		wdone <- Writes(ctx, l.Box(client), rn.vip, time.Now().UnixNano(), writeInterval, opts.Timeout, wstop)
+		wdone <- Writes(ctx, l.Box(client), WriteLoad{Addr: rn.vip, Base: time.Now().UnixNano(), Every: writeInterval, Timeout: opts.Timeout}, wstop)
 	}()
 	return func() error {
 		close(wstop)

@@ -102,7 +102,7 @@ func bringUp(info kernel.Info, v *vmFlags, up labUp) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "lvslab: booting a micro-VM (kernel %s); the lab is built inside it\n", vm.Kernel.Version)
-		if st, err = vmlab.Up(ctx, vm, topo, up.data, runDir, name, up.agentArgs); err != nil {
+		if st, err = vmlab.Up(ctx, vm, vmlab.UpOptions{Topo: topo, TopoData: up.data, RunDir: runDir, Name: name, AgentArgs: up.agentArgs}); err != nil {
 			return err
 		}
 	} else {

@@ -131,7 +131,7 @@ func writeFrame(w io.Writer, kind byte, p []byte) error {
 // request has closed the lab. buildErr, if set, is what status reports.
 func Serve(ctx context.Context, l *lab.Lab, runDir string, buildErr error, ports ...Port) error {
 	return serve(ctx, func(ctx context.Context, req Request, stdout, stderr io.Writer) Done {
-		return handle(ctx, l, runDir, buildErr, req, stdout, stderr)
+		return handle(ctx, built{l, runDir, buildErr}, req, stdout, stderr)
 	}, ports...)
 }
 
@@ -256,7 +256,16 @@ func answer(p io.Writer, mu *sync.Mutex, id string, done Done) {
 	writeFrame(p, frameDone, data)
 }
 
-func handle(ctx context.Context, l *lab.Lab, runDir string, buildErr error, req Request, stdout, stderr io.Writer) Done {
+// built is the agent's lab: l under runDir, or err, why it was not built.
+type built struct {
+	l      *lab.Lab
+	runDir string
+	err    error
+}
+
+// handle answers req on the agent's lab b.
+func handle(ctx context.Context, b built, req Request, stdout, stderr io.Writer) Done {
+	l, runDir, buildErr := b.l, b.runDir, b.err
 	if buildErr != nil {
 		if req.Op == "down" {
 			return Done{}
@@ -388,11 +397,21 @@ func call(c io.ReadWriter, req Request, stdout, stderr io.Writer) (Done, error) 
 // Dir is the run directory of the lab called name: its agent's sockets.
 func Dir(runDir, name string) string { return filepath.Join(runDir, name) }
 
-// Up boots a micro-VM whose agent builds topo (whose YAML is topoData) as
-// the lab called name, with the agent's further flags agentArgs
-// (--no-services, --directors ...), and waits for the lab to be up. On
-// error nothing is left.
-func Up(ctx context.Context, vm *kernel.MicroVM, topo *lab.Topology, topoData []byte, runDir, name string, agentArgs []string) (_ *lab.Status, err error) {
+// UpOptions are the lab Up builds: Topo (whose YAML is TopoData), called
+// Name under RunDir, with the agent's further flags AgentArgs
+// (--no-services, --directors ...).
+type UpOptions struct {
+	Topo      *lab.Topology
+	TopoData  []byte
+	RunDir    string
+	Name      string
+	AgentArgs []string
+}
+
+// Up boots a micro-VM whose agent builds the lab o names, and waits for
+// it to be up. On error nothing is left.
+func Up(ctx context.Context, vm *kernel.MicroVM, o UpOptions) (_ *lab.Status, err error) {
+	topo, topoData, runDir, name, agentArgs := o.Topo, o.TopoData, o.RunDir, o.Name, o.AgentArgs
 	dir, err := lab.Claim(runDir, name)
 	if err != nil {
 		return nil, err

@@ -50,7 +50,7 @@ func TestCallServeFailedBuild(t *testing.T) {
 }
 
 func TestHandleUnknownOp(t *testing.T) {
-	if done := handle(context.Background(), nil, "", nil, Request{Op: "bogus"}, nil, nil); done.Code != 2 || !strings.Contains(done.Error, `unknown op "bogus"`) {
+	if done := handle(context.Background(), built{}, Request{Op: "bogus"}, nil, nil); done.Code != 2 || !strings.Contains(done.Error, `unknown op "bogus"`) {
 		t.Errorf("got %+v, want code 2 naming the op", done)
 	}
 }
