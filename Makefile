@@ -252,7 +252,7 @@ bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate repor
 	$(if $(filter collect,$(BENCH_SETS)),$(call bench_raw,./scenarios/diagnose/,collect,Collect and diagnose: lvslab collect on a BACKUP under connections vs fixtures/bench/collect.sh; lvslab diagnose on the two bundles,-bench 'BenchmarkIPVSCollect|BenchmarkDiagnose' $(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter suite,$(BENCH_SETS)),$(suite_raw))
 	$(if $(filter newcomer,$(BENCH_SETS)),$(newcomer_raw))
-	$(GO) run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
+	$(GO) run ./cmd/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 
 clean: ## remove build outputs
 	rm -rf bin $(IPVS_BINS)

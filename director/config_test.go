@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvslab/lvslab/director/fake"
+	"github.com/lvslab/lvslab/director/internal/fake"
 
 	"github.com/lvslab/lvslab/lab/yamlcheck"
 )

@@ -17,7 +17,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 
-	"github.com/lvslab/lvslab/director/afpacket"
+	"github.com/lvslab/lvslab/lab/afpacket"
 )
 
 // Daemon is a running director in the current network namespace: VRRP

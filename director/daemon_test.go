@@ -15,7 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/vishvananda/netlink"
 
-	"github.com/lvslab/lvslab/director/fake"
+	"github.com/lvslab/lvslab/director/internal/fake"
 )
 
 // fakeNetlink serves a fixed neighbour table; the daemon's other netlink

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lvslab/lvslab/director/fake"
+	"github.com/lvslab/lvslab/director/internal/fake"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/lvslab/lvslab/lab"

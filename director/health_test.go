@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvslab/lvslab/director/fake"
+	"github.com/lvslab/lvslab/director/internal/fake"
 )
 
 func TestHealthRiseFall(t *testing.T) {

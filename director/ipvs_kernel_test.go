@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/lvslab/lvslab/director/fake"
+	"github.com/lvslab/lvslab/director/internal/fake"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
 )

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/lvslab/lvslab/director/fake"
+	"github.com/lvslab/lvslab/director/internal/fake"
 	"github.com/lvslab/lvslab/lab/labtest"
 	"github.com/moby/ipvs"
 )

@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/lvslab/lvslab/director/afpacket"
+	"github.com/lvslab/lvslab/lab/afpacket"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"

@@ -12,7 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/lvslab/lvslab/director/fake"
+	"github.com/lvslab/lvslab/director/internal/fake"
 
 	"github.com/moby/ipvs"
 	"github.com/vishvananda/netlink"

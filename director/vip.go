@@ -9,7 +9,7 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/lvslab/lvslab/director/afpacket"
+	"github.com/lvslab/lvslab/lab/afpacket"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )

@@ -2,13 +2,14 @@ package reports
 
 import (
 	"context"
-	"github.com/lvslab/lvslab/lab/labtest"
 	imagepng "image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lvslab/lvslab/lab/labtest"
 
 	"github.com/lvslab/lvslab/scenarios"
 )

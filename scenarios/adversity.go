@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lvslab/lvslab/director/afpacket"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/afpacket"
 	"golang.org/x/sys/unix"
 )
 

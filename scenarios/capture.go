@@ -14,8 +14,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/lvslab/lvslab/director/afpacket"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/afpacket"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )

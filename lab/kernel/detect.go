@@ -3,12 +3,13 @@ package kernel
 import (
 	"errors"
 	"fmt"
-	"github.com/lvslab/lvslab/lab/runenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/lvslab/lvslab/lab/runenv"
 
 	"golang.org/x/sys/unix"
 )

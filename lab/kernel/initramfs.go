@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"debug/elf"
 	"fmt"
-	"github.com/ulikunitz/xz"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ulikunitz/xz"
 )
 
 // bootModules are what /init needs to mount the root: virtio PCI, 9p over

@@ -2,13 +2,14 @@ package kernel
 
 import (
 	"bytes"
-	"github.com/ulikunitz/xz"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ulikunitz/xz"
 )
 
 // fakeModules writes a module tree with modules.dep in the kernel's format.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/lvslab/lvslab/lab/runenv"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lvslab/lvslab/lab/runenv"
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"

@@ -2,6 +2,12 @@
 // their link-layer source, frames this host sent skipped. The director
 // receives VRRP adverts on it (the sender's MAC teaches the guard) and the
 // scenarios capture a lab's bridge.
+//
+// Not github.com/mdlayher/packet, which binds every socket to one
+// interface and reads neither the packet type nor PACKET_AUXDATA: the
+// capture listens on every port of a bridge at once, both users skip
+// the frames this host sent (PACKET_OUTGOING), and a frame a filter cut
+// keeps its length on the wire.
 package afpacket
 
 import (

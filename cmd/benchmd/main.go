@@ -5,7 +5,7 @@
 // all by benchstat's statistics (golang.org/x/perf/benchmath, assuming
 // nothing of the distribution).
 //
-//	go run ./reports/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
+//	go run ./cmd/benchmd -targets reports/bench/targets.txt -o reports/bench/BENCH.md reports/bench/raw/*.txt
 //
 // A raw file starts with "# key: value" lines (title, command, machine,
 // date) written by `make bench`, then go test's output.
