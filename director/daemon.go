@@ -290,7 +290,7 @@ func (d *Daemon) Reconcile() (Changes, error) {
 	if err != nil {
 		return Changes{}, err
 	}
-	return ReconcileFrom(d.ipvs, table, append(ServicesOn(table, d.vips), want...), want)
+	return reconcileFrom(d.ipvs, table, append(servicesOn(table, d.vips), want...), want)
 }
 
 // checked applies a health check result: a realserver that turned down is
@@ -344,7 +344,7 @@ func (d *Daemon) receive(out chan<- received) {
 		if p.TTL != 255 || p.Dst != VRRPGroup && p.Dst != d.addr.Addr() {
 			continue
 		}
-		a, err := ParseAdvert(p.Src, p.Dst, p.Payload)
+		a, err := parseAdvert(p.Src, p.Dst, p.Payload)
 		if err != nil {
 			d.log.Debug("dropped advert", "src", p.Src, "err", err)
 			continue

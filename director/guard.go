@@ -88,10 +88,10 @@ func DefaultMask(mark uint32) uint32 { return 1<<bits.Len32(mark) - 1 }
 
 var jump = []string{"-j", GuardChain}
 
-// EnsureGuard makes the guard chain hold exactly g's rule and PREROUTING
+// ensureGuard makes the guard chain hold exactly g's rule and PREROUTING
 // jump to it; it reports whether it changed anything. It adopts what a
 // crashed run left.
-func EnsureGuard(ipt IPTables, g Guard) (bool, error) {
+func ensureGuard(ipt IPTables, g Guard) (bool, error) {
 	changed := false
 	ok, err := ipt.ChainExists(GuardTable, GuardChain)
 	if err != nil {
@@ -132,10 +132,10 @@ func EnsureGuard(ipt IPTables, g Guard) (bool, error) {
 	return changed, nil
 }
 
-// RemoveGuard deletes the jump and the chain, if they exist. (Without the
+// removeGuard deletes the jump and the chain, if they exist. (Without the
 // chain there is no jump: iptables refuses a jump to a missing chain, and
 // even the check for one fails.)
-func RemoveGuard(ipt IPTables) error {
+func removeGuard(ipt IPTables) error {
 	ok, err := ipt.ChainExists(GuardTable, GuardChain)
 	if err != nil || !ok {
 		return err

@@ -25,31 +25,31 @@ func d2Guard() Guard {
 
 func TestEnsureGuardIdempotent(t *testing.T) {
 	f := fake.NewIPTables()
-	changed, err := EnsureGuard(f, d2Guard())
+	changed, err := ensureGuard(f, d2Guard())
 	if err != nil || !changed {
 		t.Fatalf("first ensure: changed=%v, %v; want a change", changed, err)
 	}
 	golden(t, "guard-d2.golden", f.Save(GuardTable))
 	calls := f.Calls
-	if changed, err := EnsureGuard(f, d2Guard()); err != nil || changed || f.Calls != calls {
+	if changed, err := ensureGuard(f, d2Guard()); err != nil || changed || f.Calls != calls {
 		t.Errorf("second ensure: changed=%v, %v, %d mutating calls; want a no-op", changed, err, f.Calls-calls)
 	}
 	// A new peer MAC (learned from VRRP) replaces the rule: still one.
 	g := d2Guard()
 	g.PeerMAC, _ = net.ParseMAC("02:00:00:00:00:99")
-	if changed, err := EnsureGuard(f, g); err != nil || !changed {
+	if changed, err := ensureGuard(f, g); err != nil || !changed {
 		t.Fatalf("new peer MAC: changed=%v, %v", changed, err)
 	}
 	if list, _ := f.List(GuardTable, GuardChain); len(list) != 2 || !strings.Contains(list[1], "02:00:00:00:00:99") {
 		t.Errorf("chain after MAC change: %q, want one rule with the new MAC", list)
 	}
-	if err := RemoveGuard(f); err != nil {
+	if err := removeGuard(f); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.Save(GuardTable); got != "*mangle\n\nCOMMIT\n" {
 		t.Errorf("after remove: %q, want an empty table", got)
 	}
-	if err := RemoveGuard(f); err != nil {
+	if err := removeGuard(f); err != nil {
 		t.Errorf("second remove: %v, want nothing to do", err)
 	}
 }
@@ -67,7 +67,7 @@ func TestGuardWithRealIPTables(t *testing.T) {
 		err := box.Do(func() error {
 			ipt, err := iptables.New()
 			if err == nil {
-				changed, err = EnsureGuard(ipt, d2Guard())
+				changed, err = ensureGuard(ipt, d2Guard())
 			}
 			return err
 		})
@@ -104,7 +104,7 @@ func TestGuardWithRealIPTables(t *testing.T) {
 		return box.Do(func() error {
 			ipt, err := iptables.New()
 			if err == nil {
-				err = RemoveGuard(ipt)
+				err = removeGuard(ipt)
 			}
 			return err
 		})

@@ -79,7 +79,7 @@ func NewProbe(cfg CheckConfig, addr netip.Addr, port int) (Probe, error) {
 			if err != nil {
 				return err
 			}
-			return ReplicaHealthy(row, cfg.MaxLag)
+			return replicaHealthy(row, cfg.MaxLag)
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown check %q", cfg.Type)
@@ -121,11 +121,11 @@ func replicaStatus(ctx context.Context, db *sql.DB) (map[string]string, error) {
 	return status, rows.Err()
 }
 
-// ReplicaHealthy judges a replica status row as the seed's check_slave.pl
+// replicaHealthy judges a replica status row as the seed's check_slave.pl
 // does: both replication threads running and the lag at most maxLag. It
 // reads MariaDB's and old MySQL's column names (Slave_*, *_Master) and
 // MySQL 8's (Replica_*, *_Source).
-func ReplicaHealthy(status map[string]string, maxLag time.Duration) error {
+func replicaHealthy(status map[string]string, maxLag time.Duration) error {
 	if len(status) == 0 {
 		return errors.New("not a replica (SHOW REPLICA STATUS is empty)")
 	}

@@ -85,9 +85,9 @@ func (s Service) Key() string {
 	return fmt.Sprintf("%s %s", strings.ToUpper(s.Protocol), netip.AddrPortFrom(s.VIP, s.Port))
 }
 
-// ServicesOn lists the address services of table on vips, whatever their
+// servicesOn lists the address services of table on vips, whatever their
 // port and protocol: the services a Reconcile may own (its previous).
-func ServicesOn(table []Service, vips []netip.Addr) []Service {
+func servicesOn(table []Service, vips []netip.Addr) []Service {
 	var out []Service
 	for _, s := range table {
 		if s.Mark == 0 && slices.Contains(vips, s.VIP) {
@@ -216,12 +216,12 @@ func Reconcile(h IPVS, previous, desired []Service) (Changes, error) {
 	if err != nil {
 		return Changes{}, err
 	}
-	return ReconcileFrom(h, table, previous, desired)
+	return reconcileFrom(h, table, previous, desired)
 }
 
-// ReconcileFrom is Reconcile given the table h has, as ReadTable read it:
+// reconcileFrom is Reconcile given the table h has, as ReadTable read it:
 // a no-op costs that one read and no request to the kernel.
-func ReconcileFrom(h IPVS, table, previous, desired []Service) (Changes, error) {
+func reconcileFrom(h IPVS, table, previous, desired []Service) (Changes, error) {
 	var c Changes
 	byID := map[serviceID]Service{}
 	for _, s := range table {

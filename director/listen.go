@@ -20,9 +20,9 @@ type IPv4Packet struct {
 	Payload  []byte
 }
 
-// ParseIPv4 reads an IPv4 packet as an AF_PACKET SOCK_DGRAM socket
+// parseIPv4 reads an IPv4 packet as an AF_PACKET SOCK_DGRAM socket
 // delivers it (from the IP header on).
-func ParseIPv4(b []byte) (IPv4Packet, error) {
+func parseIPv4(b []byte) (IPv4Packet, error) {
 	if len(b) < 20 || b[0]>>4 != 4 {
 		return IPv4Packet{}, errors.New("not an IPv4 packet")
 	}
@@ -69,7 +69,7 @@ func readAdvert(c *afpacket.Conn, buf []byte) (IPv4Packet, net.HardwareAddr, err
 		if err != nil {
 			return IPv4Packet{}, nil, err
 		}
-		if p, err := ParseIPv4(buf[:min(n, len(buf))]); err == nil {
+		if p, err := parseIPv4(buf[:min(n, len(buf))]); err == nil {
 			return p, net.HardwareAddr(append([]byte(nil), ll.Addr[:ll.Halen]...)), nil
 		}
 	}

@@ -44,10 +44,10 @@ func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 	}
 	var err error
 	if g == nil {
-		err = RemoveGuard(d.ipt)
+		err = removeGuard(d.ipt)
 	} else {
 		var changed bool
-		if changed, err = EnsureGuard(d.ipt, *g); changed {
+		if changed, err = ensureGuard(d.ipt, *g); changed {
 			d.log.Info("guard installed", "rule", want)
 		}
 	}

@@ -41,7 +41,7 @@ func TestReplicaHealthy(t *testing.T) {
 		{"lag over", with("Seconds_Behind_Master", "6"), "replica lag 6s exceeds max_lag 5s"},
 		{"lag at limit", with("Seconds_Behind_Master", "5"), ""},
 	} {
-		err := ReplicaHealthy(tc.status, 5*time.Second)
+		err := replicaHealthy(tc.status, 5*time.Second)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
 		}

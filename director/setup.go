@@ -142,7 +142,7 @@ func (d *Daemon) setupVRRP() error {
 	d.transmit = d.send
 	d.announce = func(v netip.Addr, held func() bool) {
 		d.spawn(func() {
-			if err := GratuitousARP(d.ifi, v, 3, held); err != nil {
+			if err := gratuitousARP(d.ifi, v, 3, held); err != nil {
 				d.log.Error("gratuitous ARP", "err", err)
 			}
 		})
@@ -209,12 +209,12 @@ func (d *Daemon) teardown() error {
 		c()
 	}
 	if d.ipt != nil {
-		errs = append(errs, RemoveGuard(d.ipt))
+		errs = append(errs, removeGuard(d.ipt))
 		removed = append(removed, "guard")
 	}
 	if d.backupOnly != nil {
 		for _, s := range []SyncState{SyncMaster, SyncBackup} {
-			if err := StopSyncDaemon(s); err != nil && !errors.Is(err, unix.ESRCH) {
+			if err := stopSyncDaemon(s); err != nil && !errors.Is(err, unix.ESRCH) {
 				errs = append(errs, err)
 			}
 		}

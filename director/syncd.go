@@ -85,11 +85,11 @@ func (d SyncDaemon) String() string {
 	return b.String()
 }
 
-// StartSyncDaemon starts a sync daemon in the current network namespace,
+// startSyncDaemon starts a sync daemon in the current network namespace,
 // as `ipvsadm --start-daemon STATE --mcast-interface IF --syncid ID` (and
 // --sync-maxlen, --mcast-group, --mcast-port, --mcast-ttl) does. The kernel
 // refuses a second daemon of the same role with EEXIST.
-func StartSyncDaemon(d SyncDaemon) error {
+func startSyncDaemon(d SyncDaemon) error {
 	attr := nl.NewRtAttr(ipvsCmdAttrDaemon, nil)
 	attr.AddRtAttr(ipvsDaemonAttrState, nl.Uint32Attr(uint32(d.State)))
 	attr.AddRtAttr(ipvsDaemonAttrMcastIfn, nl.ZeroTerminated(d.Interface))
@@ -113,9 +113,9 @@ func StartSyncDaemon(d SyncDaemon) error {
 	return nil
 }
 
-// StopSyncDaemon stops the daemon of one role; the kernel answers ESRCH
+// stopSyncDaemon stops the daemon of one role; the kernel answers ESRCH
 // when none runs.
-func StopSyncDaemon(state SyncState) error {
+func stopSyncDaemon(state SyncState) error {
 	attr := nl.NewRtAttr(ipvsCmdAttrDaemon, nil)
 	attr.AddRtAttr(ipvsDaemonAttrState, nl.Uint32Attr(uint32(state)))
 	if _, err := ipvsGenl(ipvsCmdDelDaemon, 0, attr); err != nil {
@@ -194,14 +194,14 @@ func switchSyncDaemon(want SyncDaemon) error {
 	if want.State == SyncMaster {
 		other = SyncBackup
 	}
-	err := StopSyncDaemon(other)
+	err := stopSyncDaemon(other)
 	if errors.Is(err, unix.ESRCH) {
 		err = nil
 	}
-	serr := StartSyncDaemon(want)
+	serr := startSyncDaemon(want)
 	if errors.Is(serr, unix.EEXIST) {
-		if serr = StopSyncDaemon(want.State); serr == nil {
-			serr = StartSyncDaemon(want)
+		if serr = stopSyncDaemon(want.State); serr == nil {
+			serr = startSyncDaemon(want)
 		}
 	}
 	return errors.Join(err, serr)

@@ -45,7 +45,7 @@ func TestIPVSSyncDaemon(t *testing.T) {
 	backupListed := SyncDaemon{State: SyncBackup, Interface: "eth0", SyncID: 51,
 		MaxLen: 1472, Group: netip.MustParseAddr("224.0.0.81"), Port: 8848, TTL: 1}
 
-	if err := in(func() error { return StartSyncDaemon(master) }); err != nil {
+	if err := in(func() error { return startSyncDaemon(master) }); err != nil {
 		t.Fatal(err)
 	}
 	if got := list(); !slices.Equal(got, []SyncDaemon{master}) {
@@ -54,7 +54,7 @@ func TestIPVSSyncDaemon(t *testing.T) {
 	if got, want := ipvsadm(), "master sync daemon (mcast=eth0, syncid=51, maxlen=1400, group=224.0.0.82, port=8850, ttl=2)\n"; got != want {
 		t.Errorf("ipvsadm after starting the master: %q, want %q", got, want)
 	}
-	if err := in(func() error { return StartSyncDaemon(master) }); !errors.Is(err, unix.EEXIST) {
+	if err := in(func() error { return startSyncDaemon(master) }); !errors.Is(err, unix.EEXIST) {
 		t.Errorf("second master: %v, want EEXIST", err)
 	}
 	// The VRRP transition to BACKUP: master stopped, backup started.
@@ -76,13 +76,13 @@ func TestIPVSSyncDaemon(t *testing.T) {
 	if got := list(); !slices.Equal(got, []SyncDaemon{other}) {
 		t.Errorf("after restarting the backup with syncid 7: %v", got)
 	}
-	if err := in(func() error { return StopSyncDaemon(SyncBackup) }); err != nil {
+	if err := in(func() error { return stopSyncDaemon(SyncBackup) }); err != nil {
 		t.Fatal(err)
 	}
 	if got := list(); len(got) != 0 {
 		t.Errorf("after stopping: %v", got)
 	}
-	if err := in(func() error { return StopSyncDaemon(SyncMaster) }); !errors.Is(err, unix.ESRCH) {
+	if err := in(func() error { return stopSyncDaemon(SyncMaster) }); !errors.Is(err, unix.ESRCH) {
 		t.Errorf("stopping a daemon that is not running: %v, want ESRCH", err)
 	}
 }

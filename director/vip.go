@@ -81,10 +81,10 @@ func garpFrame(mac net.HardwareAddr, addr netip.Addr) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// GratuitousARP broadcasts n ARP requests for addr from ifi's MAC (RFC
+// gratuitousARP broadcasts n ARP requests for addr from ifi's MAC (RFC
 // 5227 announcements), one every 100 ms, each only while held says the
 // address is still ours.
-func GratuitousARP(ifi *net.Interface, addr netip.Addr, n int, held func() bool) error {
+func gratuitousARP(ifi *net.Interface, addr netip.Addr, n int, held func() bool) error {
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(afpacket.Htons(unix.ETH_P_ARP)))
 	if err != nil {
 		return fmt.Errorf("gratuitous ARP socket: %w", err)

@@ -45,9 +45,9 @@ func (a Advert) Marshal(src, dst netip.Addr) []byte {
 	return b
 }
 
-// ParseAdvert decodes a VRRP message received from src for dst (the IP
+// parseAdvert decodes a VRRP message received from src for dst (the IP
 // payload) and verifies version, type, length and checksum.
-func ParseAdvert(src, dst netip.Addr, b []byte) (Advert, error) {
+func parseAdvert(src, dst netip.Addr, b []byte) (Advert, error) {
 	var a Advert
 	if len(b) < 8 {
 		return a, fmt.Errorf("%w: %d bytes", ErrBadAdvert, len(b))

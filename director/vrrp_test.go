@@ -31,7 +31,7 @@ func capturedAdvert(t *testing.T) (net.HardwareAddr, netip.Addr, netip.Addr, []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := ParseIPv4(frame[14:]) // what the daemon's packet socket delivers
+	p, err := parseIPv4(frame[14:]) // what the daemon's packet socket delivers
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func capturedAdvert(t *testing.T) (net.HardwareAddr, netip.Addr, netip.Addr, []b
 
 func TestParseKeepalivedAdvert(t *testing.T) {
 	mac, src, dst, msg := capturedAdvert(t)
-	a, err := ParseAdvert(src, dst, msg)
+	a, err := parseAdvert(src, dst, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestParseAdvertRejects(t *testing.T) {
 		{"truncated", func(b []byte) []byte { return b[:10] }, src},
 	} {
 		b := tc.mutate(append([]byte(nil), msg...))
-		if _, err := ParseAdvert(tc.src, dst, b); !errors.Is(err, ErrBadAdvert) {
+		if _, err := parseAdvert(tc.src, dst, b); !errors.Is(err, ErrBadAdvert) {
 			t.Errorf("%s: got %v, want ErrBadAdvert", tc.name, err)
 		}
 	}
@@ -83,7 +83,7 @@ func TestAdvertRoundTrip(t *testing.T) {
 	src := netip.MustParseAddr("192.168.1.213")
 	a := Advert{VRID: 7, Priority: 0, Interval: 2550 * time.Millisecond,
 		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")}}
-	got, err := ParseAdvert(src, VRRPGroup, a.Marshal(src, VRRPGroup))
+	got, err := parseAdvert(src, VRRPGroup, a.Marshal(src, VRRPGroup))
 	if err != nil || got.Priority != 0 || got.Interval != a.Interval || len(got.Addrs) != 2 {
 		t.Errorf("round trip: %+v, %v", got, err)
 	}

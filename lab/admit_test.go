@@ -91,10 +91,10 @@ func TestProcCPU(t *testing.T) {
 	var x uint64
 	for t0 := time.Now(); time.Since(t0) < 200*time.Millisecond; x++ {
 	}
-	if got := ProcCPU(os.Getpid()); got == 0 {
+	if got := procCPU(os.Getpid()); got == 0 {
 		t.Errorf("no CPU time read for this process after spinning (%d rounds)", x)
 	}
-	if got := ProcCPU(-1); got != 0 {
+	if got := procCPU(-1); got != 0 {
 		t.Errorf("ProcCPU(-1) = %d, want 0", got)
 	}
 }

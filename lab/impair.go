@@ -193,5 +193,5 @@ func (l *Lab) linkEnd(node, ifc string, toNode bool) (*Box, string, error) {
 	case i.Bridge == "":
 		return nil, "", fmt.Errorf("impair %s.%s toward the node: not a bridge port", node, ifc)
 	}
-	return l.Box(i.Bridge), PortName(node, ifc, l.portIndex(n, i)), nil
+	return l.Box(i.Bridge), portName(node, ifc, l.portIndex(n, i)), nil
 }

@@ -338,9 +338,9 @@ func (l *Lab) buildNode(n *Node) error {
 	return nil
 }
 
-// PortName is the bridge-side name of node's interface ifc: "d1-eth0", or
+// portName is the bridge-side name of node's interface ifc: "d1-eth0", or
 // "p<index>" when that would not fit in IFNAMSIZ.
-func PortName(node, ifc string, index int) string {
+func portName(node, ifc string, index int) string {
 	if n := node + "-" + ifc; len(n) <= maxIfNameLen {
 		return n
 	}
@@ -359,7 +359,7 @@ func (l *Lab) linkNode(n *Node) error {
 		switch {
 		case ifc.Bridge != "":
 			peerBox = l.boxes[ifc.Bridge]
-			peerName = PortName(n.Name, ifc.Name, l.portIndex(n, ifc))
+			peerName = portName(n.Name, ifc.Name, l.portIndex(n, ifc))
 		default:
 			pn, pi, _ := strings.Cut(ifc.Peer, ".")
 			if pn < n.Name { // the other side created this pair

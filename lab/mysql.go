@@ -377,7 +377,7 @@ func (l *Lab) WaitMySQL(ctx context.Context, node string, p *Process) error {
 	b := l.boxes[node]
 	db := b.OpenMySQL(fmt.Sprintf("127.0.0.1:%d", MySQLPort), time.Second)
 	defer db.Close()
-	progress := func() uint64 { return fileSize(p.Log) + ProcCPU(p.Pid()) }
+	progress := func() uint64 { return fileSize(p.Log) + procCPU(p.Pid()) }
 	w := NewStallWatch(MySQLStall, MySQLCeiling, progress)
 	for {
 		err := db.PingContext(ctx)
@@ -392,7 +392,7 @@ func (l *Lab) WaitMySQL(ctx context.Context, node string, p *Process) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if why := w.Stalled(); why != "" {
-			return fmt.Errorf("mariadbd in %s not ready: %s (last ping: %v; %s): %s", node, why, err, ProcState(p.Pid()), LogTail(p.Log, 5))
+			return fmt.Errorf("mariadbd in %s not ready: %s (last ping: %v; %s): %s", node, why, err, procState(p.Pid()), LogTail(p.Log, 5))
 		}
 	}
 }

@@ -43,9 +43,9 @@ func (w *StallWatch) Stalled() string {
 	return ""
 }
 
-// ProcCPU is a process's CPU time (user and system) in clock ticks, 0 if
+// procCPU is a process's CPU time (user and system) in clock ticks, 0 if
 // it cannot be read.
-func ProcCPU(pid int) uint64 {
+func procCPU(pid int) uint64 {
 	f, err := statFields(pid)
 	if err != nil {
 		return 0
@@ -56,15 +56,15 @@ func ProcCPU(pid int) uint64 {
 	return u + s
 }
 
-// ProcState describes a process for a stall report: its state letter,
+// procState describes a process for a stall report: its state letter,
 // CPU ticks and where it waits in the kernel.
-func ProcState(pid int) string {
+func procState(pid int) string {
 	f, err := statFields(pid)
 	if err != nil {
 		return fmt.Sprintf("pid %d: %v", pid, err)
 	}
 	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
-	return fmt.Sprintf("pid %d state %s, %d CPU ticks, waiting in %q", pid, f[0], ProcCPU(pid), strings.TrimSpace(string(wchan)))
+	return fmt.Sprintf("pid %d state %s, %d CPU ticks, waiting in %q", pid, f[0], procCPU(pid), strings.TrimSpace(string(wchan)))
 }
 
 // statFields are the fields of /proc/PID/stat from the third (state)

@@ -157,7 +157,7 @@ func TestPortName(t *testing.T) {
 		{"client", "eth0", "client-eth0"},
 		{"clientbox", "eth12345", "p4"},
 	} {
-		if got := PortName(tc.node, tc.ifc, 4); got != tc.want {
+		if got := portName(tc.node, tc.ifc, 4); got != tc.want {
 			t.Errorf("PortName(%q, %q): got %q, want %q", tc.node, tc.ifc, got, tc.want)
 		}
 	}

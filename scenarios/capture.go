@@ -64,8 +64,8 @@ type Capture struct {
 	done   chan struct{}
 }
 
-// StartCapture opens the socket inside bridge and reads until Stop.
-func StartCapture(bridge *lab.Box) (*Capture, error) {
+// startCapture opens the socket inside bridge and reads until Stop.
+func startCapture(bridge *lab.Box) (*Capture, error) {
 	c := &Capture{done: make(chan struct{}), ports: map[int]string{}}
 	links, err := bridge.Netlink().LinkList()
 	if err != nil {
@@ -127,9 +127,9 @@ func (c *Capture) Stop() ([]Frame, CaptureStats) {
 	return c.frames, c.stats
 }
 
-// WritePcapng writes frames as pcapng with one interface per bridge port
+// writePcapng writes frames as pcapng with one interface per bridge port
 // (ports: ifindex -> name), so Wireshark shows where each frame came in.
-func WritePcapng(w io.Writer, frames []Frame, ports map[int]string) error {
+func writePcapng(w io.Writer, frames []Frame, ports map[int]string) error {
 	var ifindexes []int
 	for _, f := range frames {
 		if !slices.Contains(ifindexes, f.Port) {
@@ -178,12 +178,12 @@ type Bounces struct {
 	MaxDepth int `json:"max_depth"`
 }
 
-// CountBounces finds segments to vip:port bouncing between directors: the
+// countBounces finds segments to vip:port bouncing between directors: the
 // same client 5-tuple, IP id and TCP sequence number sent by a director's
 // MAC with decreasing TTLs (IPVS DR forwarding decrements the TTL on
 // current kernels). A client's retransmission carries a fresh TTL, so it
 // is not counted as a hop.
-func CountBounces(frames []Frame, directors []net.HardwareAddr, vip netip.Addr, port uint16) Bounces {
+func countBounces(frames []Frame, directors []net.HardwareAddr, vip netip.Addr, port uint16) Bounces {
 	type key struct {
 		src   netip.AddrPort
 		ipid  uint16

@@ -62,7 +62,7 @@ func TestCountBounces(t *testing.T) {
 		{"client frames only", []Frame{segment(client, 64, 1, 100)}, Bounces{}},
 		{"UDP ping-pong", []Frame{datagram(d1, 63, 3), datagram(d2, 62, 3), datagram(d1, 63, 4)}, Bounces{Forwarded: 2, Bounced: 1, MaxDepth: 2}},
 	} {
-		if got := CountBounces(tc.frames, dirs, c.VIP, 3306); got != tc.want {
+		if got := countBounces(tc.frames, dirs, c.VIP, 3306); got != tc.want {
 			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
@@ -78,7 +78,7 @@ func TestWritePcapng(t *testing.T) {
 	f1, f2 := segment(c.Directors[0].MAC, 63, 7, 5), segment(c.Directors[1].MAC, 62, 7, 5)
 	f1.Port, f2.Port = 4, 6
 	var b bytes.Buffer
-	if err := WritePcapng(&b, []Frame{f1, f2, f1}, map[int]string{4: "d1", 6: "d2"}); err != nil {
+	if err := writePcapng(&b, []Frame{f1, f2, f1}, map[int]string{4: "d1", 6: "d2"}); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "x.pcapng")

@@ -150,7 +150,7 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 	if err := waitPair(ctx, impl, c.takeoverBound(), func() string { return neighbourIs(client, c.VIP, d2.MAC) }); err != nil {
 		return h, fmt.Errorf("after the kill: %w", err)
 	}
-	before, err := ReadIPVS(l.Box(d1.Node))
+	before, err := readIPVS(l.Box(d1.Node))
 	if err != nil {
 		return h, err
 	}
@@ -176,7 +176,7 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 	}
 	wg.Wait()
 	time.Sleep(ipvsStatsDelay)
-	after, err := ReadIPVS(l.Box(d1.Node))
+	after, err := readIPVS(l.Box(d1.Node))
 	if err != nil {
 		return h, err
 	}

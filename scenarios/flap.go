@@ -55,7 +55,7 @@ func stopServers(l *lab.Lab, node string, backends map[backendKey]*backend) (sta
 // and the writes.
 func flap(ctx context.Context, r *Result, rn running, d Director) (cycled <-chan struct{}, end func() error) {
 	l, c, backends := rn.l, rn.c, rn.backends
-	w, werr := WatchVIP(l.Box(d.Node), c)
+	w, werr := watchVIP(l.Box(d.Node), c)
 	writes := r.startWrites(ctx, rn)
 	done := make(chan struct{})
 	var err error

@@ -24,7 +24,7 @@ func (r *Result) apply(ctx context.Context, rn running, e eventSpec) (Director, 
 	var w *VIPWatch
 	if e.converges {
 		var err error
-		if w, err = WatchVIP(rn.l.Box(rn.c.Directors[1].Node), rn.c); err != nil {
+		if w, err = watchVIP(rn.l.Box(rn.c.Directors[1].Node), rn.c); err != nil {
 			return Director{}, err
 		}
 		defer w.Close()

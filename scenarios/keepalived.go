@@ -191,7 +191,7 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 			for _, p := range c.Peers(i) {
 				g.PeerMACs = append(g.PeerMACs, p.MAC)
 			}
-			if err := InsertMACGuard(box, g); err != nil {
+			if err := insertMACGuard(box, g); err != nil {
 				return err
 			}
 		case FixBackupOnly:
@@ -336,11 +336,11 @@ func StartBoth(ctx context.Context, impl Implementation, l *lab.Lab, c Cluster, 
 	return nil
 }
 
-// InsertMACGuard installs the seed's rule as its operator does, straight
+// insertMACGuard installs the seed's rule as its operator does, straight
 // into mangle PREROUTING; the rule text is the director's (one source).
 // go-iptables execs iptables, which acts in the netns of the calling
 // thread: hence box.Do.
-func InsertMACGuard(box *lab.Box, g director.Guard) error {
+func insertMACGuard(box *lab.Box, g director.Guard) error {
 	return box.Do(func() error {
 		ipt, err := iptables.New()
 		if err != nil {

@@ -22,9 +22,9 @@ type IPVSCounters struct {
 	InPkts   uint32 `json:"in_pkts"`
 }
 
-// ReadIPVS reads a box's IPVS services and stats through moby/ipvs, bound
+// readIPVS reads a box's IPVS services and stats through moby/ipvs, bound
 // to the box's namespace.
-func ReadIPVS(box *lab.Box) (IPVSCounters, error) {
+func readIPVS(box *lab.Box) (IPVSCounters, error) {
 	var c IPVSCounters
 	h, err := ipvs.New(box.Path())
 	if err != nil {
@@ -55,8 +55,8 @@ type PortFrames struct {
 	Tx uint64 `json:"tx"`
 }
 
-// ReadPorts reads the frame counters of every port of the bridge box.
-func ReadPorts(bridge *lab.Box) (map[string]PortFrames, error) {
+// readPorts reads the frame counters of every port of the bridge box.
+func readPorts(bridge *lab.Box) (map[string]PortFrames, error) {
 	links, err := bridge.Netlink().LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("links of %s: %w", bridge.Name, err)
@@ -110,7 +110,7 @@ func TimeExceeded(box *lab.Box) (uint64, error) {
 // bridgeFrames sums the frames the bridge's ports carried, both ways: on
 // the client's ports, and on the directors'.
 func bridgeFrames(bridge *lab.Box, c Cluster, client string) (cl, dir uint64) {
-	ports, _ := ReadPorts(bridge)
+	ports, _ := readPorts(bridge)
 	for alias, f := range ports {
 		node, _, _ := strings.Cut(alias, ".")
 		switch {
@@ -140,7 +140,7 @@ func ReadCounters(l *lab.Lab, c Cluster) (Counters, error) {
 	k.ClientFrames, k.DirectorFrames = bridgeFrames(l.Box(l.Topo.Bridges[0].Name), c, clientNode(l.Topo))
 	for _, d := range c.Directors {
 		box := l.Box(d.Node)
-		ipvs, err := ReadIPVS(box)
+		ipvs, err := readIPVS(box)
 		if err != nil {
 			return k, err
 		}
@@ -190,7 +190,7 @@ func observe(l *lab.Lab, c Cluster) (snapshot, error) {
 	s := snapshot{ipvs: map[string]IPVSCounters{}, te: map[string]uint64{}, frames: map[string]PortFrames{}}
 	for _, d := range c.Directors {
 		var err error
-		if s.ipvs[d.Node], err = ReadIPVS(l.Box(d.Node)); err != nil {
+		if s.ipvs[d.Node], err = readIPVS(l.Box(d.Node)); err != nil {
 			return s, err
 		}
 		if s.te[d.Node], err = TimeExceeded(l.Box(d.Node)); err != nil {
@@ -198,7 +198,7 @@ func observe(l *lab.Lab, c Cluster) (snapshot, error) {
 		}
 	}
 	for _, b := range l.Topo.Bridges {
-		ports, err := ReadPorts(l.Box(b.Name))
+		ports, err := readPorts(l.Box(b.Name))
 		if err != nil {
 			return s, err
 		}

@@ -133,7 +133,7 @@ func waitPair(ctx context.Context, impl Implementation, stall time.Duration, che
 // TimeVIPTakeover runs action and times it until box holds the VIP, from
 // the kernel's address event.
 func TimeVIPTakeover(ctx context.Context, box *lab.Box, c Cluster, action func() error) (time.Duration, error) {
-	w, err := WatchVIP(box, c)
+	w, err := watchVIP(box, c)
 	if err != nil {
 		return 0, err
 	}

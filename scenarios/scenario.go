@@ -273,7 +273,7 @@ func savePcap(dir string, r *Result, frames []Frame, ports map[int]string) (stri
 	if err != nil {
 		return "", err
 	}
-	err = WritePcapng(f, frames, ports)
+	err = writePcapng(f, frames, ports)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

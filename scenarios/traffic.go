@@ -18,7 +18,7 @@ import (
 func (r *Result) observeTraffic(ctx context.Context, rn running, e eventSpec, passive Director, step func(string)) error {
 	l, c := rn.l, rn.c
 	bridge := l.Box(l.Topo.Bridges[0].Name)
-	capture, err := StartCapture(bridge)
+	capture, err := startCapture(bridge)
 	if err != nil {
 		return fmt.Errorf("capture on %s: %w", bridge.Name, err)
 	}
@@ -57,7 +57,7 @@ func (r *Result) observeTraffic(ctx context.Context, rn running, e eventSpec, pa
 	for _, d := range c.Directors {
 		dirs = append(dirs, d.MAC)
 	}
-	r.Bounces = new(CountBounces(frames, dirs, c.VIP, uint16(c.Port)))
+	r.Bounces = new(countBounces(frames, dirs, c.VIP, uint16(c.Port)))
 	r.PassiveFromClients = new(FromClients(frames, passive.MAC, dirs, c.VIP, uint16(c.Port)))
 	r.Capture = &stats
 	if rn.opts.CaptureDir != "" {

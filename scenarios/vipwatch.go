@@ -27,9 +27,9 @@ type VIPWatch struct {
 	takes atomic.Int32
 }
 
-// WatchVIP subscribes to box's address events. Start it before the action
+// watchVIP subscribes to box's address events. Start it before the action
 // whose effect it times; Close it after.
-func WatchVIP(box *lab.Box, c Cluster) (*VIPWatch, error) {
+func watchVIP(box *lab.Box, c Cluster) (*VIPWatch, error) {
 	ns, err := netns.GetFromPath(box.Path())
 	if err != nil {
 		return nil, fmt.Errorf("watch %s's addresses: %w", box.Name, err)

@@ -52,18 +52,18 @@ const kvmBootBound = 10 * time.Second
 type Evidence struct {
 	DevKVM     error // opening /dev/kvm read-write
 	APIVersion int   // KVM_GET_API_VERSION; 12 since Linux 2.6.22
-	CPUFlags   []string
+	cPUFlags   []string
 }
 
 // kvmAPIVersion is the only KVM API version Linux has ever shipped.
 const kvmAPIVersion = 12
 
-// GatherEvidence reads /dev/kvm and /proc/cpuinfo.
-func GatherEvidence() Evidence {
+// gatherEvidence reads /dev/kvm and /proc/cpuinfo.
+func gatherEvidence() Evidence {
 	var ev Evidence
 	cpuinfo, err := os.ReadFile("/proc/cpuinfo")
 	if err == nil {
-		ev.CPUFlags = CPUFlags(cpuinfo)
+		ev.cPUFlags = cPUFlags(cpuinfo)
 	}
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
@@ -80,8 +80,8 @@ func GatherEvidence() Evidence {
 	return ev
 }
 
-// CPUFlags returns the flags of the first processor in /proc/cpuinfo.
-func CPUFlags(cpuinfo []byte) []string {
+// cPUFlags returns the flags of the first processor in /proc/cpuinfo.
+func cPUFlags(cpuinfo []byte) []string {
 	sc := bufio.NewScanner(bytes.NewReader(cpuinfo))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -101,7 +101,7 @@ func staticAccel(ev Evidence) (name, reason string) {
 		return TCG, "/dev/kvm: " + ev.DevKVM.Error()
 	case ev.APIVersion != kvmAPIVersion:
 		return TCG, fmt.Sprintf("/dev/kvm answers KVM API version %d, want %d", ev.APIVersion, kvmAPIVersion)
-	case !slices.Contains(ev.CPUFlags, "vmx") && !slices.Contains(ev.CPUFlags, "svm"):
+	case !slices.Contains(ev.cPUFlags, "vmx") && !slices.Contains(ev.cPUFlags, "svm"):
 		// A /dev/kvm that opens on a CPU without vmx/svm (a VM without
 		// nested virtualisation) cannot run a guest: qemu aborts on MSR
 		// 0x10a, or KVM reports an emulation failure and the guest hangs.
@@ -129,7 +129,7 @@ func ChooseAccel(ctx context.Context, requested string, probe func(context.Conte
 	default:
 		return Accel{}, fmt.Errorf("%s=%q: want auto, kvm or tcg", source, requested)
 	}
-	return autoAccel(ctx, GatherEvidence(), probe)
+	return autoAccel(ctx, gatherEvidence(), probe)
 }
 
 // autoAccel is ChooseAccel's automatic choice on the given evidence.
@@ -167,7 +167,7 @@ func autoAccel(ctx context.Context, ev Evidence, probe func(context.Context) err
 // qemu's version and the CPU flags.
 func accelCachePath(ev Evidence) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n", Release(), qemuVersion(), strings.Join(ev.CPUFlags, " "))
+	fmt.Fprintf(h, "%s\n%s\n%s\n", Release(), qemuVersion(), strings.Join(ev.cPUFlags, " "))
 	return filepath.Join(runenv.CacheDir(), "accel", hex.EncodeToString(h.Sum(nil))[:16]+".json")
 }
 

@@ -20,8 +20,8 @@ func TestCPUFlags(t *testing.T) {
 		{"no flags line", "processor\t: 0\n", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			flags := CPUFlags([]byte(tc.cpuinfo))
-			ev := Evidence{APIVersion: kvmAPIVersion, CPUFlags: flags}
+			flags := cPUFlags([]byte(tc.cpuinfo))
+			ev := Evidence{APIVersion: kvmAPIVersion, cPUFlags: flags}
 			name, reason := staticAccel(ev)
 			if got := name == ""; got != tc.virt {
 				t.Errorf("flags %v: static choice %q (%s); want KVM left to the boot probe: %v", flags, name, reason, tc.virt)
@@ -38,10 +38,10 @@ func TestStaticAccel(t *testing.T) {
 		want string // "" for undecided: a boot probe decides
 		why  string
 	}{
-		{"no /dev/kvm", Evidence{DevKVM: os.ErrNotExist, CPUFlags: vmx}, TCG, "/dev/kvm: file does not exist"},
-		{"old API", Evidence{APIVersion: 11, CPUFlags: vmx}, TCG, "API version 11"},
-		{"opens without vmx", Evidence{APIVersion: 12, CPUFlags: []string{"fpu"}}, TCG, "no vmx or svm"},
-		{"everything says yes", Evidence{APIVersion: 12, CPUFlags: vmx}, "", ""},
+		{"no /dev/kvm", Evidence{DevKVM: os.ErrNotExist, cPUFlags: vmx}, TCG, "/dev/kvm: file does not exist"},
+		{"old API", Evidence{APIVersion: 11, cPUFlags: vmx}, TCG, "API version 11"},
+		{"opens without vmx", Evidence{APIVersion: 12, cPUFlags: []string{"fpu"}}, TCG, "no vmx or svm"},
+		{"everything says yes", Evidence{APIVersion: 12, cPUFlags: vmx}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name, why := staticAccel(tc.ev)
@@ -69,7 +69,7 @@ func TestChooseAccelRequested(t *testing.T) {
 // decides, its outcome is cached with the reason, and the next choice does
 // not boot again.
 func TestAutoAccelProbeCached(t *testing.T) {
-	ev := Evidence{APIVersion: kvmAPIVersion, CPUFlags: []string{"svm"}}
+	ev := Evidence{APIVersion: kvmAPIVersion, cPUFlags: []string{"svm"}}
 	for _, tc := range []struct {
 		name  string
 		probe error
@@ -93,7 +93,7 @@ func TestAutoAccelProbeCached(t *testing.T) {
 			if err != nil || b.Name != tc.want || probes != 1 || !strings.Contains(b.Reason, "cached in") {
 				t.Errorf("second choice: got %+v, %v after %d probes; want %s from the cache, one probe in all", b, err, probes, tc.want)
 			}
-			other := Evidence{APIVersion: kvmAPIVersion, CPUFlags: []string{"vmx", "ept"}}
+			other := Evidence{APIVersion: kvmAPIVersion, cPUFlags: []string{"vmx", "ept"}}
 			if _, err := autoAccel(context.Background(), other, probe); err != nil || probes != 2 {
 				t.Errorf("other CPU flags: %v after %d probes; want a probe of their own", err, probes)
 			}

@@ -48,13 +48,13 @@ func Local(vmlinuz, modules string) (*Kernel, error) {
 	}
 	abs, _ := filepath.Abs(modules)
 	k := &Kernel{Version: filepath.Base(abs), Vmlinuz: vmlinuz, BzImage: vmlinuz, Modules: abs}
-	return k, CheckModules(k)
+	return k, checkModules(k)
 }
 
-// DistroPackage names the distro's current generic kernel package, such as
+// distroPackage names the distro's current generic kernel package, such as
 // "linux-image-6.1.0-56-amd64" on Debian 12, from the metapackage's
 // dependency. The cloud flavour is no use: it has no 9p.
-func DistroPackage(ctx context.Context) (string, error) {
+func distroPackage(ctx context.Context) (string, error) {
 	return metaDepends(ctx, nil, "here (is this Debian? give --vmlinuz and --modules)")
 }
 
@@ -195,7 +195,7 @@ func Find(ctx context.Context, progress io.Writer) (*Kernel, error) {
 // nothing is installed on the host), and makes it the default.
 // progress gets one line per slow step.
 func Fetch(ctx context.Context, progress io.Writer) (*Kernel, error) {
-	pkg, err := DistroPackage(ctx)
+	pkg, err := distroPackage(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +312,7 @@ func fetchPackage(ctx context.Context, pkg string, apt []string, progress io.Wri
 		return nil, fmt.Errorf("store kernel in cache: %w", err)
 	}
 	k := cachedIn(dir)
-	return k, CheckModules(k)
+	return k, checkModules(k)
 }
 
 // The compressed payloads a Debian bzImage holds (xz up to 6.1, zstd from

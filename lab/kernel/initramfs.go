@@ -24,8 +24,8 @@ var bootModules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay", "virti
 var ipvsModules = []string{"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "xt_mac", "xt_mark", "veth", "bridge",
 	"sch_netem", "sch_prio", "cls_u32"}
 
-// CheckModules fails, naming the module, if k lacks one the labs need.
-func CheckModules(k *Kernel) error {
+// checkModules fails, naming the module, if k lacks one the labs need.
+func checkModules(k *Kernel) error {
 	_, err := resolveModules(k.Modules, ipvsModules)
 	return err
 }
@@ -75,9 +75,9 @@ func (c *cpioWriter) close() error {
 	return c.w.Flush()
 }
 
-// WriteInitramfs writes an initramfs holding init (a static executable) as
+// writeInitramfs writes an initramfs holding init (a static executable) as
 // /init and the boot modules of k, in load order, under /modules.
-func WriteInitramfs(w io.Writer, init string, k *Kernel) error {
+func writeInitramfs(w io.Writer, init string, k *Kernel) error {
 	if err := checkStatic(init); err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func TestResolveModules(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("load order:\ngot  %v\nwant %v", names, want)
 	}
-	err = CheckModules(&Kernel{Modules: dir})
+	err = checkModules(&Kernel{Modules: dir})
 	if err == nil || !strings.Contains(err.Error(), "kernel 6.1.0-test has no module ip_vs") {
 		t.Errorf("kernel without ip_vs: got %v, want an error naming ip_vs", err)
 	}
@@ -78,7 +78,7 @@ func TestWriteInitramfs(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	k := &Kernel{Version: "6.1.0-test", Modules: fakeModules(t)}
-	if err := WriteInitramfs(&buf, init, k); err != nil {
+	if err := writeInitramfs(&buf, init, k); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("cpio", "-itv", "--quiet")
@@ -113,7 +113,7 @@ func TestWriteInitramfsRejectsDynamicInit(t *testing.T) {
 		t.Skip("no sh")
 	}
 	sh, _ = filepath.EvalSymlinks(sh)
-	err = WriteInitramfs(&bytes.Buffer{}, sh, &Kernel{Modules: fakeModules(t)})
+	err = writeInitramfs(&bytes.Buffer{}, sh, &Kernel{Modules: fakeModules(t)})
 	if err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
 		t.Errorf("dynamic init %s: got %v, want an error telling to build with CGO_ENABLED=0", sh, err)
 	}

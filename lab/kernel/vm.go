@@ -285,7 +285,7 @@ func (v *MicroVM) command(ctl, accel string, spec Spec, out, errOut string) (*ex
 	if err != nil {
 		return nil, err
 	}
-	err = WriteInitramfs(f, v.Init, v.Kernel)
+	err = writeInitramfs(f, v.Init, v.Kernel)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
