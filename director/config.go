@@ -99,6 +99,13 @@ type GuardConfig struct {
 	// PeerMAC is the other director's MAC; learned from its VRRP adverts
 	// when empty.
 	PeerMAC MAC `yaml:"peer_mac,omitempty"`
+	// RedirectPeer (mode fwmark, default true) also REDIRECTs, in nat
+	// PREROUTING, the VIP traffic the peer forwards to this box's own
+	// sockets: a connection entry a killed MASTER left in its IPVS table
+	// can then not send a reused client port back (the crash hole, see
+	// Findings). It costs conntrack and NAT for that traffic, which
+	// reaches the service at the box's own address.
+	RedirectPeer *bool `yaml:"redirect_peer,omitempty"`
 }
 
 // Guard modes.
@@ -233,9 +240,15 @@ func (g *GuardConfig) validate(k *checker, services int) {
 		if services > 1 {
 			k.fail("guard.mode", "the fwmark guard covers one service; this config has %d", services)
 		}
+		if g.RedirectPeer == nil {
+			g.RedirectPeer = new(true)
+		}
 	case GuardBackupOnly, GuardNone:
 		if g.Mark != 0 || g.Mask != 0 {
 			k.fail("guard.mark", "mark and mask are only for mode fwmark")
+		}
+		if g.RedirectPeer != nil {
+			k.fail("guard.redirect_peer", "redirect_peer is only for mode fwmark")
 		}
 	default:
 		k.fail("guard.mode", "unknown mode %q: want fwmark, backup-only or none", g.Mode)

@@ -105,6 +105,59 @@ func TestApplyGuardOnce(t *testing.T) {
 
 func goSpawn(fn func()) { go fn() }
 
+// TestPeerRedirect: with the peer's MAC known, the fwmark guard has the
+// peer REDIRECT beside it in nat PREROUTING (guard.redirect_peer, on by
+// default), in every state, and none without the MAC; redirect_peer:
+// false leaves the guard alone; the teardown removes both chains.
+func TestPeerRedirect(t *testing.T) {
+	peer := mustMAC("02:00:c0:a8:01:d5")
+	want := "-A LVSLAB-REDIRECT -d 192.168.1.200/32 -p tcp --dport 3306 -m mac --mac-source 02:00:c0:a8:01:d5 -j REDIRECT"
+	for _, tc := range []struct {
+		name     string
+		config   string
+		redirect bool
+	}{
+		{"by default", baseConfig, true},
+		{"switched off", strings.Replace(baseConfig, "  mark: 3", "  mark: 3\n  redirect_peer: false", 1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig("c.yaml", []byte(tc.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ipt := fake.NewIPTables()
+			d := &Daemon{cfg: cfg, log: slog.New(slog.DiscardHandler), ipt: ipt, ipvs: fake.NewIPVS(), work: newWorker(goSpawn)}
+			for _, state := range []State{Backup, Master} {
+				if err := d.applyGuard(state, peer); err != nil {
+					t.Fatal(err)
+				}
+				nat := ipt.Save("nat")
+				if got := strings.Contains(nat, want) && strings.Contains(nat, "-A PREROUTING -j LVSLAB-REDIRECT"); got != tc.redirect {
+					t.Errorf("%s: redirect %v, want %v:\n%s", state, got, tc.redirect, nat)
+				}
+				if !strings.Contains(ipt.Save(GuardTable), "! --mac-source 02:00:c0:a8:01:d5") {
+					t.Errorf("%s: no guard:\n%s", state, ipt.Save(GuardTable))
+				}
+			}
+			if err := d.applyGuard(Backup, nil); err != nil || strings.Contains(ipt.Save("nat"), RedirectChain) {
+				t.Errorf("no peer MAC: %v, nat:\n%s", err, ipt.Save("nat"))
+			}
+			if err := d.applyGuard(Backup, peer); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.teardown(); err != nil {
+				t.Fatal(err)
+			}
+			if rules := ipt.Save("nat") + ipt.Save(GuardTable); strings.Contains(rules, RedirectChain) || strings.Contains(rules, GuardChain) {
+				t.Errorf("after the teardown:\n%s", rules)
+			}
+		})
+	}
+	if _, err := ParseConfig("c.yaml", []byte(strings.NewReplacer("  mode: fwmark", "  mode: backup-only", "  mark: 3", "  redirect_peer: true").Replace(baseConfig))); err == nil || !strings.Contains(err.Error(), "redirect_peer is only for mode fwmark") {
+		t.Errorf("redirect_peer under backup-only: %v", err)
+	}
+}
+
 // TestHeardLearnsOnlyFromPeers: the guard takes the peer MAC from adverts
 // of the other director's address only; an advert from any other host
 // (unauthenticated VRRP) changes nothing.

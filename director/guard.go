@@ -86,68 +86,92 @@ func (g Guard) Redirects() [][]string {
 // to the mark's highest (0x3 for mark 3, 0x7 for 4).
 func DefaultMask(mark uint32) uint32 { return 1<<bits.Len32(mark) - 1 }
 
-var jump = []string{"-j", GuardChain}
+// RedirectChain holds, in nat PREROUTING, the peer REDIRECTs beside the
+// guard (Guard.Redirects): nat PREROUTING runs before IPVS too.
+const RedirectChain = "LVSLAB-REDIRECT"
+
+// chain is a chain of the director's own: its rules, jumped to first
+// from a built-in hook of its table.
+type chain struct{ table, name, hook string }
+
+var (
+	guardChain    = chain{GuardTable, GuardChain, guardHook}
+	redirectChain = chain{"nat", RedirectChain, "PREROUTING"}
+)
 
 // ensureGuard makes the guard chain hold exactly g's rule and PREROUTING
-// jump to it; it reports whether it changed anything. It adopts what a
-// crashed run left.
+// jump to it; it reports whether it changed anything.
 func ensureGuard(ipt IPTables, g Guard) (bool, error) {
+	return guardChain.ensure(ipt, [][]string{g.Rule()})
+}
+
+// removeGuard deletes the guard's jump and chain, if they exist.
+func removeGuard(ipt IPTables) error { return guardChain.remove(ipt) }
+
+// ensure makes ch hold exactly rules and its hook jump to it; it reports
+// whether it changed anything. It adopts what a crashed run left.
+func (ch chain) ensure(ipt IPTables, rules [][]string) (bool, error) {
 	changed := false
-	ok, err := ipt.ChainExists(GuardTable, GuardChain)
+	ok, err := ipt.ChainExists(ch.table, ch.name)
 	if err != nil {
-		return false, fmt.Errorf("look for chain %s: %w", GuardChain, err)
-	}
-	rules := 0
-	if ok {
-		list, err := ipt.List(GuardTable, GuardChain)
-		if err != nil {
-			return false, fmt.Errorf("list chain %s: %w", GuardChain, err)
-		}
-		rules = len(list) - 1 // the first line is "-N chain"
+		return false, fmt.Errorf("look for chain %s: %w", ch.name, err)
 	}
 	present := false
-	if ok && rules == 1 {
-		if present, err = ipt.Exists(GuardTable, GuardChain, g.Rule()...); err != nil {
-			return false, fmt.Errorf("check guard rule: %w", err)
+	if ok {
+		list, err := ipt.List(ch.table, ch.name)
+		if err != nil {
+			return false, fmt.Errorf("list chain %s: %w", ch.name, err)
+		}
+		present = len(list)-1 == len(rules) // the first line is "-N chain"
+		for _, r := range rules {
+			if !present {
+				break
+			}
+			if present, err = ipt.Exists(ch.table, ch.name, r...); err != nil {
+				return false, fmt.Errorf("check rule %s: %w", strings.Join(r, " "), err)
+			}
 		}
 	}
 	if !present {
 		// ClearChain creates the chain, or empties it.
-		if err := ipt.ClearChain(GuardTable, GuardChain); err != nil {
-			return false, fmt.Errorf("create chain %s: %w", GuardChain, err)
+		if err := ipt.ClearChain(ch.table, ch.name); err != nil {
+			return false, fmt.Errorf("create chain %s: %w", ch.name, err)
 		}
-		if err := ipt.Append(GuardTable, GuardChain, g.Rule()...); err != nil {
-			return false, fmt.Errorf("add guard rule %s: %w", strings.Join(g.Rule(), " "), err)
+		for _, r := range rules {
+			if err := ipt.Append(ch.table, ch.name, r...); err != nil {
+				return false, fmt.Errorf("add rule %s: %w", strings.Join(r, " "), err)
+			}
 		}
 		changed = true
 	}
-	if ok, err := ipt.Exists(GuardTable, guardHook, jump...); err != nil {
-		return changed, fmt.Errorf("check jump to %s: %w", GuardChain, err)
+	jump := []string{"-j", ch.name}
+	if ok, err := ipt.Exists(ch.table, ch.hook, jump...); err != nil {
+		return changed, fmt.Errorf("check jump to %s: %w", ch.name, err)
 	} else if !ok {
-		if err := ipt.Insert(GuardTable, guardHook, 1, jump...); err != nil {
-			return changed, fmt.Errorf("add jump to %s: %w", GuardChain, err)
+		if err := ipt.Insert(ch.table, ch.hook, 1, jump...); err != nil {
+			return changed, fmt.Errorf("add jump to %s: %w", ch.name, err)
 		}
 		changed = true
 	}
 	return changed, nil
 }
 
-// removeGuard deletes the jump and the chain, if they exist. (Without the
-// chain there is no jump: iptables refuses a jump to a missing chain, and
-// even the check for one fails.)
-func removeGuard(ipt IPTables) error {
-	ok, err := ipt.ChainExists(GuardTable, GuardChain)
+// remove deletes ch's jump and ch, if they exist. (Without the chain
+// there is no jump: iptables refuses a jump to a missing chain, and even
+// the check for one fails.)
+func (ch chain) remove(ipt IPTables) error {
+	ok, err := ipt.ChainExists(ch.table, ch.name)
 	if err != nil || !ok {
 		return err
 	}
-	if err := ipt.DeleteIfExists(GuardTable, guardHook, jump...); err != nil {
-		return fmt.Errorf("delete jump to %s: %w", GuardChain, err)
+	if err := ipt.DeleteIfExists(ch.table, ch.hook, "-j", ch.name); err != nil {
+		return fmt.Errorf("delete jump to %s: %w", ch.name, err)
 	}
-	if err := ipt.ClearChain(GuardTable, GuardChain); err != nil {
-		return fmt.Errorf("flush chain %s: %w", GuardChain, err)
+	if err := ipt.ClearChain(ch.table, ch.name); err != nil {
+		return fmt.Errorf("flush chain %s: %w", ch.name, err)
 	}
-	if err := ipt.DeleteChain(GuardTable, GuardChain); err != nil {
-		return fmt.Errorf("delete chain %s: %w", GuardChain, err)
+	if err := ipt.DeleteChain(ch.table, ch.name); err != nil {
+		return fmt.Errorf("delete chain %s: %w", ch.name, err)
 	}
 	return nil
 }

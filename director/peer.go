@@ -27,14 +27,23 @@ func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 		s := d.cfg.Services[0]
 		g = &Guard{VIP: s.VIP.Addr, Port: uint16(s.Port), Protocol: s.Protocol, PeerMAC: peer, Mark: d.cfg.Guard.Mark, Mask: d.cfg.Guard.Mask}
 	}
+	// Beside the guard, with the peer's MAC known: the peer REDIRECTs
+	// (guard.redirect_peer), in every state, as the guard.
+	var redirects [][]string
+	if rp := d.cfg.Guard.RedirectPeer; g != nil && peer != nil && rp != nil && *rp {
+		redirects = g.Redirects()
+	}
 	want := ""
 	if g != nil {
 		want = strings.Join(g.Rule(), " ")
 	}
+	for _, r := range redirects {
+		want += "\n" + strings.Join(r, " ")
+	}
 	// Checking costs several iptables execs (over a second on a loaded
-	// VM), and every transition asks: a rule this daemon put in force is
+	// VM), and every transition asks: rules this daemon put in force are
 	// not checked again.
-	// Only the worker (and setup, before it) writes the rule; the lock is
+	// Only the worker (and setup, before it) writes the rules; the lock is
 	// for status readers, which never wait on an exec.
 	d.guardMu.Lock()
 	inForce := d.guardSet && want == d.guardRule
@@ -48,7 +57,15 @@ func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 	} else {
 		var changed bool
 		if changed, err = ensureGuard(d.ipt, *g); changed {
-			d.log.Info("guard installed", "rule", want)
+			d.log.Info("guard installed", "rule", strings.Join(g.Rule(), " "))
+		}
+	}
+	if err == nil && redirects == nil {
+		err = redirectChain.remove(d.ipt)
+	} else if err == nil {
+		var changed bool
+		if changed, err = redirectChain.ensure(d.ipt, redirects); changed {
+			d.log.Info("peer redirect installed", "rules", len(redirects))
 		}
 	}
 	d.guardMu.Lock()

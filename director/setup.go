@@ -209,7 +209,7 @@ func (d *Daemon) teardown() error {
 		c()
 	}
 	if d.ipt != nil {
-		errs = append(errs, removeGuard(d.ipt))
+		errs = append(errs, removeGuard(d.ipt), redirectChain.remove(d.ipt))
 		removed = append(removed, "guard")
 	}
 	if d.backupOnly != nil {

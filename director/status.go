@@ -44,8 +44,10 @@ type GuardStatus struct {
 	PeerMAC string `json:"peer_mac,omitempty"`
 	// PeerMACFrom: "config", "adverts", "neighbour", or "" while unknown.
 	PeerMACFrom string `json:"peer_mac_from,omitempty"`
-	// Rule is the fwmark rule installed now; empty for none.
-	Rule string `json:"rule,omitempty"`
+	// Rule is the fwmark rule installed now; empty for none. Redirects
+	// are the peer REDIRECTs beside it (guard.redirect_peer).
+	Rule      string   `json:"rule,omitempty"`
+	Redirects []string `json:"redirects,omitempty"`
 }
 
 // ServiceStatus is one virtual service with the kernel's counters.
@@ -105,8 +107,9 @@ func (d *Daemon) snapshot() Status {
 // handle outside the loop.
 func (d *Daemon) kernelStatus(st *Status) {
 	d.guardMu.Lock()
-	st.Guard.Rule = d.guardRule
+	rules := strings.Split(d.guardRule, "\n")
 	d.guardMu.Unlock()
+	st.Guard.Rule, st.Guard.Redirects = rules[0], rules[1:]
 	if ds, err := SyncDaemons(); err == nil {
 		for _, sd := range ds {
 			st.SyncDaemons = append(st.SyncDaemons, sd.String())
@@ -266,6 +269,9 @@ func (st Status) WriteText(w io.Writer) {
 	}
 	if g.Rule != "" {
 		fmt.Fprintf(w, "\n  rule: %s", g.Rule)
+	}
+	for _, r := range g.Redirects {
+		fmt.Fprintf(w, "\n  redirect: %s", r)
 	}
 	fmt.Fprintln(w)
 	for _, sd := range st.SyncDaemons {
