@@ -18,6 +18,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
 )
 
@@ -28,9 +29,15 @@ type Fix string
 const (
 	// FixNone reproduces the bug: both directors keep VIP:port services.
 	FixNone Fix = "none"
-	// FixFwmark is the seed's fix: mark VIP traffic only when its source
-	// MAC is not the other director's, and balance by that mark.
+	// FixFwmark is the seed's fix made complete: mark VIP traffic only
+	// when its source MAC is not the other director's, balance by that
+	// mark, and REDIRECT to the box's own sockets the VIP traffic the
+	// other director forwards (Guard.Redirects), which closes the hole a
+	// crashed MASTER's connection table leaves (CrashReuse, Findings).
+	// What lvslab check prescribes; the lvslab director's default.
 	FixFwmark Fix = "fwmark"
+	// FixFwmarkOnly is the seed's fix as published: the mark alone.
+	FixFwmarkOnly Fix = "fwmark-only"
 	// FixBackupOnly sets net.ipv4.vs.backup_only=1 and runs the IPVS sync
 	// daemon (keepalived's lvs_sync_daemon): a director whose backup sync
 	// daemon runs does not balance. Kernel >= 3.10.
@@ -42,7 +49,7 @@ const (
 )
 
 // Fixes lists every fix.
-var Fixes = []Fix{FixNone, FixFwmark, FixBackupOnly, FixRedirect}
+var Fixes = []Fix{FixNone, FixFwmark, FixFwmarkOnly, FixBackupOnly, FixRedirect}
 
 // Director is one of the boxes that direct (and, as the seed's, serve).
 type Director struct {
@@ -174,6 +181,16 @@ func (c Cluster) Peer(i int) Director { return c.Directors[1-i] }
 // Peers returns every director but director i.
 func (c Cluster) Peers(i int) []Director {
 	return slices.Concat(c.Directors[:i], c.Directors[i+1:])
+}
+
+// guard is director i's fwmark guard: its VIP:port and mark, no mark on
+// what its peers send.
+func (c Cluster) guard(i int) director.Guard {
+	g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", Mark: uint32(c.Directors[i].Mark)}
+	for _, p := range c.Peers(i) {
+		g.PeerMACs = append(g.PeerMACs, p.MAC)
+	}
+	return g
 }
 
 // twoDirectors says why an implementation that knows one peer cannot run

@@ -13,10 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/lvslab/lvslab/director"
 	"github.com/lvslab/lvslab/lab"
 	"golang.org/x/sys/unix"
 )
@@ -60,17 +58,7 @@ func (r Remedy) apply(ctx context.Context, l *lab.Lab, c Cluster, i int) error {
 	case RemedyReuse3:
 		return box.SetSysctls(map[string]string{"net.ipv4.vs.conn_reuse_mode": "3"})
 	case RemedyPeerRedirect:
-		g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp"}
-		for _, p := range c.Peers(i) {
-			g.PeerMACs = append(g.PeerMACs, p.MAC)
-		}
-		for _, r := range g.Redirects() {
-			argv := append([]string{"iptables", "-t", "nat", "-A", "PREROUTING"}, r...)
-			var out bytes.Buffer
-			if code, err := box.Run(ctx, argv, &out, &out); err != nil || code != 0 {
-				return fmt.Errorf("%s in %s: exit %d, %v: %s", strings.Join(argv, " "), box.Name, code, err, out.String())
-			}
-		}
+		return insertRedirects(box, c.guard(i))
 	}
 	return nil
 }
@@ -185,6 +173,46 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 	return h, nil
 }
 
+// crashReuse is CrashReuse's injection: each client port of the reads
+// (holePortBase on, from the client's addresses in turn, as Reads takes
+// them) connects through the MASTER and closes, the client first; then
+// the MASTER's director is SIGKILLed, and it waits, timing the takeover,
+// until the BACKUP holds the VIP and the client's ARP entry names it.
+func crashReuse(ctx context.Context, r *Result, rn running) (func() error, error) {
+	l, c := rn.l, rn.c
+	client := l.Box(rn.client)
+	if err := client.SetSysctls(map[string]string{"net.ipv4.tcp_tw_reuse": "1"}); err != nil {
+		return nil, err
+	}
+	vip := netip.AddrPortFrom(c.VIP, uint16(c.Port))
+	from := clientAddrs(l.Topo, rn.client)
+	var errs []error // a pair that loops already fails some: what matters is the entries the others leave
+	for i := range rn.opts.Connections {
+		src := netip.AddrPortFrom(from[i%len(from)], holePortBase+uint16(i))
+		if _, err := greet(ctx, client, src, vip); err != nil {
+			errs = append(errs, fmt.Errorf("port %s through the MASTER: %w", src, err))
+		}
+	}
+	if len(errs) == rn.opts.Connections {
+		return nil, errors.Join(errs...)
+	}
+	d2 := l.Box(c.Directors[1].Node)
+	var err error
+	if r.Failover, err = TimeVIPTakeover(ctx, d2, c, func() error { return rn.impl.Stop(0, false) }); err != nil {
+		return nil, err
+	}
+	return nil, waitPair(ctx, rn.impl, c.takeoverBound(), func() string { return neighbourIs(client, c.VIP, c.Directors[1].MAC) })
+}
+
+// portBase is where e's reads bind their client ports: holePortBase
+// when they reuse ports, else 0 (any).
+func (e eventSpec) portBase() uint16 {
+	if e.reusesPorts {
+		return holePortBase
+	}
+	return 0
+}
+
 // clientAddr is the client node's first address.
 func clientAddr(l *lab.Lab) (netip.Addr, error) {
 	ifc := l.Topo.Node(clientNode(l.Topo)).Interfaces[0]
@@ -199,17 +227,10 @@ func clientAddr(l *lab.Lab) (netip.Addr, error) {
 // the client first (a FIN, which a DR director's table keeps as
 // FIN_WAIT).
 func greet(ctx context.Context, box *lab.Box, src, dst netip.AddrPort) (int, error) {
-	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(src), Timeout: 3 * time.Second,
-		Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })
-			if err != nil {
-				return err
-			}
-			return serr
-		}}
-	var conn net.Conn
-	if err := box.Do(func() (err error) { conn, err = d.DialContext(ctx, "tcp", dst.String()); return err }); err != nil {
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	conn, err := dialFrom(box, src)(dctx, "tcp", dst.String())
+	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()

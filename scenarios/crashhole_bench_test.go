@@ -16,7 +16,7 @@ import (
 const holePorts = 40
 
 // BenchmarkIPVSCrashHole runs the crash hole (scenarios/crashhole.go) on
-// a pair with the fwmark fix (keepalived, the lvslab director, and
+// a pair with the mark alone (FixFwmarkOnly) (keepalived, the lvslab director, and
 // keepalived killed beside the lvslab director), a fresh lab per run,
 // with each remedy: how many reused ports loop, of those the killed
 // MASTER had sent to the BACKUP.
@@ -81,7 +81,7 @@ func crashHoleOnce(b *testing.B, impl scenarios.Implementation, remedy scenarios
 			impl.Stop(i, true)
 		}
 	}()
-	if err := scenarios.StartBoth(ctx, impl, l, c, scenarios.FixFwmark); err != nil {
+	if err := scenarios.StartBoth(ctx, impl, l, c, scenarios.FixFwmarkOnly); err != nil {
 		b.Fatal(err)
 	}
 	if err := scenarios.WaitReady(ctx, l, c, 90*time.Second); err != nil {

@@ -54,6 +54,15 @@ const (
 	// then the MASTER's director restarts and preempts back; the BACKUP
 	// keeps its rules.
 	Failback Event = "failback"
+	// CrashReuse is FailoverKill where the clients reuse their ports:
+	// before the kill each client port of the reads (holePortBase on)
+	// connects through the MASTER and closes, the client first; once the
+	// BACKUP holds the VIP and the client sends to it, the reads reuse
+	// those ports at once (tcp_tw_reuse, as a busy client). The entries
+	// the killed MASTER's table keeps (FIN_WAIT, two minutes) for the
+	// ones it had sent to the BACKUP send them back: the crash hole,
+	// which the mark alone leaves open (FixFwmarkOnly).
+	CrashReuse Event = "crash-reuse"
 	// Reconfigure: both directors start without a fix; each is SIGKILLed
 	// (a crash, an upgrade) and started again with the cell's fix, the
 	// BACKUP first. What the first config installed must not survive:
@@ -140,6 +149,9 @@ type eventSpec struct {
 	// endsAs is the plain event the pair comes down to, whose
 	// expectation the event shares (itself when empty).
 	endsAs Event
+	// reusesPorts: the reads reuse the client ports the event used
+	// before a crash (Workload.PortBase): the crash hole.
+	reusesPorts bool
 	// clients: after the event, clients whose ARP entry names the box
 	// that yielded may still send to it (see clientsMayStay), or do.
 	clients clientsAfter
@@ -164,6 +176,7 @@ var events = []eventSpec{
 	{name: Switchover, inject: switchover, masterPassive: true},
 	{name: Failback, inject: failback},
 	{name: Reconfigure, inject: reconfigure, unfixedStart: true},
+	{name: CrashReuse, inject: crashReuse, masterPassive: true, reusesPorts: true, endsAs: FailoverKill},
 	{name: SplitBrain, inject: cutVRRP(false), lasts: splitBrainFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsStay},
 	{name: AdvertLoss10, inject: loseAdverts(10), lasts: advertLossFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsMaybe},
 	{name: AdvertLoss30, inject: loseAdverts(30), lasts: advertLossFor, converges: true, writes: true, adversity: true, endsAs: Steady, clients: clientsMaybe},
@@ -244,6 +257,8 @@ func Expected(fix Fix, ev Event) Verdict {
 		return Loop // steady state, and whenever the passive box keeps its rules
 	case servesItself && end == FailoverKill:
 		return Loop
+	case fix == FixFwmarkOnly && e.reusesPorts:
+		return Loop // the crash hole
 	}
 	return Clean
 }

@@ -172,7 +172,7 @@ func (k *Keepalived) Config(c Cluster, i int, fix Fix, dir string) (string, erro
 	if i == 0 {
 		data["State"] = "MASTER"
 	}
-	if fix == FixFwmark {
+	if fix == FixFwmark || fix == FixFwmarkOnly {
 		data["Mark"] = d.Mark
 	}
 	var b strings.Builder
@@ -186,13 +186,15 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	box := l.Box(d.Node)
 	if k.firstStart(l, i) {
 		switch fix {
-		case FixFwmark:
-			g := director.Guard{VIP: c.VIP, Port: uint16(c.Port), Protocol: "tcp", Mark: uint32(d.Mark)}
-			for _, p := range c.Peers(i) {
-				g.PeerMACs = append(g.PeerMACs, p.MAC)
-			}
+		case FixFwmark, FixFwmarkOnly:
+			g := c.guard(i)
 			if err := insertMACGuard(box, g); err != nil {
 				return err
+			}
+			if fix == FixFwmark {
+				if err := insertRedirects(box, g); err != nil {
+					return err
+				}
 			}
 		case FixBackupOnly:
 			// net.ipv4.vs.* exists once ip_vs is loaded.
@@ -348,6 +350,23 @@ func insertMACGuard(box *lab.Box, g director.Guard) error {
 		}
 		if err := ipt.Insert("mangle", "PREROUTING", 1, g.Rule()...); err != nil {
 			return fmt.Errorf("insert MAC guard in %s: %w", box.Name, err)
+		}
+		return nil
+	})
+}
+
+// insertRedirects appends g's peer REDIRECTs (Guard.Redirects) to nat
+// PREROUTING in box: what closes the crash hole beside the guard.
+func insertRedirects(box *lab.Box, g director.Guard) error {
+	return box.Do(func() error {
+		ipt, err := iptables.New()
+		if err != nil {
+			return fmt.Errorf("iptables in %s: %w (install iptables: make deps)", box.Name, err)
+		}
+		for _, r := range g.Redirects() {
+			if err := ipt.Append("nat", "PREROUTING", r...); err != nil {
+				return fmt.Errorf("append peer REDIRECT in %s: %w", box.Name, err)
+			}
 		}
 		return nil
 	})

@@ -72,6 +72,9 @@ guard:
   mode: {{.Mode}}
 {{- if eq .Mode "fwmark"}}
   mark: {{.Mark}}
+{{- if .MarkOnly}}
+  redirect_peer: false   # the mark alone, as published
+{{- end}}
 {{- if .PeerMAC}}
   peer_mac: "{{.PeerMAC}}"
 {{- end}}
@@ -86,7 +89,7 @@ func (d *GoDirector) StatusSocket(l *lab.Lab, i int, c Cluster) string {
 
 // Config renders director i's config for fix, with its status socket.
 func (d *GoDirector) Config(c Cluster, i int, fix Fix, socket string) (string, error) {
-	mode := map[Fix]string{FixNone: "none", FixFwmark: "fwmark", FixBackupOnly: "backup-only"}[fix]
+	mode := map[Fix]string{FixNone: "none", FixFwmark: "fwmark", FixFwmarkOnly: "fwmark", FixBackupOnly: "backup-only"}[fix]
 	if mode == "" {
 		return "", fmt.Errorf("the lvslab director does not do fix %s", fix)
 	}
@@ -101,7 +104,7 @@ func (d *GoDirector) Config(c Cluster, i int, fix Fix, socket string) (string, e
 	var conf bytes.Buffer
 	err := directorConf.Execute(&conf, map[string]any{"Node": dir.Node, "VRID": c.VRID, "Priority": dir.Priority,
 		"VIP": c.VIP, "Port": c.Port, "Realservers": c.Realservers(), "Mode": mode, "Mark": dir.Mark, "PeerMAC": peerMAC,
-		"Socket": socket, "GARPRefresh": d.GARPRefresh, "Advert": cmp.Or(c.Advert, time.Second)})
+		"Socket": socket, "GARPRefresh": d.GARPRefresh, "MarkOnly": fix == FixFwmarkOnly, "Advert": cmp.Or(c.Advert, time.Second)})
 	return conf.String(), err
 }
 

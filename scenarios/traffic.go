@@ -95,7 +95,7 @@ func (r *Result) traffic(ctx context.Context, rn running, e eventSpec, passive D
 		until, end = e.duringReads(ctx, r, rn, passive)
 	}
 	r.Conns, err = Reads(ctx, l.Box(rn.client), Workload{From: clientAddrs(l.Topo, rn.client), Kind: opts.Service.Backend, Addr: rn.vip,
-		N: opts.Connections, Parallel: opts.Parallel, Every: every, Until: until, Dial: opts.DialTimeout, Timeout: opts.Timeout})
+		N: opts.Connections, Parallel: opts.Parallel, Every: every, Until: until, Dial: opts.DialTimeout, Timeout: opts.Timeout, PortBase: e.portBase()})
 	if end != nil {
 		if eerr := end(); eerr != nil && err == nil {
 			err = fmt.Errorf("%s: %w", e.name, eerr)

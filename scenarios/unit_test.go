@@ -63,7 +63,7 @@ func TestDirectorConfigGolden(t *testing.T) {
 		i     int
 		fix   Fix
 		learn bool
-	}{{"d1-none", 0, FixNone, false}, {"d2-fwmark", 1, FixFwmark, false}, {"d1-fwmark-learn", 0, FixFwmark, true}, {"d2-backup-only", 1, FixBackupOnly, false}} {
+	}{{"d1-none", 0, FixNone, false}, {"d2-fwmark", 1, FixFwmark, false}, {"d1-fwmark-learn", 0, FixFwmark, true}, {"d2-backup-only", 1, FixBackupOnly, false}, {"d2-fwmark-only", 1, FixFwmarkOnly, false}} {
 		got, err := (&GoDirector{LearnPeerMAC: tc.learn}).Config(c, tc.i, tc.fix, "/run/lvslab/lab/"+c.Directors[tc.i].Node+"/director.sock")
 		if err != nil {
 			t.Fatal(err)
@@ -134,6 +134,12 @@ func TestExpected(t *testing.T) {
 		{FixBackupOnly, SplitBrain, NoBalance}, // it serves them itself
 		{FixRedirect, Isolated, NoBalance},
 		{FixBackupOnly, ClientCut, Clean},
+		{FixFwmarkOnly, Steady, Clean},       // the mark alone guards as the mark does
+		{FixFwmarkOnly, FailoverKill, Clean}, // unless the clients reuse their ports:
+		{FixFwmarkOnly, CrashReuse, Loop},    // the crash hole
+		{FixFwmark, CrashReuse, Clean},       // the peer REDIRECT closes it
+		{FixNone, CrashReuse, Loop},
+		{FixBackupOnly, CrashReuse, Loop}, // a killed MASTER, as FailoverKill
 	} {
 		if got := Expected(tc.fix, tc.ev); got != tc.want {
 			t.Errorf("Expected(%s, %s): got %s, want %s", tc.fix, tc.ev, got, tc.want)

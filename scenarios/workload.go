@@ -18,6 +18,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // Conn is what one client connection to the VIP saw.
@@ -49,6 +50,10 @@ type Workload struct {
 	Every         time.Duration
 	Until         <-chan struct{}
 	Dial, Timeout time.Duration
+	// PortBase, when set, binds connection i (MySQL only) to client port
+	// PortBase+i, reusing it if the client's TIME_WAIT still holds it (a
+	// busy client with tcp_tw_reuse): CrashReuse's reads.
+	PortBase uint16
 }
 
 // Reads opens w's connections from the client box, each asking which
@@ -84,6 +89,15 @@ func Reads(ctx context.Context, client *lab.Box, w Workload) ([]Conn, error) {
 		query = func(ctx context.Context, i int) (id int, err error) {
 			err = pools[i%len(pools)].QueryRowContext(ctx, "SELECT @@server_id").Scan(&id)
 			return id, err
+		}
+		if w.PortBase != 0 {
+			query = func(ctx context.Context, i int) (int, error) {
+				src := netip.AddrPortFrom(netip.Addr{}, w.PortBase+uint16(i))
+				if len(w.From) > 0 {
+					src = netip.AddrPortFrom(w.From[i%len(w.From)], src.Port())
+				}
+				return askFrom(ctx, client, src, w)
+			}
 		}
 	}
 	var sem chan struct{} // paced: not bounded
@@ -132,6 +146,41 @@ func Reads(ctx context.Context, client *lab.Box, w Workload) ([]Conn, error) {
 		conns[i] = *c
 	}
 	return conns, nil
+}
+
+// askFrom asks w.Addr's MySQL server for its @@server_id over one
+// connection from the client's address and port src.
+func askFrom(ctx context.Context, client *lab.Box, src netip.AddrPort, w Workload) (int, error) {
+	cfg := client.MySQLConfig(w.Addr, w.Timeout)
+	cfg.Timeout, cfg.DialFunc = w.Dial, dialFrom(client, src)
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("the MySQL client's config for %s: %w", w.Addr, err)
+	}
+	db := sql.OpenDB(conn)
+	defer db.Close()
+	var id int
+	err = db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id)
+	return id, err
+}
+
+// dialFrom dials from the box's address and port src, with SO_REUSEADDR:
+// a port the client's own TIME_WAIT holds is taken again, as under
+// tcp_tw_reuse a busy client's are.
+func dialFrom(box *lab.Box, src netip.AddrPort) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(src),
+		Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) }); err != nil {
+				return err
+			}
+			return serr
+		}}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := box.Do(func() (err error) { c, err = d.DialContext(ctx, network, addr); return err })
+		return c, err
+	}
 }
 
 // failureCause names the kind of a connection's failure: a handshake

@@ -358,7 +358,7 @@ func cmdAgent(args []string) error {
 // directorFlags are up's --directors and --fix.
 func directorFlags(fs *pflag.FlagSet) (directors, fix *string) {
 	return fs.String("directors", "", "start directors on the topology's two director nodes: keepalived, lvslab, or mixed (keepalived on the first, lvslab on the second)"),
-		fs.String("fix", string(scenarios.FixNone), "with --directors, the loop fix: none (the loop), fwmark, backup-only, redirect (keepalived only)")
+		fs.String("fix", string(scenarios.FixNone), "with --directors, the loop fix: none (the loop), fwmark (the mark and the peer REDIRECT), fwmark-only (the mark alone), backup-only, redirect (keepalived only)")
 }
 
 func checkDirectorFlags(directors, fix string) error {

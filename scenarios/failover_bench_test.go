@@ -1,0 +1,218 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lvslab/lvslab/lab"
+	"github.com/lvslab/lvslab/lab/labtest"
+)
+
+// failoverLabs is how many labs each round of BenchmarkIPVSFailoverLoad
+// runs at once: half with the lvslab director, half with keepalived.
+const failoverLabs = 6
+
+// steadyFor is how long a failover lab watches the BACKUP, both directors
+// up and writes running, before the MASTER's director is killed: a
+// takeover then is a false one (two MASTERs).
+const steadyFor = 5 * time.Second
+
+// failoverTrial is one failover of BenchmarkIPVSFailoverLoad.
+type failoverTrial struct {
+	took           time.Duration // from the SIGKILL to the BACKUP's netlink address event
+	falseTakeovers int           // the BACKUP took the VIP while the MASTER was up
+	acked, lost    int           // writes across the steady window and the kill
+}
+
+// BenchmarkIPVSFailoverLoad is sub-second failover under load (#24): at
+// each advert interval, rounds of six labs at once (the lvslab director
+// in three, keepalived in three, so both see the same load), each the
+// fwmark pair with writes every 50 ms: 5 s with both directors up (a
+// BACKUP takeover then is false: two MASTERs), then the MASTER's
+// director SIGKILLed and the takeover timed from the kill to the
+// BACKUP's netlink address event; the acknowledged writes are read back.
+// Run it with -benchtime Nx: N rounds, 3N failovers each. It reports
+// each implementation's median and p99, the ratio of the medians with a
+// bootstrap 95% interval, the writes lost and the false takeovers.
+func BenchmarkIPVSFailoverLoad(b *testing.B) {
+	labtest.RequireIPVS(b)
+	bin := os.Getenv("LVSLAB_BIN")
+	if bin == "" {
+		b.Fatal("set LVSLAB_BIN to a built lvslab (make bench does)")
+	}
+	topo := labtest.DefaultTopology(b)
+	for _, advert := range []time.Duration{50 * time.Millisecond, 100 * time.Millisecond} {
+		b.Run(fmt.Sprintf("advert-%s", advert), func(b *testing.B) {
+			impls := map[string]func() Implementation{
+				"lvslab":     func() Implementation { return &GoDirector{Binary: bin, Advert: advert} },
+				"keepalived": func() Implementation { return &Keepalived{Advert: advert} },
+			}
+			trials := map[string][]failoverTrial{}
+			for b.Loop() {
+				var mu sync.Mutex
+				var errs []error
+				var wg sync.WaitGroup
+				for k := range failoverLabs {
+					name := []string{"lvslab", "keepalived"}[k%2]
+					wg.Go(func() {
+						t, err := failoverOnce(context.Background(), topo, impls[name]())
+						mu.Lock()
+						defer mu.Unlock()
+						if err != nil {
+							errs = append(errs, fmt.Errorf("%s: %w", name, err))
+							return
+						}
+						b.Logf("failover: %s advert %s: %.1f ms, %d false takeovers, %d writes acknowledged, %d lost",
+							name, advert, ms(t.took), t.falseTakeovers, t.acked, t.lost)
+						trials[name] = append(trials[name], t)
+					})
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportFailovers(b, trials)
+		})
+	}
+}
+
+// failoverOnce is one lab's trial: build, the fwmark pair, the steady
+// window, the kill.
+func failoverOnce(ctx context.Context, topo *lab.Topology, impl Implementation) (failoverTrial, error) {
+	var t failoverTrial
+	c, err := runCluster(topo, impl, Options{})
+	if err != nil {
+		return t, err
+	}
+	l, err := lab.Build(ctx, topo, lab.Options{})
+	if err != nil {
+		return t, err
+	}
+	defer l.Close()
+	defer func() {
+		for i := range c.Directors {
+			impl.Stop(i, true)
+		}
+	}()
+	if err := StartBoth(ctx, impl, l, c, FixFwmark); err != nil {
+		return t, err
+	}
+	if err := settle(ctx, l, c, impl, FixFwmark); err != nil {
+		return t, err
+	}
+	client, backup := l.Box(clientNode(topo)), l.Box(c.Directors[1].Node)
+	vip := net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
+	stop, done := make(chan struct{}), make(chan []Write)
+	go func() {
+		done <- Writes(ctx, client, WriteLoad{Addr: vip, Base: time.Now().UnixNano(), Every: writeInterval, Timeout: 2 * time.Second}, stop)
+	}()
+	w, err := watchVIP(backup, c)
+	if err == nil {
+		time.Sleep(steadyFor)
+		t.falseTakeovers = w.Takes()
+		w.Close()
+		t.took, err = TimeVIPTakeover(ctx, backup, c, func() error { return impl.Stop(0, false) })
+		time.Sleep(time.Second) // writes through the new MASTER
+	}
+	close(stop)
+	writes := <-done
+	if err != nil {
+		return t, err
+	}
+	var dbs []string
+	for _, a := range c.Realservers() {
+		dbs = append(dbs, net.JoinHostPort(a.String(), fmt.Sprint(c.Port)))
+	}
+	ws, err := CheckWrites(ctx, client, dbs, writes, 2*time.Second)
+	t.acked, t.lost = ws.Acked, ws.Lost
+	return t, err
+}
+
+// reportFailovers reports each implementation's median and p99 failover,
+// the ratio of the lvslab director's median to keepalived's with its
+// bootstrap 95% interval, and the writes lost and false takeovers of all.
+func reportFailovers(b *testing.B, trials map[string][]failoverTrial) {
+	took := map[string][]float64{}
+	lost, falses, n := 0, 0, 0
+	for name, ts := range trials {
+		for _, t := range ts {
+			took[name] = append(took[name], ms(t.took))
+			lost, falses, n = lost+t.lost, falses+t.falseTakeovers, n+1
+		}
+		slices.Sort(took[name])
+		b.ReportMetric(quantile(took[name], 0.5), name+"-median-ms")
+		b.ReportMetric(quantile(took[name], 0.99), name+"-p99-ms")
+	}
+	ratio, lo, hi := medianRatio(took["lvslab"], took["keepalived"])
+	b.ReportMetric(ratio, "median-ratio")
+	b.ReportMetric(lo, "median-ratio-lo")
+	b.ReportMetric(hi, "median-ratio-hi")
+	b.ReportMetric(float64(n), "failovers")
+	b.ReportMetric(float64(lost), "lost-writes")
+	b.ReportMetric(float64(falses), "false-takeovers")
+}
+
+// quantile is the nearest-rank q-quantile of sorted xs.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.999999) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// medianRatio is median(a)/median(b) with a percentile bootstrap 95%
+// interval (2000 resamples of each, a fixed seed: the same samples give
+// the same interval).
+func medianRatio(a, b []float64) (ratio, lo, hi float64) {
+	if len(a) == 0 || len(b) == 0 {
+		return 0, 0, 0
+	}
+	med := func(xs []float64) float64 {
+		s := slices.Sorted(slices.Values(xs))
+		return quantile(s, 0.5)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	resample := func(xs []float64) []float64 {
+		out := make([]float64, len(xs))
+		for i := range out {
+			out[i] = xs[r.IntN(len(xs))]
+		}
+		return out
+	}
+	var boot []float64
+	for range 2000 {
+		boot = append(boot, med(resample(a))/med(resample(b)))
+	}
+	slices.Sort(boot)
+	return med(a) / med(b), boot[49], boot[1949]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func TestFailoverStatistics(t *testing.T) {
+	xs := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	if q := quantile(xs, 0.5); q != 5 {
+		t.Errorf("median of 1..10 (nearest rank): %v, want 5", q)
+	}
+	if q := quantile(xs, 0.99); q != 10 {
+		t.Errorf("p99 of 1..10: %v, want 10", q)
+	}
+	same := []float64{100, 101, 99, 100, 102, 98}
+	if r, lo, hi := medianRatio(same, same); r != 1 || lo > 1 || hi < 1 {
+		t.Errorf("a sample against itself: %v (%v-%v), want 1 inside its interval", r, lo, hi)
+	}
+	half := []float64{50, 50.5, 49.5, 50, 51, 49}
+	if r, lo, hi := medianRatio(half, same); r != 0.5 || hi >= 1 || lo <= 0.4 {
+		t.Errorf("half: %v (%v-%v), want 0.5, the interval well under 1", r, lo, hi)
+	}
+}
