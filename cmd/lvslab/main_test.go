@@ -408,7 +408,7 @@ func TestRunBadFlags(t *testing.T) {
 		"--cell steady-state/keepalived":          "want EVENT/IMPLEMENTATION/FIX",
 		"--cell steady/keepalived/none":           `event "steady": want one of [steady-state`,
 		"--cell steady-state/haproxy/none":        `implementation "haproxy": want keepalived or lvslab`,
-		"--cell steady-state/keepalived/iptables": `fix "iptables": want one of [none fwmark backup-only redirect]`,
+		"--cell steady-state/keepalived/iptables": `fix "iptables": want one of [none fwmark fwmark-only backup-only redirect]`,
 		"--repeat 0": "--repeat 0: want 1 or more",
 	} {
 		_, stderr, code := cli(t, append([]string{"run"}, strings.Fields(args)...)...)
