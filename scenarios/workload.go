@@ -60,46 +60,11 @@ type Workload struct {
 // backend serves it: SELECT @@server_id over MySQL, or the built-in
 // backend's answer.
 func Reads(ctx context.Context, client *lab.Box, w Workload) ([]Conn, error) {
-	query := func(ctx context.Context, i int) (int, error) {
-		var src netip.Addr
-		if len(w.From) > 0 {
-			src = w.From[i%len(w.From)]
-		}
-		return ask(ctx, client.DialFrom(src), w.Kind, w.Addr, w.Dial, w.Timeout)
+	query, done, err := w.query(client)
+	if err != nil {
+		return nil, err
 	}
-	if w.Kind == BackendMySQL || w.Kind == "" {
-		pools := []*sql.DB{nil}
-		if len(w.From) > 0 {
-			pools = make([]*sql.DB, len(w.From))
-		}
-		for i := range pools {
-			cfg := client.MySQLConfig(w.Addr, w.Timeout)
-			cfg.Timeout = w.Dial
-			if len(w.From) > 0 {
-				cfg.DialFunc = client.DialFrom(w.From[i])
-			}
-			conn, err := mysql.NewConnector(cfg)
-			if err != nil {
-				return nil, fmt.Errorf("the MySQL client's config for %s: %w", w.Addr, err)
-			}
-			pools[i] = sql.OpenDB(conn)
-			defer pools[i].Close()
-			pools[i].SetMaxIdleConns(0) // every query on a new TCP connection
-		}
-		query = func(ctx context.Context, i int) (id int, err error) {
-			err = pools[i%len(pools)].QueryRowContext(ctx, "SELECT @@server_id").Scan(&id)
-			return id, err
-		}
-		if w.PortBase != 0 {
-			query = func(ctx context.Context, i int) (int, error) {
-				src := netip.AddrPortFrom(netip.Addr{}, w.PortBase+uint16(i))
-				if len(w.From) > 0 {
-					src = netip.AddrPortFrom(w.From[i%len(w.From)], src.Port())
-				}
-				return askFrom(ctx, client, src, w)
-			}
-		}
-	}
+	defer done()
 	var sem chan struct{} // paced: not bounded
 	if w.Every == 0 {
 		sem, w.Until = make(chan struct{}, w.Parallel), nil
@@ -146,6 +111,52 @@ func Reads(ctx context.Context, client *lab.Box, w Workload) ([]Conn, error) {
 		conns[i] = *c
 	}
 	return conns, nil
+}
+
+// query is how w asks which backend serves connection i: a built-in
+// backend's answer, or SELECT @@server_id over MySQL, each query on a new
+// TCP connection (from a pool per source address, or on its own from a
+// fixed port). done closes the pools.
+func (w Workload) query(client *lab.Box) (query func(ctx context.Context, i int) (int, error), done func(), err error) {
+	src := func(i int) netip.Addr {
+		if len(w.From) == 0 {
+			return netip.Addr{}
+		}
+		return w.From[i%len(w.From)]
+	}
+	switch {
+	case w.Kind != BackendMySQL && w.Kind != "":
+		return func(ctx context.Context, i int) (int, error) {
+			return ask(ctx, client.DialFrom(src(i)), w.Kind, w.Addr, w.Dial, w.Timeout)
+		}, func() {}, nil
+	case w.PortBase != 0:
+		return func(ctx context.Context, i int) (int, error) {
+			return askFrom(ctx, client, netip.AddrPortFrom(src(i), w.PortBase+uint16(i)), w)
+		}, func() {}, nil
+	}
+	pools := make([]*sql.DB, max(1, len(w.From)))
+	done = func() {
+		for _, p := range pools {
+			if p != nil {
+				p.Close()
+			}
+		}
+	}
+	for i := range pools {
+		cfg := client.MySQLConfig(w.Addr, w.Timeout)
+		cfg.Timeout, cfg.DialFunc = w.Dial, client.DialFrom(src(i))
+		conn, err := mysql.NewConnector(cfg)
+		if err != nil {
+			done()
+			return nil, nil, fmt.Errorf("the MySQL client's config for %s: %w", w.Addr, err)
+		}
+		pools[i] = sql.OpenDB(conn)
+		pools[i].SetMaxIdleConns(0) // every query on a new TCP connection
+	}
+	return func(ctx context.Context, i int) (id int, err error) {
+		err = pools[i%len(pools)].QueryRowContext(ctx, "SELECT @@server_id").Scan(&id)
+		return id, err
+	}, done, nil
 }
 
 // askFrom asks w.Addr's MySQL server for its @@server_id over one
