@@ -106,7 +106,10 @@ var Findings = []Finding{
 			"with each implementation, every port served, the old MASTER counting nothing (95% upper bound 1% each; " +
 			"reports/bench/BENCH.md). Its cost: the box runs conntrack and nat " +
 			"for that traffic, which reaches the service at the box's own address, not the VIP. lvslab check writes " +
-			"it beside each guard; the lab's own fwmark fix and the lvslab director do not yet."},
+			"it beside each guard, the lvslab director installs it by default (guard.redirect_peer), and the lab's fix " +
+			"fwmark is the mark with it (fwmark-only: the mark alone). The conformance cells crash-reuse (the " +
+			"same port reuse after the kill, judged like any run) show the hole with the mark alone and its absence " +
+			"with the REDIRECT, for keepalived, the lvslab director and the mixed pair."},
 	{"After a split brain the clients return to the MASTER only if it hears the other box's advert first",
 		"When VRRP heals, the box that became MASTER during the split brain (or while the MASTER was cut off) yields " +
 			"at the first advert of the higher-priority MASTER; the MASTER re-announces the VIP (gratuitous ARP) only " +
