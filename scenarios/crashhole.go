@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coreos/go-iptables/iptables"
 	"github.com/lvslab/lvslab/lab"
 	"golang.org/x/sys/unix"
 )
@@ -58,7 +59,7 @@ func (r Remedy) apply(ctx context.Context, l *lab.Lab, c Cluster, i int) error {
 	case RemedyReuse3:
 		return box.SetSysctls(map[string]string{"net.ipv4.vs.conn_reuse_mode": "3"})
 	case RemedyPeerRedirect:
-		return insertRedirects(box, c.guard(i))
+		return iptablesIn(box, func(ipt *iptables.IPTables) error { return appendRedirects(ipt, c.guard(i)) })
 	}
 	return nil
 }

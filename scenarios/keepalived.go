@@ -187,14 +187,8 @@ func (k *Keepalived) Start(ctx context.Context, l *lab.Lab, c Cluster, i int, fi
 	if k.firstStart(l, i) {
 		switch fix {
 		case FixFwmark, FixFwmarkOnly:
-			g := c.guard(i)
-			if err := insertMACGuard(box, g); err != nil {
+			if err := insertGuard(box, c.guard(i), fix == FixFwmark); err != nil {
 				return err
-			}
-			if fix == FixFwmark {
-				if err := insertRedirects(box, g); err != nil {
-					return err
-				}
 			}
 		case FixBackupOnly:
 			// net.ipv4.vs.* exists once ip_vs is loaded.
@@ -338,36 +332,40 @@ func StartBoth(ctx context.Context, impl Implementation, l *lab.Lab, c Cluster, 
 	return nil
 }
 
-// insertMACGuard installs the seed's rule as its operator does, straight
-// into mangle PREROUTING; the rule text is the director's (one source).
-// go-iptables execs iptables, which acts in the netns of the calling
-// thread: hence box.Do.
-func insertMACGuard(box *lab.Box, g director.Guard) error {
-	return box.Do(func() error {
-		ipt, err := iptables.New()
-		if err != nil {
-			return fmt.Errorf("iptables in %s: %w (install iptables: make deps)", box.Name, err)
-		}
+// insertGuard installs the seed's rule as its operator does, straight
+// into mangle PREROUTING, and with redirects g's peer REDIRECTs beside it
+// (appendRedirects). The rules' text is the director's (one source).
+func insertGuard(box *lab.Box, g director.Guard, redirects bool) error {
+	return iptablesIn(box, func(ipt *iptables.IPTables) error {
 		if err := ipt.Insert("mangle", "PREROUTING", 1, g.Rule()...); err != nil {
 			return fmt.Errorf("insert MAC guard in %s: %w", box.Name, err)
+		}
+		if redirects {
+			return appendRedirects(ipt, g)
 		}
 		return nil
 	})
 }
 
-// insertRedirects appends g's peer REDIRECTs (Guard.Redirects) to nat
-// PREROUTING in box: what closes the crash hole beside the guard.
-func insertRedirects(box *lab.Box, g director.Guard) error {
+// appendRedirects appends g's peer REDIRECTs (Guard.Redirects) to nat
+// PREROUTING: what closes the crash hole beside the guard.
+func appendRedirects(ipt *iptables.IPTables, g director.Guard) error {
+	for _, r := range g.Redirects() {
+		if err := ipt.Append("nat", "PREROUTING", r...); err != nil {
+			return fmt.Errorf("append peer REDIRECT: %w", err)
+		}
+	}
+	return nil
+}
+
+// iptablesIn runs fn with go-iptables in box: it execs iptables, which
+// acts in the netns of the calling thread, hence box.Do.
+func iptablesIn(box *lab.Box, fn func(*iptables.IPTables) error) error {
 	return box.Do(func() error {
 		ipt, err := iptables.New()
 		if err != nil {
 			return fmt.Errorf("iptables in %s: %w (install iptables: make deps)", box.Name, err)
 		}
-		for _, r := range g.Redirects() {
-			if err := ipt.Append("nat", "PREROUTING", r...); err != nil {
-				return fmt.Errorf("append peer REDIRECT in %s: %w", box.Name, err)
-			}
-		}
-		return nil
+		return fn(ipt)
 	})
 }

@@ -11,10 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lvslab/lvslab/fixtures"
-	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/kernel"
-	"github.com/lvslab/lvslab/reports"
 	"github.com/lvslab/lvslab/scenarios"
 )
 
@@ -57,12 +54,10 @@ func cmdLoad(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	topo, sum, err := templateRun(id, started)
 	if err != nil {
 		return err
 	}
-	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
-		Findings: scenarios.Findings}
 	// One lab at a time: the softirq time is the whole machine's.
 	opts := scenarios.Options{Service: scenarios.Service{Port: loadPort, Backend: scenarios.BackendBanner}}
 	fmt.Fprintf(os.Stderr, "lvslab load: %d runs of %s (rates %v/s, one director and the pair with %v), one at a time\n",

@@ -74,12 +74,10 @@ func cmdRun(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	topo, sum, err := templateRun(id, started)
 	if err != nil {
 		return err
 	}
-	sum := &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
-		Findings: scenarios.Findings}
 	opts := scenarios.Options{Connections: *conns}
 	if *verbose {
 		opts.Progress = os.Stderr
@@ -91,6 +89,14 @@ func cmdRun(args []string) error {
 		return &exitError{code: 1, err: fmt.Errorf("a verdict did not match its expectation")}
 	}
 	return nil
+}
+
+// templateRun is a native run's topology, the built-in default, and
+// its summary, empty.
+func templateRun(id string, started time.Time) (*lab.Topology, *reports.Summary, error) {
+	topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+	return topo, &reports.Summary{RunID: id, Started: started, Kernel: kernel.Release(), Runner: kernel.CurrentRunner(),
+		Findings: scenarios.Findings}, err
 }
 
 // runInVM runs argv in the micro-VM, once, or once per kernel of
