@@ -108,7 +108,7 @@ func failoverOnce(ctx context.Context, topo *lab.Topology, impl Implementation) 
 	if err := StartBoth(ctx, impl, l, c, FixFwmark); err != nil {
 		return t, err
 	}
-	if err := settle(ctx, l, c, impl, FixFwmark); err != nil {
+	if err := Settle(ctx, l, c, impl, FixFwmark); err != nil {
 		return t, err
 	}
 	client, backup := l.Box(clientNode(topo)), l.Box(c.Directors[1].Node)

@@ -248,10 +248,10 @@ func ipvsTable(box *lab.Box) (table []director.Service, err error) {
 	return table, err
 }
 
-// settle waits until the pair started with fix is ready for traffic: the
+// Settle waits until the pair started with fix is ready for traffic: the
 // MASTER alone holds the VIP with both tables full, and what the fix
 // runs besides is in place. Its errors carry the directors' log tails.
-func settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix) error {
+func Settle(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, fix Fix) error {
 	if err := waitReady(ctx, l, c, impl, c.readyBound()); err != nil {
 		return fmt.Errorf("%w (%s)", err, hangEvidence(l, c, impl))
 	}

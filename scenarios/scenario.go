@@ -123,7 +123,7 @@ func Run(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, 
 		return nil, err
 	}
 	step("directors started")
-	if err := settle(ctx, l, c, impl, fix); err != nil {
+	if err := Settle(ctx, l, c, impl, fix); err != nil {
 		return nil, err
 	}
 	step("settled: the MASTER alone holds the VIP, both tables full")

@@ -394,7 +394,7 @@ func startDirectors(ctx context.Context, l *lab.Lab, directors, fix string) erro
 }
 
 // settle starts impl with fix on l's director nodes and waits until
-// the MASTER alone holds the VIP.
+// the MASTER alone holds the VIP and the fix is in place.
 func settle(ctx context.Context, l *lab.Lab, impl scenarios.Implementation, fix scenarios.Fix) error {
 	c, err := scenarios.NewCluster(l.Topo)
 	if err != nil {
@@ -408,5 +408,5 @@ func settle(ctx context.Context, l *lab.Lab, impl scenarios.Implementation, fix 
 	if err := scenarios.StartBoth(ctx, impl, l, c, fix); err != nil {
 		return err
 	}
-	return scenarios.WaitReady(ctx, l, c, 90*time.Second)
+	return scenarios.Settle(ctx, l, c, impl, fix)
 }
