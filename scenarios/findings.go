@@ -88,9 +88,9 @@ var Findings = []Finding{
 			"entries from the writes it forwarded to the other box. When a later client connection reuses such a source " +
 			"port and the new MASTER schedules it to the old one, the old one follows its entry back, and the new " +
 			"MASTER follows the entry it just made: the SYN bounced 63 hops to ICMP time exceeded (bridge capture, " +
-			"port 44750). Seen in 3 of 101 runs of failover-kill with the fwmark guard (lvslab pair, in 3 of 10 " +
+			"port 44750). Seen in 3 of 101 runs of failover-kill with the fwmark guard, the mark alone then (lvslab pair, in 3 of 10 " +
 			"micro-VM boots; 0 of 16 with keepalived), so the cell stays expected CLEAN and can fail this way. " +
-			"Made deterministic (scenarios/crashhole.go, BenchmarkIPVSCrashHole, the fwmark fix): 40 client ports each " +
+			"Made deterministic (scenarios/crashhole.go, BenchmarkIPVSCrashHole, the mark alone: fwmark-only): 40 client ports each " +
 			"closed through the MASTER (half of them sent to the BACKUP, left in FIN_WAIT), the MASTER's director " +
 			"SIGKILLed, the same ports reused once the BACKUP holds the VIP, a fresh lab per run, 15 runs. Of the 300 " +
 			"ports the MASTER had sent to the BACKUP, 159 failed with keepalived, 141 with the lvslab director, 155 " +
