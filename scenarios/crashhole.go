@@ -17,6 +17,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/lvslab/lvslab/lab"
+	"github.com/moby/ipvs"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,7 +39,7 @@ import (
 type Remedy string
 
 const (
-	// RemedyNone is the fwmark fix alone, the kernel's defaults.
+	// RemedyNone is the mark alone (fwmark-only), the kernel's defaults.
 	RemedyNone Remedy = "none"
 	// RemedyReuse3 is net.ipv4.vs.conn_reuse_mode=3.
 	RemedyReuse3 Remedy = "conn_reuse_mode=3"
@@ -47,10 +48,24 @@ const (
 	// destination is no longer the VIP when IPVS looks it up, so no entry
 	// of the box's table can take it.
 	RemedyPeerRedirect Remedy = "peer-redirect"
+
+	// RemedyFinTimeout is IPVS's FIN_WAIT timeout at 1 s instead of 120
+	// (ipvsadm --set 0 1 0, keepalived's lvs_timeouts tcpfin 1): the
+	// entries a killed MASTER keeps expire before a reused port comes
+	// back, unless it comes back within the second.
+	RemedyFinTimeout Remedy = "tcpfin=1s"
+	// RemedyExpireNodest is net.ipv4.vs.expire_nodest_conn=1: IPVS drops
+	// an entry whose destination is no longer available. The killed
+	// MASTER's destinations stay, so no effect is expected.
+	RemedyExpireNodest Remedy = "expire_nodest_conn=1"
 )
 
-// Remedies are the remedies the crash hole is measured with.
-var Remedies = []Remedy{RemedyNone, RemedyReuse3, RemedyPeerRedirect}
+// Remedies are the remedies the crash hole is measured with, and
+// Candidates others the issue (#24) asked for.
+var (
+	Remedies   = []Remedy{RemedyNone, RemedyReuse3, RemedyPeerRedirect}
+	Candidates = []Remedy{RemedyFinTimeout, RemedyExpireNodest}
+)
 
 // apply puts the remedy in place on director i of c.
 func (r Remedy) apply(ctx context.Context, l *lab.Lab, c Cluster, i int) error {
@@ -58,6 +73,17 @@ func (r Remedy) apply(ctx context.Context, l *lab.Lab, c Cluster, i int) error {
 	switch r {
 	case RemedyReuse3:
 		return box.SetSysctls(map[string]string{"net.ipv4.vs.conn_reuse_mode": "3"})
+	case RemedyExpireNodest:
+		return box.SetSysctls(map[string]string{"net.ipv4.vs.expire_nodest_conn": "1"})
+	case RemedyFinTimeout:
+		return box.Do(func() error {
+			h, err := ipvs.New("")
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			return h.SetConfig(&ipvs.Config{TimeoutTCPFin: time.Second})
+		})
 	case RemedyPeerRedirect:
 		return iptablesIn(box, func(ipt *iptables.IPTables) error { return appendRedirects(ipt, c.guard(i)) })
 	}

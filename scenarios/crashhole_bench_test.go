@@ -41,6 +41,11 @@ func BenchmarkIPVSCrashHole(b *testing.B) {
 		for _, remedy := range scenarios.Remedies {
 			b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.impl, scenarios.FixFwmarkOnly, remedy) })
 		}
+		if im.name != "mixed" {
+			for _, remedy := range scenarios.Candidates {
+				b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.impl, scenarios.FixFwmarkOnly, remedy) })
+			}
+		}
 		// backup_only instead of the mark: the killed MASTER's master
 		// sync daemon leaves it balancing whatever is forwarded to it.
 		if im.name != "mixed" { // not a pair the suite runs under backup_only
