@@ -278,6 +278,38 @@ var _ = Describe("Two-box LVS-DR", func() {
 		entry("keepalived killed, lvslab takes over, the mark and the peer REDIRECT: CLEAN", Label("failover", "crash-hole", "mixed"), "keepalived+lvslab", scenarios.FixFwmark),
 	)
 
+	// What the peer REDIRECT costs connections open across a failover
+	// (scenarios/established.go): nothing for those the BACKUP served;
+	// those the killed MASTER served itself break with or without it.
+	DescribeTable("connections open across a failover",
+		func(ctx SpecContext, impl string, fix scenarios.Fix) {
+			topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
+			Expect(err).NotTo(HaveOccurred())
+			c, err := scenarios.NewCluster(topo)
+			Expect(err).NotTo(HaveOccurred())
+			l, err := lab.Build(ctx, topo, lab.Options{RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(l.Close)
+			pair := adversityImpls[impl]()
+			DeferCleanup(func() {
+				for i := range c.Directors {
+					pair.Stop(i, true)
+				}
+			})
+			Expect(scenarios.StartBoth(ctx, pair, l, c, fix)).To(Succeed())
+			Expect(scenarios.Settle(ctx, l, c, pair, fix)).To(Succeed())
+			e, err := scenarios.EstablishedAcrossFailover(ctx, l, c, pair, 20)
+			Expect(err).NotTo(HaveOccurred())
+			GinkgoWriter.Printf("%s %s: %s\n", impl, fix, e)
+			Expect(e.BackupServed).To(BeNumerically(">", 0), "the MASTER balanced some connections to the BACKUP")
+			Expect(e.BackupKept).To(Equal(e.BackupServed), "every connection the BACKUP served answers after the takeover: %s", e)
+		},
+		entry("keepalived, the mark and the peer REDIRECT", Label("failover", "crash-hole"), "keepalived", scenarios.FixFwmark),
+		entry("keepalived, the mark alone", Label("failover", "crash-hole"), "keepalived", scenarios.FixFwmarkOnly),
+		entry("lvslab, the mark and the peer REDIRECT", Label("failover", "crash-hole"), "lvslab", scenarios.FixFwmark),
+		entry("lvslab, the mark alone", Label("failover", "crash-hole"), "lvslab", scenarios.FixFwmarkOnly),
+	)
+
 	// Sub-second failover (#24): VRRPv3 adverts every 100 ms, keepalived
 	// and the lvslab director interoperating at that interval; the
 	// takeover's time is BenchmarkIPVSFailover's (BENCH.md), not asserted.
