@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
@@ -139,7 +140,7 @@ func TimeVIPTakeover(ctx context.Context, box *lab.Box, c Cluster, action func()
 	}
 	defer w.Close()
 	if HoldsVIP(box, c) == "" {
-		return 0, fmt.Errorf("%s held the VIP before the event", box.Name)
+		return 0, fmt.Errorf("%s: %w", box.Name, errHeldBefore)
 	}
 	t0 := time.Now()
 	if err := action(); err != nil {
@@ -148,6 +149,9 @@ func TimeVIPTakeover(ctx context.Context, box *lab.Box, c Cluster, action func()
 	at, err := w.Wait(ctx, c.takeoverBound())
 	return at.Sub(t0), err
 }
+
+// errHeldBefore: the box TimeVIPTakeover times already held the VIP.
+var errHeldBefore = errors.New("held the VIP before the event")
 
 // onlyVIP says why director i is not the only one holding the VIP, or "".
 func onlyVIP(l *lab.Lab, c Cluster, i int) string {
