@@ -266,8 +266,17 @@ func write(b *strings.Builder, name string, f *file, targets []target) {
 		if got > t.limit {
 			verdict = "**MISSED**"
 		}
+		// A benchmark that computes its own interval over its samples (a
+		// bootstrap) reports it as UNIT-lo and UNIT-hi.
+		if l, h := r.vals[t.unit+"-lo"], r.vals[t.unit+"-hi"]; r.runs == 1 && len(l) == 1 && len(h) == 1 {
+			lo, hi = l[0], h[0]
+		}
 		interval := fmt.Sprintf("%.4g – %.4g", lo, hi)
-		if math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		switch {
+		case r.runs == 1 && (math.IsInf(lo, 0) || math.IsNaN(lo)):
+			// One run: a count or a statistic over the run's own samples.
+			interval, lo, hi = "one run", math.Inf(1), math.Inf(1) // nothing to be within
+		case math.IsNaN(lo) || math.IsNaN(hi) || math.IsInf(lo, 0) || math.IsInf(hi, 0):
 			interval, lo, hi = "∞ (too few runs)", math.Inf(-1), math.Inf(1)
 		}
 		if lo <= t.limit && t.limit <= hi {

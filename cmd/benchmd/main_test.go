@@ -70,3 +70,29 @@ PASS
 		}
 	}
 }
+
+// A single run's own interval (UNIT-lo, UNIT-hi: a bootstrap in the
+// benchmark) is the target's; a single run's count has none to be within.
+func TestSingleRunTargets(t *testing.T) {
+	raw := filepath.Join(t.TempDir(), "x.txt")
+	os.WriteFile(raw, []byte(`# title: One run
+BenchmarkLoad/advert-50ms-2  	 34	 1000 ns/op	 0.95 median-ratio	 1.02 median-ratio-hi	 0.90 median-ratio-lo	 0 lost-writes	 3 false-takeovers
+`), 0o644)
+	f, err := parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	write(&b, raw, f, []target{{"BenchmarkLoad/advert-50ms", "median-ratio", 1}, {"BenchmarkLoad/advert-50ms", "lost-writes", 0},
+		{"BenchmarkLoad/advert-50ms", "false-takeovers", 0}})
+	got := b.String()
+	for _, want := range []string{
+		"| BenchmarkLoad/advert-50ms | median-ratio ≤ 1 | 0.95 | 0.9 – 1.02 | met, within noise |",
+		"| BenchmarkLoad/advert-50ms | lost-writes ≤ 0 | 0 | one run | met |",
+		"| BenchmarkLoad/advert-50ms | false-takeovers ≤ 0 | 3 | one run | **MISSED** |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+}
