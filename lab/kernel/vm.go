@@ -134,7 +134,7 @@ func (v *MicroVM) runOnce(ctx context.Context, accel string, spec Spec, stdout, 
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	started := func() bool { _, err := os.Stat(filepath.Join(ctl, startedFile)); return err == nil }
-	werr, killed, ran := v.await(ctx, cmd, accel, exited, started)
+	ran, werr, killed := v.await(ctx, cmd, accel, exited, started)
 	<-copied
 	<-copied
 	return v.outcome(ctl, werr, killed, ran, started(), &qemuOut)
@@ -144,7 +144,7 @@ func (v *MicroVM) runOnce(ctx context.Context, accel string, spec Spec, stdout, 
 // when the guest has not started the command within the boot bound (an
 // emulation failure leaves qemu paused): then killed is why, and ran
 // what the guest had done.
-func (v *MicroVM) await(ctx context.Context, cmd *exec.Cmd, accel string, exited <-chan error, started func() bool) (werr, killed error, ran string) {
+func (v *MicroVM) await(ctx context.Context, cmd *exec.Cmd, accel string, exited <-chan error, started func() bool) (ran string, werr, killed error) {
 	var silent <-chan time.Time
 	bound := cmp.Or(v.KVMBootBound, kvmBootBound)
 	if accel == KVM {
@@ -153,7 +153,7 @@ func (v *MicroVM) await(ctx context.Context, cmd *exec.Cmd, accel string, exited
 	for {
 		select {
 		case werr = <-exited:
-			return werr, nil, ""
+			return "", werr, nil
 		case <-ctx.Done():
 			killed = context.Cause(ctx)
 		case <-silent:
@@ -165,7 +165,7 @@ func (v *MicroVM) await(ctx context.Context, cmd *exec.Cmd, accel string, exited
 		}
 		ran = runState(cmd.Process.Pid, started())
 		cmd.Process.Kill()
-		return <-exited, killed, ran
+		return ran, <-exited, killed
 	}
 }
 
