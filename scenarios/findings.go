@@ -115,7 +115,13 @@ var Findings = []Finding{
 			"MASTER served itself broke either way (0 of 10). Under backup_only and the sync daemon instead of the mark, " +
 			"the same port reuse looped 5 of the 20 ports the killed MASTER had sent to the BACKUP in every one of 8 runs, " +
 			"keepalived and the lvslab director alike (40 of 160); the new MASTER holds the sync daemon's copies of the " +
-			"old one's entries, which mostly send a reused port where the old entry does (a reading, not measured)."},
+			"old one's entries, which mostly send a reused port where the old entry does (a reading, not measured). Two more " +
+			"candidates, the mark alone, 8 runs each with keepalived and the lvslab director: expire_nodest_conn=1 changed " +
+			"nothing (7 or 8 of the 20 to-peer ports looped a run); IPVS's FIN_WAIT timeout at 1 s (ipvsadm --set 0 1 0, " +
+			"keepalived's lvs_timeouts tcpfin 1) closed it here, 0 of 160 each, because the stale entries had expired by " +
+			"the reuse, about 3 s after the kill at 1 s adverts. A reuse within the second, which sub-second failover " +
+			"allows, would still meet them, and a 1 s FIN_WAIT drops the entry of any half-closed connection that lasts " +
+			"longer. The REDIRECT does not depend on timing: it stays the fix."},
 	{"After a split brain the clients return to the MASTER only if it hears the other box's advert first",
 		"When VRRP heals, the box that became MASTER during the split brain (or while the MASTER was cut off) yields " +
 			"at the first advert of the higher-priority MASTER; the MASTER re-announces the VIP (gratuitous ARP) only " +
