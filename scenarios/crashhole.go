@@ -156,13 +156,7 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 			h.ToPeer++
 		}
 	}
-	if err := impl.Stop(0, false); err != nil {
-		return h, err
-	}
-	if err := waitPair(ctx, impl, c.takeoverBound(), func() string { return HoldsVIP(l.Box(d2.Node), c) }); err != nil {
-		return h, fmt.Errorf("after the kill: %w", err)
-	}
-	if err := waitPair(ctx, impl, c.takeoverBound(), func() string { return neighbourIs(client, c.VIP, d2.MAC) }); err != nil {
+	if _, err := killForClient(ctx, l, c, impl); err != nil {
 		return h, fmt.Errorf("after the kill: %w", err)
 	}
 	before, err := readIPVS(l.Box(d1.Node))
@@ -203,8 +197,7 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 // crashReuse is CrashReuse's injection: each client port of the reads
 // (holePortBase on, from the client's addresses in turn, as Reads takes
 // them) connects through the MASTER and closes, the client first; then
-// the MASTER's director is SIGKILLed, and it waits, timing the takeover,
-// until the BACKUP holds the VIP and the client's ARP entry names it.
+// the MASTER's director is SIGKILLed (killForClient).
 func crashReuse(ctx context.Context, r *Result, rn running) (func() error, error) {
 	l, c := rn.l, rn.c
 	if b := rn.opts.Service.Backend; b != BackendMySQL {
@@ -226,12 +219,21 @@ func crashReuse(ctx context.Context, r *Result, rn running) (func() error, error
 	if len(errs) == rn.opts.Connections {
 		return nil, errors.Join(errs...)
 	}
-	d2 := l.Box(c.Directors[1].Node)
 	var err error
-	if r.Failover, err = TimeVIPTakeover(ctx, d2, c, func() error { return rn.impl.Stop(0, false) }); err != nil {
-		return nil, err
+	r.Failover, err = killForClient(ctx, l, c, rn.impl)
+	return nil, err
+}
+
+// killForClient SIGKILLs the MASTER's director, times until the BACKUP
+// holds the VIP, and waits until the client's ARP entry names it: what
+// the client sends then reaches the new MASTER, as the crash hole needs.
+func killForClient(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation) (time.Duration, error) {
+	took, err := TimeVIPTakeover(ctx, l.Box(c.Directors[1].Node), c, func() error { return impl.Stop(0, false) })
+	if err != nil {
+		return took, err
 	}
-	return nil, waitPair(ctx, rn.impl, c.takeoverBound(), func() string { return neighbourIs(client, c.VIP, c.Directors[1].MAC) })
+	client := l.Box(clientNode(l.Topo))
+	return took, waitPair(ctx, impl, c.takeoverBound(), func() string { return neighbourIs(client, c.VIP, c.Directors[1].MAC) })
 }
 
 // portBase is where e's reads bind their client ports: holePortBase

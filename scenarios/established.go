@@ -38,8 +38,7 @@ func (e Established) String() string {
 
 // EstablishedAcrossFailover opens n connections to the VIP on a settled
 // pair impl runs in l, each asking which server serves it, SIGKILLs the
-// MASTER's director, waits until the BACKUP holds the VIP and the
-// client's ARP entry names it, and asks each connection again.
+// MASTER's director (killForClient), and asks each connection again.
 func EstablishedAcrossFailover(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, n int) (Established, error) {
 	var e Established
 	client := l.Box(clientNode(l.Topo))
@@ -60,10 +59,7 @@ func EstablishedAcrossFailover(ctx context.Context, l *lab.Lab, c Cluster, impl 
 		}
 		conns[i] = conn
 	}
-	if _, err := TimeVIPTakeover(ctx, l.Box(c.Directors[1].Node), c, func() error { return impl.Stop(0, false) }); err != nil {
-		return e, err
-	}
-	if err := waitPair(ctx, impl, c.takeoverBound(), func() string { return neighbourIs(client, c.VIP, c.Directors[1].MAC) }); err != nil {
+	if _, err := killForClient(ctx, l, c, impl); err != nil {
 		return e, err
 	}
 	backupID := l.ServerID(c.Directors[1].Node)
