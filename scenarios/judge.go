@@ -43,11 +43,12 @@ type Evidence struct {
 
 // Judgement is the judge's verdict, whether it is the one the cell
 // expects, and the reasons: the loop evidence first, then what decided
-// otherwise, then notes.
+// otherwise, then notes; and the connections by outcome it counted.
 type Judgement struct {
 	Verdict Verdict
 	Pass    bool
 	Reasons []Reason
+	conns   connTally
 }
 
 // Judge decides from evidence alone. LOOP needs positive loop evidence: a
@@ -58,10 +59,10 @@ type Judgement struct {
 // host's trouble (a lab starved of CPU times out handshakes), never a
 // loop. Otherwise NO-BALANCE or CLEAN by how many boxes served.
 func Judge(e Evidence) Judgement {
-	loop, notes := e.loopEvidence()
 	t := e.tally()
+	loop, notes := e.loopEvidence(t)
 	failed := e.failures()
-	var j Judgement
+	j := Judgement{conns: t}
 	switch {
 	case len(loop) > 0:
 		j.Verdict = Loop
@@ -100,7 +101,7 @@ func Judge(e Evidence) Judgement {
 
 // loopEvidence is the positive evidence of a loop, and notes on what was
 // seen but is not evidence.
-func (e Evidence) loopEvidence() (loop, notes []Reason) {
+func (e Evidence) loopEvidence(t connTally) (loop, notes []Reason) {
 	if b := e.Bounces; b != nil && b.Bounced > 0 {
 		loop = append(loop, Reason{Kind: ReasonBounced, N: uint64(b.Bounced), Of: uint64(b.Forwarded), Hops: b.MaxDepth})
 	}
@@ -139,11 +140,12 @@ func (e Evidence) loopEvidence() (loop, notes []Reason) {
 	for i := range loop {
 		loop[i].Loop = true
 	}
-	return loop, append(notes, e.notes()...)
+	return loop, append(notes, e.notes(t)...)
 }
 
-// notes are what the run saw that explains, but is no evidence.
-func (e Evidence) notes() (notes []Reason) {
+// notes are what the run saw that explains, but is no evidence; t is
+// e's connections by outcome.
+func (e Evidence) notes(t connTally) (notes []Reason) {
 	if cs := e.Capture; !cs.Complete() {
 		notes = append(notes, Reason{Kind: ReasonCaptureIncomplete, N: uint64(cs.Frames), Drops: uint64(cs.KernelDrops), Overflow: uint64(cs.Overflow)})
 	}
@@ -154,7 +156,6 @@ func (e Evidence) notes() (notes []Reason) {
 		}
 		notes = append(notes, r)
 	}
-	t := e.tally()
 	if t.down > 0 {
 		notes = append(notes, Reason{Kind: ReasonDownErrors, Node: e.Passive, N: uint64(t.down), Of: uint64(len(e.Conns)), First: firstError(e.Conns, e.flapped)})
 	}

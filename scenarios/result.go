@@ -140,7 +140,7 @@ func (r *Result) evidence(c Cluster, passive string, wantServers int, unservedBy
 func (r *Result) judge(e Evidence) {
 	j := Judge(e)
 	r.Verdict, r.Pass, r.Reasons, r.Reason = j.Verdict, j.Pass, j.Reasons, reasonsText(j.Reasons)
-	t := e.tally()
+	t := j.conns
 	r.Connections, r.Served, r.Hung, r.Errors, r.Share = len(e.Conns), t.served, t.hung, t.errors, t.share
 	r.DownErrors, r.MovedErrors = t.down, t.moved
 }
