@@ -79,10 +79,11 @@ type Daemon struct {
 	master      netip.Addr
 	lastCheck   map[[2]int]string
 	asks        chan chan Status
-	// The guard rule in force, kept by the worker.
-	guardMu   sync.Mutex
-	guardRule string
-	guardSet  bool // guardRule is in force
+	// The guard rule and the peer REDIRECTs in force, kept by the worker.
+	guardMu        sync.Mutex
+	guardRule      string
+	guardRedirects []string
+	guardSet       bool // they are in force
 }
 
 // Netlink is the subset of *netlink.Handle the daemon uses (interface,

@@ -33,12 +33,12 @@ func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 	if rp := d.cfg.Guard.RedirectPeer; g != nil && peer != nil && rp != nil && *rp {
 		redirects = g.Redirects()
 	}
-	want := ""
+	rule, redirect := "", []string(nil)
 	if g != nil {
-		want = strings.Join(g.Rule(), " ")
+		rule = strings.Join(g.Rule(), " ")
 	}
 	for _, r := range redirects {
-		want += "\n" + strings.Join(r, " ")
+		redirect = append(redirect, strings.Join(r, " "))
 	}
 	// Checking costs several iptables execs (over a second on a loaded
 	// VM), and every transition asks: rules this daemon put in force are
@@ -46,7 +46,7 @@ func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 	// Only the worker (and setup, before it) writes the rules; the lock is
 	// for status readers, which never wait on an exec.
 	d.guardMu.Lock()
-	inForce := d.guardSet && want == d.guardRule
+	inForce := d.guardSet && rule == d.guardRule && slices.Equal(redirect, d.guardRedirects)
 	d.guardMu.Unlock()
 	if inForce {
 		return nil
@@ -54,24 +54,23 @@ func (d *Daemon) applyGuard(state State, peer net.HardwareAddr) error {
 	var err error
 	if g == nil {
 		err = removeGuard(d.ipt)
-	} else {
-		var changed bool
-		if changed, err = ensureGuard(d.ipt, *g); changed {
-			d.log.Info("guard installed", "rule", strings.Join(g.Rule(), " "))
-		}
+	} else if changed, gerr := ensureGuard(d.ipt, *g); gerr != nil {
+		err = gerr
+	} else if changed {
+		d.log.Info("guard installed", "rule", rule)
 	}
 	if err == nil && redirects == nil {
 		err = redirectChain.remove(d.ipt)
 	} else if err == nil {
 		var changed bool
 		if changed, err = redirectChain.ensure(d.ipt, redirects); changed {
-			d.log.Info("peer redirect installed", "rules", len(redirects))
+			d.log.Info("peer redirect installed", "rules", redirect)
 		}
 	}
 	d.guardMu.Lock()
 	d.guardSet = err == nil
 	if err == nil {
-		d.guardRule = want
+		d.guardRule, d.guardRedirects = rule, redirect
 	}
 	d.guardMu.Unlock()
 	return err

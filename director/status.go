@@ -107,9 +107,8 @@ func (d *Daemon) snapshot() Status {
 // handle outside the loop.
 func (d *Daemon) kernelStatus(st *Status) {
 	d.guardMu.Lock()
-	rules := strings.Split(d.guardRule, "\n")
+	st.Guard.Rule, st.Guard.Redirects = d.guardRule, slices.Clone(d.guardRedirects)
 	d.guardMu.Unlock()
-	st.Guard.Rule, st.Guard.Redirects = rules[0], rules[1:]
 	if ds, err := SyncDaemons(); err == nil {
 		for _, sd := range ds {
 			st.SyncDaemons = append(st.SyncDaemons, sd.String())
