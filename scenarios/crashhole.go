@@ -200,9 +200,6 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 // the MASTER's director is SIGKILLed (killForClient).
 func crashReuse(ctx context.Context, r *Result, rn running) (func() error, error) {
 	l, c := rn.l, rn.c
-	if b := rn.opts.Service.Backend; b != BackendMySQL {
-		return nil, fmt.Errorf("%s reuses ports over MySQL only, not %s", CrashReuse, b)
-	}
 	client := l.Box(rn.client)
 	if err := client.SetSysctls(map[string]string{"net.ipv4.tcp_tw_reuse": "1"}); err != nil {
 		return nil, err

@@ -125,6 +125,8 @@ func (w Workload) query(client *lab.Box) (query func(ctx context.Context, i int)
 		return w.From[i%len(w.From)]
 	}
 	switch {
+	case w.Kind != BackendMySQL && w.Kind != "" && w.PortBase != 0:
+		return nil, nil, fmt.Errorf("fixed client ports (PortBase) over MySQL only, not %s", w.Kind)
 	case w.Kind != BackendMySQL && w.Kind != "":
 		return func(ctx context.Context, i int) (int, error) {
 			return ask(ctx, client.DialFrom(src(i)), w.Kind, w.Addr, w.Dial, w.Timeout)
