@@ -77,26 +77,11 @@ func benchHole(b *testing.B, impl func() scenarios.Implementation, fix scenarios
 func crashHoleOnce(b *testing.B, impl scenarios.Implementation, fix scenarios.Fix, remedy scenarios.Remedy) scenarios.HoleTrial {
 	ctx := context.Background()
 	topo := labtest.DefaultTopology(b)
-	c, err := scenarios.NewCluster(topo)
+	l, c, done, err := scenarios.SettledPair(ctx, topo, impl, fix, lab.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := lab.Build(ctx, topo, lab.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	defer func() {
-		for i := range c.Directors {
-			impl.Stop(i, true)
-		}
-	}()
-	if err := scenarios.StartBoth(ctx, impl, l, c, fix); err != nil {
-		b.Fatal(err)
-	}
-	if err := scenarios.Settle(ctx, l, c, impl, fix); err != nil {
-		b.Fatal(err)
-	}
+	defer done()
 	h, err := scenarios.CrashHole(ctx, l, c, impl, holePorts, remedy)
 	if err != nil {
 		b.Fatal(err)

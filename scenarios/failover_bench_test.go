@@ -93,26 +93,11 @@ func BenchmarkIPVSFailoverLoad(b *testing.B) {
 // window, the kill.
 func failoverOnce(ctx context.Context, topo *lab.Topology, impl Implementation) (failoverTrial, error) {
 	var t failoverTrial
-	c, err := runCluster(topo, impl, Options{})
+	l, c, closePair, err := SettledPair(ctx, topo, impl, FixFwmark, lab.Options{})
 	if err != nil {
 		return t, err
 	}
-	l, err := lab.Build(ctx, topo, lab.Options{})
-	if err != nil {
-		return t, err
-	}
-	defer l.Close()
-	defer func() {
-		for i := range c.Directors {
-			impl.Stop(i, true)
-		}
-	}()
-	if err := StartBoth(ctx, impl, l, c, FixFwmark); err != nil {
-		return t, err
-	}
-	if err := Settle(ctx, l, c, impl, FixFwmark); err != nil {
-		return t, err
-	}
+	defer closePair()
 	client, backup := l.Box(clientNode(topo)), l.Box(c.Directors[1].Node)
 	vip := net.JoinHostPort(c.VIP.String(), fmt.Sprint(c.Port))
 	stop, done := make(chan struct{}), make(chan []Write)

@@ -252,6 +252,31 @@ func ipvsTable(box *lab.Box) (table []director.Service, err error) {
 	return table, err
 }
 
+// SettledPair builds a lab from topo (with o), starts impl with fix on
+// its directors and waits until the pair is settled (Settle). done stops
+// the directors and tears the lab down; on error nothing is left.
+func SettledPair(ctx context.Context, topo *lab.Topology, impl Implementation, fix Fix, o lab.Options) (l *lab.Lab, c Cluster, done func() error, err error) {
+	if c, err = runCluster(topo, impl, Options{}); err != nil {
+		return nil, c, nil, err
+	}
+	if l, err = lab.Build(ctx, topo, o); err != nil {
+		return nil, c, nil, err
+	}
+	done = func() error {
+		for i := range c.Directors {
+			impl.Stop(i, true)
+		}
+		return l.Close()
+	}
+	if err = StartBoth(ctx, impl, l, c, fix); err == nil {
+		err = Settle(ctx, l, c, impl, fix)
+	}
+	if err != nil {
+		return nil, c, nil, errors.Join(err, done())
+	}
+	return l, c, done, nil
+}
+
 // Settle waits until the pair started with fix is ready for traffic: the
 // MASTER alone holds the VIP with both tables full, and what the fix
 // runs besides is in place. Its errors carry the directors' log tails.

@@ -285,19 +285,10 @@ var _ = Describe("Two-box LVS-DR", func() {
 		func(ctx SpecContext, impl string, fix scenarios.Fix) {
 			topo, err := lab.ParseTopology(fixtures.DefaultTopologyName, fixtures.DefaultTopology)
 			Expect(err).NotTo(HaveOccurred())
-			c, err := scenarios.NewCluster(topo)
-			Expect(err).NotTo(HaveOccurred())
-			l, err := lab.Build(ctx, topo, lab.Options{RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
-			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(l.Close)
 			pair := adversityImpls[impl]()
-			DeferCleanup(func() {
-				for i := range c.Directors {
-					pair.Stop(i, true)
-				}
-			})
-			Expect(scenarios.StartBoth(ctx, pair, l, c, fix)).To(Succeed())
-			Expect(scenarios.Settle(ctx, l, c, pair, fix)).To(Succeed())
+			l, c, done, err := scenarios.SettledPair(ctx, topo, pair, fix, lab.Options{RunDir: GinkgoT().TempDir(), Progress: GinkgoWriter})
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(done)
 			e, err := scenarios.EstablishedAcrossFailover(ctx, l, c, pair, 20)
 			Expect(err).NotTo(HaveOccurred())
 			GinkgoWriter.Printf("%s %s: %s\n", impl, fix, e)
