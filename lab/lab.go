@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -528,14 +529,30 @@ func (b *Box) Do(f func() error) error { return doIn(b.Path(), f) }
 // connection's source to local, one of the box's addresses (the kernel's
 // choice when local is the zero Addr).
 func (b *Box) DialFrom(local netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return b.DialFromPort(netip.AddrPortFrom(local, 0))
+}
+
+// DialFromPort is DialFrom from local's address and, when it is not 0,
+// its port, taken again (SO_REUSEADDR) while the box's own TIME_WAIT
+// holds it, as a busy client under tcp_tw_reuse does.
+func (b *Box) DialFromPort(local netip.AddrPort) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := &net.Dialer{}
 		switch {
-		case !local.IsValid():
+		case !local.Addr().IsValid() && local.Port() == 0:
 		case strings.HasPrefix(network, "udp"):
-			d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+			d.LocalAddr = net.UDPAddrFromAddrPort(local)
 		default:
-			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
+			d.LocalAddr = net.TCPAddrFromAddrPort(local)
+		}
+		if local.Port() != 0 {
+			d.Control = func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) }); err != nil {
+					return err
+				}
+				return serr
+			}
 		}
 		var c net.Conn
 		err := b.Do(func() (err error) {

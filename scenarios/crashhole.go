@@ -258,7 +258,7 @@ func clientAddr(l *lab.Lab) (netip.Addr, error) {
 func greet(ctx context.Context, box *lab.Box, src, dst netip.AddrPort) (int, error) {
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	conn, err := dialFrom(box, src)(dctx, "tcp", dst.String())
+	conn, err := box.DialFromPort(src)(dctx, "tcp", dst.String())
 	if err != nil {
 		return 0, err
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/lvslab/lvslab/lab"
 	"github.com/prometheus/procfs"
-	"golang.org/x/sys/unix"
 )
 
 // Conn is what one client connection to the VIP saw.
@@ -165,7 +164,7 @@ func (w Workload) query(client *lab.Box) (query func(ctx context.Context, i int)
 // connection from the client's address and port src.
 func askFrom(ctx context.Context, client *lab.Box, src netip.AddrPort, w Workload) (int, error) {
 	cfg := client.MySQLConfig(w.Addr, w.Timeout)
-	cfg.Timeout, cfg.DialFunc = w.Dial, dialFrom(client, src)
+	cfg.Timeout, cfg.DialFunc = w.Dial, client.DialFromPort(src)
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return 0, fmt.Errorf("the MySQL client's config for %s: %w", w.Addr, err)
@@ -175,25 +174,6 @@ func askFrom(ctx context.Context, client *lab.Box, src netip.AddrPort, w Workloa
 	var id int
 	err = db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id)
 	return id, err
-}
-
-// dialFrom dials from the box's address and port src, with SO_REUSEADDR:
-// a port the client's own TIME_WAIT holds is taken again, as under
-// tcp_tw_reuse a busy client's are.
-func dialFrom(box *lab.Box, src netip.AddrPort) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(src),
-		Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) }); err != nil {
-				return err
-			}
-			return serr
-		}}
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := box.Do(func() (err error) { c, err = d.DialContext(ctx, network, addr); return err })
-		return c, err
-	}
 }
 
 // failureCause names the kind of a connection's failure: a handshake
