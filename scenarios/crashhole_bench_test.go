@@ -59,7 +59,10 @@ func BenchmarkIPVSCrashHole(b *testing.B) {
 func benchHole(b *testing.B, impl func() scenarios.Implementation, fix scenarios.Fix, remedy scenarios.Remedy) {
 	var sum scenarios.HoleTrial
 	for b.Loop() {
-		h := crashHoleOnce(b, impl(), fix, remedy)
+		h, err := crashHoleOnce(labtest.DefaultTopology(b), impl(), fix, remedy)
+		if err != nil {
+			b.Fatal(err)
+		}
 		b.Logf("crash hole: %s", h)
 		sum.Looped, sum.ToPeer, sum.Served = sum.Looped+h.Looped, sum.ToPeer+h.ToPeer, sum.Served+h.Served
 		sum.OldMasterPkts, sum.TimeExceeded = sum.OldMasterPkts+h.OldMasterPkts, sum.TimeExceeded+h.TimeExceeded
@@ -74,17 +77,12 @@ func benchHole(b *testing.B, impl func() scenarios.Implementation, fix scenarios
 
 // crashHoleOnce is one run in a fresh lab: its time is the lab's build,
 // the pair's start and the run.
-func crashHoleOnce(b *testing.B, impl scenarios.Implementation, fix scenarios.Fix, remedy scenarios.Remedy) scenarios.HoleTrial {
+func crashHoleOnce(topo *lab.Topology, impl scenarios.Implementation, fix scenarios.Fix, remedy scenarios.Remedy) (scenarios.HoleTrial, error) {
 	ctx := context.Background()
-	topo := labtest.DefaultTopology(b)
 	l, c, done, err := scenarios.SettledPair(ctx, topo, impl, fix, lab.Options{})
 	if err != nil {
-		b.Fatal(err)
+		return scenarios.HoleTrial{}, err
 	}
 	defer done()
-	h, err := scenarios.CrashHole(ctx, l, c, impl, holePorts, remedy)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return h
+	return scenarios.CrashHole(ctx, l, c, impl, holePorts, remedy)
 }
