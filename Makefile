@@ -218,7 +218,7 @@ FAILOVER_KEXEC := -exec "$(CURDIR)/$(BIN) kexec --timeout 150m --memory 4096"
 # without it (the mark alone, backup_only), where every run loops.
 HOLE_RATE_ROUNDS    ?= 50
 HOLE_UNFIXED_ROUNDS ?= 5
-FAILOVER_BENCH ?= BenchmarkIPVSFailoverLoad
+FAILOVER_BENCH ?= BenchmarkIPVSFailoverLoad/advert-(20|50|100)ms$$
 FAILOVER_RAW   ?= failover
 BENCH_KERNEL = $$($(BIN) vm run -- uname -r) in the micro-VM (TCG) when the host lacks ip_vs
 
@@ -247,7 +247,7 @@ comma := ,
 
 # make bench BENCH_SETS="director run" reruns some sets; BENCH.md is
 # always regenerated from every raw file (each names its date).
-BENCH_SETS ?= lab kernel director scenarios load run check field collect hole hole-candidates hole-backup-only hole-rate hole-rate-unfixed failover suite newcomer
+BENCH_SETS ?= lab kernel director scenarios load run check field collect hole hole-candidates hole-backup-only hole-rate hole-rate-unfixed failover failover-safe suite newcomer
 bench: export LVSLAB_BIN := $(CURDIR)/$(BIN)
 bench: export LVSLAB_REQUIRE_IPVS := 1
 bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate reports/bench/BENCH.md (root)
@@ -260,11 +260,12 @@ bench: deps kernel build ## run the benchmarks (BENCH_SETS) and regenerate repor
 	$(if $(filter check,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,check,lvslab check on the reference pair (12 runs) vs lvslab run on the same cells of the template pair,-bench BenchmarkCheck,$(BENCH_KERNEL)))
 	$(if $(filter field,$(BENCH_SETS)),$(call bench_raw,./cmd/lvslab/,field,The field corpus: lvslab check in steady state on every case$(comma) unaided$(comma) against the verdicts written beforehand (once),-bench BenchmarkField -count 1,$(BENCH_KERNEL)))
 	$(if $(filter hole,$(BENCH_SETS)),$(call bench_raw,./scenarios/,hole,The crash hole: 40 client ports closed through the MASTER and reused after its SIGKILL$(comma) each implementation with the mark alone (fwmark-only)$(comma) a fresh lab per run$(comma) with each remedy,-bench 'BenchmarkIPVSCrashHole/.*/(none|conn_reuse_mode=3|peer-redirect)$$' -benchtime 1x $(HOLE_KEXEC),$(BENCH_KERNEL)))
-	$(if $(filter hole-candidates,$(BENCH_SETS)),$(call bench_raw,./scenarios/,hole-candidates,The crash hole with other candidate remedies: IPVS's FIN_WAIT timeout at 1 s$(comma) expire_nodest_conn; keepalived and the lvslab director with the mark alone,-bench 'BenchmarkIPVSCrashHole/.*/(tcpfin=1s|expire_nodest_conn=1)$$' -benchtime 1x $(HOLE_KEXEC),$(BENCH_KERNEL)))
+	$(if $(filter hole-candidates,$(BENCH_SETS)),$(call bench_raw,./scenarios/,hole-candidates,The crash hole with other candidate remedies: IPVS's FIN_WAIT timeout at 1 s$(comma) expire_nodest_conn$(comma) expire_quiescent_template; keepalived and the lvslab director with the mark alone,-bench 'BenchmarkIPVSCrashHole/.*/(tcpfin=1s|expire_nodest_conn=1|expire_quiescent_template=1)$$' -benchtime 1x $(HOLE_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter hole-backup-only,$(BENCH_SETS)),$(call bench_raw,./scenarios/,hole-backup-only,The crash hole under backup_only: the same port reuse after the MASTER's SIGKILL$(comma) keepalived and the lvslab director with backup_only and the sync daemon instead of the mark,-bench 'BenchmarkIPVSCrashHole/.*/backup-only$$' -benchtime 1x $(HOLE_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter hole-rate,$(BENCH_SETS)),$(call bench_raw,./scenarios/,hole-rate,The crash hole's rate with the fix (the mark and the peer REDIRECT): failover-kill with 40 client ports reused$(comma) rounds of six fresh labs at once$(comma) 6 runs a round,-bench 'BenchmarkIPVSCrashHoleRate/fwmark$$/' -benchtime $(HOLE_RATE_ROUNDS)x -count 1 $(FAILOVER_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter hole-rate-unfixed,$(BENCH_SETS)),$(call bench_raw,./scenarios/,hole-rate-unfixed,The crash hole's rate without the REDIRECT: the mark alone (fwmark-only) and backup_only$(comma) the same runs,-bench 'BenchmarkIPVSCrashHoleRate/(fwmark-only|backup-only)/' -benchtime $(HOLE_UNFIXED_ROUNDS)x -count 1 $(FAILOVER_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter failover,$(BENCH_SETS)),$(call bench_raw,./scenarios/,$(FAILOVER_RAW),Sub-second failover under load: 34 rounds of six labs at once (three lvslab director pairs$(comma) three keepalived)$(comma) the fwmark pair with writes every 50 ms$(comma) 5 s with both up$(comma) then the MASTER's director SIGKILLed,-bench '$(FAILOVER_BENCH)' -benchtime 34x -count 1 $(FAILOVER_KEXEC),$(BENCH_KERNEL)))
+	$(if $(filter failover-safe,$(BENCH_SETS)),$(call bench_raw,./scenarios/,failover-safe,Failover at longer adverts under the same load: 17 rounds of six labs at once$(comma) 200 ms and 500 ms adverts (where false takeovers stop on this runner),-bench 'BenchmarkIPVSFailoverLoad/advert-(200|500)ms$$' -benchtime 17x -count 1 $(FAILOVER_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter collect,$(BENCH_SETS)),$(call bench_raw,./scenarios/diagnose/,collect,Collect and diagnose: lvslab collect on a BACKUP under connections vs fixtures/bench/collect.sh; lvslab diagnose on the two bundles,-bench 'BenchmarkIPVSCollect|BenchmarkDiagnose' $(BENCH_KEXEC),$(BENCH_KERNEL)))
 	$(if $(filter suite,$(BENCH_SETS)),$(suite_raw))
 	$(if $(filter newcomer,$(BENCH_SETS)),$(newcomer_raw))

@@ -58,13 +58,18 @@ const (
 	// an entry whose destination is no longer available. The killed
 	// MASTER's destinations stay, so no effect is expected.
 	RemedyExpireNodest Remedy = "expire_nodest_conn=1"
+	// RemedyExpireQuiescent is net.ipv4.vs.expire_quiescent_template=1:
+	// IPVS drops a persistence template whose destination's weight is
+	// 0. The lab's service keeps no templates and the killed MASTER's
+	// weights stay: no effect expected.
+	RemedyExpireQuiescent Remedy = "expire_quiescent_template=1"
 )
 
 // Remedies are the remedies the crash hole is measured with, and
 // Candidates others the issue (#24) asked for.
 var (
 	Remedies   = []Remedy{RemedyNone, RemedyReuse3, RemedyPeerRedirect}
-	Candidates = []Remedy{RemedyFinTimeout, RemedyExpireNodest}
+	Candidates = []Remedy{RemedyFinTimeout, RemedyExpireNodest, RemedyExpireQuiescent}
 )
 
 // apply puts the remedy in place on director i of c.
@@ -75,6 +80,8 @@ func (r Remedy) apply(ctx context.Context, l *lab.Lab, c Cluster, i int) error {
 		return box.SetSysctls(map[string]string{"net.ipv4.vs.conn_reuse_mode": "3"})
 	case RemedyExpireNodest:
 		return box.SetSysctls(map[string]string{"net.ipv4.vs.expire_nodest_conn": "1"})
+	case RemedyExpireQuiescent:
+		return box.SetSysctls(map[string]string{"net.ipv4.vs.expire_quiescent_template": "1"})
 	case RemedyFinTimeout:
 		return box.Do(func() error {
 			h, err := ipvs.New("")
