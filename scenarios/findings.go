@@ -103,9 +103,20 @@ var Findings = []Finding{
 			"give a SYN only in the OUTPUT direction; why is open. What closes it is a nat PREROUTING REDIRECT of the " +
 			"VIP traffic the other director forwards (-m mac --mac-source OTHER -j REDIRECT, beside the guard): its " +
 			"destination is no longer the VIP when IPVS looks it up, so no stale entry can take it: 0 of 300 failed " +
-			"with each implementation, every port served, the old MASTER counting nothing (95% upper bound 1% each; " +
+			"with each implementation, every port served, the old MASTER counting nothing. Counted per run " +
+			"(BenchmarkIPVSCrashHoleRate: rounds of six fresh labs at once, each one failover-kill with the 40 ports " +
+			"reused; a run loops when a reused SYN ran out of TTL or a director sent ICMP time exceeded), the fwmark " +
+			"fix with the REDIRECT looped in 0 of 300 runs with keepalived, 0 of 300 with the lvslab director and 0 of " +
+			"300 with the mixed pair (one-sided 95% upper bound 0.99% each; two-sided interval 0 to 1.22%), 0 of the " +
+			"6000 ports each the killed MASTER had sent to the BACKUP failed, and no lab failed the harness; " +
+			"without the REDIRECT every run looped: the mark alone 30 of 30 with each implementation, backup_only " +
+			"30 of 30 with keepalived and with the lvslab director (95% interval 88.4 to 100% each; " +
 			"reports/bench/BENCH.md). Its cost: the box runs conntrack and nat " +
-			"for that traffic, which reaches the service at the box's own address, not the VIP. lvslab check writes " +
+			"for that traffic, which reaches the service at the box's own address, not the VIP. It acts only on what the " +
+			"MASTER already sent this box, so what the MASTER decides (its scheduler, persistence templates) stays as " +
+			"it was; the field cases with persistence stay CLEAN with it (make field, 32 of 32 specs), and the " +
+			"sub-second failover benchmark, which runs the fwmark fix with it, lost none of its acknowledged writes " +
+			"in 612 failovers. lvslab check writes " +
 			"it beside each guard, the lvslab director installs it by default (guard.redirect_peer), and the lab's fix " +
 			"fwmark is the mark with it (fwmark-only: the mark alone). The conformance cells crash-reuse (the " +
 			"same port reuse after the kill, judged like any run) show the hole with the mark alone and its absence " +
@@ -115,9 +126,10 @@ var Findings = []Finding{
 			"MASTER served itself broke either way (0 of 10). Under backup_only and the sync daemon instead of the mark, " +
 			"the same port reuse looped 5 of the 20 ports the killed MASTER had sent to the BACKUP in every one of 8 runs, " +
 			"keepalived and the lvslab director alike (40 of 160); the new MASTER holds the sync daemon's copies of the " +
-			"old one's entries, which mostly send a reused port where the old entry does (a reading, not measured). Two more " +
+			"old one's entries, which mostly send a reused port where the old entry does (a reading, not measured). Three more " +
 			"candidates, the mark alone, 8 runs each with keepalived and the lvslab director: expire_nodest_conn=1 changed " +
-			"nothing (7 or 8 of the 20 to-peer ports looped a run); IPVS's FIN_WAIT timeout at 1 s (ipvsadm --set 0 1 0, " +
+			"nothing (7 or 8 of the 20 to-peer ports looped a run), nor did expire_quiescent_template=1 (7 a run: the " +
+			"service keeps no persistence templates, and the killed MASTER's weights stay); IPVS's FIN_WAIT timeout at 1 s (ipvsadm --set 0 1 0, " +
 			"keepalived's lvs_timeouts tcpfin 1) closed it here, 0 of 160 each, because the stale entries had expired by " +
 			"the reuse, about 3 s after the kill at 1 s adverts. A reuse within the second, which sub-second failover " +
 			"allows, would still meet them, and a 1 s FIN_WAIT drops the entry of any half-closed connection that lasts " +
