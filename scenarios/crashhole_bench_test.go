@@ -21,22 +21,7 @@ const holePorts = 40
 // many reused ports loop, of those the killed MASTER had sent to the
 // BACKUP.
 func BenchmarkIPVSCrashHole(b *testing.B) {
-	labtest.RequireIPVS(b)
-	bin := os.Getenv("LVSLAB_BIN")
-	if bin == "" {
-		b.Fatal("set LVSLAB_BIN to a built lvslab (make bench does)")
-	}
-	impls := []struct {
-		name string
-		impl func() scenarios.Implementation
-	}{
-		{"keepalived", func() scenarios.Implementation { return &scenarios.Keepalived{} }},
-		{"lvslab", func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }},
-		// keepalived the MASTER, killed; the lvslab director takes over.
-		{"mixed", func() scenarios.Implementation {
-			return scenarios.Mixed{&scenarios.Keepalived{}, &scenarios.GoDirector{Binary: bin, LearnPeerMAC: true}}
-		}},
-	}
+	impls := holeImpls(b)
 	for _, im := range impls {
 		for _, remedy := range scenarios.Remedies {
 			b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.impl, scenarios.FixFwmarkOnly, remedy) })
@@ -73,6 +58,30 @@ func benchHole(b *testing.B, impl func() scenarios.Implementation, fix scenarios
 	b.ReportMetric(float64(sum.Served)/n, "served/run")
 	b.ReportMetric(float64(sum.OldMasterPkts)/n, "old-master-pkts/run")
 	b.ReportMetric(float64(sum.TimeExceeded)/n, "time-exceeded/run")
+}
+
+// holeImpl is an implementation the crash hole runs, by name.
+type holeImpl struct {
+	name string
+	impl func() scenarios.Implementation
+}
+
+// holeImpls are keepalived, the lvslab director and the mixed pair
+// (keepalived the MASTER, killed; the lvslab director takes over), where
+// kernel IPVS and a built lvslab are.
+func holeImpls(b *testing.B) []holeImpl {
+	labtest.RequireIPVS(b)
+	bin := os.Getenv("LVSLAB_BIN")
+	if bin == "" {
+		b.Fatal("set LVSLAB_BIN to a built lvslab (make bench does)")
+	}
+	return []holeImpl{
+		{"keepalived", func() scenarios.Implementation { return &scenarios.Keepalived{} }},
+		{"lvslab", func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }},
+		{"mixed", func() scenarios.Implementation {
+			return scenarios.Mixed{&scenarios.Keepalived{}, &scenarios.GoDirector{Binary: bin, LearnPeerMAC: true}}
+		}},
+	}
 }
 
 // crashHoleOnce is one run in a fresh lab: its time is the lab's build,

@@ -3,7 +3,6 @@ package scenarios_test
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 
@@ -30,25 +29,13 @@ const holeRateLabs = 6
 // logged and counted, and only a round that fails whole stops the
 // benchmark.
 func BenchmarkIPVSCrashHoleRate(b *testing.B) {
-	labtest.RequireIPVS(b)
-	bin := os.Getenv("LVSLAB_BIN")
-	if bin == "" {
-		b.Fatal("set LVSLAB_BIN to a built lvslab (make bench does)")
-	}
-	impls := map[string]func() scenarios.Implementation{
-		"keepalived": func() scenarios.Implementation { return &scenarios.Keepalived{} },
-		"lvslab":     func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} },
-		// keepalived the MASTER, killed; the lvslab director takes over.
-		"mixed": func() scenarios.Implementation {
-			return scenarios.Mixed{&scenarios.Keepalived{}, &scenarios.GoDirector{Binary: bin, LearnPeerMAC: true}}
-		},
-	}
+	impls := holeImpls(b)
 	for _, fix := range []scenarios.Fix{scenarios.FixFwmark, scenarios.FixFwmarkOnly, scenarios.FixBackupOnly} {
-		for _, name := range []string{"keepalived", "lvslab", "mixed"} {
-			if fix == scenarios.FixBackupOnly && name == "mixed" {
+		for _, im := range impls {
+			if fix == scenarios.FixBackupOnly && im.name == "mixed" {
 				continue // not a pair the suite runs under backup_only
 			}
-			b.Run(string(fix)+"/"+name, func(b *testing.B) { benchHoleRate(b, impls[name], fix) })
+			b.Run(string(fix)+"/"+im.name, func(b *testing.B) { benchHoleRate(b, im.impl, fix) })
 		}
 	}
 }
