@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/lvslab/lvslab/lab"
 	"github.com/lvslab/lvslab/lab/labtest"
@@ -24,18 +25,24 @@ func BenchmarkIPVSCrashHole(b *testing.B) {
 	impls := holeImpls(b)
 	for _, im := range impls {
 		for _, remedy := range scenarios.Remedies {
-			b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.impl, scenarios.FixFwmarkOnly, remedy) })
+			b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.defaultAdverts, scenarios.FixFwmarkOnly, remedy) })
 		}
-		if im.name != "mixed" {
-			for _, remedy := range scenarios.Candidates {
-				b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.impl, scenarios.FixFwmarkOnly, remedy) })
-			}
+		if im.name == "mixed" { // not a pair the suite runs under backup_only
+			continue
+		}
+		for _, remedy := range scenarios.Candidates {
+			b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.defaultAdverts, scenarios.FixFwmarkOnly, remedy) })
+		}
+		// At 1 s adverts the reuse comes about 3 s after the kill, when
+		// a 1 s FIN_WAIT has let the stale entries expire; at 50 ms it
+		// comes within the second.
+		fast := func() scenarios.Implementation { return im.impl(50 * time.Millisecond) }
+		for _, remedy := range []scenarios.Remedy{scenarios.RemedyFinTimeout, scenarios.RemedyPeerRedirect} {
+			b.Run(im.name+"/"+string(remedy)+",advert=50ms", func(b *testing.B) { benchHole(b, fast, scenarios.FixFwmarkOnly, remedy) })
 		}
 		// backup_only instead of the mark: the killed MASTER's master
 		// sync daemon leaves it balancing whatever is forwarded to it.
-		if im.name != "mixed" { // not a pair the suite runs under backup_only
-			b.Run(im.name+"/backup-only", func(b *testing.B) { benchHole(b, im.impl, scenarios.FixBackupOnly, scenarios.RemedyNone) })
-		}
+		b.Run(im.name+"/backup-only", func(b *testing.B) { benchHole(b, im.defaultAdverts, scenarios.FixBackupOnly, scenarios.RemedyNone) })
 	}
 }
 
@@ -60,11 +67,15 @@ func benchHole(b *testing.B, impl func() scenarios.Implementation, fix scenarios
 	b.ReportMetric(float64(sum.TimeExceeded)/n, "time-exceeded/run")
 }
 
-// holeImpl is an implementation the crash hole runs, by name.
+// holeImpl is an implementation the crash hole runs, by name, with
+// VRRP adverts every advert (0: 1 s).
 type holeImpl struct {
 	name string
-	impl func() scenarios.Implementation
+	impl func(advert time.Duration) scenarios.Implementation
 }
+
+// defaultAdverts is an implementation with VRRP adverts every second.
+func (h holeImpl) defaultAdverts() scenarios.Implementation { return h.impl(0) }
 
 // holeImpls are keepalived, the lvslab director and the mixed pair
 // (keepalived the MASTER, killed; the lvslab director takes over), where
@@ -76,10 +87,12 @@ func holeImpls(b *testing.B) []holeImpl {
 		b.Fatal("set LVSLAB_BIN to a built lvslab (make bench does)")
 	}
 	return []holeImpl{
-		{"keepalived", func() scenarios.Implementation { return &scenarios.Keepalived{} }},
-		{"lvslab", func() scenarios.Implementation { return &scenarios.GoDirector{Binary: bin} }},
-		{"mixed", func() scenarios.Implementation {
-			return scenarios.Mixed{&scenarios.Keepalived{}, &scenarios.GoDirector{Binary: bin, LearnPeerMAC: true}}
+		{"keepalived", func(advert time.Duration) scenarios.Implementation { return &scenarios.Keepalived{Advert: advert} }},
+		{"lvslab", func(advert time.Duration) scenarios.Implementation {
+			return &scenarios.GoDirector{Binary: bin, Advert: advert}
+		}},
+		{"mixed", func(advert time.Duration) scenarios.Implementation {
+			return scenarios.Mixed{&scenarios.Keepalived{Advert: advert}, &scenarios.GoDirector{Binary: bin, LearnPeerMAC: true, Advert: advert}}
 		}},
 	}
 }

@@ -35,7 +35,7 @@ func BenchmarkIPVSCrashHoleRate(b *testing.B) {
 			if fix == scenarios.FixBackupOnly && im.name == "mixed" {
 				continue // not a pair the suite runs under backup_only
 			}
-			b.Run(string(fix)+"/"+im.name, func(b *testing.B) { benchHoleRate(b, im.impl, fix) })
+			b.Run(string(fix)+"/"+im.name, func(b *testing.B) { benchHoleRate(b, im.defaultAdverts, fix) })
 		}
 	}
 }
