@@ -50,9 +50,9 @@ func BenchmarkIPVSFailoverLoad(b *testing.B) {
 	}
 	topo := labtest.DefaultTopology(b)
 	// 20 ms: below the 50 to 100, to find where TCG's stalls
-	// make a BACKUP take over from a live MASTER; 200 and 500 ms: above,
-	// to find where they stop (make bench BENCH_SETS=failover-safe).
-	for _, advert := range []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond} {
+	// make a BACKUP take over from a live MASTER; 200 ms: above, to find
+	// where they stop (make bench BENCH_SETS=failover-safe).
+	for _, advert := range []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
 		b.Run(fmt.Sprintf("advert-%s", advert), func(b *testing.B) {
 			impls := map[string]func() Implementation{
 				"lvslab":     func() Implementation { return &GoDirector{Binary: bin, Advert: advert} },

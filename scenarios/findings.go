@@ -134,6 +134,16 @@ var Findings = []Finding{
 			"the reuse, about 3 s after the kill at 1 s adverts. A reuse within the second, which sub-second failover " +
 			"allows, would still meet them, and a 1 s FIN_WAIT drops the entry of any half-closed connection that lasts " +
 			"longer. The REDIRECT does not depend on timing: it stays the fix."},
+	{"Under load, adverts under 200 ms let a BACKUP take the VIP from a live MASTER",
+		"Expected: none (issue #24's target, double MASTERs 0). Measured with six labs at once on a 2-core TCG runner " +
+			"(BenchmarkIPVSFailoverLoad: three lvslab director pairs, three keepalived pairs, writes every 50 ms, 5 s " +
+			"with both directors up before each MASTER's SIGKILL): a BACKUP took the VIP from a live MASTER 37 times in " +
+			"204 five-second windows at 20 ms adverts, 18 at 50 ms (9 with each implementation), 5 at 100 ms, and none " +
+			"in 102 at 200 ms. RFC 5798's Master_Down_Interval is three adverts and a skew: a stall of the BACKUP's " +
+			"clock or of the MASTER's sending longer than that (over 150 ms at 50 ms adverts) is a takeover, and " +
+			"TCG under six labs stalls that long. Each ended with the MASTER alone holding the VIP again, and no acknowledged " +
+			"write was lost at any interval. 200 ms is the shortest interval free of them on this runner; docs/director.md " +
+			"says so."},
 	{"After a split brain the clients return to the MASTER only if it hears the other box's advert first",
 		"When VRRP heals, the box that became MASTER during the split brain (or while the MASTER was cut off) yields " +
 			"at the first advert of the higher-priority MASTER; the MASTER re-announces the VIP (gratuitous ARP) only " +
