@@ -130,10 +130,15 @@ var Findings = []Finding{
 			"candidates, the mark alone, 8 runs each with keepalived and the lvslab director: expire_nodest_conn=1 changed " +
 			"nothing (7 or 8 of the 20 to-peer ports looped a run), nor did expire_quiescent_template=1 (7 a run: the " +
 			"service keeps no persistence templates, and the killed MASTER's weights stay); IPVS's FIN_WAIT timeout at 1 s (ipvsadm --set 0 1 0, " +
-			"keepalived's lvs_timeouts tcpfin 1) closed it here, 0 of 160 each, because the stale entries had expired by " +
-			"the reuse, about 3 s after the kill at 1 s adverts. A reuse within the second, which sub-second failover " +
-			"allows, would still meet them, and a 1 s FIN_WAIT drops the entry of any half-closed connection that lasts " +
-			"longer. The REDIRECT does not depend on timing: it stays the fix."},
+			"keepalived's lvs_timeouts tcpfin 1) closed it at 1 s adverts, 0 of 160 each, only because the stale " +
+			"entries had expired by the reuse, about 3 s after the kill. With adverts every 50 ms the reuse comes within " +
+			"the second (make bench BENCH_SETS=hole-fast, 8 runs each): the 1 s FIN_WAIT then closed nothing, 6 or 7 of " +
+			"the 20 to-peer ports looped in every run with keepalived and with the lvslab director, while with the " +
+			"REDIRECT none looped and 40 of 40 were served in every run. There the killed MASTER still counted up to 200 " +
+			"packets a run (in most runs the client's packets of all 40 connections): the client sent to the killed box, " +
+			"which still holds the VIP, its ARP entry naming it again after the takeover (a reading, not captured); the " +
+			"REDIRECT on the new MASTER serves what the killed box forwards it. A 1 s FIN_WAIT would also drop the entry " +
+			"of any half-closed connection that lasts longer. The REDIRECT does not depend on timing: it stays the fix."},
 	{"Under load, adverts under 200 ms let a BACKUP take the VIP from a live MASTER",
 		"Expected: none (issue #24's target, double MASTERs 0). Measured with six labs at once on a 2-core TCG runner " +
 			"(BenchmarkIPVSFailoverLoad: three lvslab director pairs, three keepalived pairs, writes every 50 ms, 5 s " +
