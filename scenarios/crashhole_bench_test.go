@@ -27,7 +27,7 @@ func BenchmarkIPVSCrashHole(b *testing.B) {
 		for _, remedy := range scenarios.Remedies {
 			b.Run(im.name+"/"+string(remedy), func(b *testing.B) { benchHole(b, im.defaultAdverts, scenarios.FixFwmarkOnly, remedy) })
 		}
-		if im.name == "mixed" { // not a pair the suite runs under backup_only
+		if im.name == "mixed" { // the remedies only: the mixed pair runs neither the candidates nor backup_only
 			continue
 		}
 		for _, remedy := range scenarios.Candidates {
