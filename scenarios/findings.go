@@ -134,10 +134,11 @@ var Findings = []Finding{
 			"entries had expired by the reuse, about 3 s after the kill. With adverts every 50 ms the reuse comes within " +
 			"the second (make bench BENCH_SETS=hole-fast, 8 runs each): the 1 s FIN_WAIT then closed nothing, 6 or 7 of " +
 			"the 20 to-peer ports looped in every run with keepalived and with the lvslab director, while with the " +
-			"REDIRECT none looped and 40 of 40 were served in every run. There the killed MASTER still counted up to 200 " +
-			"packets a run (in most runs the client's packets of all 40 connections): the client sent to the killed box, " +
-			"which still holds the VIP, its ARP entry naming it again after the takeover (a reading, not captured); the " +
-			"REDIRECT on the new MASTER serves what the killed box forwards it. A 1 s FIN_WAIT would also drop the entry " +
+			"REDIRECT none looped and 40 of 40 were served in every run. There the killed MASTER's counter still rose by " +
+			"up to 200 packets a run, exactly the 40 connections of before the kill (5 packets each) in most runs: IPVS's " +
+			"counters as netlink reads them are the estimator's, refreshed every 2 s, and at 50 ms adverts the harness " +
+			"read them before the refresh (a reading; the client's ARP entry named the new MASTER after the reuse in 4 " +
+			"of 4 runs checked). A 1 s FIN_WAIT would also drop the entry " +
 			"of any half-closed connection that lasts longer. The REDIRECT does not depend on timing: it stays the fix."},
 	{"Under load, adverts under 200 ms let a BACKUP take the VIP from a live MASTER",
 		"Expected: none (issue #24's target, double MASTERs 0). Measured with six labs at once on a 2-core TCG runner " +
