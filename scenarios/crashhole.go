@@ -109,8 +109,9 @@ type HoleTrial struct {
 	// ICMP time exceeded of their SYN's TTL run out between the
 	// directors; Failed the others that failed.
 	Served, Looped, Failed int
-	// OldMasterPkts is what the old MASTER's IPVS counted while the ports
-	// were reused: nothing, unless it balanced again.
+	// OldMasterPkts is what the old MASTER's IPVS took in while the ports
+	// were reused (its live per-CPU counters): nothing, unless it
+	// balanced again.
 	OldMasterPkts uint32
 	// TimeExceeded are the ICMP time exceeded the directors sent then.
 	TimeExceeded uint64
@@ -166,7 +167,7 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 	if _, err := killForClient(ctx, l, c, impl); err != nil {
 		return h, fmt.Errorf("after the kill: %w", err)
 	}
-	before, err := readIPVS(l.Box(d1.Node))
+	before, err := liveInPkts(l.Box(d1.Node))
 	if err != nil {
 		return h, err
 	}
@@ -191,12 +192,11 @@ func CrashHole(ctx context.Context, l *lab.Lab, c Cluster, impl Implementation, 
 		}()
 	}
 	wg.Wait()
-	time.Sleep(ipvsStatsDelay)
-	after, err := readIPVS(l.Box(d1.Node))
+	after, err := liveInPkts(l.Box(d1.Node))
 	if err != nil {
 		return h, err
 	}
-	h.OldMasterPkts = after.Sub(before).InPkts
+	h.OldMasterPkts = uint32(after - before)
 	h.TimeExceeded = timeExceeded(l, c) - teBefore
 	return h, nil
 }
@@ -316,6 +316,42 @@ func connTable(box *lab.Box) (map[uint16]connEntry, error) {
 		out[uint16(port)] = connEntry{dest: netip.AddrFrom4([4]byte{byte(dest >> 24), byte(dest >> 16), byte(dest >> 8), byte(dest)}), state: f[7]}
 	}
 	return out, sc.Err()
+}
+
+// liveInPkts is the packets box's IPVS has taken in, summed over its
+// CPUs as /proc/net/ip_vs_stats_percpu counts them now. The counters
+// netlink reads are the estimator's, refreshed every 2 s: read just
+// after a sub-second takeover, they may still lack the last traffic.
+func liveInPkts(box *lab.Box) (uint64, error) {
+	var data []byte
+	err := box.Do(func() (err error) { data, err = os.ReadFile("/proc/thread-self/net/ip_vs_stats_percpu"); return err })
+	if err != nil {
+		return 0, err
+	}
+	return sumInPkts(data)
+}
+
+// sumInPkts sums the incoming packets of ip_vs_stats_percpu's CPU lines
+// ("%3X %8LX %8LX ...": the CPU, then conns, in packets, ... in hex),
+// leaving out the headers, the estimator's total ("~") and the rates.
+func sumInPkts(data []byte) (uint64, error) {
+	var n uint64
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 6 {
+			continue
+		}
+		if _, err := strconv.ParseUint(f[0], 16, 32); err != nil {
+			continue
+		}
+		pkts, err := strconv.ParseUint(f[2], 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("ip_vs_stats_percpu: %q: %w", sc.Text(), err)
+		}
+		n += pkts
+	}
+	return n, sc.Err()
 }
 
 // neighbourIs says why box's neighbour entry for ip is not mac, or "".

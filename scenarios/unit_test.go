@@ -481,3 +481,24 @@ func TestWaitPair(t *testing.T) {
 		}
 	})
 }
+
+func TestSumInPkts(t *testing.T) {
+	// /proc/net/ip_vs_stats_percpu of a 2-CPU guest (6.1): the CPU lines
+	// count 0x10 and 0xC8 packets in; the estimator's total lags them.
+	data := []byte(`       Total Incoming Outgoing         Incoming         Outgoing
+CPU    Conns  Packets  Packets            Bytes            Bytes
+  0        3       10        0              6A0                0
+  1       28       C8        0             2EE0                0
+  ~       2B       40        0             1000                0
+
+     Conns/s   Pkts/s   Pkts/s          Bytes/s          Bytes/s
+                1        5        0              140                0
+`)
+	n, err := sumInPkts(data)
+	if err != nil || n != 0x10+0xC8 {
+		t.Errorf("sumInPkts: %d, %v; want %d", n, err, 0x10+0xC8)
+	}
+	if _, err := sumInPkts([]byte("  0        3       zz        0              6A0                0\n")); err == nil {
+		t.Error("a CPU line with a packet count that is not hex: no error")
+	}
+}
