@@ -132,13 +132,12 @@ var Findings = []Finding{
 			"service keeps no persistence templates, and the killed MASTER's weights stay); IPVS's FIN_WAIT timeout at 1 s (ipvsadm --set 0 1 0, " +
 			"keepalived's lvs_timeouts tcpfin 1) closed it at 1 s adverts, 0 of 160 each, only because the stale " +
 			"entries had expired by the reuse, about 3 s after the kill. With adverts every 50 ms the reuse comes within " +
-			"the second (make bench BENCH_SETS=hole-fast, 8 runs each): the 1 s FIN_WAIT then closed nothing, 6 or 7 of " +
+			"the second (make bench BENCH_SETS=hole-fast, 8 runs each): the 1 s FIN_WAIT then closed nothing, 7 of " +
 			"the 20 to-peer ports looped in every run with keepalived and with the lvslab director, while with the " +
-			"REDIRECT none looped and 40 of 40 were served in every run. There the killed MASTER's counter still rose by " +
-			"up to 200 packets a run, exactly the 40 connections of before the kill (5 packets each) in most runs: IPVS's " +
-			"counters as netlink reads them are the estimator's, refreshed every 2 s, and at 50 ms adverts the harness " +
-			"read them before the refresh (a reading; the client's ARP entry named the new MASTER after the reuse in 4 " +
-			"of 4 runs checked). A 1 s FIN_WAIT would also drop the entry " +
+			"REDIRECT none looped, 40 of 40 were served and the killed MASTER took in no packet in every run. (Its count " +
+			"is read from IPVS's live per-CPU counters: those netlink reads are the estimator's, refreshed every 2 s, " +
+			"and at 50 ms adverts they first showed up to 200 packets a run, the 40 connections of before the kill read " +
+			"late.) A 1 s FIN_WAIT would also drop the entry " +
 			"of any half-closed connection that lasts longer. The REDIRECT does not depend on timing: it stays the fix."},
 	{"Under load, adverts under 200 ms let a BACKUP take the VIP from a live MASTER",
 		"Expected: none (issue #24's target, double MASTERs 0). Measured with six labs at once on a 2-core TCG runner " +
