@@ -117,6 +117,11 @@ type HoleTrial struct {
 	TimeExceeded uint64
 }
 
+// Loops reports whether the run shows loop evidence: a reused port's SYN
+// ran out of TTL between the directors (no route to host), or a director
+// sent ICMP time exceeded.
+func (h HoleTrial) Loops() bool { return h.Looped > 0 || h.TimeExceeded > 0 }
+
 func (h HoleTrial) String() string {
 	return fmt.Sprintf("%s: %d ports reused, %d of them sent to the BACKUP before the crash; after it %d served, %d looped (no route to host), %d failed otherwise; the old MASTER counted %d packets; %d ICMP time exceeded",
 		h.Remedy, h.Ports, h.ToPeer, h.Served, h.Looped, h.Failed, h.OldMasterPkts, h.TimeExceeded)

@@ -49,9 +49,10 @@ func BenchmarkIPVSCrashHole(b *testing.B) {
 // benchHole runs the crash hole b.N times, each in a fresh lab, and
 // reports the sums per run.
 func benchHole(b *testing.B, impl func() scenarios.Implementation, fix scenarios.Fix, remedy scenarios.Remedy) {
+	topo := labtest.DefaultTopology(b)
 	var sum scenarios.HoleTrial
 	for b.Loop() {
-		h, err := crashHoleOnce(labtest.DefaultTopology(b), impl(), fix, remedy)
+		h, err := crashHoleOnce(topo, impl(), fix, remedy)
 		if err != nil {
 			b.Fatal(err)
 		}
